@@ -1,0 +1,55 @@
+# selfkube Makefile. Every target works on a fresh machine (as root for the real-node ones):
+# what a target needs, it builds or installs itself.
+SHELL := /bin/bash
+export SELFKUBE_CACHE ?= /var/cache/selfkube-test
+export KUBE_VERSION ?= v1.36.3
+GO ?= go
+BIN_DIR := _output/bin
+
+.PHONY: build test unit apitest components images host-setup e2e bench up down clean-nodes ci
+
+## build: the selfkube binary in _output/bin/selfkube
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN_DIR)/selfkube ./cmd/selfkube
+
+## unit: unit tests only (no binaries, no root)
+unit:
+	$(GO) test ./...
+
+## components: pinned Kubernetes, etcd, CoreDNS, CNI and pause binaries, cached in $(SELFKUBE_CACHE)
+components:
+	hack/build-components.sh
+
+## images: OCI image tarballs for every component (and selfkube itself) in $(SELFKUBE_CACHE)/images
+images: components build
+	hack/build-images.sh
+
+## test: unit tests plus the API tier (a real kube-apiserver and etcd from the cached binaries)
+test: components
+	$(GO) test ./...
+
+## host-setup: containerd, runc, CNI plugins, iptables, conntrack, socat and containerd config
+host-setup:
+	hack/host-setup.sh
+
+## e2e: the real-node suite (root): nodes with their own kubelet and containerd on this machine
+e2e: host-setup images
+	hack/e2e.sh
+
+## bench: the benchmark table, kubeadm and selfkube side by side on the same substrate
+bench: host-setup images
+	hack/bench.sh
+
+## up / down: a local cluster on this machine, and its removal
+up: host-setup images
+	hack/up.sh
+
+down:
+	hack/down.sh
+
+## clean-nodes: remove everything a killed e2e run left behind (netns, mounts, cgroups, processes, routes)
+clean-nodes:
+	hack/clean-nodes.sh
+
+## ci: what .ci/run runs: unit + API tests, then the real-node e2e suite
+ci: test e2e
