@@ -1,0 +1,173 @@
+// Package config is selfkube's configuration API, version selfkube.io/v1alpha1.
+//
+// A configuration file holds up to two YAML documents: a ClusterConfiguration (what the
+// whole cluster looks like) and a NodeConfiguration (what this machine is). Loading a file
+// decodes it strictly (unknown fields are errors that name their path), fills in defaults,
+// then validates the result into a field.ErrorList. Command-line flags only override.
+package config
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	// Group is the API group of selfkube's configuration kinds.
+	Group = "selfkube.io"
+	// Version is the only version of the configuration API so far.
+	Version = "v1alpha1"
+	// APIVersion is what configuration documents carry in apiVersion.
+	APIVersion = Group + "/" + Version
+
+	// KindCluster and KindNode are the two kinds a configuration file may hold.
+	KindCluster = "ClusterConfiguration"
+	KindNode    = "NodeConfiguration"
+)
+
+// ClusterConfiguration describes the cluster: versions, images, network, PKI and the
+// control-plane components. Every field is optional; Default fills what is left out.
+type ClusterConfiguration struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// KubernetesVersion of the control plane, e.g. v1.36.3.
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// ImageRepository is the registry and path prefix of every component image.
+	ImageRepository string `json:"imageRepository,omitempty"`
+	// Images overrides the full reference of single component images.
+	Images Images `json:"images,omitempty"`
+	// ControlPlaneEndpoint (host:port) is the address every client uses to reach the API:
+	// a load balancer or DNS name for HA clusters. Defaults to the first node's advertise
+	// address and port 6443.
+	ControlPlaneEndpoint string `json:"controlPlaneEndpoint,omitempty"`
+	// Networking of pods and services.
+	Networking Networking `json:"networking,omitempty"`
+	// APIServer settings.
+	APIServer APIServer `json:"apiServer,omitempty"`
+	// ControllerManager settings.
+	ControllerManager Component `json:"controllerManager,omitempty"`
+	// Scheduler settings.
+	Scheduler Component `json:"scheduler,omitempty"`
+	// Etcd is either local (a static pod on each control-plane node) or external.
+	Etcd Etcd `json:"etcd,omitempty"`
+	// Certificates sets how keys and certificates are made.
+	Certificates Certificates `json:"certificates,omitempty"`
+	// Proxy configures kube-proxy.
+	Proxy Proxy `json:"proxy,omitempty"`
+}
+
+// Images holds per-component image overrides. An empty field means
+// <imageRepository>/<component>:<default tag>.
+type Images struct {
+	APIServer         string `json:"apiServer,omitempty"`
+	ControllerManager string `json:"controllerManager,omitempty"`
+	Scheduler         string `json:"scheduler,omitempty"`
+	Proxy             string `json:"proxy,omitempty"`
+	CoreDNS           string `json:"coreDNS,omitempty"`
+	Etcd              string `json:"etcd,omitempty"`
+	Pause             string `json:"pause,omitempty"`
+	// Selfkube is the image of selfkube's in-cluster agents (pod network, checkpointer).
+	Selfkube string `json:"selfkube,omitempty"`
+}
+
+// Networking describes the cluster's address ranges.
+type Networking struct {
+	// PodSubnet is the range node pod CIDRs are allocated from.
+	PodSubnet string `json:"podSubnet,omitempty"`
+	// ServiceSubnet is the range of ClusterIP Services; its first address is the API's.
+	ServiceSubnet string `json:"serviceSubnet,omitempty"`
+	// DNSDomain is the cluster's DNS suffix.
+	DNSDomain string `json:"dnsDomain,omitempty"`
+	// Plugin is the pod network: "selfkube" (the built-in bridge agent) or "none" (bring
+	// your own CNI DaemonSet).
+	Plugin string `json:"plugin,omitempty"`
+}
+
+// Component holds the settings shared by the control-plane components.
+type Component struct {
+	// ExtraArgs are added to (or override) the component's command-line flags,
+	// without the leading dashes: {"v": "2"}.
+	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
+}
+
+// APIServer holds the kube-apiserver settings.
+type APIServer struct {
+	Component `json:",inline"`
+	// CertSANs are extra names and addresses for the API serving certificate.
+	CertSANs []string `json:"certSANs,omitempty"`
+}
+
+// Etcd selects local or external etcd; exactly one may be set.
+type Etcd struct {
+	Local    *LocalEtcd    `json:"local,omitempty"`
+	External *ExternalEtcd `json:"external,omitempty"`
+}
+
+// LocalEtcd is etcd run by selfkube as a static pod on each control-plane node.
+type LocalEtcd struct {
+	// DataDir on the host.
+	DataDir string `json:"dataDir,omitempty"`
+	// Image overrides the etcd image.
+	Image string `json:"image,omitempty"`
+	// ExtraArgs are added to (or override) etcd's flags.
+	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
+}
+
+// ExternalEtcd is an etcd cluster selfkube does not manage.
+type ExternalEtcd struct {
+	// Endpoints are https URLs of the etcd members.
+	Endpoints []string `json:"endpoints"`
+	// CAFile, CertFile and KeyFile are the client TLS files on the control-plane hosts.
+	CAFile   string `json:"caFile"`
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+}
+
+// Key algorithms for every private key selfkube makes.
+const (
+	KeyAlgorithmECDSAP256 = "ECDSA-P256"
+	KeyAlgorithmRSA2048   = "RSA-2048"
+	KeyAlgorithmRSA3072   = "RSA-3072"
+	KeyAlgorithmRSA4096   = "RSA-4096"
+)
+
+// Certificates sets how the PKI is made.
+type Certificates struct {
+	// KeyAlgorithm of every private key: ECDSA-P256, RSA-2048, RSA-3072 or RSA-4096.
+	KeyAlgorithm string `json:"keyAlgorithm,omitempty"`
+	// CAValidity is how long a new CA certificate is valid.
+	CAValidity *metav1.Duration `json:"caValidity,omitempty"`
+	// Validity is how long a new leaf certificate is valid.
+	Validity *metav1.Duration `json:"validity,omitempty"`
+}
+
+// Proxy configures kube-proxy.
+type Proxy struct {
+	// Mode is iptables, ipvs or nftables.
+	Mode string `json:"mode,omitempty"`
+}
+
+// NodeConfiguration describes the machine selfkube runs on.
+type NodeConfiguration struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// Name of the Node object; defaults to the host name.
+	Name string `json:"name,omitempty"`
+	// AdvertiseAddress is the address the API server on this node advertises. Defaults
+	// to the controlPlaneEndpoint host when that is an IP, else the host's default-route address.
+	AdvertiseAddress string `json:"advertiseAddress,omitempty"`
+	// NodeIP is the kubelet's --node-ip; defaults to the advertise address.
+	NodeIP string `json:"nodeIP,omitempty"`
+	// CRISocket is the container runtime endpoint.
+	CRISocket string `json:"criSocket,omitempty"`
+	// Labels are added to the Node object.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Taints are put on the Node object. A control-plane node gets
+	// node-role.kubernetes.io/control-plane:NoSchedule when this is nil; an empty list means none.
+	Taints []corev1.Taint `json:"taints,omitempty"`
+}
+
+// Config is a loaded, defaulted and validated configuration file.
+type Config struct {
+	Cluster ClusterConfiguration
+	Node    NodeConfiguration
+}

@@ -1,0 +1,203 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+var versionPattern = regexp.MustCompile(`^v1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`)
+
+// Validate checks a defaulted configuration and returns every problem it finds, each
+// naming the field it is about.
+func Validate(cfg *Config) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateCluster(&cfg.Cluster, field.NewPath("ClusterConfiguration"))...)
+	errs = append(errs, validateNode(&cfg.Node, field.NewPath("NodeConfiguration"))...)
+	return errs
+}
+
+func validateCluster(c *ClusterConfiguration, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if !versionPattern.MatchString(c.KubernetesVersion) {
+		errs = append(errs, field.Invalid(p.Child("kubernetesVersion"), c.KubernetesVersion,
+			"must be a Kubernetes release such as v1.36.3"))
+	}
+	if c.ImageRepository == "" || strings.ContainsAny(c.ImageRepository, " @\t") || strings.HasSuffix(c.ImageRepository, "/") {
+		errs = append(errs, field.Invalid(p.Child("imageRepository"), c.ImageRepository,
+			"must be a registry host with an optional path, such as registry.k8s.io"))
+	}
+	errs = append(errs, validateEndpoint(c.ControlPlaneEndpoint, p.Child("controlPlaneEndpoint"))...)
+	errs = append(errs, validateNetworking(&c.Networking, p.Child("networking"))...)
+	errs = append(errs, validateExtraArgs(c.APIServer.ExtraArgs, p.Child("apiServer", "extraArgs"))...)
+	for i, san := range c.APIServer.CertSANs {
+		if net.ParseIP(san) == nil && len(validation.IsDNS1123Subdomain(strings.TrimPrefix(san, "*."))) > 0 {
+			errs = append(errs, field.Invalid(p.Child("apiServer", "certSANs").Index(i), san,
+				"must be an IP address or a DNS name"))
+		}
+	}
+	errs = append(errs, validateExtraArgs(c.ControllerManager.ExtraArgs, p.Child("controllerManager", "extraArgs"))...)
+	errs = append(errs, validateExtraArgs(c.Scheduler.ExtraArgs, p.Child("scheduler", "extraArgs"))...)
+	errs = append(errs, validateEtcd(&c.Etcd, p.Child("etcd"))...)
+	errs = append(errs, validateCertificates(&c.Certificates, p.Child("certificates"))...)
+	switch c.Proxy.Mode {
+	case "iptables", "ipvs", "nftables":
+	default:
+		errs = append(errs, field.NotSupported(p.Child("proxy", "mode"), c.Proxy.Mode,
+			[]string{"iptables", "ipvs", "nftables"}))
+	}
+	return errs
+}
+
+func validateEndpoint(ep string, p *field.Path) field.ErrorList {
+	if ep == "" {
+		return field.ErrorList{field.Required(p,
+			"set controlPlaneEndpoint (host:port) or the node's advertiseAddress")}
+	}
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil {
+		return field.ErrorList{field.Invalid(p, ep, "must be host:port, such as 192.0.2.10:6443 or api.example.com:6443")}
+	}
+	var errs field.ErrorList
+	if net.ParseIP(host) == nil && len(validation.IsDNS1123Subdomain(host)) > 0 {
+		errs = append(errs, field.Invalid(p, ep, "host must be an IP address or a DNS name"))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		errs = append(errs, field.Invalid(p, ep, "port must be a number from 1 to 65535"))
+	}
+	return errs
+}
+
+func validateNetworking(n *Networking, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	pods, err := netip.ParsePrefix(n.PodSubnet)
+	if err != nil {
+		errs = append(errs, field.Invalid(p.Child("podSubnet"), n.PodSubnet, "must be a CIDR such as 10.244.0.0/16"))
+	} else if pods.Addr().Is4() && pods.Bits() > 24 {
+		errs = append(errs, field.Invalid(p.Child("podSubnet"), n.PodSubnet,
+			"must be /24 or larger: each node gets a /24 from it"))
+	}
+	svcs, err2 := netip.ParsePrefix(n.ServiceSubnet)
+	if err2 != nil {
+		errs = append(errs, field.Invalid(p.Child("serviceSubnet"), n.ServiceSubnet, "must be a CIDR such as 10.96.0.0/12"))
+	} else if svcs.Addr().Is4() && svcs.Bits() > 28 {
+		errs = append(errs, field.Invalid(p.Child("serviceSubnet"), n.ServiceSubnet, "must be /28 or larger"))
+	}
+	if err == nil && err2 == nil && pods.Overlaps(svcs) {
+		errs = append(errs, field.Invalid(p.Child("serviceSubnet"), n.ServiceSubnet,
+			fmt.Sprintf("overlaps podSubnet %s: pod and service addresses must be distinct", n.PodSubnet)))
+	}
+	if msgs := validation.IsDNS1123Subdomain(n.DNSDomain); len(msgs) > 0 {
+		errs = append(errs, field.Invalid(p.Child("dnsDomain"), n.DNSDomain, strings.Join(msgs, "; ")))
+	}
+	switch n.Plugin {
+	case NetworkPluginSelfkube, NetworkPluginNone:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("plugin"), n.Plugin,
+			[]string{NetworkPluginSelfkube, NetworkPluginNone}))
+	}
+	return errs
+}
+
+func validateExtraArgs(args map[string]string, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for k := range args {
+		if k == "" || strings.HasPrefix(k, "-") || strings.ContainsAny(k, "= ") {
+			errs = append(errs, field.Invalid(p.Key(k), k, "must be a flag name without leading dashes, such as v or audit-log-path"))
+		}
+	}
+	return errs
+}
+
+func validateEtcd(e *Etcd, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch {
+	case e.Local != nil && e.External != nil:
+		errs = append(errs, field.Forbidden(p, "set either local or external, not both"))
+	case e.Local != nil:
+		if !strings.HasPrefix(e.Local.DataDir, "/") {
+			errs = append(errs, field.Invalid(p.Child("local", "dataDir"), e.Local.DataDir, "must be an absolute path"))
+		}
+		errs = append(errs, validateExtraArgs(e.Local.ExtraArgs, p.Child("local", "extraArgs"))...)
+	case e.External != nil:
+		ep := p.Child("external")
+		if len(e.External.Endpoints) == 0 {
+			errs = append(errs, field.Required(ep.Child("endpoints"), "list at least one etcd client URL"))
+		}
+		for i, u := range e.External.Endpoints {
+			parsed, err := url.Parse(u)
+			if err != nil || parsed.Scheme != "https" || parsed.Host == "" {
+				errs = append(errs, field.Invalid(ep.Child("endpoints").Index(i), u, "must be an https:// URL"))
+			}
+		}
+		for name, f := range map[string]string{"caFile": e.External.CAFile, "certFile": e.External.CertFile, "keyFile": e.External.KeyFile} {
+			if !strings.HasPrefix(f, "/") {
+				errs = append(errs, field.Required(ep.Child(name), "must be an absolute path on the control-plane hosts"))
+			}
+		}
+	}
+	return errs
+}
+
+// KeyAlgorithms lists the accepted values of certificates.keyAlgorithm.
+var KeyAlgorithms = []string{KeyAlgorithmECDSAP256, KeyAlgorithmRSA2048, KeyAlgorithmRSA3072, KeyAlgorithmRSA4096}
+
+func validateCertificates(c *Certificates, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	known := false
+	for _, a := range KeyAlgorithms {
+		known = known || a == c.KeyAlgorithm
+	}
+	if !known {
+		errs = append(errs, field.NotSupported(p.Child("keyAlgorithm"), c.KeyAlgorithm, KeyAlgorithms))
+	}
+	if c.CAValidity.Duration <= 0 {
+		errs = append(errs, field.Invalid(p.Child("caValidity"), c.CAValidity.Duration.String(), "must be positive"))
+	}
+	if c.Validity.Duration <= 0 {
+		errs = append(errs, field.Invalid(p.Child("validity"), c.Validity.Duration.String(), "must be positive"))
+	} else if c.Validity.Duration > c.CAValidity.Duration {
+		errs = append(errs, field.Invalid(p.Child("validity"), c.Validity.Duration.String(),
+			"must not exceed caValidity: a leaf cannot outlive its CA"))
+	}
+	return errs
+}
+
+func validateNode(n *NodeConfiguration, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if msgs := validation.IsDNS1123Subdomain(n.Name); len(msgs) > 0 {
+		errs = append(errs, field.Invalid(p.Child("name"), n.Name, strings.Join(msgs, "; ")))
+	}
+	if net.ParseIP(n.AdvertiseAddress) == nil {
+		errs = append(errs, field.Invalid(p.Child("advertiseAddress"), n.AdvertiseAddress, "must be an IP address of this host"))
+	}
+	if net.ParseIP(n.NodeIP) == nil {
+		errs = append(errs, field.Invalid(p.Child("nodeIP"), n.NodeIP, "must be an IP address of this host"))
+	}
+	if u, err := url.Parse(n.CRISocket); err != nil || u.Scheme != "unix" || u.Path == "" {
+		errs = append(errs, field.Invalid(p.Child("criSocket"), n.CRISocket, "must be a unix:// URL, such as "+DefaultCRISocket))
+	}
+	errs = append(errs, metav1validation.ValidateLabels(n.Labels, p.Child("labels"))...)
+	for i, t := range n.Taints {
+		tp := p.Child("taints").Index(i)
+		if msgs := validation.IsQualifiedName(t.Key); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(tp.Child("key"), t.Key, strings.Join(msgs, "; ")))
+		}
+		switch t.Effect {
+		case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		default:
+			errs = append(errs, field.NotSupported(tp.Child("effect"), t.Effect,
+				[]corev1.TaintEffect{corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute}))
+		}
+	}
+	return errs
+}
