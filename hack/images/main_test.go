@@ -1,0 +1,70 @@
+package main
+
+import (
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestEnsureWritesVerifiesAndReuses(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "pause")
+	if err := os.WriteFile(src, []byte("first"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := Image{
+		File:       "pause_3.10.2.tar",
+		Tags:       []string{"registry.local/pause:3.10.2", "registry.local/pause:latest"},
+		Contents:   withBase(Content{Dest: "/pause", Source: src}),
+		Entrypoint: []string{"/pause"},
+		Env:        []string{defaultPath},
+	}
+	out := t.TempDir()
+	file := filepath.Join(out, img.File)
+
+	for i, want := range []bool{true, false} {
+		built, err := ensure(out, img)
+		if err != nil {
+			t.Fatalf("ensure #%d: %v", i+1, err)
+		}
+		if built != want {
+			t.Errorf("ensure #%d built = %v, want %v", i+1, built, want)
+		}
+	}
+	if err := verify(file, img, true); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+
+	if err := os.WriteFile(src, []byte("second"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if built, err := ensure(out, img); err != nil || !built {
+		t.Errorf("ensure after the source changed = %v, %v; want a rebuild", built, err)
+	}
+
+	other := img
+	other.Entrypoint = []string{"/missing"}
+	if err := verify(file, other, false); err == nil || !strings.Contains(err.Error(), "entrypoint") {
+		t.Errorf("verify with another entrypoint = %v, want an entrypoint mismatch", err)
+	}
+	other.Entrypoint = nil
+	other.Cmd = []string{"sh"}
+	if err := hasProgramFile(file, img.Tags[0], other); err == nil {
+		t.Error("hasProgram found sh in an image without it")
+	}
+}
+
+// hasProgramFile is hasProgram for the image tagged tag in the tarball file.
+func hasProgramFile(file, tag string, img Image) error {
+	t, err := name.NewTag(tag)
+	if err != nil {
+		return err
+	}
+	image, err := tarball.ImageFromPath(file, &t)
+	if err != nil {
+		return err
+	}
+	return hasProgram(image, img)
+}
