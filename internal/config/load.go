@@ -63,7 +63,7 @@ func Decode(data []byte) (*Config, error) {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		js, err := yaml.YAMLToJSON(doc)
+		js, err := yaml.YAMLToJSONStrict(doc)
 		if err != nil {
 			return nil, fmt.Errorf("document %d is not valid YAML: %w", i, err)
 		}

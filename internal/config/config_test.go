@@ -1,0 +1,172 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+)
+
+var testHost = Host{Hostname: "Node1", DefaultAddress: "192.0.2.99"}
+
+// Every testdata/invalid-*.yaml must be listed here with the field path (or the part of
+// the message) its error must name, so a new case cannot pass by failing for another reason.
+var invalidCases = map[string]string{
+	"unknown-field":         `unknown field "networking.podSubnt"`,
+	"unknown-nested-field":  `unknown field "etcd.local.datadir"`,
+	"duplicate-field":       `line 4: key "kubernetesVersion" already set`,
+	"wrong-apiversion":      `apiVersion "selfkube.io/v1beta9" is not supported`,
+	"unknown-kind":          `kind "InitConfiguration" is not supported`,
+	"two-cluster-docs":      `a second ClusterConfiguration`,
+	"bad-cidr":              `ClusterConfiguration.networking.podSubnet`,
+	"overlapping-subnets":   `ClusterConfiguration.networking.serviceSubnet: Invalid value: "10.96.0.0/12": overlaps podSubnet`,
+	"bad-version":           `ClusterConfiguration.kubernetesVersion`,
+	"endpoint-without-port": `ClusterConfiguration.controlPlaneEndpoint: Invalid value: "192.0.2.10": must be host:port`,
+	"endpoint-bad-port":     `ClusterConfiguration.controlPlaneEndpoint: Invalid value: "api.example.com:70000": port must be`,
+	"unknown-key-algorithm": `ClusterConfiguration.certificates.keyAlgorithm: Unsupported value: "ED25519"`,
+	"leaf-outlives-ca":      `ClusterConfiguration.certificates.validity`,
+	"both-etcds":            `ClusterConfiguration.etcd: Forbidden`,
+	"external-etcd-http":    `ClusterConfiguration.etcd.external.endpoints[0]`,
+	"proxy-mode":            `ClusterConfiguration.proxy.mode: Unsupported value: "userspace"`,
+	"network-plugin":        `ClusterConfiguration.networking.plugin: Unsupported value: "flannel"`,
+	"bad-dns-domain":        `ClusterConfiguration.networking.dnsDomain`,
+	"extra-arg-dashes":      `ClusterConfiguration.apiServer.extraArgs[--v]`,
+	"node-bad-ip":           `NodeConfiguration.advertiseAddress`,
+	"node-bad-taint":        `NodeConfiguration.taints[0].effect: Unsupported value: "Sometimes"`,
+	"node-bad-name":         `NodeConfiguration.name`,
+	"node-cri-socket":       `NodeConfiguration.criSocket`,
+	"not-yaml":              `document 1 is not valid YAML`,
+}
+
+func TestLoadInvalid(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid-*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no invalid test cases found: %v", err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "invalid-"), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			want, ok := invalidCases[name]
+			if !ok {
+				t.Fatalf("%s has no expected error in invalidCases", f)
+			}
+			cfg, err := LoadFile(f, testHost)
+			if err == nil {
+				t.Fatalf("LoadFile(%s) = %+v, want an error naming %q", f, cfg, want)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("LoadFile(%s) error:\n%v\nwant it to contain %q", f, err, want)
+			}
+			if !strings.Contains(err.Error(), f) {
+				t.Errorf("error %q does not name the file %s", err, f)
+			}
+		})
+	}
+	for name := range invalidCases {
+		if _, err := os.Stat("testdata/invalid-" + name + ".yaml"); err != nil {
+			t.Errorf("invalidCases lists %q but its file is missing: %v", name, err)
+		}
+	}
+}
+
+func TestLoadValid(t *testing.T) {
+	tests := []struct {
+		file  string
+		check func(t *testing.T, c *Config)
+	}{
+		{"valid-minimal.yaml", func(t *testing.T, c *Config) {
+			want := Config{
+				Cluster: ClusterConfiguration{
+					KubernetesVersion: "v1.36.3", ImageRepository: "registry.k8s.io",
+					ControlPlaneEndpoint: "192.0.2.10:6443",
+					Networking:           Networking{PodSubnet: "10.244.0.0/16", ServiceSubnet: "10.96.0.0/12", DNSDomain: "cluster.local", Plugin: "selfkube"},
+					Etcd:                 Etcd{Local: &LocalEtcd{DataDir: "/var/lib/etcd"}},
+					Proxy:                Proxy{Mode: "iptables"},
+				},
+				Node: NodeConfiguration{Name: "node1", AdvertiseAddress: "192.0.2.10", NodeIP: "192.0.2.10",
+					CRISocket: "unix:///run/containerd/containerd.sock"},
+			}
+			if c.Cluster.Certificates.KeyAlgorithm != KeyAlgorithmECDSAP256 ||
+				c.Cluster.Certificates.CAValidity.Duration != 10*365*24*time.Hour ||
+				c.Cluster.Certificates.Validity.Duration != 365*24*time.Hour {
+				t.Errorf("certificate defaults = %+v", c.Cluster.Certificates)
+			}
+			c.Cluster.Certificates = Certificates{}
+			want.Cluster.TypeMeta = c.Cluster.TypeMeta
+			want.Node.TypeMeta = c.Node.TypeMeta
+			if d := cmp.Diff(want, *c); d != "" {
+				t.Errorf("defaulted config (-want +got):\n%s", d)
+			}
+		}},
+		{"valid-empty.yaml", func(t *testing.T, c *Config) {
+			if c.Node.AdvertiseAddress != "192.0.2.99" || c.Cluster.ControlPlaneEndpoint != "192.0.2.99:6443" {
+				t.Errorf("with no endpoint, want the host address: advertise %q endpoint %q",
+					c.Node.AdvertiseAddress, c.Cluster.ControlPlaneEndpoint)
+			}
+		}},
+		{"valid-full.yaml", func(t *testing.T, c *Config) {
+			if got := c.Cluster.Image(ImageAPIServer); got != "registry.local/custom/kube-apiserver:v1.35.4-patched" {
+				t.Errorf("apiserver image override ignored: %s", got)
+			}
+			if got := c.Cluster.Image(ImageScheduler); got != "registry.local/k8s/kube-scheduler:v1.35.4" {
+				t.Errorf("scheduler image = %s", got)
+			}
+			if got := c.Cluster.Image(ImageEtcd); got != "registry.local/etcd:3.6.6-custom" {
+				t.Errorf("etcd.local.image ignored: %s", got)
+			}
+			if got := c.Cluster.Image(ImageCoreDNS); got != "registry.local/k8s/coredns:v1.15.0" {
+				t.Errorf("coredns image = %s", got)
+			}
+			if c.Cluster.Certificates.Validity.Duration != 90*24*time.Hour || c.Cluster.Certificates.KeyAlgorithm != "RSA-3072" {
+				t.Errorf("certificates = %+v", c.Cluster.Certificates)
+			}
+			if c.Node.NodeIP != "192.0.2.22" || c.Node.Name != "cp-1" || c.Cluster.ControlPlaneEndpoint != "api.example.com:443" {
+				t.Errorf("explicit fields were overridden by defaults: %+v", c.Node)
+			}
+			if len(c.Node.Taints) != 1 || c.Node.Taints[0].Effect != corev1.TaintEffectNoExecute {
+				t.Errorf("taints = %+v", c.Node.Taints)
+			}
+		}},
+		{"valid-external-etcd.yaml", func(t *testing.T, c *Config) {
+			if c.Cluster.Etcd.Local != nil || len(c.Cluster.Etcd.External.Endpoints) != 2 {
+				t.Errorf("etcd = %+v", c.Cluster.Etcd)
+			}
+			if c.Cluster.ControlPlaneEndpoint != "192.0.2.30:6443" {
+				t.Errorf("endpoint should default to the advertise address: %q", c.Cluster.ControlPlaneEndpoint)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			c, err := LoadFile(filepath.Join("testdata", tt.file), testHost)
+			if err != nil {
+				t.Fatalf("LoadFile: %v", err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestDefaultIsIdempotentAndValid(t *testing.T) {
+	c := &Config{}
+	Default(c, testHost)
+	first := *c
+	Default(c, testHost)
+	if d := cmp.Diff(first, *c); d != "" {
+		t.Errorf("second Default changed the config:\n%s", d)
+	}
+	if errs := Validate(c); len(errs) > 0 {
+		t.Errorf("defaults do not validate: %v", errs)
+	}
+}
+
+func TestNoHostAddressNeedsEndpoint(t *testing.T) {
+	_, err := LoadFile("", Host{Hostname: "n"})
+	if err == nil || !strings.Contains(err.Error(), "ClusterConfiguration.controlPlaneEndpoint: Required value") {
+		t.Fatalf("want a required-endpoint error when nothing gives an address, got %v", err)
+	}
+}
