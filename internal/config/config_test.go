@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	yaml "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -168,5 +169,65 @@ func TestNoHostAddressNeedsEndpoint(t *testing.T) {
 	_, err := LoadFile("", Host{Hostname: "n"})
 	if err == nil || !strings.Contains(err.Error(), "ClusterConfiguration.controlPlaneEndpoint: Required value") {
 		t.Fatalf("want a required-endpoint error when nothing gives an address, got %v", err)
+	}
+}
+
+func TestPrintDefaultsRoundTrip(t *testing.T) {
+	c := &Config{}
+	Default(c, testHost)
+	out, err := PrintDefaults(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Decode(out)
+	if err != nil {
+		t.Fatalf("printed defaults do not decode:\n%s\n%v", out, err)
+	}
+	Default(back, Host{})
+	if d := cmp.Diff(c, back); d != "" {
+		t.Errorf("printed defaults load back differently (-printed +loaded):\n%s\noutput:\n%s", d, out)
+	}
+	for _, want := range []string{"# Pod addresses", "#   apiServer: registry.k8s.io/kube-apiserver:v1.36.3", "kind: NodeConfiguration"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("print-defaults output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestEveryFieldDocumented fills every field and requires a fieldDocs entry for each
+// JSON path, so print-defaults cannot silently leave a new field undocumented.
+func TestEveryFieldDocumented(t *testing.T) {
+	full, err := LoadFile("testdata/valid-full.yaml", testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := LoadFile("testdata/valid-external-etcd.yaml", testHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.Cluster.Etcd.External = ext.Cluster.Etcd.External
+	for _, doc := range []any{full.Cluster, full.Node} {
+		node, err := documented(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var walk func(n *yaml.Node, prefix string)
+		walk = func(n *yaml.Node, prefix string) {
+			if n.Kind != yaml.MappingNode || strings.HasSuffix(prefix, "extraArgs") || strings.HasSuffix(prefix, "images") ||
+				prefix == "labels" {
+				return
+			}
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				path := n.Content[i].Value
+				if prefix != "" {
+					path = prefix + "." + path
+				}
+				if _, ok := fieldDocs[path]; !ok {
+					t.Errorf("field %q has no entry in fieldDocs", path)
+				}
+				walk(n.Content[i+1], path)
+			}
+		}
+		walk(node, "")
 	}
 }

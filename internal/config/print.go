@@ -1,0 +1,143 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// fieldDocs documents every field of both kinds by its JSON path. A test keeps it
+// complete: a field without an entry here fails it.
+var fieldDocs = map[string]string{
+	"apiVersion": "The configuration API version.",
+	"kind":       "ClusterConfiguration describes the cluster; NodeConfiguration this machine.",
+
+	"kubernetesVersion":    "Kubernetes version of every control-plane component.",
+	"imageRepository":      "Registry and path of every component image: <imageRepository>/<component>:<tag>.",
+	"images":               "Full image references that override single components.",
+	"controlPlaneEndpoint": "host:port every client uses to reach the API (a load balancer or DNS name for HA).\nDefault: the first node's advertise address and port 6443.",
+	"networking":           "Address ranges of the cluster.",
+	"networking.podSubnet": "Pod addresses; each node gets a /24 from it.",
+	"networking.serviceSubnet": "ClusterIP Service addresses; the first is the API's, the tenth cluster DNS's.\nMust not overlap podSubnet.",
+	"networking.dnsDomain":     "DNS suffix of Services: <service>.<namespace>.svc.<dnsDomain>.",
+	"networking.plugin":        "Pod network: selfkube (the built-in bridge agent) or none (bring your own CNI DaemonSet).",
+	"apiServer":                "kube-apiserver settings.",
+	"apiServer.extraArgs":      "Flags added to, or overriding, the defaults (names without dashes).",
+	"apiServer.certSANs":       "Extra DNS names and IPs for the API serving certificate.",
+	"controllerManager":        "kube-controller-manager settings.",
+	"controllerManager.extraArgs": "Flags added to, or overriding, the defaults (names without dashes).",
+	"scheduler":                   "kube-scheduler settings.",
+	"scheduler.extraArgs":         "Flags added to, or overriding, the defaults (names without dashes).",
+	"etcd":                        "Where the cluster's data lives: local (static pods run by selfkube) or external.",
+	"etcd.local":                  "etcd as a static pod on each control-plane node (never self-hosted, by design).",
+	"etcd.local.dataDir":          "etcd's data directory on the host.",
+	"etcd.local.image":            "Overrides the etcd image.",
+	"etcd.local.extraArgs":        "etcd flags added to, or overriding, the defaults.",
+	"etcd.external":               "An etcd cluster that selfkube does not manage.",
+	"etcd.external.endpoints":     "https:// client URLs of the members.",
+	"etcd.external.caFile":        "CA that signed the members' certificates (path on control-plane hosts).",
+	"etcd.external.certFile":      "Client certificate (path on control-plane hosts).",
+	"etcd.external.keyFile":       "Client key (path on control-plane hosts).",
+	"certificates":                "How keys and certificates are made.",
+	"certificates.keyAlgorithm":   "ECDSA-P256, RSA-2048, RSA-3072 or RSA-4096.",
+	"certificates.caValidity":     "Lifetime of a new CA certificate.",
+	"certificates.validity":       "Lifetime of a new leaf certificate; rotate with `selfkube certs`.",
+	"proxy":                       "kube-proxy settings.",
+	"proxy.mode":                  "iptables, ipvs or nftables.",
+
+	"name":             "Node name. Default: the host name.",
+	"advertiseAddress": "Address the API server on this node advertises.\nDefault: the controlPlaneEndpoint host if it is an IP, else the default-route address.",
+	"nodeIP":           "The kubelet's node IP. Default: the advertise address.",
+	"criSocket":        "Container runtime endpoint.",
+	"labels":           "Labels put on the Node object.",
+	"taints":           "Taints put on the Node object.",
+}
+
+var imageDocs = []struct{ field, image string }{
+	{"apiServer", ImageAPIServer}, {"controllerManager", ImageControllerManager},
+	{"scheduler", ImageScheduler}, {"proxy", ImageProxy}, {"coreDNS", ImageCoreDNS},
+	{"etcd", ImageEtcd}, {"pause", ImagePause}, {"selfkube", ImageSelfkube},
+}
+
+// PrintDefaults renders cfg as a YAML file of two documents, every field present and
+// commented. Image overrides, empty by default, are listed as comments with the
+// references they resolve to.
+func PrintDefaults(cfg *Config) ([]byte, error) {
+	var out bytes.Buffer
+	out.WriteString("# selfkube configuration, every field with its default.\n" +
+		"# Use: selfkube render --config FILE --asset-dir DIR\n")
+	for i, doc := range []any{&cfg.Cluster, &cfg.Node} {
+		if i > 0 {
+			out.WriteString("---\n")
+		}
+		node, err := documented(doc)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			appendImageComment(node, &cfg.Cluster)
+		}
+		enc := yaml.NewEncoder(&out)
+		enc.SetIndent(2)
+		if err := enc.Encode(node); err != nil {
+			return nil, fmt.Errorf("encoding defaults: %w", err)
+		}
+		if err := enc.Close(); err != nil {
+			return nil, fmt.Errorf("encoding defaults: %w", err)
+		}
+	}
+	return out.Bytes(), nil
+}
+
+// documented turns v into a YAML node tree in Go field order (JSON keeps it) with the
+// documentation of every key as its head comment.
+func documented(v any) (*yaml.Node, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encoding defaults: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(js, &doc); err != nil {
+		return nil, fmt.Errorf("encoding defaults: %w", err)
+	}
+	root := doc.Content[0]
+	annotate(root, "")
+	return root, nil
+}
+
+func annotate(n *yaml.Node, prefix string) {
+	n.Style = 0 // block style, not JSON's flow style
+	for _, c := range n.Content {
+		c.Style = 0
+	}
+	if n.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		path := key.Value
+		if prefix != "" {
+			path = prefix + "." + key.Value
+		}
+		if d, ok := fieldDocs[path]; ok {
+			key.HeadComment = d
+		}
+		annotate(val, path)
+	}
+}
+
+func appendImageComment(root *yaml.Node, c *ClusterConfiguration) {
+	var b strings.Builder
+	b.WriteString(fieldDocs["images"] + " Without them:")
+	for _, d := range imageDocs {
+		fmt.Fprintf(&b, "\n  %s: %s", d.field, c.Image(d.image))
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "images" {
+			root.Content[i].HeadComment = b.String()
+		}
+	}
+}
