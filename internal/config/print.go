@@ -104,6 +104,11 @@ func documented(v any) (*yaml.Node, error) {
 		return nil, fmt.Errorf("encoding defaults: %w", err)
 	}
 	root := doc.Content[0]
+	// TypeMeta puts kind first; people expect apiVersion on top.
+	if len(root.Content) >= 4 && root.Content[0].Value == "kind" && root.Content[2].Value == "apiVersion" {
+		c := root.Content
+		c[0], c[1], c[2], c[3] = c[2], c[3], c[0], c[1]
+	}
 	annotate(root, "")
 	return root, nil
 }
