@@ -1,0 +1,319 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/util/cert"
+	"k8s.io/client-go/util/keyutil"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+// File modes of what Ensure writes.
+const (
+	KeyMode  fs.FileMode = 0o600
+	CertMode fs.FileMode = 0o644
+	DirMode  fs.FileMode = 0o700
+)
+
+// Options change how Ensure runs.
+type Options struct {
+	// DryRun computes the same plan (and the same errors) but writes nothing.
+	DryRun bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Time is the current time of the options' clock.
+func (o Options) Time() time.Time {
+	if o.Now == nil {
+		return time.Now()
+	}
+	return o.Now()
+}
+
+// Action says what Ensure did (or, in a dry run, would do) with a file.
+type Action string
+
+const (
+	Generated Action = "generated"
+	Existing  Action = "using existing"
+)
+
+// Result is the outcome for one file.
+type Result struct {
+	Path   string
+	Action Action
+}
+
+func (r Result) String() string { return fmt.Sprintf("%s %s", r.Action, r.Path) }
+
+// Ensure converges dir (the PKI directory, an asset directory's tls/) onto Specs(cfg).
+//
+// A CA whose certificate and key exist and match is reused. A leaf is reused when it is
+// valid now, signed by its CA and has exactly the expected subject, SANs, usages and key
+// algorithm family. Anything else that exists (a certificate without its key, a key
+// that does not match, a leaf that differs from its spec) is an error naming the file
+// and the difference, and nothing is written: every file is checked before any is.
+// Missing files are generated and written atomically, keys 0600 and certificates 0644.
+// The results list every file, in Specs order.
+func Ensure(dir string, cfg *config.Config, opts Options) ([]Result, error) {
+	specs, err := Specs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	now := opts.Time()
+	certs := cfg.Cluster.Certificates
+	caIssuer := Issuer{KeyAlgorithm: certs.KeyAlgorithm, Validity: certs.CAValidity.Duration, Now: now}
+	leafIssuer := Issuer{KeyAlgorithm: certs.KeyAlgorithm, Validity: certs.Validity.Duration, Now: now}
+
+	// Check everything that exists first.
+	existing := map[string]*KeyPair{}
+	unreadable := map[string]bool{}
+	var problems []error
+	for _, spec := range specs {
+		issuer := leafIssuer
+		if spec.Kind == KindCA {
+			issuer = caIssuer
+		}
+		kp, err := readExisting(dir, spec)
+		if err != nil {
+			problems = append(problems, err)
+			unreadable[spec.Name] = true
+			continue
+		}
+		if kp == nil || unreadable[spec.CA] {
+			continue
+		}
+		existing[spec.Name] = kp
+		if err := check(dir, spec, kp, issuer, existing[spec.CA]); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("checking the certificates in %s (nothing was written):\n%w", dir, errors.Join(problems...))
+	}
+
+	// Then make what is missing, in memory.
+	var results []Result
+	var writes []file
+	pairs := map[string]*KeyPair{}
+	for _, spec := range specs {
+		names := fileNames(dir, spec)
+		if kp := existing[spec.Name]; kp != nil {
+			pairs[spec.Name] = kp
+			for _, n := range names {
+				results = append(results, Result{Path: n, Action: Existing})
+			}
+			continue
+		}
+		issuer := leafIssuer
+		if spec.Kind == KindCA {
+			issuer = caIssuer
+		}
+		kp, err := issuer.Issue(spec, pairs[spec.CA])
+		if err != nil {
+			return nil, err
+		}
+		pairs[spec.Name] = kp
+		fs, err := encode(names, kp)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", spec.Name, err)
+		}
+		writes = append(writes, fs...)
+		for _, n := range names {
+			results = append(results, Result{Path: n, Action: Generated})
+		}
+	}
+	if opts.DryRun {
+		return results, nil
+	}
+	if err := writeFiles(writes); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// LoadCA reads the CA name (CA, FrontProxyCA or EtcdCA) from the PKI directory dir and
+// checks that it is a CA and its key matches; validity in time is the caller's to check. A missing file gives an error that matches fs.ErrNotExist.
+func LoadCA(dir, name string) (*KeyPair, error) {
+	kp, err := readExisting(dir, Spec{Name: name, Kind: KindCA})
+	if err != nil {
+		return nil, err
+	}
+	if kp == nil {
+		return nil, fmt.Errorf("loading the CA %s: %w: run `selfkube render` (or restore %s) first",
+			filepath.Join(dir, name+".crt"), fs.ErrNotExist, filepath.Join(dir, name+".crt"))
+	}
+	names := fileNames(dir, Spec{Name: name, Kind: KindCA})
+	if !publicKeysEqual(kp.Key.Public(), kp.Cert.PublicKey) {
+		return nil, fmt.Errorf("%s does not match %s: restore the CA's key", names[1], names[0])
+	}
+	if !kp.Cert.IsCA || kp.Cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fmt.Errorf("%s is not a certificate authority (needs CA:TRUE and key usage CertSign): restore the CA", names[0])
+	}
+	return kp, nil
+}
+
+// fileNames are the paths of a spec's files: certificate and key, or key and public key.
+func fileNames(dir string, spec Spec) [2]string {
+	base := filepath.Join(dir, filepath.FromSlash(spec.Name))
+	if spec.Kind == KindKeyPair {
+		return [2]string{base + ".key", base + ".pub"}
+	}
+	return [2]string{base + ".crt", base + ".key"}
+}
+
+// readExisting loads a spec's files. Both missing gives nil, nil; one without the other
+// or a file that does not parse is an error naming the file.
+func readExisting(dir string, spec Spec) (*KeyPair, error) {
+	names := fileNames(dir, spec)
+	var data [2][]byte
+	var found [2]bool
+	for i, n := range names {
+		b, err := os.ReadFile(n)
+		switch {
+		case err == nil:
+			data[i], found[i] = b, true
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			return nil, fmt.Errorf("reading %s: %w", n, err)
+		}
+	}
+	switch {
+	case !found[0] && !found[1]:
+		return nil, nil
+	case !found[0] || !found[1]:
+		have, lack := names[0], names[1]
+		if !found[0] {
+			have, lack = names[1], names[0]
+		}
+		return nil, fmt.Errorf("%s exists without %s: restore %s, or remove %s to regenerate both", have, lack, lack, have)
+	}
+
+	if spec.Kind == KindKeyPair {
+		key, err := ParseKey(data[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: remove %s and %s to regenerate them", names[0], err, names[0], names[1])
+		}
+		pubs, err := keyutil.ParsePublicKeysPEM(data[1])
+		if err != nil || len(pubs) != 1 {
+			return nil, fmt.Errorf("%s: not a single PEM public key: remove %s and %s to regenerate them", names[1], names[0], names[1])
+		}
+		if !publicKeysEqual(key.Public(), pubs[0].(crypto.PublicKey)) {
+			return nil, fmt.Errorf("%s does not match %s: remove both to regenerate them", names[1], names[0])
+		}
+		return &KeyPair{Key: key}, nil
+	}
+	certs, err := cert.ParseCertsPEM(data[0])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: remove %s and %s to regenerate them", names[0], err, names[0], names[1])
+	}
+	key, err := ParseKey(data[1])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: remove %s and %s to regenerate them", names[1], err, names[0], names[1])
+	}
+	return &KeyPair{Cert: certs[0], Key: key}, nil
+}
+
+// check turns the differences of an existing pair into one error naming its files.
+func check(dir string, spec Spec, kp *KeyPair, issuer Issuer, ca *KeyPair) error {
+	names := fileNames(dir, spec)
+	if spec.Kind != KindCA && spec.Kind != KindKeyPair && ca == nil {
+		caCert := filepath.Join(dir, filepath.FromSlash(spec.CA)+".crt")
+		return fmt.Errorf("%s: its CA %s does not exist, and a new CA cannot have signed it: "+
+			"restore the CA, or remove %s and %s to regenerate them", names[0], caCert, names[0], names[1])
+	}
+	diffs := issuer.Check(spec, kp, ca)
+	if len(diffs) == 0 {
+		return nil
+	}
+	for i, d := range diffs {
+		if d == "private key does not match the certificate" {
+			diffs[i] = fmt.Sprintf("private key %s does not match it", names[1])
+		}
+	}
+	next := fmt.Sprintf("remove %s and %s to regenerate them", names[0], names[1])
+	switch {
+	case spec.Kind == KindCA:
+		next = fmt.Sprintf("replace %s and %s with a valid CA, or remove them (and every certificate it signed) to regenerate them", names[0], names[1])
+	case spec.Name == APIServer:
+		next += ", or fix apiServer.certSANs"
+	}
+	return fmt.Errorf("%s: %s; %s", names[0], strings.Join(diffs, ", "), next)
+}
+
+type file struct {
+	path string
+	data []byte
+	mode fs.FileMode
+}
+
+func encode(names [2]string, kp *KeyPair) ([]file, error) {
+	key, err := EncodeKey(kp.Key)
+	if err != nil {
+		return nil, err
+	}
+	if kp.Cert == nil {
+		pub, err := EncodePublicKey(kp.Key.Public())
+		if err != nil {
+			return nil, err
+		}
+		return []file{{names[0], key, KeyMode}, {names[1], pub, CertMode}}, nil
+	}
+	return []file{{names[0], EncodeCertificate(kp.Cert), CertMode}, {names[1], key, KeyMode}}, nil
+}
+
+func writeFiles(files []file) error {
+	for _, f := range files {
+		if err := os.MkdirAll(filepath.Dir(f.path), DirMode); err != nil {
+			return fmt.Errorf("creating the directory of %s: %w", f.path, err)
+		}
+		if err := WriteFile(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFile writes data to path atomically: to a temporary file in the same directory
+// with mode perm, synced, then renamed over path. Readers see the old file or the new
+// one, never a part.
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(perm); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	done = true
+	return nil
+}
