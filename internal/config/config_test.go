@@ -89,7 +89,7 @@ func TestLoadValid(t *testing.T) {
 					Proxy:                Proxy{Mode: "iptables"},
 				},
 				Node: NodeConfiguration{Name: "node1", AdvertiseAddress: "192.0.2.10", NodeIP: "192.0.2.10",
-					CRISocket: "unix:///run/containerd/containerd.sock"},
+					CRISocket: "unix:///run/containerd/containerd.sock", Kubelet: Kubelet{CgroupDriver: "cgroupfs"}},
 			}
 			if c.Cluster.Certificates.KeyAlgorithm != KeyAlgorithmECDSAP256 ||
 				c.Cluster.Certificates.CAValidity.Duration != 10*365*24*time.Hour ||

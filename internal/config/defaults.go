@@ -20,6 +20,7 @@ const (
 	DefaultEtcdDataDir       = "/var/lib/etcd"
 	DefaultCRISocket         = "unix:///run/containerd/containerd.sock"
 	DefaultProxyMode         = "iptables"
+	DefaultCgroupDriver      = "cgroupfs"
 
 	NetworkPluginSelfkube = "selfkube"
 	NetworkPluginNone     = "none"
@@ -101,6 +102,9 @@ func Default(cfg *Config, host Host) {
 	}
 	if n.NodeIP == "" {
 		n.NodeIP = n.AdvertiseAddress
+	}
+	if n.Kubelet.CgroupDriver == "" {
+		n.Kubelet.CgroupDriver = DefaultCgroupDriver
 	}
 	if n.CRISocket == "" {
 		n.CRISocket = DefaultCRISocket

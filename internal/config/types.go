@@ -164,6 +164,14 @@ type NodeConfiguration struct {
 	// Taints are put on the Node object. A control-plane node gets
 	// node-role.kubernetes.io/control-plane:NoSchedule when this is nil; an empty list means none.
 	Taints []corev1.Taint `json:"taints,omitempty"`
+	// Kubelet settings of this node.
+	Kubelet Kubelet `json:"kubelet,omitempty"`
+}
+
+// Kubelet holds the kubelet settings selfkube writes into the kubelet's configuration.
+type Kubelet struct {
+	// CgroupDriver is cgroupfs or systemd; it must match the container runtime's.
+	CgroupDriver string `json:"cgroupDriver,omitempty"`
 }
 
 // Config is a loaded, defaulted and validated configuration file.

@@ -186,6 +186,11 @@ func validateNode(n *NodeConfiguration, p *field.Path) field.ErrorList {
 	if u, err := url.Parse(n.CRISocket); err != nil || u.Scheme != "unix" || u.Path == "" {
 		errs = append(errs, field.Invalid(p.Child("criSocket"), n.CRISocket, "must be a unix:// URL, such as "+DefaultCRISocket))
 	}
+	switch n.Kubelet.CgroupDriver {
+	case "cgroupfs", "systemd":
+	default:
+		errs = append(errs, field.NotSupported(p.Child("kubelet", "cgroupDriver"), n.Kubelet.CgroupDriver, []string{"cgroupfs", "systemd"}))
+	}
 	errs = append(errs, metav1validation.ValidateLabels(n.Labels, p.Child("labels"))...)
 	for i, t := range n.Taints {
 		tp := p.Child("taints").Index(i)
