@@ -32,10 +32,11 @@ have_all() {
   for name in "$@"; do [[ -x $dir/$name ]] || return 1; done
 }
 
-# wrapper_module DIR MODULE VERSION PKG...: a throwaway module in DIR that requires MODULE@VERSION
-# and imports PKG... from a tools.go, so `go mod tidy` resolves exactly what the build needs.
+# wrapper_module DIR "MODULE... " VERSION PKG...: a throwaway module in DIR that requires each
+# MODULE at VERSION and imports PKG... from a tools.go, so `go mod tidy` resolves exactly what
+# the build needs.
 wrapper_module() {
-  local dir=$1 module=$2 version=$3; shift 3
+  local dir=$1 modules=$2 version=$3; shift 3
   mkdir -p "$dir"
   rm -f "$dir/go.mod" "$dir/go.sum"
   (cd "$dir" && "$GO" mod init selfkube.local/build >/dev/null 2>&1) || die "go mod init in $dir failed"
@@ -50,7 +51,10 @@ wrapper_module() {
     for pkg in "$@"; do echo "	_ \"$pkg\""; done
     echo ')'
   } >"$dir/tools.go"
-  (cd "$dir" && "$GO" mod edit -require="$module@$version") || die "requiring $module@$version failed"
+  local module
+  for module in $modules; do
+    (cd "$dir" && "$GO" mod edit -require="$module@$version") || die "requiring $module@$version failed"
+  done
 }
 
 tidy() {
@@ -116,10 +120,11 @@ build_kubernetes() {
   log "built kubernetes $ver in $((SECONDS - start))s ($dest)"
 }
 
-# build_simple NAME VERSION MODULE PKG...: a component whose binaries are named after the last
-# element of their package path (with /v3-style suffixes dropped), built from one wrapper module.
+# build_simple NAME VERSION "MODULE..." PKG...: a component released as MODULE... at VERSION
+# whose binaries are named after the last element of their package path (with /v3-style
+# suffixes dropped), built from one wrapper module.
 build_simple() {
-  local name=$1 ver=$2 module=$3; shift 3
+  local name=$1 ver=$2 modules=$3; shift 3
   local dest=$BIN_ROOT/$name-$ver pkgs=("$@") bins=() pkg base
   for pkg in "${pkgs[@]}"; do
     base=${pkg%/v[0-9]*}
@@ -131,7 +136,7 @@ build_simple() {
   fi
   local start=$SECONDS src=$SRC_ROOT/$name-$ver
   log "building $name $ver"
-  wrapper_module "$src" "$module" "$ver" "${pkgs[@]}"
+  wrapper_module "$src" "$modules" "$ver" "${pkgs[@]}"
   tidy "$src"
   local tmp=$dest.tmp i
   rm -rf "$tmp" && mkdir -p "$tmp"
@@ -144,10 +149,10 @@ build_simple() {
 }
 
 build_etcd() {
-  build_simple etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 \
+  # Both modules pinned: left to tidy, etcdctl would come at its latest release and pull the
+  # shared etcd modules (api, client, pkg) past the server's.
+  build_simple etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3" \
     go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3
-  # etcdctl lives in its own module: tools.go imports it, tidy resolves it at the version etcd's
-  # server module asks for of its siblings. Make sure it is the same release.
   local got
   got=$("$BIN_ROOT/etcd-$ETCD_VERSION/etcdctl" version | sed -n 's/^etcdctl version: //p')
   [[ v$got == "$ETCD_VERSION" ]] || die "etcdctl reports version $got, want $ETCD_VERSION"
