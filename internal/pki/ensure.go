@@ -58,7 +58,8 @@ func (r Result) String() string { return fmt.Sprintf("%s %s", r.Action, r.Path) 
 
 // Ensure converges dir (the PKI directory, an asset directory's tls/) onto Specs(cfg).
 //
-// A CA whose certificate and key exist and match is reused. A leaf is reused when it is
+// A CA whose certificate and key exist and match is reused, whatever its key algorithm
+// (a CA of one family may sign leaves of the other). A leaf is reused when it is
 // valid now, signed by its CA and has exactly the expected subject, SANs, usages and key
 // algorithm family. Anything else that exists (a certificate without its key, a key
 // that does not match, a leaf that differs from its spec) is an error naming the file
@@ -124,11 +125,11 @@ func Ensure(dir string, cfg *config.Config, opts Options) ([]Result, error) {
 			return nil, err
 		}
 		pairs[spec.Name] = kp
-		fs, err := encode(names, kp)
+		encoded, err := encode(names, kp)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s: %w", spec.Name, err)
 		}
-		writes = append(writes, fs...)
+		writes = append(writes, encoded...)
 		for _, n := range names {
 			results = append(results, Result{Path: n, Action: Generated})
 		}
