@@ -1,0 +1,163 @@
+package manifests
+
+import (
+	"fmt"
+	"path"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+// Bootstrap builds the static pods of bootstrap-manifests/: etcd (permanent, unless etcd
+// is external) and the temporary kube-apiserver, kube-controller-manager and
+// kube-scheduler, which read their credentials from BootstrapSecretsDir and are removed
+// once their self-hosted replacements run.
+func Bootstrap(cfg *config.Config) ([]Asset, error) {
+	if cfg.Cluster.Etcd.Local == nil && cfg.Cluster.Etcd.External == nil {
+		return nil, fmt.Errorf("building bootstrap manifests: etcd is neither local nor external; default the configuration first")
+	}
+	var pods []*corev1.Pod
+	if cfg.Cluster.Etcd.Local != nil {
+		pods = append(pods, etcdPod(cfg))
+	}
+	pods = append(pods, bootstrapAPIServer(cfg), bootstrapControllerManager(cfg), bootstrapScheduler(cfg))
+	assets := make([]Asset, 0, len(pods))
+	for _, p := range pods {
+		assets = append(assets, Asset{Path: path.Join(bootstrapManifestsDir, p.Name+".yaml"), Object: p})
+	}
+	sort.Slice(assets, func(i, j int) bool { return assets[i].Path < assets[j].Path })
+	return assets, nil
+}
+
+// staticPod is a control-plane static pod on the host network. Its labels are those
+// kubeadm uses (component, tier) so existing tooling finds it; it carries no
+// app.kubernetes.io/name, so no self-hosted controller's selector matches its mirror pod.
+func staticPod(name string, temporary bool, c corev1.Container, volumes []corev1.Volume) *corev1.Pod {
+	meta := objectMeta(name, Namespace, map[string]string{
+		labelLegacyComponent: name,
+		labelLegacyTier:      componentControlPlane,
+	})
+	if temporary {
+		meta.Annotations = map[string]string{AnnotationTemporary: "true"}
+	}
+	return &corev1.Pod{
+		ObjectMeta: meta,
+		Spec: corev1.PodSpec{
+			Containers:        []corev1.Container{c},
+			HostNetwork:       true,
+			PriorityClassName: priorityNodeCritical,
+			SecurityContext:   runtimeDefaultSeccomp(),
+			Volumes:           volumes,
+		},
+	}
+}
+
+// bootstrapSecrets mounts the host copy of tls/ and auth/ read-only.
+func bootstrapSecrets() (corev1.Volume, corev1.VolumeMount) {
+	return hostPathVolume("bootstrap-secrets", BootstrapSecretsDir, corev1.HostPathDirectory, true)
+}
+
+func etcdPod(cfg *config.Config) *corev1.Pod {
+	local := cfg.Cluster.Etcd.Local
+	dataVol, dataMount := hostPathVolume("etcd-data", local.DataDir, corev1.HostPathDirectoryOrCreate, false)
+	certVol, certMount := hostPathVolume("etcd-certs", EtcdPKIDir, corev1.HostPathDirectory, true)
+	lo := loopback(cfg.Node.AdvertiseAddress)
+	// Liveness asks a serializable health check that ignores the NOSPACE alarm: a member
+	// that lost quorum or ran out of quota is not helped by a restart. Readiness uses
+	// etcd 3.6's /readyz.
+	health := "/health?exclude=NOSPACE&serializable=true"
+	c := corev1.Container{
+		Name:            nameEtcd,
+		Image:           cfg.Cluster.Image(config.ImageEtcd),
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         etcdFlags(cfg).command("etcd", local.ExtraArgs),
+		Resources:       requests(100, 100),
+		LivenessProbe:   probe(lo, etcdMetricsPort, health, corev1.URISchemeHTTP, livenessPeriod, livenessFailures),
+		ReadinessProbe:  probe(lo, etcdMetricsPort, "/readyz", corev1.URISchemeHTTP, readinessPeriod, readinessFailures),
+		StartupProbe:    probe(lo, etcdMetricsPort, health, corev1.URISchemeHTTP, startupPeriod, startupFailures),
+		VolumeMounts:    []corev1.VolumeMount{dataMount, certMount},
+	}
+	return staticPod(nameEtcd, false, c, []corev1.Volume{dataVol, certVol})
+}
+
+// externalEtcdVolumes mounts the external etcd client files, which live on the
+// control-plane hosts, at their host paths.
+func externalEtcdVolumes(cfg *config.Config) ([]corev1.Volume, []corev1.VolumeMount) {
+	e := cfg.Cluster.Etcd.External
+	if e == nil {
+		return nil, nil
+	}
+	var vols []corev1.Volume
+	var mounts []corev1.VolumeMount
+	for _, f := range []struct{ name, path string }{
+		{"etcd-external-ca", e.CAFile}, {"etcd-external-cert", e.CertFile}, {"etcd-external-key", e.KeyFile},
+	} {
+		v, m := hostPathVolume(f.name, f.path, corev1.HostPathFile, true)
+		vols, mounts = append(vols, v), append(mounts, m)
+	}
+	return vols, mounts
+}
+
+func apiServerContainer(cfg *config.Config, p filePaths, advertise string) corev1.Container {
+	c := corev1.Container{
+		Name:            nameAPIServer,
+		Image:           cfg.Cluster.Image(config.ImageAPIServer),
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         apiServerFlags(cfg, p, advertise).command(nameAPIServer, cfg.Cluster.APIServer.ExtraArgs),
+		Resources:       requests(250, 0),
+	}
+	lo := loopback(cfg.Node.AdvertiseAddress)
+	componentProbes(&c, lo, apiServerPort, "/livez", "/readyz")
+	return c
+}
+
+func bootstrapAPIServer(cfg *config.Config) *corev1.Pod {
+	vol, mount := bootstrapSecrets()
+	c := apiServerContainer(cfg, bootstrapPath, cfg.Node.AdvertiseAddress)
+	extVols, extMounts := externalEtcdVolumes(cfg)
+	c.VolumeMounts = append([]corev1.VolumeMount{mount}, extMounts...)
+	pod := staticPod(nameAPIServer, true, c, append([]corev1.Volume{vol}, extVols...))
+	pod.Spec.TerminationGracePeriodSeconds = ptr.To[int64](apiServerTerminationSeconds)
+	return pod
+}
+
+func controllerManagerContainer(cfg *config.Config, p filePaths) corev1.Container {
+	c := corev1.Container{
+		Name:            nameControllerManager,
+		Image:           cfg.Cluster.Image(config.ImageControllerManager),
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         controllerManagerFlags(cfg, p).command(nameControllerManager, cfg.Cluster.ControllerManager.ExtraArgs),
+		Resources:       requests(200, 0),
+	}
+	componentProbes(&c, "127.0.0.1", controllerManagerPort, "/healthz", "/healthz")
+	return c
+}
+
+func bootstrapControllerManager(cfg *config.Config) *corev1.Pod {
+	vol, mount := bootstrapSecrets()
+	c := controllerManagerContainer(cfg, bootstrapPath)
+	c.VolumeMounts = []corev1.VolumeMount{mount}
+	return staticPod(nameControllerManager, true, c, []corev1.Volume{vol})
+}
+
+func schedulerContainer(cfg *config.Config, p filePaths) corev1.Container {
+	c := corev1.Container{
+		Name:            nameScheduler,
+		Image:           cfg.Cluster.Image(config.ImageScheduler),
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         schedulerFlags(p).command(nameScheduler, cfg.Cluster.Scheduler.ExtraArgs),
+		Resources:       requests(100, 0),
+	}
+	componentProbes(&c, "127.0.0.1", schedulerPort, "/healthz", "/readyz")
+	return c
+}
+
+func bootstrapScheduler(cfg *config.Config) *corev1.Pod {
+	vol, mount := bootstrapSecrets()
+	c := schedulerContainer(cfg, bootstrapPath)
+	c.VolumeMounts = []corev1.VolumeMount{mount}
+	return staticPod(nameScheduler, true, c, []corev1.Volume{vol})
+}

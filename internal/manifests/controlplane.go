@@ -1,0 +1,186 @@
+package manifests
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+// secretFiles lists the asset files each self-hosted component's Secret holds: only what
+// that component reads. The API server gets no CA private key; only the controller
+// manager, which signs node certificates, holds ca.key.
+func secretFiles(cfg *config.Config) map[string][]string {
+	apiserver := []string{
+		FileCACert,
+		FileAPIServerCert, FileAPIServerKey,
+		FileAPIServerKubeletCert, FileAPIServerKubeletKey,
+		FileFrontProxyCACert, FileFrontProxyClientCert, FileFrontProxyClientKey,
+		FileServiceAccountPub, FileServiceAccountKey,
+	}
+	if cfg.Cluster.Etcd.External == nil {
+		apiserver = append(apiserver, FileEtcdCACert, FileAPIServerEtcdCert, FileAPIServerEtcdKey)
+	}
+	return map[string][]string{
+		nameAPIServer: apiserver,
+		nameControllerManager: {
+			FileCACert, FileCAKey, FileFrontProxyCACert, FileServiceAccountKey, FileControllerManagerConf,
+		},
+		nameScheduler: {FileSchedulerConf},
+	}
+}
+
+// controlPlaneSecret builds the Secret of a self-hosted control-plane component, named
+// after it, from the asset files.
+func controlPlaneSecret(cfg *config.Config, component string, files Files) (*corev1.Secret, error) {
+	data := map[string][]byte{}
+	for _, f := range secretFiles(cfg)[component] {
+		content, err := files.need(f, fmt.Sprintf("the %s Secret", component))
+		if err != nil {
+			return nil, err
+		}
+		data[secretKey(f)] = content
+	}
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(component, Namespace, appLabels(component, componentControlPlane)),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       data,
+	}, nil
+}
+
+// controlPlaneLabels are the labels of a self-hosted control-plane pod; selector is the
+// subset its controller selects on.
+func controlPlaneLabels(name string) (labels, selector map[string]string) {
+	selector = map[string]string{labelName: name, LabelManagedBy: ManagedBy}
+	labels = appLabels(name, componentControlPlane)
+	labels[LabelManagedBy] = ManagedBy
+	labels[labelLegacyComponent] = name
+	labels[labelLegacyTier] = componentControlPlane
+	return labels, selector
+}
+
+// controlPlanePodSpec is the pod of a self-hosted control-plane component: on the host
+// network of control-plane nodes, credentials from the component's Secret, no service
+// account token, and no declared ports (on the host network a declared containerPort is
+// a host port to the scheduler, which would forbid a surge pod beside the old one; the
+// components share their port with --permit-port-sharing instead).
+func controlPlanePodSpec(c corev1.Container, priority string) corev1.PodSpec {
+	vol, mount := secretVolume(c.Name)
+	c.VolumeMounts = append([]corev1.VolumeMount{mount}, c.VolumeMounts...)
+	return corev1.PodSpec{
+		Containers:                   []corev1.Container{c},
+		HostNetwork:                  true,
+		NodeSelector:                 map[string]string{LabelControlPlane: ""},
+		Tolerations:                  controlPlaneTolerations(),
+		PriorityClassName:            priority,
+		AutomountServiceAccountToken: ptr.To(false),
+		SecurityContext:              runtimeDefaultSeccomp(),
+		Volumes:                      []corev1.Volume{vol},
+	}
+}
+
+// podTemplate is a template the checkpointer keeps running through API outages.
+func podTemplate(labels map[string]string, spec corev1.PodSpec) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{
+			Labels:      labels,
+			Annotations: map[string]string{AnnotationCheckpoint: "true"},
+		},
+		Spec: spec,
+	}
+}
+
+// apiServerDaemonSet runs one API server on every control-plane node. A new pod starts
+// beside the old one (maxSurge 1, maxUnavailable 0), both serving on the shared port,
+// and the old one is stopped only when the new one is ready.
+func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
+	c := apiServerContainer(cfg, secretPath, "$(HOST_IP)")
+	c.Env = []corev1.EnvVar{{
+		Name:      "HOST_IP",
+		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}},
+	}}
+	_, c.VolumeMounts = externalEtcdVolumes(cfg)
+	spec := controlPlanePodSpec(c, priorityNodeCritical)
+	extVols, _ := externalEtcdVolumes(cfg)
+	spec.Volumes = append(spec.Volumes, extVols...)
+	spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	spec.TerminationGracePeriodSeconds = ptr.To[int64](apiServerTerminationSeconds)
+
+	labels, selector := controlPlaneLabels(nameAPIServer)
+	return &appsv1.DaemonSet{
+		ObjectMeta: objectMeta(nameAPIServer, Namespace, appLabels(nameAPIServer, componentControlPlane)),
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: selector},
+			Template: podTemplate(labels, spec),
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
+				Type: appsv1.RollingUpdateDaemonSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDaemonSet{
+					MaxSurge:       ptr.To(intstr.FromInt32(1)),
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+				},
+			},
+		},
+	}
+}
+
+// controlPlaneReplicas of the controller manager and scheduler: one leads, one waits.
+const controlPlaneReplicas = 2
+
+// controlPlaneDeployment runs a leader-elected component: two replicas spread over
+// control-plane nodes when there are several, rolled one extra pod at a time so one
+// always runs.
+func controlPlaneDeployment(name string, c corev1.Container) *appsv1.Deployment {
+	labels, selector := controlPlaneLabels(name)
+	spec := controlPlanePodSpec(c, priorityClusterCritical)
+	spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+		PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+			Weight: 100,
+			PodAffinityTerm: corev1.PodAffinityTerm{
+				LabelSelector: &metav1.LabelSelector{MatchLabels: selector},
+				TopologyKey:   "kubernetes.io/hostname",
+			},
+		}},
+	}}
+	return &appsv1.Deployment{
+		ObjectMeta: objectMeta(name, Namespace, appLabels(name, componentControlPlane)),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](controlPlaneReplicas),
+			Selector: &metav1.LabelSelector{MatchLabels: selector},
+			Template: podTemplate(labels, spec),
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxSurge:       ptr.To(intstr.FromInt32(1)),
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+				},
+			},
+		},
+	}
+}
+
+func controllerManagerDeployment(cfg *config.Config) *appsv1.Deployment {
+	return controlPlaneDeployment(nameControllerManager, controllerManagerContainer(cfg, secretPath))
+}
+
+func schedulerDeployment(cfg *config.Config) *appsv1.Deployment {
+	return controlPlaneDeployment(nameScheduler, schedulerContainer(cfg, secretPath))
+}
+
+// disruptionBudget keeps at least one replica of a control-plane Deployment through
+// voluntary disruptions such as node drains.
+func disruptionBudget(name string) *policyv1.PodDisruptionBudget {
+	_, selector := controlPlaneLabels(name)
+	return &policyv1.PodDisruptionBudget{
+		ObjectMeta: objectMeta(name, Namespace, appLabels(name, componentControlPlane)),
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: ptr.To(intstr.FromInt32(1)),
+			Selector:     &metav1.LabelSelector{MatchLabels: selector},
+		},
+	}
+}

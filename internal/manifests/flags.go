@@ -1,0 +1,188 @@
+package manifests
+
+import (
+	"net"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+// flags are a component's command-line flags by name, without the leading dashes.
+type flags map[string]string
+
+// command renders binary and its flags, extra overriding or adding to the defaults,
+// sorted by name for stable output.
+func (f flags) command(binary string, extra map[string]string) []string {
+	merged := make(flags, len(f)+len(extra))
+	for k, v := range f {
+		merged[k] = v
+	}
+	for k, v := range extra {
+		merged[k] = v
+	}
+	names := make([]string, 0, len(merged))
+	for k := range merged {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	cmd := make([]string, 0, len(names)+1)
+	cmd = append(cmd, binary)
+	for _, k := range names {
+		cmd = append(cmd, "--"+k+"="+merged[k])
+	}
+	return cmd
+}
+
+// filePaths tells where a container finds an asset file ("tls/ca.crt").
+type filePaths func(asset string) string
+
+// bootstrapPath is where the temporary static pods find an asset file: the host copy of
+// the asset directory, mounted at the same path.
+func bootstrapPath(asset string) string { return path.Join(BootstrapSecretsDir, asset) }
+
+// secretPath is where self-hosted pods find an asset file: in their Secret's mount.
+func secretPath(asset string) string { return path.Join(SecretsMountDir, secretKey(asset)) }
+
+// secretKey is the Secret data key of an asset file: its base name, prefixed with the
+// subdirectory below tls/ ("tls/etcd/ca.crt" → "etcd-ca.crt"), as keys cannot hold "/".
+func secretKey(asset string) string {
+	s := strings.TrimPrefix(strings.TrimPrefix(asset, "tls/"), "auth/")
+	return strings.ReplaceAll(s, "/", "-")
+}
+
+// API server shutdown: on SIGTERM the server keeps serving for the delay while its
+// /readyz fails, then answers new requests with 429 + Retry-After (clients retry, and
+// with port sharing their new connections reach the replacement) while in-flight requests
+// finish. The grace period covers the delay plus that drain.
+const (
+	apiServerShutdownDelay      = "5s"
+	apiServerWatchDrain         = "10s"
+	apiServerTerminationSeconds = 30
+)
+
+// loopback is the loopback address of the advertise address's family.
+func loopback(advertise string) string {
+	if ip := net.ParseIP(advertise); ip != nil && ip.To4() == nil {
+		return "::1"
+	}
+	return "127.0.0.1"
+}
+
+// apiServerFlags are kube-apiserver's flags; advertise is the address it announces.
+func apiServerFlags(cfg *config.Config, p filePaths, advertise string) flags {
+	c := &cfg.Cluster
+	f := flags{
+		"advertise-address":                       advertise,
+		"allow-privileged":                        "true",
+		"authorization-mode":                      "Node,RBAC",
+		"client-ca-file":                          p(FileCACert),
+		"enable-admission-plugins":                "NodeRestriction",
+		"enable-bootstrap-token-auth":             "true",
+		"endpoint-reconciler-type":                "lease",
+		"kubelet-client-certificate":              p(FileAPIServerKubeletCert),
+		"kubelet-client-key":                      p(FileAPIServerKubeletKey),
+		"kubelet-preferred-address-types":         "InternalIP,ExternalIP,Hostname",
+		"permit-port-sharing":                     "true",
+		"proxy-client-cert-file":                  p(FileFrontProxyClientCert),
+		"proxy-client-key-file":                   p(FileFrontProxyClientKey),
+		"requestheader-allowed-names":             "front-proxy-client",
+		"requestheader-client-ca-file":            p(FileFrontProxyCACert),
+		"requestheader-extra-headers-prefix":      "X-Remote-Extra-",
+		"requestheader-group-headers":             "X-Remote-Group",
+		"requestheader-username-headers":          "X-Remote-User",
+		"secure-port":                             strconv.Itoa(apiServerPort),
+		"service-account-issuer":                  "https://kubernetes.default.svc." + c.Networking.DNSDomain,
+		"service-account-key-file":                p(FileServiceAccountPub),
+		"service-account-signing-key-file":        p(FileServiceAccountKey),
+		"service-cluster-ip-range":                c.Networking.ServiceSubnet,
+		"shutdown-delay-duration":                 apiServerShutdownDelay,
+		"shutdown-send-retry-after":               "true",
+		"shutdown-watch-termination-grace-period": apiServerWatchDrain,
+		"tls-cert-file":                           p(FileAPIServerCert),
+		"tls-private-key-file":                    p(FileAPIServerKey),
+	}
+	if e := c.Etcd.External; e != nil {
+		f["etcd-servers"] = strings.Join(e.Endpoints, ",")
+		f["etcd-cafile"] = e.CAFile
+		f["etcd-certfile"] = e.CertFile
+		f["etcd-keyfile"] = e.KeyFile
+	} else {
+		f["etcd-servers"] = "https://" + net.JoinHostPort(loopback(cfg.Node.AdvertiseAddress), strconv.Itoa(etcdClientPort))
+		f["etcd-cafile"] = p(FileEtcdCACert)
+		f["etcd-certfile"] = p(FileAPIServerEtcdCert)
+		f["etcd-keyfile"] = p(FileAPIServerEtcdKey)
+	}
+	return f
+}
+
+// controllerManagerFlags are kube-controller-manager's flags.
+func controllerManagerFlags(cfg *config.Config, p filePaths) flags {
+	kubeconfig := p(FileControllerManagerConf)
+	return flags{
+		"allocate-node-cidrs":              "true",
+		"authentication-kubeconfig":        kubeconfig,
+		"authorization-kubeconfig":         kubeconfig,
+		"bind-address":                     "127.0.0.1",
+		"client-ca-file":                   p(FileCACert),
+		"cluster-cidr":                     cfg.Cluster.Networking.PodSubnet,
+		"cluster-signing-cert-file":        p(FileCACert),
+		"cluster-signing-key-file":         p(FileCAKey),
+		"controllers":                      "*,bootstrapsigner,tokencleaner",
+		"kubeconfig":                       kubeconfig,
+		"leader-elect":                     "true",
+		"permit-port-sharing":              "true",
+		"requestheader-client-ca-file":     p(FileFrontProxyCACert),
+		"root-ca-file":                     p(FileCACert),
+		"secure-port":                      strconv.Itoa(controllerManagerPort),
+		"service-account-private-key-file": p(FileServiceAccountKey),
+		"service-cluster-ip-range":         cfg.Cluster.Networking.ServiceSubnet,
+		"use-service-account-credentials":  "true",
+	}
+}
+
+// schedulerFlags are kube-scheduler's flags.
+func schedulerFlags(p filePaths) flags {
+	kubeconfig := p(FileSchedulerConf)
+	return flags{
+		"authentication-kubeconfig": kubeconfig,
+		"authorization-kubeconfig":  kubeconfig,
+		"bind-address":              "127.0.0.1",
+		"kubeconfig":                kubeconfig,
+		"leader-elect":              "true",
+		"permit-port-sharing":       "true",
+		"secure-port":               strconv.Itoa(schedulerPort),
+	}
+}
+
+// etcdFlags are the flags of the local etcd member of this node.
+func etcdFlags(cfg *config.Config) flags {
+	n := &cfg.Node
+	host := func(port int) string { return net.JoinHostPort(n.AdvertiseAddress, strconv.Itoa(port)) }
+	local := func(port int) string { return net.JoinHostPort(loopback(n.AdvertiseAddress), strconv.Itoa(port)) }
+	pki := func(name string) string { return path.Join(EtcdPKIDir, name) }
+	peerURL := "https://" + host(etcdPeerPort)
+	return flags{
+		"advertise-client-urls":          "https://" + host(etcdClientPort),
+		"cert-file":                      pki("server.crt"),
+		"client-cert-auth":               "true",
+		"data-dir":                       cfg.Cluster.Etcd.Local.DataDir,
+		"feature-gates":                  "InitialCorruptCheck=true",
+		"initial-advertise-peer-urls":    peerURL,
+		"initial-cluster":                n.Name + "=" + peerURL,
+		"key-file":                       pki("server.key"),
+		"listen-client-urls":             "https://" + local(etcdClientPort) + ",https://" + host(etcdClientPort),
+		"listen-metrics-urls":            "http://" + local(etcdMetricsPort),
+		"listen-peer-urls":               peerURL,
+		"name":                           n.Name,
+		"peer-cert-file":                 pki("peer.crt"),
+		"peer-client-cert-auth":          "true",
+		"peer-key-file":                  pki("peer.key"),
+		"peer-trusted-ca-file":           pki("ca.crt"),
+		"snapshot-count":                 "10000",
+		"trusted-ca-file":                pki("ca.crt"),
+		"watch-progress-notify-interval": "5s",
+	}
+}

@@ -1,0 +1,155 @@
+package manifests
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
+	componentbaseconfigv1alpha1 "k8s.io/component-base/config/v1alpha1"
+	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+const (
+	componentNetworking = "networking"
+	proxyConfigDir      = "/var/lib/kube-proxy"
+	// ProxyConfigKey and ProxyKubeconfigKey are the data keys of the kube-proxy ConfigMap.
+	ProxyConfigKey     = "config.conf"
+	ProxyKubeconfigKey = "kubeconfig.conf"
+	serviceAccountDir  = "/var/run/secrets/kubernetes.io/serviceaccount"
+)
+
+// kubeProxy builds kube-proxy: its ServiceAccount, the binding to system:node-proxier,
+// its ConfigMap and the DaemonSet that runs it on every node.
+func kubeProxy(cfg *config.Config) ([]runtime.Object, error) {
+	cm, err := kubeProxyConfigMap(cfg)
+	if err != nil {
+		return nil, err
+	}
+	labels := appLabels(nameProxy, componentNetworking)
+	return []runtime.Object{
+		&corev1.ServiceAccount{ObjectMeta: objectMeta(nameProxy, Namespace, labels)},
+		&rbacv1.ClusterRoleBinding{
+			// kubeadm's name, so kubeadm finds the binding it expects.
+			ObjectMeta: objectMeta("kubeadm:node-proxier", "", labels),
+			RoleRef:    clusterRole("system:node-proxier"),
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: nameProxy, Namespace: Namespace}},
+		},
+		cm,
+		kubeProxyDaemonSet(cfg),
+	}, nil
+}
+
+// kubeProxyConfigMap holds kube-proxy's KubeProxyConfiguration and a kubeconfig that
+// authenticates with the pod's service-account token, as kubeadm's does. Fields left
+// empty take kube-proxy's own defaults.
+func kubeProxyConfigMap(cfg *config.Config) (*corev1.ConfigMap, error) {
+	proxyCfg := kubeproxyv1alpha1.KubeProxyConfiguration{
+		TypeMeta:         metav1.TypeMeta{APIVersion: kubeproxyv1alpha1.SchemeGroupVersion.String(), Kind: "KubeProxyConfiguration"},
+		BindAddress:      "0.0.0.0",
+		ClientConnection: componentbaseconfigv1alpha1.ClientConnectionConfiguration{Kubeconfig: proxyConfigDir + "/" + ProxyKubeconfigKey},
+		ClusterCIDR:      cfg.Cluster.Networking.PodSubnet,
+		Mode:             kubeproxyv1alpha1.ProxyMode(cfg.Cluster.Proxy.Mode),
+		// 0 leaves nf_conntrack_max as the host has it: kube-proxy must not try to
+		// raise it, which fails where /proc/sys is read-only (nodes in containers).
+		Conntrack: kubeproxyv1alpha1.KubeProxyConntrackConfiguration{MaxPerCore: ptr.To[int32](0)},
+	}
+	configYAML, err := yaml.Marshal(&proxyCfg)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the KubeProxyConfiguration: %w", err)
+	}
+	kubeconfig := clientcmdv1.Config{
+		APIVersion: "v1",
+		Kind:       "Config",
+		Clusters: []clientcmdv1.NamedCluster{{Name: "default", Cluster: clientcmdv1.Cluster{
+			Server:               "https://" + cfg.Cluster.ControlPlaneEndpoint,
+			CertificateAuthority: serviceAccountDir + "/ca.crt",
+		}}},
+		AuthInfos: []clientcmdv1.NamedAuthInfo{{Name: "default", AuthInfo: clientcmdv1.AuthInfo{
+			TokenFile: serviceAccountDir + "/token",
+		}}},
+		Contexts: []clientcmdv1.NamedContext{{Name: "default", Context: clientcmdv1.Context{
+			Cluster: "default", AuthInfo: "default", Namespace: "default",
+		}}},
+		CurrentContext: "default",
+	}
+	kubeconfigYAML, err := yaml.Marshal(&kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("encoding kube-proxy's kubeconfig: %w", err)
+	}
+	return &corev1.ConfigMap{
+		ObjectMeta: objectMeta(nameProxy, Namespace, appLabels(nameProxy, componentNetworking)),
+		Data: map[string]string{
+			ProxyConfigKey:     string(configYAML),
+			ProxyKubeconfigKey: string(kubeconfigYAML),
+		},
+	}, nil
+}
+
+func kubeProxyDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
+	selector := map[string]string{labelLegacyK8sApp: nameProxy}
+	labels := appLabels(nameProxy, componentNetworking)
+	labels[LabelManagedBy] = ManagedBy
+	labels[labelLegacyK8sApp] = nameProxy
+
+	lockVol, lockMount := hostPathVolume("xtables-lock", "/run/xtables.lock", corev1.HostPathFileOrCreate, false)
+	modVol, modMount := hostPathVolume("lib-modules", "/lib/modules", corev1.HostPathDirectory, true)
+	cfgVol := corev1.Volume{Name: nameProxy, VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: nameProxy}},
+	}}
+	cfgMount := corev1.VolumeMount{Name: nameProxy, MountPath: proxyConfigDir, ReadOnly: true}
+
+	c := corev1.Container{
+		Name:            nameProxy,
+		Image:           cfg.Cluster.Image(config.ImageProxy),
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command: []string{
+			nameProxy,
+			"--config=" + proxyConfigDir + "/" + ProxyConfigKey,
+			"--hostname-override=$(NODE_NAME)",
+		},
+		Env: []corev1.EnvVar{{
+			Name:      "NODE_NAME",
+			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}},
+		}},
+		SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
+		VolumeMounts:    []corev1.VolumeMount{cfgMount, lockMount, modMount},
+	}
+	return &appsv1.DaemonSet{
+		ObjectMeta: objectMeta(nameProxy, Namespace, appLabels(nameProxy, componentNetworking)),
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: selector},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers:         []corev1.Container{c},
+					HostNetwork:        true,
+					NodeSelector:       map[string]string{corev1.LabelOSStable: "linux"},
+					PriorityClassName:  priorityNodeCritical,
+					ServiceAccountName: nameProxy,
+					// kube-proxy runs on every node whatever its taints.
+					Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					Volumes:     []corev1.Volume{cfgVol, lockVol, modVol},
+				},
+			},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
+				Type: appsv1.RollingUpdateDaemonSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDaemonSet{
+					MaxUnavailable: ptr.To(intstr.FromInt32(1)),
+				},
+			},
+		},
+	}
+}
+
+func clusterRole(name string) rbacv1.RoleRef {
+	return rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}
+}

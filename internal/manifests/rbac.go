@@ -1,0 +1,99 @@
+package manifests
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+// Groups and names the RBAC objects use; they are kubeadm's, so a stock `kubeadm join`
+// with a bootstrap token finds what it expects.
+const (
+	// AdminGroup is the group of admin.conf's client certificate, bound to cluster-admin.
+	AdminGroup = "kubeadm:cluster-admins"
+	// NodeBootstrapGroup is the group of bootstrap-token users.
+	NodeBootstrapGroup = kubeadmDefaultNodeTokenGrp
+	componentAccess    = "access-control"
+	clusterInfoName    = "cluster-info"
+	publicNamespace    = metav1.NamespacePublic
+)
+
+// rbac binds the admin group and lets nodes join with a bootstrap token: a token user may
+// create a CSR, its client CSRs are approved automatically, and so are a node's renewals
+// of its own client certificate.
+func rbac() []runtime.Object {
+	labels := appLabels("rbac", componentAccess)
+	group := func(name string) []rbacv1.Subject {
+		return []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: name}}
+	}
+	binding := func(name, role, subjectGroup string) runtime.Object {
+		return &rbacv1.ClusterRoleBinding{
+			ObjectMeta: objectMeta(name, "", labels),
+			RoleRef:    clusterRole(role),
+			Subjects:   group(subjectGroup),
+		}
+	}
+	return []runtime.Object{
+		binding("kubeadm:cluster-admins", "cluster-admin", AdminGroup),
+		binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", NodeBootstrapGroup),
+		binding("kubeadm:node-autoapprove-bootstrap",
+			"system:certificates.k8s.io:certificatesigningrequests:nodeclient", NodeBootstrapGroup),
+		binding("kubeadm:node-autoapprove-certificate-rotation",
+			"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"),
+		// A joining node checks whether its name is taken before it registers.
+		&rbacv1.ClusterRole{
+			ObjectMeta: objectMeta("kubeadm:get-nodes", "", labels),
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}},
+		},
+		binding("kubeadm:get-nodes", "kubeadm:get-nodes", NodeBootstrapGroup),
+	}
+}
+
+// clusterInfo is the public discovery document of token-based joins: a kubeconfig with
+// the API endpoint and CA certificate in kube-public/cluster-info, readable anonymously.
+// The controller manager's bootstrapsigner adds the token signatures to it.
+func clusterInfo(cfg *config.Config, files Files) ([]runtime.Object, error) {
+	ca, err := files.need(FileCACert, "the cluster-info ConfigMap")
+	if err != nil {
+		return nil, err
+	}
+	kubeconfig := clientcmdv1.Config{
+		APIVersion: "v1",
+		Kind:       "Config",
+		Clusters: []clientcmdv1.NamedCluster{{Name: "", Cluster: clientcmdv1.Cluster{
+			Server:                   "https://" + cfg.Cluster.ControlPlaneEndpoint,
+			CertificateAuthorityData: ca,
+		}}},
+	}
+	data, err := yaml.Marshal(&kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the cluster-info kubeconfig: %w", err)
+	}
+	labels := appLabels(clusterInfoName, componentAccess)
+	role := "kubeadm:bootstrap-signer-clusterinfo"
+	return []runtime.Object{
+		&corev1.ConfigMap{
+			ObjectMeta: objectMeta(clusterInfoName, publicNamespace, labels),
+			Data:       map[string]string{"kubeconfig": string(data)},
+		},
+		&rbacv1.Role{
+			ObjectMeta: objectMeta(role, publicNamespace, labels),
+			Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{""}, Resources: []string{"configmaps"},
+				ResourceNames: []string{clusterInfoName}, Verbs: []string{"get"},
+			}},
+		},
+		&rbacv1.RoleBinding{
+			ObjectMeta: objectMeta(role, publicNamespace, labels),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:anonymous"}},
+		},
+	}, nil
+}
