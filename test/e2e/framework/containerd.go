@@ -33,13 +33,20 @@ state = "/run/containerd"
     conf_dir = "/etc/cni/net.d"
 `
 
+// writeContainerdConfig writes the node's containerd config: the one `make host-setup`
+// wrote to $SELFKUBE_CACHE/containerd-config.toml when there is one, else the same settings
+// rendered here.
 func (n *Node) writeContainerdConfig() error {
-	sandbox, err := n.h.sandboxImage()
+	cfg, err := os.ReadFile(filepath.Join(n.h.cfg.CacheDir, "containerd-config.toml"))
 	if err != nil {
-		return err
+		sandbox, err := n.h.sandboxImage()
+		if err != nil {
+			return err
+		}
+		cfg = []byte(fmt.Sprintf(containerdConfig, sandbox))
 	}
 	p := filepath.Join(n.Dir(), "containerd.toml")
-	if err := os.WriteFile(p, []byte(fmt.Sprintf(containerdConfig, sandbox)), 0o644); err != nil {
+	if err := os.WriteFile(p, cfg, 0o644); err != nil {
 		return fmt.Errorf("writing containerd config of node %s: %w", n.Name, err)
 	}
 	return nil
