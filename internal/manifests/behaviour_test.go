@@ -1,0 +1,606 @@
+package manifests
+
+import (
+	"path"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
+	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+// podSpec returns the pod spec an object runs, if it runs pods.
+func podSpec(obj runtime.Object) (*corev1.PodSpec, bool) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return &o.Spec, true
+	case *appsv1.DaemonSet:
+		return &o.Spec.Template.Spec, true
+	case *appsv1.Deployment:
+		return &o.Spec.Template.Spec, true
+	}
+	return nil, false
+}
+
+func find[T runtime.Object](t *testing.T, assets []Asset, file string) T {
+	t.Helper()
+	for _, a := range assets {
+		if a.Path == file {
+			obj, ok := a.Object.(T)
+			if !ok {
+				t.Fatalf("%s holds a %T", file, a.Object)
+			}
+			return obj
+		}
+	}
+	t.Fatalf("no asset %s", file)
+	var zero T
+	return zero
+}
+
+// flagValues returns the values of --name in a command, in order.
+func flagValues(cmd []string, name string) []string {
+	var vals []string
+	for _, arg := range cmd {
+		if v, ok := strings.CutPrefix(arg, "--"+name+"="); ok {
+			vals = append(vals, v)
+		}
+	}
+	return vals
+}
+
+// controlPlaneCommands are the commands of every apiserver, controller-manager and
+// scheduler container, bootstrap and self-hosted, by asset path.
+func controlPlaneCommands(t *testing.T, assets []Asset) map[string][]string {
+	t.Helper()
+	cmds := map[string][]string{}
+	for _, a := range assets {
+		spec, ok := podSpec(a.Object)
+		if !ok {
+			continue
+		}
+		for _, c := range spec.Containers {
+			switch c.Name {
+			case nameAPIServer, nameControllerManager, nameScheduler:
+				cmds[a.Path] = c.Command
+			}
+		}
+	}
+	if len(cmds) != 6 {
+		t.Fatalf("found %d control-plane containers, want 3 static pods and 3 self-hosted workloads: %v", len(cmds), cmds)
+	}
+	return cmds
+}
+
+func TestHostNetworkPodsDeclareNoPorts(t *testing.T) {
+	for name, mk := range cases {
+		hostNetwork := 0
+		for _, a := range render(t, mk(t)) {
+			spec, ok := podSpec(a.Object)
+			if !ok || !spec.HostNetwork {
+				continue
+			}
+			hostNetwork++
+			for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+				if len(c.Ports) > 0 {
+					t.Errorf("%s/%s: host-network container %s declares ports %v", name, a.Path, c.Name, c.Ports)
+				}
+			}
+		}
+		if hostNetwork == 0 {
+			t.Fatalf("%s: no host-network pod rendered", name)
+		}
+	}
+}
+
+func TestEveryObjectIsManagedBySelfkube(t *testing.T) {
+	for name, mk := range cases {
+		for _, a := range render(t, mk(t)) {
+			m, err := metaOf(a.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.GetLabels()[LabelManagedBy] != ManagedBy {
+				t.Errorf("%s/%s: labels %v lack %s=%s", name, a.Path, m.GetLabels(), LabelManagedBy, ManagedBy)
+			}
+			switch o := a.Object.(type) {
+			case *appsv1.DaemonSet:
+				checkTemplateLabels(t, name+"/"+a.Path, o.Spec.Template.Labels, o.Spec.Selector.MatchLabels)
+			case *appsv1.Deployment:
+				checkTemplateLabels(t, name+"/"+a.Path, o.Spec.Template.Labels, o.Spec.Selector.MatchLabels)
+			}
+		}
+	}
+}
+
+func checkTemplateLabels(t *testing.T, where string, tmpl, selector map[string]string) {
+	t.Helper()
+	if tmpl[LabelManagedBy] != ManagedBy {
+		t.Errorf("%s: pod template labels %v lack %s", where, tmpl, LabelManagedBy)
+	}
+	if !labels.SelectorFromSet(selector).Matches(labels.Set(tmpl)) {
+		t.Errorf("%s: selector %v does not select its own template %v", where, selector, tmpl)
+	}
+}
+
+func TestSelectorsDoNotAdoptBootstrapPods(t *testing.T) {
+	// The mirror pods of the temporary static pods must not be claimed by the
+	// self-hosted controllers, nor counted by their disruption budgets.
+	assets := render(t, defaultConfig(t))
+	var static []*corev1.Pod
+	for _, a := range assets {
+		if p, ok := a.Object.(*corev1.Pod); ok {
+			static = append(static, p)
+		}
+	}
+	for _, a := range assets {
+		var sel map[string]string
+		switch o := a.Object.(type) {
+		case *appsv1.DaemonSet:
+			sel = o.Spec.Selector.MatchLabels
+		case *appsv1.Deployment:
+			sel = o.Spec.Selector.MatchLabels
+		case *policyv1.PodDisruptionBudget:
+			sel = o.Spec.Selector.MatchLabels
+		default:
+			continue
+		}
+		for _, p := range static {
+			if labels.SelectorFromSet(sel).Matches(labels.Set(p.Labels)) {
+				t.Errorf("%s selects the static pod %s", a.Path, p.Name)
+			}
+		}
+	}
+}
+
+func TestControlPlanePermitsPortSharing(t *testing.T) {
+	for name, mk := range cases {
+		for file, cmd := range controlPlaneCommands(t, render(t, mk(t))) {
+			if got := flagValues(cmd, "permit-port-sharing"); !slices.Equal(got, []string{"true"}) {
+				t.Errorf("%s/%s: --permit-port-sharing values %v, want [true]", name, file, got)
+			}
+		}
+	}
+}
+
+func TestFlagsAreSortedAndUnique(t *testing.T) {
+	for name, mk := range cases {
+		for _, a := range render(t, mk(t)) {
+			spec, ok := podSpec(a.Object)
+			if !ok {
+				continue
+			}
+			for _, c := range spec.Containers {
+				if len(c.Command) < 2 || !strings.HasPrefix(c.Command[1], "--") || c.Name == nameProxy {
+					continue
+				}
+				var names []string
+				for _, arg := range c.Command[1:] {
+					n, _, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+					names = append(names, n)
+				}
+				if !slices.IsSorted(names) || len(slices.Compact(slices.Clone(names))) != len(names) {
+					t.Errorf("%s/%s: flags not sorted and unique: %v", name, a.Path, names)
+				}
+			}
+		}
+	}
+}
+
+func TestExtraArgsOverrideAndAddFlags(t *testing.T) {
+	cfg := defaultConfig(t)
+	cfg.Cluster.APIServer.ExtraArgs = map[string]string{
+		"enable-admission-plugins": "NodeRestriction,AlwaysPullImages", "profiling": "false",
+	}
+	cfg.Cluster.ControllerManager.ExtraArgs = map[string]string{"controllers": "*,tokencleaner"}
+	cfg.Cluster.Scheduler.ExtraArgs = map[string]string{"leader-elect": "false"}
+	cfg.Cluster.Etcd.Local.ExtraArgs = map[string]string{"snapshot-count": "5000"}
+	assets := render(t, cfg)
+
+	want := map[string]map[string]string{
+		nameAPIServer:         {"enable-admission-plugins": "NodeRestriction,AlwaysPullImages", "profiling": "false"},
+		nameControllerManager: {"controllers": "*,tokencleaner"},
+		nameScheduler:         {"leader-elect": "false"},
+	}
+	for file, cmd := range controlPlaneCommands(t, assets) {
+		for component, flags := range want {
+			if cmd[0] != component {
+				continue
+			}
+			for flag, value := range flags {
+				if got := flagValues(cmd, flag); !slices.Equal(got, []string{value}) {
+					t.Errorf("%s: --%s = %v, want [%s]", file, flag, got, value)
+				}
+			}
+		}
+	}
+	etcd := find[*corev1.Pod](t, assets, "bootstrap-manifests/etcd.yaml")
+	if got := flagValues(etcd.Spec.Containers[0].Command, "snapshot-count"); !slices.Equal(got, []string{"5000"}) {
+		t.Errorf("etcd --snapshot-count = %v, want [5000]", got)
+	}
+}
+
+func TestSecretsHoldOnlyWhatEachComponentNeeds(t *testing.T) {
+	want := map[string]map[string][]string{
+		"default": {
+			nameAPIServer: {"apiserver-etcd-client.crt", "apiserver-etcd-client.key", "apiserver-kubelet-client.crt",
+				"apiserver-kubelet-client.key", "apiserver.crt", "apiserver.key", "ca.crt", "etcd-ca.crt",
+				"front-proxy-ca.crt", "front-proxy-client.crt", "front-proxy-client.key", "sa.key", "sa.pub"},
+			nameControllerManager: {"ca.crt", "ca.key", "controller-manager.conf", "front-proxy-ca.crt", "sa.key"},
+			nameScheduler:         {"scheduler.conf"},
+		},
+		// With external etcd the API server's etcd client files are host files.
+		"custom": {
+			nameAPIServer: {"apiserver-kubelet-client.crt", "apiserver-kubelet-client.key", "apiserver.crt",
+				"apiserver.key", "ca.crt", "front-proxy-ca.crt", "front-proxy-client.crt", "front-proxy-client.key",
+				"sa.key", "sa.pub"},
+			nameControllerManager: {"ca.crt", "ca.key", "controller-manager.conf", "front-proxy-ca.crt", "sa.key"},
+			nameScheduler:         {"scheduler.conf"},
+		},
+	}
+	for name, mk := range cases {
+		got := map[string][]string{}
+		for _, a := range render(t, mk(t)) {
+			s, ok := a.Object.(*corev1.Secret)
+			if !ok {
+				continue
+			}
+			for k := range s.Data {
+				got[s.Name] = append(got[s.Name], k)
+			}
+			slices.Sort(got[s.Name])
+			for k, v := range s.Data {
+				if strings.HasSuffix(k, ".key") && strings.Contains(k, "ca") && s.Name != nameControllerManager {
+					t.Errorf("%s: Secret %s holds the CA private key %s", name, s.Name, k)
+				}
+				if len(v) == 0 {
+					t.Errorf("%s: Secret %s key %s is empty", name, s.Name, k)
+				}
+			}
+		}
+		if diff := cmp.Diff(want[name], got); diff != "" {
+			t.Errorf("%s: Secret keys (-want +got):\n%s", name, diff)
+		}
+	}
+}
+
+// TestCredentialPathsResolve checks the contract between flags, mounts and files: every
+// path a self-hosted component is given under SecretsMountDir is a key of its Secret,
+// and every path a static pod is given under BootstrapSecretsDir is an asset file.
+func TestCredentialPathsResolve(t *testing.T) {
+	files := fakeFiles()
+	for name, mk := range cases {
+		assets := render(t, mk(t))
+		secrets := map[string]*corev1.Secret{}
+		for _, a := range assets {
+			if s, ok := a.Object.(*corev1.Secret); ok {
+				secrets[s.Name] = s
+			}
+		}
+		for file, cmd := range controlPlaneCommands(t, assets) {
+			for _, arg := range cmd[1:] {
+				_, value, _ := strings.Cut(arg, "=")
+				if rel, ok := strings.CutPrefix(value, SecretsMountDir+"/"); ok {
+					if _, ok := secrets[cmd[0]].Data[rel]; !ok {
+						t.Errorf("%s/%s: %s names %s, which the %s Secret lacks", name, file, arg, rel, cmd[0])
+					}
+				}
+				if rel, ok := strings.CutPrefix(value, BootstrapSecretsDir+"/"); ok {
+					if _, ok := files[rel]; !ok {
+						t.Errorf("%s/%s: %s names %s, which is not an asset file", name, file, arg, rel)
+					}
+				}
+				if strings.HasPrefix(value, "/") && !strings.HasPrefix(value, SecretsMountDir+"/") &&
+					!strings.HasPrefix(value, BootstrapSecretsDir+"/") && !isExternalEtcdFile(mk(t), value) {
+					t.Errorf("%s/%s: %s points outside the mounted credentials", name, file, arg)
+				}
+			}
+		}
+	}
+}
+
+func isExternalEtcdFile(cfg *config.Config, p string) bool {
+	e := cfg.Cluster.Etcd.External
+	return e != nil && (p == e.CAFile || p == e.CertFile || p == e.KeyFile)
+}
+
+func TestMountsMatchVolumes(t *testing.T) {
+	for name, mk := range cases {
+		for _, a := range render(t, mk(t)) {
+			spec, ok := podSpec(a.Object)
+			if !ok {
+				continue
+			}
+			vols := map[string]bool{}
+			for _, v := range spec.Volumes {
+				vols[v.Name] = true
+			}
+			for _, c := range spec.Containers {
+				for _, m := range c.VolumeMounts {
+					if !vols[m.Name] {
+						t.Errorf("%s/%s: mount %s has no volume", name, a.Path, m.Name)
+					}
+					delete(vols, m.Name)
+				}
+			}
+			for v := range vols {
+				t.Errorf("%s/%s: volume %s is not mounted", name, a.Path, v)
+			}
+		}
+	}
+}
+
+func TestAPIServerDaemonSetSurgesWithoutUnavailability(t *testing.T) {
+	ds := find[*appsv1.DaemonSet](t, render(t, defaultConfig(t)), "manifests/15-kube-apiserver-daemonset.yaml")
+	ru := ds.Spec.UpdateStrategy.RollingUpdate
+	if ds.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType || ru == nil ||
+		ru.MaxSurge == nil || *ru.MaxSurge != intstr.FromInt32(1) ||
+		ru.MaxUnavailable == nil || *ru.MaxUnavailable != intstr.FromInt32(0) {
+		t.Fatalf("update strategy %+v, want RollingUpdate with maxSurge 1, maxUnavailable 0", ds.Spec.UpdateStrategy)
+	}
+	c := ds.Spec.Template.Spec.Containers[0]
+	if got := flagValues(c.Command, "advertise-address"); !slices.Equal(got, []string{"$(HOST_IP)"}) {
+		t.Errorf("--advertise-address = %v", got)
+	}
+	if len(c.Env) != 1 || c.Env[0].Name != "HOST_IP" || c.Env[0].ValueFrom.FieldRef.FieldPath != "status.hostIP" {
+		t.Errorf("HOST_IP does not come from status.hostIP: %+v", c.Env)
+	}
+	if ds.Spec.Template.Annotations[AnnotationCheckpoint] != "true" {
+		t.Errorf("pod template lacks %s", AnnotationCheckpoint)
+	}
+}
+
+func TestControlPlaneDeploymentsKeepOneRunning(t *testing.T) {
+	assets := render(t, defaultConfig(t))
+	for _, name := range []string{nameControllerManager, nameScheduler} {
+		var d *appsv1.Deployment
+		var pdb *policyv1.PodDisruptionBudget
+		for _, a := range assets {
+			switch o := a.Object.(type) {
+			case *appsv1.Deployment:
+				if o.Name == name {
+					d = o
+				}
+			case *policyv1.PodDisruptionBudget:
+				if o.Name == name {
+					pdb = o
+				}
+			}
+		}
+		if d == nil || pdb == nil {
+			t.Fatalf("%s: Deployment %v, PodDisruptionBudget %v", name, d, pdb)
+		}
+		if *d.Spec.Replicas != 2 || *d.Spec.Strategy.RollingUpdate.MaxUnavailable != intstr.FromInt32(0) {
+			t.Errorf("%s: replicas %d, strategy %+v", name, *d.Spec.Replicas, d.Spec.Strategy)
+		}
+		if *pdb.Spec.MinAvailable != intstr.FromInt32(1) ||
+			!labels.SelectorFromSet(pdb.Spec.Selector.MatchLabels).Matches(labels.Set(d.Spec.Template.Labels)) {
+			t.Errorf("%s: budget %+v does not keep one of the Deployment's pods", name, pdb.Spec)
+		}
+		if got := flagValues(d.Spec.Template.Spec.Containers[0].Command, "leader-elect"); !slices.Equal(got, []string{"true"}) {
+			t.Errorf("%s: --leader-elect = %v", name, got)
+		}
+	}
+}
+
+func TestBootstrapPods(t *testing.T) {
+	for name, mk := range cases {
+		cfg := mk(t)
+		boot, err := Bootstrap(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range boot {
+			p := a.Object.(*corev1.Pod)
+			got = append(got, a.Path)
+			temporary := p.Annotations[AnnotationTemporary] == "true"
+			if temporary != (p.Name != nameEtcd) {
+				t.Errorf("%s/%s: temporary annotation %v", name, a.Path, p.Annotations)
+			}
+			if !p.Spec.HostNetwork || p.Spec.PriorityClassName != priorityNodeCritical || p.Namespace != Namespace {
+				t.Errorf("%s/%s: not a host-network system-node-critical kube-system pod", name, a.Path)
+			}
+			if temporary {
+				for _, m := range p.Spec.Containers[0].VolumeMounts {
+					if m.MountPath == BootstrapSecretsDir && !m.ReadOnly {
+						t.Errorf("%s/%s: bootstrap secrets are mounted writable", name, a.Path)
+					}
+				}
+			}
+		}
+		want := []string{"bootstrap-manifests/etcd.yaml", "bootstrap-manifests/kube-apiserver.yaml",
+			"bootstrap-manifests/kube-controller-manager.yaml", "bootstrap-manifests/kube-scheduler.yaml"}
+		if cfg.Cluster.Etcd.External != nil {
+			want = want[1:] // etcd is not ours to run
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: bootstrap assets (-want +got):\n%s", name, diff)
+		}
+	}
+}
+
+func TestEtcdFlagsForIPv6(t *testing.T) {
+	cfg := validConfig(t, &config.Config{Node: config.NodeConfiguration{AdvertiseAddress: "2001:db8::10"},
+		Cluster: config.ClusterConfiguration{Networking: config.Networking{
+			PodSubnet: "fd00:10:244::/56", ServiceSubnet: "fd00:10:96::/112"}}})
+	boot, err := Bootstrap(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd := find[*corev1.Pod](t, boot, "bootstrap-manifests/etcd.yaml").Spec.Containers[0]
+	for flag, want := range map[string]string{
+		"listen-client-urls":  "https://[::1]:2379,https://[2001:db8::10]:2379",
+		"listen-metrics-urls": "http://[::1]:2381",
+		"initial-cluster":     "node1=https://[2001:db8::10]:2380",
+	} {
+		if got := flagValues(etcd.Command, flag); !slices.Equal(got, []string{want}) {
+			t.Errorf("--%s = %v, want %s", flag, got, want)
+		}
+	}
+	api := find[*corev1.Pod](t, boot, "bootstrap-manifests/kube-apiserver.yaml").Spec.Containers[0]
+	if got := flagValues(api.Command, "etcd-servers"); !slices.Equal(got, []string{"https://[::1]:2379"}) {
+		t.Errorf("--etcd-servers = %v", got)
+	}
+	hosted, err := SelfHosted(cfg, fakeFiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := find[*corev1.Service](t, hosted, "manifests/53-kube-dns-service.yaml")
+	if svc.Spec.ClusterIP != "fd00:10:96::a" {
+		t.Errorf("kube-dns ClusterIP %s, want fd00:10:96::a", svc.Spec.ClusterIP)
+	}
+}
+
+func TestMissingFileIsNamed(t *testing.T) {
+	cfg := defaultConfig(t)
+	for _, missing := range []string{FileCAKey, FileAPIServerEtcdKey, FileSchedulerConf, FileCACert} {
+		files := fakeFiles()
+		delete(files, missing)
+		_, err := SelfHosted(cfg, files)
+		if err == nil || !strings.Contains(err.Error(), missing) {
+			t.Errorf("without %s: error %v, want one naming it", missing, err)
+		}
+	}
+	// Files the Secrets do not carry are not required.
+	files := fakeFiles()
+	for _, unused := range []string{FileEtcdCAKey, FileAdminConf, FileSuperAdminConf, FileKubeletConf, FileFrontProxyCAKey} {
+		delete(files, unused)
+	}
+	if _, err := SelfHosted(cfg, files); err != nil {
+		t.Errorf("SelfHosted needs a file no Secret carries: %v", err)
+	}
+}
+
+func TestKubeProxyConfig(t *testing.T) {
+	cfg := customConfig(t)
+	assets := render(t, cfg)
+	cm := find[*corev1.ConfigMap](t, assets, "manifests/42-kube-proxy-configmap.yaml")
+
+	var pc kubeproxyv1alpha1.KubeProxyConfiguration
+	if err := yaml.UnmarshalStrict([]byte(cm.Data[ProxyConfigKey]), &pc); err != nil {
+		t.Fatalf("decoding %s strictly: %v", ProxyConfigKey, err)
+	}
+	if pc.Kind != "KubeProxyConfiguration" || pc.APIVersion != "kubeproxy.config.k8s.io/v1alpha1" ||
+		string(pc.Mode) != "nftables" || pc.ClusterCIDR != "10.32.0.0/12" ||
+		pc.Conntrack.MaxPerCore == nil || *pc.Conntrack.MaxPerCore != 0 {
+		t.Errorf("KubeProxyConfiguration = %+v", pc)
+	}
+	if want := path.Join(proxyConfigDir, ProxyKubeconfigKey); pc.ClientConnection.Kubeconfig != want {
+		t.Errorf("kubeconfig %q, want %q", pc.ClientConnection.Kubeconfig, want)
+	}
+
+	var kc clientcmdv1.Config
+	if err := yaml.UnmarshalStrict([]byte(cm.Data[ProxyKubeconfigKey]), &kc); err != nil {
+		t.Fatalf("decoding %s strictly: %v", ProxyKubeconfigKey, err)
+	}
+	if len(kc.Clusters) != 1 || kc.Clusters[0].Cluster.Server != "https://api.example.internal:6443" ||
+		len(kc.AuthInfos) != 1 || kc.AuthInfos[0].AuthInfo.TokenFile != serviceAccountDir+"/token" {
+		t.Errorf("kube-proxy kubeconfig = %+v", kc)
+	}
+
+	ds := find[*appsv1.DaemonSet](t, assets, "manifests/45-kube-proxy-daemonset.yaml")
+	spec := ds.Spec.Template.Spec
+	if !spec.HostNetwork || !*spec.Containers[0].SecurityContext.Privileged || spec.ServiceAccountName != nameProxy {
+		t.Errorf("kube-proxy pod: hostNetwork %v, security %+v, service account %q",
+			spec.HostNetwork, spec.Containers[0].SecurityContext, spec.ServiceAccountName)
+	}
+	crb := find[*rbacv1.ClusterRoleBinding](t, assets, "manifests/41-kubeadm-node-proxier-clusterrolebinding.yaml")
+	if crb.RoleRef.Name != "system:node-proxier" || crb.Subjects[0].Name != nameProxy || crb.Subjects[0].Namespace != Namespace {
+		t.Errorf("node-proxier binding %+v", crb)
+	}
+}
+
+func TestCoreDNS(t *testing.T) {
+	for name, tc := range map[string]struct {
+		mk     func(testing.TB) *config.Config
+		ip     string
+		domain string
+	}{
+		"default": {defaultConfig, "10.96.0.10", "cluster.local"},
+		"custom":  {customConfig, "172.20.0.10", "example.internal"},
+	} {
+		assets := render(t, tc.mk(t))
+		svc := find[*corev1.Service](t, assets, "manifests/53-kube-dns-service.yaml")
+		if svc.Spec.ClusterIP != tc.ip {
+			t.Errorf("%s: kube-dns ClusterIP %s, want %s", name, svc.Spec.ClusterIP, tc.ip)
+		}
+		d := find[*appsv1.Deployment](t, assets, "manifests/55-coredns-deployment.yaml")
+		if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
+			t.Errorf("%s: kube-dns selects %v, not the CoreDNS pods %v", name, svc.Spec.Selector, d.Spec.Template.Labels)
+		}
+		cm := find[*corev1.ConfigMap](t, assets, "manifests/52-coredns-configmap.yaml")
+		for _, want := range []string{"kubernetes " + tc.domain + " in-addr.arpa ip6.arpa", "forward . /etc/resolv.conf",
+			"cache 30", "loop", "reload", "health", "ready"} {
+			if !strings.Contains(cm.Data["Corefile"], want) {
+				t.Errorf("%s: Corefile lacks %q:\n%s", name, want, cm.Data["Corefile"])
+			}
+		}
+		role := find[*rbacv1.ClusterRole](t, assets, "manifests/50-system-coredns-clusterrole.yaml")
+		for _, r := range role.Rules {
+			if !slices.Equal(r.Verbs, []string{"list", "watch"}) {
+				t.Errorf("%s: CoreDNS may %v %v; it only needs list and watch", name, r.Verbs, r.Resources)
+			}
+		}
+	}
+}
+
+func TestNodeBootstrapRBAC(t *testing.T) {
+	assets := render(t, defaultConfig(t))
+	want := map[string][2]string{ // binding → role, group
+		"kubeadm:cluster-admins":                        {"cluster-admin", AdminGroup},
+		"kubeadm:kubelet-bootstrap":                     {"system:node-bootstrapper", NodeBootstrapGroup},
+		"kubeadm:node-autoapprove-bootstrap":            {"system:certificates.k8s.io:certificatesigningrequests:nodeclient", NodeBootstrapGroup},
+		"kubeadm:node-autoapprove-certificate-rotation": {"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"},
+		"kubeadm:get-nodes":                             {"kubeadm:get-nodes", NodeBootstrapGroup},
+	}
+	for _, a := range assets {
+		b, ok := a.Object.(*rbacv1.ClusterRoleBinding)
+		if !ok {
+			continue
+		}
+		w, ok := want[b.Name]
+		if !ok {
+			continue
+		}
+		delete(want, b.Name)
+		if b.RoleRef.Name != w[0] || len(b.Subjects) != 1 || b.Subjects[0].Kind != rbacv1.GroupKind || b.Subjects[0].Name != w[1] {
+			t.Errorf("%s binds %+v to %+v, want %s to group %s", b.Name, b.RoleRef, b.Subjects, w[0], w[1])
+		}
+	}
+	for name := range want {
+		t.Errorf("no ClusterRoleBinding %s", name)
+	}
+}
+
+func BenchmarkRenderDefault(b *testing.B) {
+	cfg := defaultConfig(b)
+	files := fakeFiles()
+	for b.Loop() {
+		boot, err := Bootstrap(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		hosted, err := SelfHosted(cfg, files)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, a := range append(boot, hosted...) {
+			if _, err := Encode(a.Object); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
