@@ -31,8 +31,9 @@ const (
 // KubeadmPreflightIgnored are the kubeadm preflight checks this substrate cannot pass, with
 // why. Everything else must pass.
 var KubeadmPreflightIgnored = []string{
-	// The kernel's config is not readable (no /proc/config.gz, no /boot/config-*) and the host
-	// is cgroup v1, which kubeadm v1.36 reports as an error of the system verification.
+	// The host is cgroup v1 (hybrid). kubeadm v1.36's system verification refuses that unless
+	// the check is skipped explicitly, besides the kubelet's failCgroupV1: false. It is the
+	// only preflight error on this machine kind (checked with `kubeadm init phase preflight`).
 	"SystemVerification",
 }
 

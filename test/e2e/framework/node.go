@@ -411,6 +411,9 @@ func (n *Node) PowerOff() error {
 		errs = append(errs, err)
 	}
 	_ = os.Remove(filepath.Join(n.Dir(), "holder.pid"))
+	if err := os.RemoveAll(n.HostPath("/run")); err != nil { // /run is a tmpfs on a real machine
+		errs = append(errs, fmt.Errorf("wiping /run: %w", err))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("powering off node %s: %w", n.Name, err)
 	}
