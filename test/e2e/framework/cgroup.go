@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -37,9 +38,14 @@ func cgroupHierarchies() ([]hierarchy, error) {
 		return nil, fmt.Errorf("reading mounts: %w", err)
 	}
 	defer f.Close()
+	return parseCgroupMounts(f)
+}
+
+// parseCgroupMounts reads the cgroup v1 hierarchies from a mount table.
+func parseCgroupMounts(r io.Reader) ([]hierarchy, error) {
 	var hs []hierarchy
 	seen := map[string]bool{}
-	s := bufio.NewScanner(f)
+	s := bufio.NewScanner(r)
 	for s.Scan() {
 		fields := strings.Fields(s.Text())
 		if len(fields) < 4 || fields[2] != "cgroup" || seen[fields[1]] {
