@@ -1,0 +1,178 @@
+// Package initcluster is `selfkube init`: it turns a host that has a kubelet, a container
+// runtime and the selfkube binary into the first control-plane node of a self-hosted
+// cluster.
+//
+// It starts etcd and a temporary control plane as static pods, applies the self-hosted
+// control plane (DaemonSets, Deployments, Secrets) through that temporary API, waits at
+// the hand-over gate until the self-hosted components serve, and only then removes the
+// temporary static pods it owns. Every phase converges, so a failed run resumes where it
+// stopped and a finished node is left alone.
+package initcluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/kubeconfig"
+	"github.com/selfkube/selfkube/internal/render"
+	"github.com/selfkube/selfkube/internal/status"
+	"github.com/selfkube/selfkube/internal/workflow"
+)
+
+// Options are the knobs of one init run.
+type Options struct {
+	Layout host.Layout
+	// HandoverTimeout bounds the wait at the hand-over gate.
+	HandoverTimeout time.Duration
+	// APITimeout bounds the waits for the kubelet, the API and the node.
+	APITimeout time.Duration
+	// IgnorePreflightErrors names checks whose failure is only a warning ("all" for every one).
+	IgnorePreflightErrors []string
+	// TokenTTL is the lifetime of the bootstrap token printed in the join command.
+	TokenTTL time.Duration
+	Status   *status.Printer
+	Log      *slog.Logger
+	// Out receives what a script reads: the join command.
+	Out io.Writer
+}
+
+// State is what init records on the node between runs (StateDir/init.json).
+type State struct {
+	// Owned lists the static-pod manifests selfkube wrote, by path.
+	Owned []string `json:"owned,omitempty"`
+	// HandedOver is set once the temporary control plane was torn down.
+	HandedOver bool `json:"handedOver,omitempty"`
+	// HandedOverAt is when the teardown started.
+	HandedOverAt time.Time `json:"handedOverAt,omitempty"`
+	// Completed is set when init finished.
+	Completed time.Time `json:"completed,omitempty"`
+}
+
+// Data is what the phases share.
+type Data struct {
+	Options
+	Cfg   *config.Config
+	State State
+
+	restConfig *rest.Config
+	client     kubernetes.Interface
+	rendered   *render.Result
+	joinCmd    string
+}
+
+// AssetDir is where init renders the cluster's assets on this node.
+func (d *Data) AssetDir() string { return d.Layout.AssetDir() }
+
+func (d *Data) statePath() string { return filepath.Join(d.Layout.StateDir(), "init.json") }
+
+// LoadState reads the state of an earlier run; a missing file is a fresh node.
+func LoadState(layout host.Layout) (State, error) {
+	var s State
+	data, err := os.ReadFile(filepath.Join(layout.StateDir(), "init.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("reading selfkube's state: %w", err)
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("%s is damaged (%v): run `selfkube reset` to start over", filepath.Join(layout.StateDir(), "init.json"), err)
+	}
+	return s, nil
+}
+
+func (d *Data) saveState() error {
+	data, err := json.MarshalIndent(d.State, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = host.WriteFile(d.statePath(), data, 0o600)
+	return err
+}
+
+func (d *Data) own(path string) error {
+	for _, p := range d.State.Owned {
+		if p == path {
+			return nil
+		}
+	}
+	d.State.Owned = append(d.State.Owned, path)
+	return d.saveState()
+}
+
+// Client returns a client for the local API server with the break-glass credentials:
+// init runs before the RBAC that admin.conf relies on exists. It talks to 127.0.0.1,
+// not the control-plane endpoint, which may be a load balancer not yet in service.
+func (d *Data) Client() (kubernetes.Interface, *rest.Config, error) {
+	if d.client != nil {
+		return d.client, d.restConfig, nil
+	}
+	path := filepath.Join(d.AssetDir(), kubeconfig.Dir, kubeconfig.SuperAdmin)
+	cfg, err := clientcmd.BuildConfigFromFlags(fmt.Sprintf("https://127.0.0.1:%d", config.DefaultAPIServerPort), path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading %s: %w", path, err)
+	}
+	cfg.Timeout = 15 * time.Second
+	cfg.QPS, cfg.Burst = 50, 100
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.client, d.restConfig = client, cfg
+	return client, cfg, nil
+}
+
+func localEtcd(d *Data) bool { return d.Cfg.Cluster.Etcd.Local != nil }
+func notHanded(d *Data) bool { return !d.State.HandedOver }
+
+// Workflow lists init's phases in order.
+func Workflow() *workflow.Workflow[*Data] {
+	return &workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{
+		{Name: "preflight", Short: "preflight checks", Run: preflight},
+		{Name: "certs", Short: "certificates", Run: certs},
+		{Name: "kubeconfigs", Short: "kubeconfigs", Run: kubeconfigs},
+		{Name: "kubelet", Short: "kubelet configuration and start", Run: kubeletStart},
+		{Name: "etcd", Short: "etcd static pod", Run: etcd, RunIf: localEtcd},
+		{Name: "control-plane", Short: "temporary control plane (static pods)", Run: temporaryControlPlane, RunIf: notHanded},
+		{Name: "wait-api", Short: "waiting for the API", Run: waitAPI},
+		{Name: "mark-control-plane", Short: "labelling and tainting the node", Run: markControlPlane},
+		{Name: "apply", Short: "applying the self-hosted control plane", Run: applySelfHosted},
+		{Name: "handover", Short: "hand-over gate", Run: handoverGate, RunIf: notHanded},
+		{Name: "teardown", Short: "removing the temporary control plane", Run: teardown, RunIf: notHanded},
+		{Name: "post-handover", Short: "checking the self-hosted control plane", Run: postHandover},
+		{Name: "bootstrap-token", Short: "bootstrap token and cluster-info", Run: bootstrapToken},
+	}}
+}
+
+// ErrAlreadyInitialized says init found a finished node and changed nothing.
+var ErrAlreadyInitialized = errors.New("this node is already initialized")
+
+// Run runs init's workflow (or the selected phases) on this node. On a node where init
+// finished before it changes nothing and returns ErrAlreadyInitialized.
+func Run(ctx context.Context, cfg *config.Config, opts Options, sel workflow.Options) (*Data, error) {
+	state, err := LoadState(opts.Layout)
+	if err != nil {
+		return nil, err
+	}
+	d := &Data{Options: opts, Cfg: cfg, State: state}
+	if !state.Completed.IsZero() && sel.Only == "" {
+		return d, fmt.Errorf("%w (finished %s): nothing was changed; `selfkube token create --print-join-command` "+
+			"makes a new join command, `selfkube reset` starts over", ErrAlreadyInitialized, state.Completed.Format(time.RFC3339))
+	}
+	sel.Status = opts.Status
+	return d, Workflow().Run(ctx, d, sel)
+}

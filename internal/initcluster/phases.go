@@ -1,0 +1,432 @@
+package initcluster
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/selfkube/selfkube/internal/apply"
+	"github.com/selfkube/selfkube/internal/bootstrap"
+	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/kubeconfig"
+	"github.com/selfkube/selfkube/internal/kubelet"
+	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/pki"
+	"github.com/selfkube/selfkube/internal/render"
+)
+
+const (
+	labelControlPlane = "node-role.kubernetes.io/control-plane"
+	labelName         = "app.kubernetes.io/name"
+)
+
+// temporaryManifests are the static pods of the temporary control plane.
+var temporaryManifests = []string{"kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"}
+
+func (d *Data) tlsDir() string  { return filepath.Join(d.AssetDir(), render.TLSDir) }
+func (d *Data) authDir() string { return filepath.Join(d.AssetDir(), render.AuthDir) }
+
+func (d *Data) report(lines []string) {
+	for _, l := range lines {
+		d.Log.Debug(l)
+	}
+}
+
+func certs(_ context.Context, d *Data) error {
+	res, err := pki.Ensure(d.tlsDir(), d.Cfg, pki.Options{})
+	for _, r := range res {
+		d.Log.Debug(r.String())
+	}
+	return err
+}
+
+func kubeconfigs(_ context.Context, d *Data) error {
+	res, err := kubeconfig.Ensure(d.authDir(), d.tlsDir(), d.Cfg, pki.Options{})
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		d.Log.Debug(r.String())
+	}
+	return d.copyFiles(map[string]string{
+		filepath.Join(d.authDir(), kubeconfig.Admin):      d.Layout.AdminKubeconfig(),
+		filepath.Join(d.authDir(), kubeconfig.SuperAdmin): d.Layout.SuperAdminKubeconfig(),
+	})
+}
+
+// copyFiles copies src→dst, keys and kubeconfigs 0600, everything else 0644.
+func (d *Data) copyFiles(files map[string]string) error {
+	for src, dst := range files {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		mode := fs.FileMode(0o644)
+		if strings.HasSuffix(src, ".key") || strings.HasSuffix(src, ".conf") {
+			mode = 0o600
+		}
+		a, err := host.WriteFile(dst, data, mode)
+		if err != nil {
+			return err
+		}
+		d.Log.Debug(string(a) + " " + dst)
+	}
+	return nil
+}
+
+// copyTree copies every file below src to dst with copyFiles' modes.
+func (d *Data) copyTree(src, dst string) error {
+	files := map[string]string{}
+	err := filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		files[p] = filepath.Join(dst, rel)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	return d.copyFiles(files)
+}
+
+// renderAssets renders the whole asset directory once per run (it converges: the PKI
+// and kubeconfigs of the earlier phases are reused).
+func (d *Data) renderAssets() (*render.Result, error) {
+	if d.rendered != nil {
+		return d.rendered, nil
+	}
+	res, err := render.Render(d.AssetDir(), d.Cfg, render.Options{})
+	if err != nil {
+		return nil, err
+	}
+	d.rendered = res
+	return res, nil
+}
+
+func kubeletStart(ctx context.Context, d *Data) error {
+	// The static-pod directory must exist before the kubelet starts: it then sees new
+	// manifests at once instead of retrying with a back-off of up to 20 s.
+	if err := os.MkdirAll(d.Layout.ManifestsDir(), 0o755); err != nil {
+		return err
+	}
+	if err := d.copyFiles(map[string]string{
+		filepath.Join(d.tlsDir(), "ca.crt"):            filepath.Join(d.Layout.PKIDir(), "ca.crt"),
+		filepath.Join(d.authDir(), kubeconfig.Kubelet): d.Layout.KubeletKubeconfig(),
+	}); err != nil {
+		return err
+	}
+	lines, err := kubelet.Write(d.Cfg, d.Layout)
+	if err != nil {
+		return err
+	}
+	d.report(lines)
+	ctx, cancel := context.WithTimeout(ctx, d.APITimeout)
+	defer cancel()
+	return kubelet.WaitHealthy(ctx, kubelet.HealthzURL)
+}
+
+// writeStaticPod writes one rendered static pod into the kubelet's directory and records
+// that selfkube owns it.
+func (d *Data) writeStaticPod(name string) error {
+	res, err := d.renderAssets()
+	if err != nil {
+		return err
+	}
+	for _, a := range res.Bootstrap {
+		if path.Base(a.Path) != name {
+			continue
+		}
+		data, err := manifests.Encode(a.Object)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(d.Layout.ManifestsDir(), name)
+		act, err := host.WriteFile(dst, data, 0o600)
+		if err != nil {
+			return err
+		}
+		d.Log.Debug(string(act) + " " + dst)
+		return d.own(dst)
+	}
+	return fmt.Errorf("no static pod %s was rendered", name)
+}
+
+func etcd(_ context.Context, d *Data) error {
+	if err := d.copyTree(filepath.Join(d.tlsDir(), "etcd"), filepath.Join(d.Layout.PKIDir(), "etcd")); err != nil {
+		return err
+	}
+	return d.writeStaticPod("etcd.yaml")
+}
+
+func temporaryControlPlane(_ context.Context, d *Data) error {
+	// The temporary control plane reads its credentials from the host until the
+	// hand-over; the self-hosted one reads them from Secrets.
+	for _, sub := range []string{render.TLSDir, render.AuthDir} {
+		if err := d.copyTree(filepath.Join(d.AssetDir(), sub), filepath.Join(d.Layout.BootstrapSecretsDir(), sub)); err != nil {
+			return err
+		}
+	}
+	for _, m := range temporaryManifests {
+		if err := d.writeStaticPod(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// poll runs check every interval until it returns true, an error that is not
+// retriable, or the timeout; the last error is kept for the message.
+func poll(ctx context.Context, interval, timeout time.Duration, what string, check func(context.Context) (bool, error)) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
+		ok, err := check(ctx)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		return ok, nil
+	})
+	if err != nil {
+		if last != nil {
+			return fmt.Errorf("%s: gave up after %s (last error: %v)", what, timeout, last)
+		}
+		return fmt.Errorf("%s: gave up after %s", what, timeout)
+	}
+	return nil
+}
+
+func waitAPI(ctx context.Context, d *Data) error {
+	client, _, err := d.Client()
+	if err != nil {
+		return err
+	}
+	return poll(ctx, 250*time.Millisecond, d.APITimeout, "waiting for kube-apiserver /readyz", func(ctx context.Context) (bool, error) {
+		_, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil, err
+	})
+}
+
+func markControlPlane(ctx context.Context, d *Data) error {
+	client, _, err := d.Client()
+	if err != nil {
+		return err
+	}
+	name := d.Cfg.Node.Name
+	taints := d.Cfg.Node.Taints
+	if taints == nil {
+		taints = []corev1.Taint{{Key: labelControlPlane, Effect: corev1.TaintEffectNoSchedule}}
+	}
+	return poll(ctx, 250*time.Millisecond, d.APITimeout, "waiting for node "+name+" to register", func(ctx context.Context) (bool, error) {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			changed := false
+			if _, ok := node.Labels[labelControlPlane]; !ok {
+				if node.Labels == nil {
+					node.Labels = map[string]string{}
+				}
+				node.Labels[labelControlPlane] = ""
+				changed = true
+			}
+			for _, t := range taints {
+				if !slices.ContainsFunc(node.Spec.Taints, func(x corev1.Taint) bool { return x.MatchTaint(&t) }) {
+					node.Spec.Taints = append(node.Spec.Taints, t)
+					changed = true
+				}
+			}
+			if !changed {
+				return nil
+			}
+			_, err = client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{FieldManager: apply.FieldManager})
+			return err
+		})
+		return err == nil, err
+	})
+}
+
+func applySelfHosted(ctx context.Context, d *Data) error {
+	res, err := d.renderAssets()
+	if err != nil {
+		return err
+	}
+	_, restCfg, err := d.Client()
+	if err != nil {
+		return err
+	}
+	a, err := apply.New(restCfg)
+	if err != nil {
+		return err
+	}
+	for _, asset := range res.SelfHosted {
+		if err := a.Object(ctx, asset.Object); err != nil {
+			return fmt.Errorf("%s: %w", asset.Path, err)
+		}
+	}
+	d.Log.Debug("applied", "objects", len(res.SelfHosted))
+	return nil
+}
+
+func (d *Data) caPool() (*x509.CertPool, error) {
+	pem, err := os.ReadFile(filepath.Join(d.tlsDir(), "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("tls/ca.crt holds no certificate")
+	}
+	return pool, nil
+}
+
+func (d *Data) servingTLS() (*tls.Config, error) {
+	pool, err := d.caPool()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, nil
+}
+
+func teardown(ctx context.Context, d *Data) error {
+	client, _, err := d.Client()
+	if err != nil {
+		return err
+	}
+	d.State.HandedOverAt = time.Now()
+	for _, m := range temporaryManifests {
+		p := filepath.Join(d.Layout.ManifestsDir(), m)
+		if !slices.Contains(d.State.Owned, p) {
+			d.Status.Infof("leaving %s: selfkube did not write it", p)
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing the temporary %s: %w", m, err)
+		}
+		d.State.Owned = slices.DeleteFunc(d.State.Owned, func(s string) bool { return s == p })
+	}
+	d.State.HandedOver = true
+	if err := d.saveState(); err != nil {
+		return err
+	}
+	// The kubelet stops the temporary pods; their mirror pods disappear with them.
+	err = poll(ctx, 500*time.Millisecond, d.APITimeout, "waiting for the temporary pods to stop", func(ctx context.Context) (bool, error) {
+		for _, m := range temporaryManifests {
+			name := strings.TrimSuffix(m, ".yaml") + "-" + d.Cfg.Node.Name
+			_, err := client.CoreV1().Pods("kube-system").Get(ctx, name, metav1.GetOptions{})
+			if err == nil {
+				return false, nil
+			}
+			if !apierrors.IsNotFound(err) {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(d.Layout.BootstrapSecretsDir()); err != nil {
+		return fmt.Errorf("removing the temporary credentials: %w", err)
+	}
+	return nil
+}
+
+func postHandover(ctx context.Context, d *Data) error {
+	client, _, err := d.Client()
+	if err != nil {
+		return err
+	}
+	since := d.State.HandedOverAt
+	for _, lease := range []string{"kube-scheduler", "kube-controller-manager"} {
+		err := poll(ctx, 500*time.Millisecond, d.APITimeout, "waiting for a self-hosted "+lease+" to lead", func(ctx context.Context) (bool, error) {
+			l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			return leaseRenewedSince(l, since), nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return poll(ctx, 500*time.Millisecond, d.APITimeout, "waiting for node "+d.Cfg.Node.Name+" to be Ready", func(ctx context.Context) (bool, error) {
+		n, err := client.CoreV1().Nodes().Get(ctx, d.Cfg.Node.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return nodeReady(n), nil
+	})
+}
+
+func leaseRenewedSince(l *coordinationv1.Lease, since time.Time) bool {
+	return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" &&
+		l.Spec.RenewTime != nil && l.Spec.RenewTime.After(since)
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func podReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func bootstrapToken(ctx context.Context, d *Data) error {
+	client, _, err := d.Client()
+	if err != nil {
+		return err
+	}
+	token, err := bootstrap.GenerateToken()
+	if err != nil {
+		return err
+	}
+	if err := bootstrap.Create(ctx, client, bootstrap.TokenSpec{Token: token, TTL: d.TokenTTL,
+		Description: "made by selfkube init"}, time.Now()); err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(filepath.Join(d.tlsDir(), "ca.crt"))
+	if err != nil {
+		return err
+	}
+	d.joinCmd, err = bootstrap.JoinCommand(d.Cfg.Cluster.ControlPlaneEndpoint, token, ca)
+	if err != nil {
+		return err
+	}
+	d.State.Completed = time.Now()
+	return d.saveState()
+}
+
+// JoinCommand is the command that joins further nodes (set by the bootstrap-token phase).
+func (d *Data) JoinCommand() string { return d.joinCmd }

@@ -1,0 +1,65 @@
+package reset
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/initcluster"
+)
+
+func TestResetRemovesOnlyWhatSelfkubeOwns(t *testing.T) {
+	l := host.Layout{Root: t.TempDir()}
+	touch := func(p string) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ours := filepath.Join(l.ManifestsDir(), "etcd.yaml")
+	theirs := filepath.Join(l.ManifestsDir(), "my-static-pod.yaml")
+	etcdData := filepath.Join(l.Root, "var/lib/etcd/member/snap/db")
+	for _, p := range []string{ours, theirs, etcdData, filepath.Join(l.PKIDir(), "ca.crt"), l.KubeletConfig(), l.AdminKubeconfig()} {
+		touch(p)
+	}
+	state, _ := json.Marshal(initcluster.State{Owned: []string{ours}})
+	touch(filepath.Join(l.StateDir(), "init.json"))
+	if err := os.WriteFile(filepath.Join(l.StateDir(), "init.json"), state, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	planned, err := Run(Options{Layout: l, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(ours); err != nil {
+		t.Fatal("dry run removed files")
+	}
+	if !slices.Contains(planned, ours) || slices.Contains(planned, theirs) {
+		t.Errorf("plan %v", planned)
+	}
+	if _, err := Run(Options{Layout: l}); err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{ours, l.PKIDir(), l.KubeletConfig(), l.AdminKubeconfig(), l.StateDir()} {
+		if _, err := os.Stat(gone); !os.IsNotExist(err) {
+			t.Errorf("%s survived reset", gone)
+		}
+	}
+	for _, kept := range []string{theirs, etcdData} {
+		if _, err := os.Stat(kept); err != nil {
+			t.Errorf("%s was removed: %v", kept, err)
+		}
+	}
+	if _, err := Run(Options{Layout: l, RemoveEtcdData: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(etcdData); !os.IsNotExist(err) {
+		t.Error("--remove-etcd-data kept the data")
+	}
+}
