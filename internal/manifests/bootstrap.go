@@ -26,6 +26,7 @@ func Bootstrap(cfg *config.Config) ([]Asset, error) {
 	pods = append(pods, bootstrapAPIServer(cfg), bootstrapControllerManager(cfg), bootstrapScheduler(cfg))
 	assets := make([]Asset, 0, len(pods))
 	for _, p := range pods {
+		p.APIVersion, p.Kind = "v1", "Pod"
 		assets = append(assets, Asset{Path: path.Join(bootstrapManifestsDir, p.Name+".yaml"), Object: p})
 	}
 	sort.Slice(assets, func(i, j int) bool { return assets[i].Path < assets[j].Path })

@@ -120,7 +120,8 @@ func (f Files) need(name, purpose string) ([]byte, error) {
 	return data, nil
 }
 
-// Asset is one object and the asset-directory-relative path it is written to.
+// Asset is one object and the asset-directory-relative path it is written to. The
+// object has apiVersion and kind set, so it can be applied as it is.
 type Asset struct {
 	// Path such as "manifests/20-kube-apiserver-daemonset.yaml".
 	Path   string
@@ -158,6 +159,7 @@ func selfHostedAsset(stage int, obj runtime.Object) (Asset, error) {
 	if !ok {
 		return Asset{}, fmt.Errorf("no apply step for kind %s", gvk.Kind)
 	}
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
 	name := strings.NewReplacer(":", "-", "/", "-").Replace(meta.GetName())
 	file := fmt.Sprintf("%02d-%s-%s.yaml", stage+step, name, strings.ToLower(gvk.Kind))
 	return Asset{Path: path.Join(selfHostedManifestsDir, file), Object: obj}, nil

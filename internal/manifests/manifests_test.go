@@ -229,6 +229,20 @@ func TestEncodeIsDeterministic(t *testing.T) {
 	}
 }
 
+func TestAssetsCarryTheirKind(t *testing.T) {
+	for name, mk := range cases {
+		for _, a := range render(t, mk(t)) {
+			want, err := kindOf(a.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := a.Object.GetObjectKind().GroupVersionKind(); got != want {
+				t.Errorf("%s/%s: object says %v, want %v", name, a.Path, got, want)
+			}
+		}
+	}
+}
+
 func TestEncodeRejectsUnknownType(t *testing.T) {
 	if _, err := Encode(&runtime.Unknown{}); err == nil {
 		t.Fatal("Encode accepted an object outside the scheme")
