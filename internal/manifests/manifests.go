@@ -57,54 +57,59 @@ const (
 
 // Paths of the asset files, relative to the asset directory.
 const (
-	FileCACert                 = "tls/ca.crt"
-	FileCAKey                  = "tls/ca.key"
-	FileAPIServerCert          = "tls/apiserver.crt"
-	FileAPIServerKey           = "tls/apiserver.key"
-	FileAPIServerKubeletCert   = "tls/apiserver-kubelet-client.crt"
-	FileAPIServerKubeletKey    = "tls/apiserver-kubelet-client.key"
-	FileFrontProxyCACert       = "tls/front-proxy-ca.crt"
-	FileFrontProxyCAKey        = "tls/front-proxy-ca.key"
-	FileFrontProxyClientCert   = "tls/front-proxy-client.crt"
-	FileFrontProxyClientKey    = "tls/front-proxy-client.key"
-	FileServiceAccountKey      = "tls/sa.key"
-	FileServiceAccountPub      = "tls/sa.pub"
-	FileAPIServerEtcdCert      = "tls/apiserver-etcd-client.crt"
-	FileAPIServerEtcdKey       = "tls/apiserver-etcd-client.key"
-	FileEtcdCACert             = "tls/etcd/ca.crt"
-	FileEtcdCAKey              = "tls/etcd/ca.key"
-	FileEtcdServerCert         = "tls/etcd/server.crt"
-	FileEtcdServerKey          = "tls/etcd/server.key"
-	FileEtcdPeerCert           = "tls/etcd/peer.crt"
-	FileEtcdPeerKey            = "tls/etcd/peer.key"
-	FileEtcdHealthcheckCert    = "tls/etcd/healthcheck-client.crt"
-	FileEtcdHealthcheckKey     = "tls/etcd/healthcheck-client.key"
-	FileAdminConf              = "auth/admin.conf"
-	FileSuperAdminConf         = "auth/super-admin.conf"
-	FileControllerManagerConf  = "auth/controller-manager.conf"
-	FileSchedulerConf          = "auth/scheduler.conf"
-	FileKubeletConf            = "auth/kubelet.conf"
-	bootstrapManifestsDir      = "bootstrap-manifests"
-	selfHostedManifestsDir     = "manifests"
-	apiServerPort              = config.DefaultAPIServerPort
-	controllerManagerPort      = 10257
-	schedulerPort              = 10259
-	etcdClientPort             = 2379
-	etcdPeerPort               = 2380
-	etcdMetricsPort            = 2381
-	priorityNodeCritical       = "system-node-critical"
-	priorityClusterCritical    = "system-cluster-critical"
-	componentControlPlane      = "control-plane"
-	nameAPIServer              = "kube-apiserver"
-	nameControllerManager      = "kube-controller-manager"
-	nameScheduler              = "kube-scheduler"
-	nameEtcd                   = "etcd"
-	nameProxy                  = "kube-proxy"
-	nameCoreDNS                = "coredns"
-	labelLegacyComponent       = "component"
-	labelLegacyTier            = "tier"
-	labelLegacyK8sApp          = "k8s-app"
-	kubeadmDefaultNodeTokenGrp = "system:bootstrappers:kubeadm:default-node-token"
+	FileCACert                = "tls/ca.crt"
+	FileCAKey                 = "tls/ca.key"
+	FileAPIServerCert         = "tls/apiserver.crt"
+	FileAPIServerKey          = "tls/apiserver.key"
+	FileAPIServerKubeletCert  = "tls/apiserver-kubelet-client.crt"
+	FileAPIServerKubeletKey   = "tls/apiserver-kubelet-client.key"
+	FileFrontProxyCACert      = "tls/front-proxy-ca.crt"
+	FileFrontProxyCAKey       = "tls/front-proxy-ca.key"
+	FileFrontProxyClientCert  = "tls/front-proxy-client.crt"
+	FileFrontProxyClientKey   = "tls/front-proxy-client.key"
+	FileServiceAccountKey     = "tls/sa.key"
+	FileServiceAccountPub     = "tls/sa.pub"
+	FileAPIServerEtcdCert     = "tls/apiserver-etcd-client.crt"
+	FileAPIServerEtcdKey      = "tls/apiserver-etcd-client.key"
+	FileEtcdCACert            = "tls/etcd/ca.crt"
+	FileEtcdCAKey             = "tls/etcd/ca.key"
+	FileEtcdServerCert        = "tls/etcd/server.crt"
+	FileEtcdServerKey         = "tls/etcd/server.key"
+	FileEtcdPeerCert          = "tls/etcd/peer.crt"
+	FileEtcdPeerKey           = "tls/etcd/peer.key"
+	FileEtcdHealthcheckCert   = "tls/etcd/healthcheck-client.crt"
+	FileEtcdHealthcheckKey    = "tls/etcd/healthcheck-client.key"
+	FileAdminConf             = "auth/admin.conf"
+	FileSuperAdminConf        = "auth/super-admin.conf"
+	FileControllerManagerConf = "auth/controller-manager.conf"
+	FileSchedulerConf         = "auth/scheduler.conf"
+	FileKubeletConf           = "auth/kubelet.conf"
+)
+
+const (
+	bootstrapManifestsDir   = "bootstrap-manifests"
+	selfHostedManifestsDir  = "manifests"
+	apiServerPort           = config.DefaultAPIServerPort
+	controllerManagerPort   = 10257
+	schedulerPort           = 10259
+	etcdClientPort          = 2379
+	etcdPeerPort            = 2380
+	etcdMetricsPort         = 2381
+	priorityNodeCritical    = "system-node-critical"
+	priorityClusterCritical = "system-cluster-critical"
+	componentControlPlane   = "control-plane"
+
+	nameAPIServer         = "kube-apiserver"
+	nameControllerManager = "kube-controller-manager"
+	nameScheduler         = "kube-scheduler"
+	nameEtcd              = "etcd"
+	nameProxy             = "kube-proxy"
+	nameCoreDNS           = "coredns"
+
+	// Labels kubeadm-era tooling selects on (kubectl -l component=kube-apiserver).
+	labelLegacyComponent = "component"
+	labelLegacyTier      = "tier"
+	labelLegacyK8sApp    = "k8s-app"
 )
 
 // Files maps asset-directory-relative paths ("tls/ca.crt", "auth/scheduler.conf") to

@@ -19,7 +19,7 @@ const (
 	// AdminGroup is the group of admin.conf's client certificate, bound to cluster-admin.
 	AdminGroup = "kubeadm:cluster-admins"
 	// NodeBootstrapGroup is the group of bootstrap-token users.
-	NodeBootstrapGroup = kubeadmDefaultNodeTokenGrp
+	NodeBootstrapGroup = "system:bootstrappers:kubeadm:default-node-token"
 	componentAccess    = "access-control"
 	clusterInfoName    = "cluster-info"
 	publicNamespace    = metav1.NamespacePublic
