@@ -120,15 +120,20 @@ build_kubernetes() {
   log "built kubernetes $ver in $((SECONDS - start))s ($dest)"
 }
 
-# build_simple NAME VERSION "MODULE..." PKG...: a component released as MODULE... at VERSION
-# whose binaries are named after the last element of their package path (with /v3-style
-# suffixes dropped), built from one wrapper module.
+# build_simple NAME VERSION "MODULE..." PKG[=BINARY]...: a component released as MODULE... at
+# VERSION, built from one wrapper module. A binary is named BINARY, or else after the last
+# element of its package path (with /v3-style suffixes dropped).
 build_simple() {
   local name=$1 ver=$2 modules=$3; shift 3
-  local dest=$BIN_ROOT/$name-$ver pkgs=("$@") bins=() pkg base
-  for pkg in "${pkgs[@]}"; do
-    base=${pkg%/v[0-9]*}
-    bins+=("${base##*/}")
+  local dest=$BIN_ROOT/$name-$ver pkgs=() bins=() arg base
+  for arg in "$@"; do
+    pkgs+=("${arg%%=*}")
+    if [[ $arg == *=* ]]; then
+      bins+=("${arg#*=}")
+    else
+      base=${arg%/v[0-9]*}
+      bins+=("${base##*/}")
+    fi
   done
   if have_all "$dest" "${bins[@]}"; then
     log "reused $name $ver ($dest)"
@@ -152,8 +157,10 @@ build_etcd() {
   # Both modules pinned: left to tidy, etcdctl would come at its latest release and pull the
   # shared etcd modules (api, client, pkg) past the server's.
   build_simple etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3" \
-    go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3
+    go.etcd.io/etcd/server/v3=etcd go.etcd.io/etcd/etcdctl/v3
   local got
+  got=$("$BIN_ROOT/etcd-$ETCD_VERSION/etcd" --version | sed -n 's/^etcd Version: //p')
+  [[ v$got == "$ETCD_VERSION" ]] || die "etcd reports version $got, want $ETCD_VERSION"
   got=$("$BIN_ROOT/etcd-$ETCD_VERSION/etcdctl" version | sed -n 's/^etcdctl version: //p')
   [[ v$got == "$ETCD_VERSION" ]] || die "etcdctl reports version $got, want $ETCD_VERSION"
 }
