@@ -33,11 +33,16 @@ type Skipped struct {
 //
 // DesiredRoutes is pure.
 func DesiredRoutes(nodes []*corev1.Node, self string) (routes []Route, skipped []Skipped) {
-	sorted := append([]*corev1.Node(nil), nodes...)
+	var sorted []*corev1.Node
+	for _, n := range nodes {
+		if n != nil {
+			sorted = append(sorted, n)
+		}
+	}
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	owner := map[netip.Prefix]string{}
 	for _, n := range sorted {
-		if n == nil || n.Name == self {
+		if n.Name == self {
 			continue
 		}
 		for _, s := range NodePodCIDRs(n) {
