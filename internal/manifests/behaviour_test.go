@@ -327,7 +327,7 @@ func TestMountsMatchVolumes(t *testing.T) {
 			for _, v := range spec.Volumes {
 				vols[v.Name] = true
 			}
-			for _, c := range spec.Containers {
+			for _, c := range append(spec.InitContainers, spec.Containers...) {
 				for _, m := range c.VolumeMounts {
 					if !vols[m.Name] {
 						t.Errorf("%s/%s: mount %s has no volume", name, a.Path, m.Name)

@@ -109,7 +109,9 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 	spec := controlPlanePodSpec(c, priorityNodeCritical)
 	extVols, _ := externalEtcdVolumes(cfg)
 	spec.Volumes = append(spec.Volumes, extVols...)
-	spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	// The node's resolver, not cluster DNS: the apiserver must start (after a reboot, too)
+	// before CoreDNS can, also when etcd or an OIDC issuer is named by DNS.
+	spec.DNSPolicy = corev1.DNSDefault
 	spec.TerminationGracePeriodSeconds = ptr.To[int64](apiServerTerminationSeconds)
 
 	labels, selector := controlPlaneLabels(nameAPIServer)

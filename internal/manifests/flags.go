@@ -122,15 +122,19 @@ func apiServerFlags(cfg *config.Config, p filePaths, advertise string) flags {
 func controllerManagerFlags(cfg *config.Config, p filePaths) flags {
 	kubeconfig := p(FileControllerManagerConf)
 	return flags{
-		"allocate-node-cidrs":              "true",
-		"authentication-kubeconfig":        kubeconfig,
-		"authorization-kubeconfig":         kubeconfig,
-		"bind-address":                     "127.0.0.1",
-		"client-ca-file":                   p(FileCACert),
-		"cluster-cidr":                     cfg.Cluster.Networking.PodSubnet,
-		"cluster-signing-cert-file":        p(FileCACert),
-		"cluster-signing-key-file":         p(FileCAKey),
-		"controllers":                      "*,bootstrapsigner,tokencleaner",
+		"allocate-node-cidrs":       "true",
+		"authentication-kubeconfig": kubeconfig,
+		"authorization-kubeconfig":  kubeconfig,
+		"bind-address":              "127.0.0.1",
+		"client-ca-file":            p(FileCACert),
+		"cluster-cidr":              cfg.Cluster.Networking.PodSubnet,
+		"cluster-signing-cert-file": p(FileCACert),
+		"cluster-signing-key-file":  p(FileCAKey),
+		"controllers":               "*,bootstrapsigner,tokencleaner",
+		// Hand the leader lease back on exit, so a successor (the self-hosted one after the
+		// temporary one, a new replica in a rolling update) leads at once instead of
+		// waiting out the 15 s lease.
+		"feature-gates":                    "ControllerManagerReleaseLeaderElectionLockOnExit=true",
 		"kubeconfig":                       kubeconfig,
 		"leader-elect":                     "true",
 		"permit-port-sharing":              "true",

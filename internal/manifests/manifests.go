@@ -188,6 +188,7 @@ const (
 	stageProxy             = 40
 	stageDNS               = 50
 	stageClusterInfo       = 60
+	stageNetwork           = 70
 )
 
 // SelfHosted builds the self-hosted control plane and the cluster add-ons, each object
@@ -239,6 +240,10 @@ func SelfHosted(cfg *config.Config, files Files) ([]Asset, error) {
 		return nil, err
 	}
 	add(stageClusterInfo, info...)
+
+	if cfg.Cluster.Networking.Plugin == config.NetworkPluginSelfkube {
+		add(stageNetwork, podNetwork(cfg)...)
+	}
 
 	var assets []Asset
 	seen := map[string]bool{}

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/pki"
 )
 
 // Groups and names the RBAC objects use; they are kubeadm's, so a stock `kubeadm join`
@@ -53,6 +54,13 @@ func rbac() []runtime.Object {
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}},
 		},
 		binding("kubeadm:get-nodes", "kubeadm:get-nodes", NodeBootstrapGroup),
+		// The apiserver's client certificate for kubelets carries no group (least
+		// privilege): this binding gives it what logs, exec and port-forward need.
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: objectMeta("selfkube:apiserver-kubelet-client", "", labels),
+			RoleRef:    clusterRole(pki.KubeletAPIAdminClusterRole),
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: pki.APIServerKubeletClientUser}},
+		},
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/test/apiserver"
@@ -184,6 +186,12 @@ func TestStaleManifestRemoved(t *testing.T) {
 // (a wrong field, a bad value, a missing required field) fails here, not on a node.
 func TestRenderedManifestsApplyToRealAPIServer(t *testing.T) {
 	srv := apiserver.Start(t)
+	// Without a controller-manager nobody makes kube-system's default ServiceAccount,
+	// which the static pods (as mirror pods) are admitted against.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "kube-system"}}
+	if _, err := srv.Client.CoreV1().ServiceAccounts("kube-system").Create(context.Background(), sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	for name, yaml := range map[string]string{
 		"defaults":      minimal,
 		"external-etcd": minimal + "etcd:\n  external:\n    endpoints: [https://192.0.2.40:2379]\n    caFile: /a\n    certFile: /b\n    keyFile: /c\n",
