@@ -12,6 +12,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -25,6 +27,8 @@ import (
 	"github.com/selfkube/selfkube/internal/host"
 )
 
+const systemdResolvConf = "/run/systemd/resolve/resolv.conf"
+
 // HealthzURL is the kubelet's local health endpoint.
 const HealthzURL = "http://127.0.0.1:10248/healthz"
 
@@ -34,7 +38,14 @@ func Configuration(cfg *config.Config, layout host.Layout) (*kubeletv1beta1.Kube
 	if err != nil {
 		return nil, err
 	}
+	// Where systemd-resolved runs, /etc/resolv.conf names its stub at 127.0.0.53, which
+	// means nothing inside a pod (CoreDNS would loop): hand pods the upstream servers.
+	resolvConf := "/etc/resolv.conf"
+	if _, err := os.Stat(filepath.Join(layout.Root, systemdResolvConf)); err == nil {
+		resolvConf = systemdResolvConf
+	}
 	return &kubeletv1beta1.KubeletConfiguration{
+		ResolverConfig: ptr.To(resolvConf),
 		TypeMeta: metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
 		// Static pods: etcd always, the temporary control plane during init, checkpoints.
 		StaticPodPath: "/etc/kubernetes/manifests",
