@@ -280,3 +280,18 @@ func TestParseClusterCIDRs(t *testing.T) {
 		t.Errorf("bad CIDR: %v", err)
 	}
 }
+
+// Run fails before touching the host when it cannot build its client or parse a flag.
+func TestRunErrors(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	opts := DefaultOptions()
+	opts.NodeName = "a"
+	opts.Kubeconfig = filepath.Join(t.TempDir(), "missing.conf")
+	if err := Run(context.Background(), opts, log); err == nil || !strings.Contains(err.Error(), "loading the client configuration") {
+		t.Errorf("missing kubeconfig: %v", err)
+	}
+	opts.ClusterCIDRs = []string{"nonsense"}
+	if err := Run(context.Background(), opts, log); err == nil || !strings.Contains(err.Error(), "--cluster-cidr") {
+		t.Errorf("bad --cluster-cidr: %v", err)
+	}
+}
