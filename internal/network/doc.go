@@ -41,8 +41,10 @@
 //
 // # What the DaemonSet needs
 //
-//	hostNetwork: true; securityContext.capabilities.add: [NET_ADMIN] (plus NET_RAW is not
-//	needed); or privileged: true. Tolerations: operator Exists (every taint).
+//	hostNetwork: true; securityContext.capabilities.add: [NET_ADMIN] on the main container
+//	(routes and nftables through netlink), or privileged: true. Running as root (uid 0) in
+//	both containers, to write the host directories. Tolerations: operator Exists (every
+//	taint). priorityClassName: system-node-critical.
 //	env NODE_NAME from fieldRef spec.nodeName.
 //	init container `selfkube network install-cni`: hostPath /opt/cni/bin (DirectoryOrCreate)
 //	  mounted at /host/opt/cni/bin.
