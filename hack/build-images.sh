@@ -31,27 +31,26 @@ package_closure() {
     --no-replaces --no-enhances "$@" | grep -E '^[a-z0-9]' | sort -u
 }
 
-# candidate PKG: the version apt would download.
-candidate() {
-  apt-cache policy "$1" | sed -n 's/^ *Candidate: //p'
+# candidates PKG...: "PKG=VERSION" per package, VERSION being what apt would download.
+candidates() {
+  apt-cache policy "$@" | awk '/^[^ ]/ {pkg = $1; sub(/:$/, "", pkg)} /^ *Candidate:/ {print pkg "=" $2}'
 }
 
 # debian_rootfs NAME FINISH PKG...: extracts PKG and its dependencies into
-# $ROOTFS_ROOT/NAME-<hash of package versions>, runs FINISH ROOT (links, checks) and prints
-# the directory. Reused while the package versions stay the same.
+# $ROOTFS_ROOT/NAME-<hash of package versions and of this script>, runs FINISH ROOT (links,
+# checks) and prints the directory. Reused while neither changes.
 debian_rootfs() {
   local name=$1 finish=$2; shift 2
-  local pkgs pkg ver pinned=()
-  pkgs=$(package_closure "$@")
-  for pkg in $pkgs; do
-    ver=$(candidate "$pkg")
-    if [[ -z $ver || $ver == "(none)" ]]; then
-      die "apt knows no version of $pkg: run \`apt-get update\` (make host-setup does)"
-    fi
-    pinned+=("$pkg=$ver")
+  local pkgs pinned=() pin
+  mapfile -t pkgs < <(package_closure "$@")
+  [[ ${#pkgs[@]} -gt 0 ]] || die "apt knows no package $*: run \`apt-get update\` (make host-setup does)"
+  mapfile -t pinned < <(candidates "${pkgs[@]}")
+  [[ ${#pinned[@]} -eq ${#pkgs[@]} ]] || die "apt-cache policy ${pkgs[*]} printed ${#pinned[@]} candidates for ${#pkgs[@]} packages"
+  for pin in "${pinned[@]}"; do
+    [[ $pin != *"=(none)" ]] || die "apt knows no version of ${pin%%=*}: run \`apt-get update\` (make host-setup does)"
   done
   local key dir
-  key=$(printf '%s\n' "${pinned[@]}" "$(declare -f "$finish")" | sha256sum | cut -c1-12)
+  key=$(cat <(printf '%s\n' "${pinned[@]}") "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
   dir=$ROOTFS_ROOT/$name-$key
   if [[ -f $dir/.complete ]]; then
     log "reused $name root filesystem ($dir)"
@@ -61,7 +60,7 @@ debian_rootfs() {
   log "building $name root filesystem from ${pinned[*]}"
   local debs tmp=$dir.tmp deb
   debs=$(mktemp -d)
-  chmod 755 "$debs" # apt downloads as the _apt user where it can
+  chown _apt "$debs" 2>/dev/null || true # apt downloads as the _apt user where it can
   trap 'rm -rf "$debs"' RETURN
   (cd "$debs" && apt-get download -q "${pinned[@]}" >&2) ||
     die "apt-get download ${pinned[*]} failed: run \`apt-get update\` and check the Debian mirror"
