@@ -10,6 +10,7 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/status"
@@ -64,6 +65,8 @@ Start with:
 				level = slog.LevelDebug
 			}
 			e.log = slog.New(slog.NewTextHandler(e.streams.Err, &slog.HandlerOptions{Level: level}))
+			// client-go logs through klog: route it into the same logger.
+			klog.SetSlogLogger(e.log)
 			e.status = status.New(e.streams.Err)
 		},
 	}
