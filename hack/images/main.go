@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -116,6 +117,9 @@ func kubeadmImages(kubeadm, version, repository string) ([]string, error) {
 // ensure writes img's tarball into dir unless the one there was built from the same inputs.
 // It reports whether it wrote one.
 func ensure(dir string, img Image) (bool, error) {
+	if err := checkStatic(img.Contents); err != nil {
+		return false, err
+	}
 	key, err := inputKey(img)
 	if err != nil {
 		return false, err
@@ -311,4 +315,53 @@ func hasProgram(image v1.Image, img Image) error {
 			return nil
 		}
 	}
+}
+
+// checkStatic fails for a program copied in on its own (not as part of a root filesystem) that
+// needs a dynamic loader: such images carry no libc, and the container would fail with a
+// puzzling "no such file or directory".
+func checkStatic(contents []Content) error {
+	for _, c := range contents {
+		if c.Source == "" {
+			continue
+		}
+		info, err := os.Stat(c.Source)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", c.Source, err)
+		}
+		if info.IsDir() {
+			continue
+		}
+		elfFile, err := isELF(c.Source)
+		if err != nil {
+			return err
+		}
+		if !elfFile {
+			continue
+		}
+		f, err := elf.Open(c.Source)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", c.Source, err)
+		}
+		dynamic := slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP })
+		f.Close()
+		if dynamic {
+			return fmt.Errorf("%s is dynamically linked and the image has no libc: build it with CGO_ENABLED=0 (as `make build` does)", c.Source)
+		}
+	}
+	return nil
+}
+
+// isELF reports whether the file starts with the ELF magic number.
+func isELF(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	magic := make([]byte, len(elf.ELFMAG))
+	if _, err := io.ReadFull(f, magic); err != nil {
+		return false, nil // shorter than the magic: not an ELF file
+	}
+	return string(magic) == elf.ELFMAG, nil
 }

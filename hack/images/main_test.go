@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,4 +69,27 @@ func hasProgramFile(file, tag string, img Image) error {
 		return err
 	}
 	return hasProgram(image, img)
+}
+
+func TestCheckStatic(t *testing.T) {
+	text := filepath.Join(t.TempDir(), "script")
+	if err := os.WriteFile(text, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkStatic([]Content{{Dest: "/script", Source: text}, {Dest: "/dir", Source: t.TempDir()}}); err != nil {
+		t.Errorf("checkStatic of a script and a directory: %v", err)
+	}
+	dynamic := "/bin/true" // dynamically linked on Debian
+	if err := checkStatic([]Content{{Dest: "/true", Source: dynamic}}); err == nil || !strings.Contains(err.Error(), "dynamically linked") {
+		t.Errorf("checkStatic(%s) = %v, want a dynamically linked error", dynamic, err)
+	}
+	static := filepath.Join(t.TempDir(), "pause")
+	build := exec.Command("go", "build", "-o", static, "../pause")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building a static program: %v\n%s", err, out)
+	}
+	if err := checkStatic([]Content{{Dest: "/pause", Source: static}}); err != nil {
+		t.Errorf("checkStatic(static pause): %v", err)
+	}
 }
