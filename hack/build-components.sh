@@ -103,7 +103,7 @@ build_kubernetes() {
   tidy "$src"
 
   local pkg=k8s.io/component-base/version cpkg=k8s.io/client-go/pkg/version
-  local build_date ldflags="-s -w"
+  local build_date ldflags="-s -w" p
   build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   for p in "$pkg" "$cpkg"; do
     ldflags+=" -X $p.gitVersion=$ver -X $p.gitMajor=1 -X $p.gitMinor=$minor"

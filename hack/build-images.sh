@@ -37,8 +37,8 @@ candidates() {
 }
 
 # debian_rootfs NAME FINISH PKG...: extracts PKG and its dependencies into
-# $ROOTFS_ROOT/NAME-<hash of package versions and of this script>, runs FINISH ROOT (links,
-# checks) and prints the directory. Reused while neither changes.
+# $ROOTFS_ROOT/NAME-<hash of package versions and of this script>/root, runs FINISH ROOT
+# (links, checks) and prints ROOT. Reused while neither changes.
 debian_rootfs() {
   local name=$1 finish=$2; shift 2
   local pkgs pinned=() pin
@@ -54,7 +54,7 @@ debian_rootfs() {
   dir=$ROOTFS_ROOT/$name-$key
   if [[ -f $dir/.complete ]]; then
     log "reused $name root filesystem ($dir)"
-    echo "$dir"
+    echo "$dir/root"
     return
   fi
   log "building $name root filesystem from ${pinned[*]}"
@@ -64,16 +64,16 @@ debian_rootfs() {
   trap 'rm -rf "$debs"' RETURN
   (cd "$debs" && apt-get download -q "${pinned[@]}" >&2) ||
     die "apt-get download ${pinned[*]} failed: run \`apt-get update\` and check the Debian mirror"
-  rm -rf "$tmp" && mkdir -p "$tmp"
+  rm -rf "$tmp" && mkdir -p "$tmp/root"
   for deb in "$debs"/*.deb; do
-    dpkg -x "$deb" "$tmp" || die "extracting $deb failed"
+    dpkg -x "$deb" "$tmp/root" || die "extracting $deb failed"
   done
-  rm -rf "$tmp/usr/share/doc" "$tmp/usr/share/man" "$tmp/usr/share/info" "$tmp/usr/share/lintian"
-  "$finish" "$tmp" >&2 || die "checking the $name root filesystem in $tmp failed (see above)"
-  date -u +%Y-%m-%dT%H:%M:%SZ >"$tmp/.complete"
+  rm -rf "$tmp"/root/usr/share/{doc,man,info,lintian}
+  "$finish" "$tmp/root" >&2 || die "checking the $name root filesystem in $tmp/root failed (see above)"
+  date -u +%Y-%m-%dT%H:%M:%SZ >"$tmp/.complete" # beside the root filesystem, not in the image
   find "$ROOTFS_ROOT" -maxdepth 1 -name "$name-*" ! -name "$name-$key*" -exec rm -rf {} +
   rm -rf "$dir" && mv "$tmp" "$dir"
-  echo "$dir"
+  echo "$dir/root"
 }
 
 # check_libraries ROOT: every program and shared library under ROOT finds all it links to
