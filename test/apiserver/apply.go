@@ -16,34 +16,28 @@ import (
 const FieldManager = "selfkube"
 
 // ApplyDryRun server-side applies obj with dryRun=All: the API server decodes, defaults,
-// admits and validates it exactly as for a real apply, and stores nothing. A namespaced object
-// without a namespace goes to "default".
-func (s *Server) ApplyDryRun(ctx context.Context, obj *unstructured.Unstructured) error {
+// admits and validates it exactly as for a real apply, and stores nothing. obj is an
+// *unstructured.Unstructured or a typed object (*appsv1.DaemonSet ...) with apiVersion and kind
+// set. A namespaced object without a namespace goes to "default".
+func (s *Server) ApplyDryRun(ctx context.Context, obj runtime.Object) error {
 	_, err := s.apply(ctx, obj, metav1.ApplyOptions{FieldManager: FieldManager, DryRun: []string{metav1.DryRunAll}})
 	return err
 }
 
 // Apply server-side applies obj for real and returns what the server stored.
-func (s *Server) Apply(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+func (s *Server) Apply(ctx context.Context, obj runtime.Object) (*unstructured.Unstructured, error) {
 	return s.apply(ctx, obj, metav1.ApplyOptions{FieldManager: FieldManager})
 }
 
-// ApplyObject is Apply for a typed object (a *corev1.ConfigMap, an *appsv1.DaemonSet ...), which
-// must have its apiVersion and kind set.
-func (s *Server) ApplyObject(ctx context.Context, obj runtime.Object, dryRun bool) error {
-	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		return fmt.Errorf("converting %T: %w", obj, err)
+func (s *Server) apply(ctx context.Context, o runtime.Object, opts metav1.ApplyOptions) (*unstructured.Unstructured, error) {
+	obj, ok := o.(*unstructured.Unstructured)
+	if !ok {
+		content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			return nil, fmt.Errorf("applying a %T: converting it: %w", o, err)
+		}
+		obj = &unstructured.Unstructured{Object: content}
 	}
-	u := &unstructured.Unstructured{Object: content}
-	if dryRun {
-		return s.ApplyDryRun(ctx, u)
-	}
-	_, err = s.Apply(ctx, u)
-	return err
-}
-
-func (s *Server) apply(ctx context.Context, obj *unstructured.Unstructured, opts metav1.ApplyOptions) (*unstructured.Unstructured, error) {
 	gvk := obj.GroupVersionKind()
 	what := fmt.Sprintf("%s %s", gvk.Kind, obj.GetName())
 	if gvk.Kind == "" || gvk.Version == "" {

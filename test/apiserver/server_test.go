@@ -44,7 +44,7 @@ func TestServer(t *testing.T) {
 	})
 
 	t.Run("dry-run apply of a valid DaemonSet stores nothing", func(t *testing.T) {
-		if err := srv.ApplyObject(ctx, daemonSet("kube-apiserver"), true); err != nil {
+		if err := srv.ApplyDryRun(ctx, daemonSet("kube-apiserver")); err != nil {
 			t.Fatalf("dry-run apply: %v", err)
 		}
 		_, err := srv.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
@@ -66,7 +66,7 @@ func TestServer(t *testing.T) {
 			"DaemonSet whose selector misses its template": {badSelector, apierrors.IsInvalid},
 		} {
 			t.Run(name, func(t *testing.T) {
-				err := srv.ApplyObject(ctx, tc.obj, true)
+				err := srv.ApplyDryRun(ctx, tc.obj)
 				if !tc.check(err) {
 					t.Errorf("dry-run apply = %v, want an Invalid error", err)
 				}
@@ -79,11 +79,20 @@ func TestServer(t *testing.T) {
 		if err := srv.ApplyDryRun(ctx, unknown); err == nil || !strings.Contains(err.Error(), "finding the resource") {
 			t.Errorf("dry-run apply of an unknown kind = %v, want a mapping error", err)
 		}
+		untyped := daemonSet("no-type-meta")
+		untyped.TypeMeta = metav1.TypeMeta{}
+		if err := srv.ApplyDryRun(ctx, untyped); err == nil || !strings.Contains(err.Error(), "apiVersion and kind must be set") {
+			t.Errorf("dry-run apply without apiVersion and kind = %v, want it refused", err)
+		}
 	})
 
 	t.Run("apply stores with the selfkube field manager", func(t *testing.T) {
-		if err := srv.ApplyObject(ctx, daemonSet("kube-scheduler"), false); err != nil {
+		stored, err := srv.Apply(ctx, daemonSet("kube-scheduler"))
+		if err != nil {
 			t.Fatalf("apply: %v", err)
+		}
+		if stored.GetUID() == "" {
+			t.Errorf("Apply returned %v, want the stored object", stored.Object)
 		}
 		got, err := srv.Client.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-scheduler", metav1.GetOptions{})
 		if err != nil {
