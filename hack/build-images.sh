@@ -3,7 +3,7 @@
 # hack/README.md), ready for `ctr -n k8s.io images import`. Needs `make components` first and
 # `make build` for the selfkube image. A tarball is rebuilt only when its inputs changed.
 #
-# kube-proxy's image carries iptables (nft backend) and conntrack, and busybox's image Debian's
+# kube-proxy's image carries iptables (nft backend), nft and conntrack, and busybox's image Debian's
 # busybox-static: both are built from the Debian packages (apt-get download + dpkg -x), with
 # every package they depend on, and checked by running them under chroot.
 set -euo pipefail
@@ -129,6 +129,14 @@ COMMIT
   chroot "$root" /usr/sbin/iptables --version | grep -q nf_tables ||
     { echo "iptables in the image is not the nf_tables variant"; return 1; }
   chroot "$root" /usr/sbin/conntrack --version >/dev/null
+  # kube-proxy's nftables mode (and its cleanup of that mode's rules in iptables mode) runs nft.
+  local listed
+  listed=$(unshare --net -- sh -c "chroot '$root' /usr/sbin/nft -f - && chroot '$root' /usr/sbin/nft list ruleset" <<<'
+table ip kube-proxy {
+  map service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }
+  chain nat-prerouting { type nat hook prerouting priority dstnat ; ip daddr . meta l4proto . th dport vmap @service-ips ; }
+}') || { echo "nft in the image failed"; return 1; }
+  grep -q 'table ip kube-proxy' <<<"$listed" || { echo "nft did not load the kube-proxy table:"; echo "$listed"; return 1; }
 }
 
 # finish_busybox ROOT: a link for every applet, then a shell that runs.
@@ -156,7 +164,7 @@ main() {
   [[ $(id -u) == 0 ]] || die "needs root (chroot and a network namespace check the Debian root filesystems): run it with sudo"
 
   local start=$SECONDS iptables_root busybox_root
-  iptables_root=$(debian_rootfs iptables finish_iptables iptables conntrack)
+  iptables_root=$(debian_rootfs iptables finish_iptables iptables conntrack nftables)
   busybox_root=$(debian_rootfs busybox finish_busybox busybox-static)
 
   (cd "$HACK_DIR" && "$GO" run ./images \
