@@ -255,6 +255,12 @@ func (n *Node) boot(ctx context.Context) error {
 	if err := n.startService("kubelet", "/var/lib/kubelet/config.yaml", kubeletCommand...); err != nil {
 		return err
 	}
+	if _, err := os.Stat(n.HostPath("/var/lib/kubelet/config.yaml")); err == nil {
+		// A joined node: boot is done once its kubelet runs (KubeletStarted is then set).
+		if err := waitFor(ctx, 10*time.Second, func() bool { _, err := n.KubeletStarted(); return err == nil }); err != nil {
+			return fmt.Errorf("kubelet of node %s did not start: see %s: %w", n.Name, n.logPath("kubelet"), err)
+		}
+	}
 	n.h.logf("node %s up: ip %s, pods %s (%s)", n.Name, n.IP, n.PodSubnet(), time.Since(start).Round(time.Millisecond))
 	return nil
 }
