@@ -36,19 +36,32 @@ candidates() {
   apt-cache policy "$@" | awk '/^[^ ]/ {pkg = $1; sub(/:$/, "", pkg)} /^ *Candidate:/ {print pkg "=" $2}'
 }
 
+# pin_packages PKG...: "NAME=VERSION" for PKG and everything it depends on; fails when apt
+# knows no version of one of them (no apt lists yet, or a package gone from the mirror).
+pin_packages() {
+  local pkgs pinned pin
+  mapfile -t pkgs < <(package_closure "$@")
+  [[ ${#pkgs[@]} -gt 0 ]] || return 1
+  mapfile -t pinned < <(candidates "${pkgs[@]}")
+  [[ ${#pinned[@]} -eq ${#pkgs[@]} ]] || return 1
+  for pin in "${pinned[@]}"; do
+    [[ $pin != *"=(none)" ]] || return 1
+  done
+  printf '%s\n' "${pinned[@]}"
+}
+
 # debian_rootfs NAME FINISH PKG...: extracts PKG and its dependencies into
 # $ROOTFS_ROOT/NAME-<hash of package versions and of this script>/root, runs FINISH ROOT
 # (links, checks) and prints ROOT. Reused while neither changes.
 debian_rootfs() {
   local name=$1 finish=$2; shift 2
-  local pkgs pinned=() pin
-  mapfile -t pkgs < <(package_closure "$@")
-  [[ ${#pkgs[@]} -gt 0 ]] || die "apt knows no package $*: run \`apt-get update\` (make host-setup does)"
-  mapfile -t pinned < <(candidates "${pkgs[@]}")
-  [[ ${#pinned[@]} -eq ${#pkgs[@]} ]] || die "apt-cache policy ${pkgs[*]} printed ${#pinned[@]} candidates for ${#pkgs[@]} packages"
-  for pin in "${pinned[@]}"; do
-    [[ $pin != *"=(none)" ]] || die "apt knows no version of ${pin%%=*}: run \`apt-get update\` (make host-setup does)"
-  done
+  local pins pinned
+  if ! pins=$(pin_packages "$@"); then
+    log "apt has no candidate for some of $*: running apt-get update"
+    apt-get update -q >&2 || die "apt-get update failed: check the Debian mirror in /etc/apt/sources.list*"
+    pins=$(pin_packages "$@") || die "apt knows no version of some of $* (or of what they depend on): is it still on the Debian mirror?"
+  fi
+  mapfile -t pinned <<<"$pins"
   local key dir
   key=$(cat <(printf '%s\n' "${pinned[@]}") "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)
   dir=$ROOTFS_ROOT/$name-$key
