@@ -64,9 +64,6 @@ func run(args []string) error {
 			return fmt.Errorf("flag -%s is required", flagName)
 		}
 	}
-	if _, err := os.Stat(in.Selfkube); err != nil {
-		return fmt.Errorf("selfkube binary: %w: run `make build` first", err)
-	}
 	refs, err := kubeadmImages(*kubeadm, *version, in.Repository)
 	if err != nil {
 		return err

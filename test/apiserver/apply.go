@@ -18,7 +18,8 @@ const FieldManager = "selfkube"
 // ApplyDryRun server-side applies obj with dryRun=All: the API server decodes, defaults,
 // admits and validates it exactly as for a real apply, and stores nothing. obj is an
 // *unstructured.Unstructured or a typed object (*appsv1.DaemonSet ...) with apiVersion and kind
-// set. A namespaced object without a namespace goes to "default".
+// set. A namespaced object without a namespace goes to "default". Nothing a dry run applies
+// exists afterwards: Apply namespaces (and CRDs) for real before dry-running what goes in them.
 func (s *Server) ApplyDryRun(ctx context.Context, obj runtime.Object) error {
 	_, err := s.apply(ctx, obj, metav1.ApplyOptions{FieldManager: FieldManager, DryRun: []string{metav1.DryRunAll}})
 	return err
