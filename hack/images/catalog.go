@@ -113,6 +113,8 @@ func componentImage(in Inputs, name, tag string) (Image, error) {
 		img.Contents = withBase(bin(in.EtcdBin, "etcd"), bin(in.EtcdBin, "etcdctl"))
 		img.Entrypoint = []string{"/usr/local/bin/etcd"}
 		img.Tags = appendTag(img.Tags, in.Repository+"/etcd:"+in.EtcdVersion)
+		// The upstream registry's tag form (3.6.6-0), which selfkube's configuration defaults to.
+		img.Tags = appendTag(img.Tags, in.Repository+"/etcd:"+strings.TrimPrefix(in.EtcdVersion, "v")+"-0")
 	case "coredns":
 		// The upstream image runs /coredns and kubeadm's Deployment passes only args.
 		img.Contents = withBase(Content{Dest: "/coredns", Source: filepath.Join(in.CoreDNSBin, "coredns")})

@@ -37,7 +37,7 @@ func TestCatalogTags(t *testing.T) {
 	want := map[string][]string{
 		"busybox_latest.tar":                  {"registry.local/busybox:latest"},
 		"coredns_v1.12.4.tar":                 {"registry.local/coredns:v1.12.4", "registry.local/coredns:v1.15.0"},
-		"etcd_3.6.5-0.tar":                    {"registry.local/etcd:3.6.5-0", "registry.local/etcd:v3.6.6"},
+		"etcd_3.6.5-0.tar":                    {"registry.local/etcd:3.6.5-0", "registry.local/etcd:v3.6.6", "registry.local/etcd:3.6.6-0"},
 		"kube-apiserver_v1.36.3.tar":          {"registry.local/kube-apiserver:v1.36.3"},
 		"kube-controller-manager_v1.36.3.tar": {"registry.local/kube-controller-manager:v1.36.3"},
 		"kube-proxy_v1.36.3.tar":              {"registry.local/kube-proxy:v1.36.3"},
