@@ -231,6 +231,18 @@ func (c *KubeadmCluster) Client() (*kubernetes.Clientset, *rest.Config, error) {
 	return ClientFromKubeconfig(c.AdminKubeconfig())
 }
 
+// RestConfig loads a kubeconfig and points it at server (the node's address, reachable
+// from the host) instead of the server it names.
+func RestConfig(path, server string) (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags(server, path)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", path, err)
+	}
+	cfg.Timeout = 10 * time.Second
+	cfg.QPS, cfg.Burst = 50, 100
+	return cfg, nil
+}
+
 // ClientFromKubeconfig builds a clientset with short timeouts (the e2e suite polls).
 func ClientFromKubeconfig(path string) (*kubernetes.Clientset, *rest.Config, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)

@@ -63,6 +63,7 @@ type Node struct {
 	Name string
 	IP   string
 	h    *Harness
+	opts UpOptions
 }
 
 // Dir is the node's state directory on the host.
@@ -110,6 +111,18 @@ func (h *Harness) Nodes() ([]*Node, error) {
 // containerd runs, the cached images are imported, and the kubelet starts as soon as
 // /var/lib/kubelet/config.yaml exists (that is, after kubeadm init or join).
 func (h *Harness) Up(ctx context.Context, name, ip string) (*Node, error) {
+	return h.UpWith(ctx, name, ip, UpOptions{})
+}
+
+// UpOptions change how a node is set up.
+type UpOptions struct {
+	// NoPodNetwork leaves /etc/cni/net.d empty: the cluster brings its own pod network
+	// (selfkube's network DaemonSet), and the node is not Ready until it runs.
+	NoPodNetwork bool
+}
+
+// UpWith is Up with options.
+func (h *Harness) UpWith(ctx context.Context, name, ip string, opts UpOptions) (*Node, error) {
 	if !validName.MatchString(name) || len(name) > maxNameLen {
 		return nil, fmt.Errorf("node name %q: use at most %d lower-case letters, digits and dashes", name, maxNameLen)
 	}
@@ -119,7 +132,7 @@ func (h *Harness) Up(ctx context.Context, name, ip string) (*Node, error) {
 	if err := h.cfg.Check(); err != nil {
 		return nil, err
 	}
-	n := &Node{Name: name, IP: ip, h: h}
+	n := &Node{Name: name, IP: ip, h: h, opts: opts}
 	if n.Running() {
 		return nil, fmt.Errorf("node %s is already up: use `down %s` first", name, name)
 	}
@@ -174,8 +187,10 @@ func (n *Node) prepare() error {
 			return fmt.Errorf("writing %s of node %s: %w", f, n.Name, err)
 		}
 	}
-	if err := n.writeBridgeCNI(); err != nil {
-		return err
+	if !n.opts.NoPodNetwork {
+		if err := n.writeBridgeCNI(); err != nil {
+			return err
+		}
 	}
 	return n.installCNIPlugins()
 }

@@ -1,0 +1,332 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/selfkube/selfkube/test/e2e/framework"
+)
+
+// selfkubeConfig is the configuration the selfkube suites init with: the local images,
+// and no taint, so that one node also runs the test workloads.
+func selfkubeConfig(name, ip string) string {
+	return fmt.Sprintf(`apiVersion: selfkube.io/v1alpha1
+kind: ClusterConfiguration
+imageRepository: registry.local
+---
+apiVersion: selfkube.io/v1alpha1
+kind: NodeConfiguration
+name: %s
+advertiseAddress: %s
+taints: []
+`, name, ip)
+}
+
+// selfkubeBinary is the binary `make build` made; nodes see the host's file system, so
+// they run it from there.
+func selfkubeBinary(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs("../../_output/bin/selfkube")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("selfkube binary missing (%v): run `make build images` first", err)
+	}
+	return p
+}
+
+// apiProber sends requests to an API server on fresh connections, the way clients
+// arriving during a hand-over do, and counts what fails after the first success.
+type apiProber struct {
+	mu               sync.Mutex
+	ok, failed       int
+	firstOK          time.Time
+	failures         []string
+	stop             chan struct{}
+	done             chan struct{}
+	credentialsReady func() (*rest.Config, error)
+	url              string
+}
+
+func startProber(credentials func() (*rest.Config, error), url string) *apiProber {
+	p := &apiProber{stop: make(chan struct{}), done: make(chan struct{}), credentialsReady: credentials, url: url}
+	go p.run()
+	return p
+}
+
+func (p *apiProber) run() {
+	defer close(p.done)
+	var client *http.Client
+	tick := time.NewTicker(50 * time.Millisecond) // 20 requests a second
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+		}
+		if client == nil {
+			cfg, err := p.credentialsReady()
+			if err != nil {
+				continue // init has not written the credentials yet
+			}
+			tlsCfg, err := rest.TLSConfigFor(cfg)
+			if err != nil {
+				continue
+			}
+			client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
+		}
+		resp, err := client.Get(p.url + "/api/v1/namespaces/kube-system/pods?limit=1")
+		p.mu.Lock()
+		switch {
+		case err == nil && resp.StatusCode == http.StatusOK:
+			if p.firstOK.IsZero() {
+				p.firstOK = time.Now()
+			}
+			p.ok++
+		case !p.firstOK.IsZero():
+			p.failed++
+			why := fmt.Sprint(err)
+			if err == nil {
+				why = resp.Status
+			}
+			p.failures = append(p.failures, time.Now().Format("15:04:05.000")+" "+why)
+		}
+		p.mu.Unlock()
+		if err == nil {
+			resp.Body.Close()
+		}
+	}
+}
+
+// Stop ends the prober and returns its counts.
+func (p *apiProber) Stop() (ok, failed int, failures []string) {
+	close(p.stop)
+	<-p.done
+	return p.ok, p.failed, p.failures
+}
+
+// TestSelfkubeInit brings up a self-hosted control plane on a real node with `selfkube
+// init` and checks what the issue asks of it: nothing temporary left, every component
+// owned by a controller, a working pod network, Services and DNS, an apiserver flag
+// rolled out through the DaemonSet, no failed API request throughout, and an idempotent
+// second run.
+func TestSelfkubeInit(t *testing.T) {
+	h := framework.NewForTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	bin := selfkubeBinary(t)
+
+	const name, ip = "sk1", "172.31.0.21"
+	n, err := h.UpWith(ctx, name, ip, framework.UpOptions{NoPodNetwork: true})
+	if err != nil {
+		t.Fatalf("booting node %s: %v", name, err)
+	}
+	if err := os.WriteFile(n.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig(name, ip)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	superAdmin := n.HostPath("/var/lib/selfkube/assets/auth/super-admin.conf")
+	credentials := func() (*rest.Config, error) { return framework.RestConfig(superAdmin, "https://"+ip+":6443") }
+	prober := startProber(credentials, "https://"+ip+":6443")
+	stopped := false
+	defer func() {
+		if !stopped {
+			prober.Stop()
+		}
+	}()
+
+	var initOut string
+	step(t, "Init", func(t *testing.T) {
+		start := time.Now()
+		out, err := n.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml", "-v")
+		initOut = out
+		t.Logf("selfkube init took %s:\n%s", time.Since(start).Round(time.Millisecond), out)
+		if err != nil {
+			t.Fatalf("selfkube init: %v", err)
+		}
+		if !strings.Contains(out, "selfkube join "+ip+":6443 --token ") {
+			t.Errorf("init printed no join command")
+		}
+	})
+	cfg, err := credentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	step(t, "NoTemporaryControlPlaneLeft", func(t *testing.T) {
+		es, err := os.ReadDir(n.HostPath("/etc/kubernetes/manifests"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var files []string
+		for _, e := range es {
+			files = append(files, e.Name())
+		}
+		if !slices.Equal(files, []string{"etcd.yaml"}) {
+			t.Errorf("static pods left: %v, want only etcd.yaml", files)
+		}
+		if _, err := os.Stat(n.HostPath("/etc/kubernetes/bootstrap-secrets")); !os.IsNotExist(err) {
+			t.Errorf("the temporary credentials are still on the node (%v)", err)
+		}
+	})
+
+	step(t, "ControlPlaneOwnedByControllers", func(t *testing.T) {
+		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"kube-apiserver": "DaemonSet", "kube-scheduler": "ReplicaSet",
+			"kube-controller-manager": "ReplicaSet", "kube-proxy": "DaemonSet", "coredns": "ReplicaSet",
+			"selfkube-network": "DaemonSet"}
+		found := map[string]bool{}
+		for _, p := range pods.Items {
+			for component, kind := range want {
+				if !strings.HasPrefix(p.Name, component+"-") {
+					continue
+				}
+				owner := "none (a static pod)"
+				if len(p.OwnerReferences) > 0 {
+					owner = p.OwnerReferences[0].Kind
+				}
+				if owner != kind {
+					t.Errorf("pod %s is owned by %s, want a %s", p.Name, owner, kind)
+				}
+				found[component] = true
+			}
+		}
+		for component := range want {
+			if !found[component] {
+				t.Errorf("no %s pod", component)
+			}
+		}
+	})
+
+	step(t, "NodeReadyThroughPodNetwork", func(t *testing.T) {
+		wait(ctx, t, 2*time.Minute, "node Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, name) })
+		if _, err := os.Stat(n.HostPath("/etc/cni/net.d/10-selfkube.conflist")); err != nil {
+			t.Errorf("the pod network agent wrote no CNI configuration: %v", err)
+		}
+	})
+
+	step(t, "ServiceAndDNS", func(t *testing.T) {
+		_, err := cs.AppsV1().DaemonSets(metav1.NamespaceDefault).Create(ctx, webDaemonSet(), metav1.CreateOptions{})
+		if err := ensureCreated(err); err != nil {
+			t.Fatal(err)
+		}
+		_, err = cs.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, webService(), metav1.CreateOptions{})
+		if err := ensureCreated(err); err != nil {
+			t.Fatal(err)
+		}
+		checkServiceSpread(ctx, t, cs, []string{name})
+		checkDNS(ctx, t, cs, name)
+	})
+
+	step(t, "SecondInitChangesNothing", func(t *testing.T) {
+		before := snapshotDir(t, n.HostPath("/etc/kubernetes"))
+		out, err := n.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml")
+		if err != nil {
+			t.Fatalf("second init failed: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "already initialized") {
+			t.Errorf("second init did not say the node is initialized:\n%s", out)
+		}
+		if after := snapshotDir(t, n.HostPath("/etc/kubernetes")); !slices.Equal(before, after) {
+			t.Errorf("second init changed /etc/kubernetes:\nbefore %v\nafter  %v", before, after)
+		}
+	})
+
+	step(t, "APIServerFlagRollsOut", func(t *testing.T) {
+		const flag = "--audit-log-maxage=7"
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			c := &ds.Spec.Template.Spec.Containers[0]
+			c.Command = append(c.Command, flag)
+			_, err = cs.AppsV1().DaemonSets("kube-system").Update(ctx, ds, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait(ctx, t, 5*time.Minute, "the new apiserver pod to replace the old one", func(ctx context.Context) error {
+			ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if !daemonSetRolledOut(ds) {
+				return fmt.Errorf("rollout in progress: %+v", ds.Status)
+			}
+			pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-apiserver"})
+			if err != nil {
+				return err
+			}
+			if len(pods.Items) != 1 || !slices.Contains(pods.Items[0].Spec.Containers[0].Command, flag) || !framework.PodReady(&pods.Items[0]) {
+				return fmt.Errorf("want one Ready apiserver pod with %s, have %d pods", flag, len(pods.Items))
+			}
+			return nil
+		})
+	})
+
+	step(t, "NoFailedRequests", func(t *testing.T) {
+		ok, failed, failures := prober.Stop()
+		stopped = true
+		t.Logf("API requests after the API first answered: %d succeeded, %d failed", ok, failed)
+		if ok == 0 {
+			t.Fatal("the prober never reached the API")
+		}
+		if failed > 0 {
+			t.Errorf("%d requests failed during init and the rollout:\n%s\ninit output:\n%s", failed, strings.Join(failures, "\n"), initOut)
+		}
+	})
+}
+
+func daemonSetRolledOut(ds *appsv1.DaemonSet) bool {
+	s := ds.Status
+	return s.ObservedGeneration >= ds.Generation && s.UpdatedNumberScheduled == s.DesiredNumberScheduled &&
+		s.NumberReady == s.DesiredNumberScheduled && s.NumberAvailable == s.DesiredNumberScheduled
+}
+
+// snapshotDir lists every file below dir with its size and modification time.
+func snapshotDir(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if !info.IsDir() {
+			out = append(out, fmt.Sprintf("%s %d %s", p, info.Size(), info.ModTime().Format(time.RFC3339Nano)))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+var _ = corev1.PodReady
