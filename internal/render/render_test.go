@@ -208,7 +208,7 @@ func TestRenderedManifestsApplyToRealAPIServer(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			for _, a := range assets {
-				if err := srv.ApplyObject(ctx, a.Object, true); err != nil {
+				if err := srv.ApplyDryRun(ctx, a.Object); err != nil {
 					t.Errorf("%s: %v", a.Path, err)
 				}
 			}
