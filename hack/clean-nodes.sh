@@ -5,6 +5,6 @@ source "$(dirname "$0")/e2e-lib.sh"
 require_root
 lock_nodes
 build_nodes
-"$NODES_BIN" cleanup
+"$NODES_BIN" cleanup 9>&-
 "$NODES_BIN" leftovers || die "leftovers remain (listed above)"
 echo "clean-nodes: nothing of the node harness is left"

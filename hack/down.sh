@@ -5,7 +5,7 @@ source "$(dirname "$0")/e2e-lib.sh"
 require_root
 lock_nodes
 build_nodes
-"$NODES_BIN" cleanup
+"$NODES_BIN" cleanup 9>&-
 rm -f "$REPO_ROOT/_output/kubeconfig"
 "$NODES_BIN" leftovers || die "leftovers remain (listed above)"
 echo "down: no nodes, netns, links, cgroups, mounts or node processes left"

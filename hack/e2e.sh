@@ -11,5 +11,5 @@ if [[ -d $SELFKUBE_E2E_DIR/nodes ]] && [[ -n $(ls -A "$SELFKUBE_E2E_DIR/nodes") 
 fi
 start=$(date +%s)
 # -p 1: packages under test/e2e must never run real nodes at the same time (and -v streams).
-"$GO" test -tags e2e -count=1 -p 1 -v -timeout 60m ./test/e2e/... "$@"
+"$GO" test -tags e2e -count=1 -p 1 -v -timeout 60m ./test/e2e/... "$@" 9>&-
 echo "e2e: passed in $(( $(date +%s) - start )) s"

@@ -7,7 +7,8 @@ lock_nodes
 NODES=${NODES:-1}
 KUBECONFIG_OUT=$REPO_ROOT/_output/kubeconfig
 build_nodes
-"$NODES_BIN" cluster "$NODES" "$KUBECONFIG_OUT"
+# 9>&-: node processes must not inherit (and hold) the lock of this run.
+"$NODES_BIN" cluster "$NODES" "$KUBECONFIG_OUT" 9>&-
 cat <<EOT
 
 Cluster is up. Use it from this host with:

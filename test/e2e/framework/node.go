@@ -52,6 +52,7 @@ func New(cfg Config, logf func(format string, args ...any)) (*Harness, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	closeInheritedFiles()
 	return &Harness{cfg: cfg, logf: logf, cg: cgroups{hs}, agent: agent, nodes: map[string]*Node{}}, nil
 }
 
@@ -546,6 +547,18 @@ func (h *Harness) DownAll() error {
 		_ = syscall.Rmdir(filepath.Join(h.mount, cgroupParent))
 	}
 	return errors.Join(errs...)
+}
+
+// closeInheritedFiles marks every file descriptor above stderr close-on-exec. Go opens its
+// own files that way, but descriptors inherited from the caller (a script's lock, say) would
+// otherwise pass on to the node processes, which live on after this process.
+func closeInheritedFiles() {
+	es, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range es {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // waitFor polls cond every 50 ms until it holds, ctx ends, or timeout passes.
