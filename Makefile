@@ -24,9 +24,11 @@ components:
 images: components build
 	hack/build-images.sh
 
-## test: unit tests plus the API tier (a real kube-apiserver and etcd from the cached binaries)
+## test: unit tests plus the API tier (a real kube-apiserver and etcd from the cached binaries),
+## and the build tools' own tests
 test: components
 	$(GO) test ./...
+	cd hack && $(GO) test ./...
 
 ## host-setup: containerd, runc, CNI plugins, iptables, conntrack, socat and containerd config
 host-setup:
