@@ -543,8 +543,8 @@ func (h *Harness) DownAll() error {
 			errs = append(errs, fmt.Errorf("deleting bridge: %w", err))
 		}
 	}
-	for _, h := range h.cg.hs {
-		_ = syscall.Rmdir(filepath.Join(h.mount, cgroupParent))
+	for _, hi := range h.cg.hs {
+		_ = syscall.Rmdir(filepath.Join(hi.mount, cgroupParent))
 	}
 	return errors.Join(errs...)
 }
