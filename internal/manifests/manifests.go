@@ -241,6 +241,12 @@ func SelfHosted(cfg *config.Config, files Files) ([]Asset, error) {
 	}
 	add(stageClusterInfo, info...)
 
+	published, err := clusterConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	add(stageClusterInfo, published...)
+
 	if cfg.Cluster.Networking.Plugin == config.NetworkPluginSelfkube {
 		add(stageNetwork, podNetwork(cfg)...)
 	}

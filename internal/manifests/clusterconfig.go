@@ -1,0 +1,52 @@
+package manifests
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+// Names of the cluster configuration published in the cluster.
+const (
+	ClusterConfigName = "selfkube-config"
+	ClusterConfigKey  = "ClusterConfiguration"
+)
+
+// clusterConfig publishes the ClusterConfiguration (it holds no secret) in
+// kube-system/selfkube-config, readable by joining nodes (bootstrap-token users) and
+// nodes: a joining node derives its kubelet's configuration from it (cluster DNS,
+// domain, version) instead of being told every value again.
+func clusterConfig(cfg *config.Config) ([]runtime.Object, error) {
+	data, err := yaml.Marshal(&cfg.Cluster)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the cluster configuration: %w", err)
+	}
+	labels := appLabels(ClusterConfigName, componentAccess)
+	role := "selfkube:get-cluster-config"
+	return []runtime.Object{
+		&corev1.ConfigMap{
+			ObjectMeta: objectMeta(ClusterConfigName, Namespace, labels),
+			Data:       map[string]string{ClusterConfigKey: string(data)},
+		},
+		&rbacv1.Role{
+			ObjectMeta: objectMeta(role, Namespace, labels),
+			Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{""}, Resources: []string{"configmaps"},
+				ResourceNames: []string{ClusterConfigName}, Verbs: []string{"get"},
+			}},
+		},
+		&rbacv1.RoleBinding{
+			ObjectMeta: objectMeta(role, Namespace, labels),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role},
+			Subjects: []rbacv1.Subject{
+				{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: NodeBootstrapGroup},
+				{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"},
+			},
+		},
+	}, nil
+}
