@@ -1,0 +1,211 @@
+// Package join is `selfkube join`: it makes this host a node of an existing cluster.
+//
+// Trust comes first and nothing is written before it: the node fetches
+// kube-public/cluster-info anonymously, checks the token's JWS signature over it and the
+// CA against the pinned hash, and fetches it again over TLS verified with that CA. Only
+// then does it write the kubelet's bootstrap kubeconfig and configuration; the kubelet
+// requests its own client certificate (approved automatically through RBAC) and
+// registers the node.
+package join
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/selfkube/selfkube/internal/bootstrap"
+	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/discovery"
+	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/kubelet"
+	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/status"
+	"github.com/selfkube/selfkube/internal/workflow"
+)
+
+// Options of one join.
+type Options struct {
+	Layout   host.Layout
+	Endpoint string
+	Token    bootstrap.Token
+	// Pins are sha256:<hex> hashes of the CA's public key.
+	Pins []string
+	// UnsafeSkipCAVerification trusts whatever CA cluster-info names (the caller warns).
+	UnsafeSkipCAVerification bool
+	// Node describes this machine (name, addresses, CRI socket, labels).
+	Node                  config.NodeConfiguration
+	IgnorePreflightErrors []string
+	DiscoveryTimeout      time.Duration
+	Timeout               time.Duration
+	Status                *status.Printer
+	Log                   *slog.Logger
+}
+
+// Data is what the phases share.
+type Data struct {
+	Options
+	cluster *discovery.Cluster
+	cfg     *config.Config
+}
+
+// ErrAlreadyJoined says the node has a kubelet kubeconfig already and nothing changed.
+var ErrAlreadyJoined = errors.New("this node already belongs to a cluster")
+
+// Workflow lists join's phases.
+func Workflow() *workflow.Workflow[*Data] {
+	return &workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{
+		{Name: "preflight", Short: "preflight checks", Run: preflight},
+		{Name: "discovery", Short: "discovering and verifying the cluster", Run: discover},
+		{Name: "cluster-config", Short: "reading the cluster configuration", Run: clusterConfig},
+		{Name: "kubelet", Short: "kubelet configuration and TLS bootstrap", Run: kubeletStart},
+		{Name: "wait-node", Short: "waiting for the node to be Ready", Run: waitNode},
+	}}
+}
+
+// Run joins this node.
+func Run(ctx context.Context, opts Options, sel workflow.Options) error {
+	if _, err := os.Stat(opts.Layout.KubeletKubeconfig()); err == nil && sel.Only == "" {
+		return fmt.Errorf("%w (%s exists): nothing was changed; run `selfkube reset` first to join another cluster",
+			ErrAlreadyJoined, opts.Layout.KubeletKubeconfig())
+	}
+	sel.Status = opts.Status
+	return Workflow().Run(ctx, &Data{Options: opts}, sel)
+}
+
+func preflight(_ context.Context, d *Data) error {
+	if os.Geteuid() != 0 {
+		return errors.New("join writes to /etc/kubernetes and /var/lib/kubelet: run it as root")
+	}
+	if len(d.Pins) == 0 && !d.UnsafeSkipCAVerification {
+		return errors.New("no --discovery-token-ca-cert-hash given: pin the cluster CA with the hash `selfkube init` printed " +
+			"(or, knowing the risk, pass --discovery-token-unsafe-skip-ca-verification)")
+	}
+	return nil
+}
+
+func discover(ctx context.Context, d *Data) error {
+	cluster, err := discovery.Fetch(ctx, d.Endpoint, d.Token, d.Pins, discovery.Options{
+		UnsafeSkipCAVerification: d.UnsafeSkipCAVerification,
+		Timeout:                  d.DiscoveryTimeout,
+		RetryInterval:            time.Second,
+		Progress:                 d.Status.Infof,
+	})
+	if err != nil {
+		return fmt.Errorf("%w\nnothing was written on this node", err)
+	}
+	d.cluster = cluster
+	return nil
+}
+
+// tokenConfig is a client of the verified cluster that authenticates with the token.
+func (d *Data) tokenConfig() *rest.Config {
+	return &rest.Config{
+		Host:            d.cluster.Server,
+		BearerToken:     d.Token.String(),
+		TLSClientConfig: rest.TLSClientConfig{CAData: d.cluster.CAData},
+		Timeout:         15 * time.Second,
+	}
+}
+
+func clusterConfig(ctx context.Context, d *Data) error {
+	client, err := kubernetes.NewForConfig(d.tokenConfig())
+	if err != nil {
+		return err
+	}
+	cm, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, manifests.ClusterConfigName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading kube-system/%s with the token: %w\nnothing was written on this node", manifests.ClusterConfigName, err)
+	}
+	js, err := yaml.YAMLToJSON([]byte(cm.Data[manifests.ClusterConfigKey]))
+	if err != nil {
+		return fmt.Errorf("kube-system/%s is damaged: %w", manifests.ClusterConfigName, err)
+	}
+	cfg := &config.Config{Node: d.Node}
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &cfg.Cluster); err != nil {
+		return fmt.Errorf("kube-system/%s is damaged: %w", manifests.ClusterConfigName, err)
+	}
+	config.Default(cfg, config.DetectHost())
+	if errs := config.Validate(cfg); len(errs) > 0 {
+		return fmt.Errorf("this node's settings are not valid: %v", errs.ToAggregate())
+	}
+	d.cfg = cfg
+	return nil
+}
+
+func kubeletStart(ctx context.Context, d *Data) error {
+	if err := os.MkdirAll(d.Layout.ManifestsDir(), 0o755); err != nil {
+		return err
+	}
+	if _, err := host.WriteFile(filepath.Join(d.Layout.PKIDir(), "ca.crt"), d.cluster.CAData, 0o644); err != nil {
+		return err
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: d.cluster.Server, CertificateAuthorityData: d.cluster.CAData}
+	kc.AuthInfos["tls-bootstrap-token-user"] = &clientcmdapi.AuthInfo{Token: d.Token.String()}
+	kc.Contexts["tls-bootstrap"] = &clientcmdapi.Context{Cluster: "kubernetes", AuthInfo: "tls-bootstrap-token-user"}
+	kc.CurrentContext = "tls-bootstrap"
+	data, err := clientcmd.Write(*kc)
+	if err != nil {
+		return err
+	}
+	if _, err := host.WriteFile(d.Layout.BootstrapKubeletKubeconfig(), data, 0o600); err != nil {
+		return err
+	}
+	if _, err := kubelet.Write(d.cfg, d.Layout); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	return kubelet.WaitHealthy(wctx, kubelet.HealthzURL)
+}
+
+func waitNode(ctx context.Context, d *Data) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, d.Timeout, true, func(ctx context.Context) (bool, error) {
+		// The kubelet writes its kubeconfig once its certificate is issued.
+		cfg, err := clientcmd.BuildConfigFromFlags("", d.Layout.KubeletKubeconfig())
+		if err != nil {
+			last = fmt.Errorf("the kubelet has no client certificate yet: %w", err)
+			return false, nil
+		}
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return false, err
+		}
+		n, err := client.CoreV1().Nodes().Get(ctx, d.cfg.Node.Name, metav1.GetOptions{})
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		last = fmt.Errorf("node %s is registered but not Ready", d.cfg.Node.Name)
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for node %s: %v (last: %v): check the kubelet's log", d.cfg.Node.Name, err, last)
+	}
+	// The token is not needed any more; the kubelet renews its own certificate.
+	if err := os.Remove(d.Layout.BootstrapKubeletKubeconfig()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
