@@ -291,6 +291,59 @@ func TestSelfkubeInit(t *testing.T) {
 		})
 	})
 
+	step(t, "JoinRejectsBadInput", func(t *testing.T) {
+		w, err := h.UpWith(ctx, "sk2", "172.31.0.22", framework.UpOptions{NoPodNetwork: true})
+		if err != nil {
+			t.Fatalf("booting node sk2: %v", err)
+		}
+		joinArgs := joinCommandArgs(t, initOut)
+		token, pin := flagValue(joinArgs, "--token"), flagValue(joinArgs, "--discovery-token-ca-cert-hash")
+		id := strings.Split(token, ".")[0]
+		for _, tc := range []struct {
+			name, want string
+			args       []string
+		}{
+			{"wrong token secret", "signature", []string{ip + ":6443", "--token", id + ".0000000000000000", "--discovery-token-ca-cert-hash", pin}},
+			{"wrong CA hash", "CA", []string{ip + ":6443", "--token", token, "--discovery-token-ca-cert-hash", "sha256:" + strings.Repeat("0", 64)}},
+			{"unknown token", "no signature", []string{ip + ":6443", "--token", "zzzzzz.0123456789abcdef", "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "5s"}},
+			{"unreachable endpoint", "unreachable", []string{"172.31.0.99:6443", "--token", token, "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "3s"}},
+			{"malformed token", "--token", []string{ip + ":6443", "--token", "not-a-token", "--discovery-token-ca-cert-hash", pin}},
+		} {
+			before := snapshotDir(t, w.HostPath("/etc/kubernetes"))
+			out, err := w.Exec(ctx, append([]string{bin, "join"}, tc.args...)...)
+			if err == nil {
+				t.Errorf("%s: join succeeded:\n%s", tc.name, out)
+				continue
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("%s: the error does not say %q:\n%s", tc.name, tc.want, out)
+			}
+			if after := snapshotDir(t, w.HostPath("/etc/kubernetes")); !slices.Equal(before, after) {
+				t.Errorf("%s: join wrote on the node:\nbefore %v\nafter  %v", tc.name, before, after)
+			}
+			if _, err := os.Stat(w.HostPath("/var/lib/kubelet/config.yaml")); err == nil {
+				t.Errorf("%s: join wrote the kubelet configuration", tc.name)
+			}
+		}
+	})
+
+	step(t, "JoinWorker", func(t *testing.T) {
+		w, err := h.Node("sk2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		out, err := w.Exec(ctx, append([]string{bin}, joinCommandArgs(t, initOut)...)...)
+		t.Logf("selfkube join took %s:\n%s", time.Since(start).Round(time.Millisecond), out)
+		if err != nil {
+			t.Fatalf("selfkube join: %v", err)
+		}
+		wait(ctx, t, 2*time.Minute, "both nodes Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, name, "sk2") })
+		checkPodToPod(ctx, t, cs, []string{name, "sk2"})
+		checkServiceSpread(ctx, t, cs, []string{name, "sk2"})
+		checkDNS(ctx, t, cs, "sk2")
+	})
+
 	step(t, "NoFailedRequests", func(t *testing.T) {
 		ok, failed, failures := prober.Stop()
 		stopped = true
@@ -302,6 +355,27 @@ func TestSelfkubeInit(t *testing.T) {
 			t.Errorf("%d requests failed during init and the rollout:\n%s\ninit output:\n%s", failed, strings.Join(failures, "\n"), initOut)
 		}
 	})
+}
+
+// joinCommandArgs returns the arguments of the join command init printed (after "selfkube").
+func joinCommandArgs(t *testing.T, initOut string) []string {
+	t.Helper()
+	for _, l := range strings.Split(initOut, "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[0] == "selfkube" && f[1] == "join" {
+			return f[1:]
+		}
+	}
+	t.Fatalf("init printed no join command:\n%s", initOut)
+	return nil
+}
+
+func flagValue(args []string, name string) string {
+	for i := range args[:len(args)-1] {
+		if args[i] == name {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 func daemonSetRolledOut(ds *appsv1.DaemonSet) bool {
