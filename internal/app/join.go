@@ -18,10 +18,10 @@ import (
 func newJoinCommand(e *env) *cobra.Command {
 	var (
 		token, cri, name, nodeIP string
-		pins, skip              []string
-		unsafeSkip              bool
-		discoveryTimeout        time.Duration
-		timeout                 time.Duration
+		pins, skip               []string
+		unsafeSkip               bool
+		discoveryTimeout         time.Duration
+		timeout                  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "join ENDPOINT --token ID.SECRET --discovery-token-ca-cert-hash sha256:HEX",

@@ -7,17 +7,17 @@
 // that could never come (a hang). The gate opens only when every condition holds at the
 // same observation, and a deadline turns a wait into an error that names what never held.
 //
-//	           observe
-//	          ┌───────┐
-//	          ▼       │ some condition false, before deadline
-//	      ┌─────────┐─┘
-//	 ───▶ │ Waiting │
-//	      └─────────┘
-//	   all true │      │ deadline passed
-//	            ▼      ▼
-//	      ┌────────┐ ┌──────────┐
-//	      │  Open  │ │ TimedOut │  (the temporary control plane is left running)
-//	      └────────┘ └──────────┘
+//	          observe
+//	         ┌───────┐
+//	         ▼       │ some condition false, before deadline
+//	     ┌─────────┐─┘
+//	───▶ │ Waiting │
+//	     └─────────┘
+//	  all true │      │ deadline passed
+//	           ▼      ▼
+//	     ┌────────┐ ┌──────────┐
+//	     │  Open  │ │ TimedOut │  (the temporary control plane is left running)
+//	     └────────┘ └──────────┘
 package handover
 
 import (

@@ -72,7 +72,8 @@ func handoverGate(ctx context.Context, d *Data) error {
 	}
 	probe := handover.ServingProbe{Addr: fmt.Sprintf("127.0.0.1:%d", 6443), TLS: tlsCfg, Proc: "/proc", Attempts: 16}
 	required := handover.Conditions[:5] // the checkpoint condition joins once the checkpointer ships
-	gate := handover.New(required, time.Now().Add(d.HandoverTimeout))
+	start := time.Now()
+	gate := handover.New(required, start.Add(d.HandoverTimeout))
 	lastMissing := ""
 	for {
 		o, err := d.observe(ctx, probe)
@@ -86,7 +87,7 @@ func handoverGate(ctx context.Context, d *Data) error {
 			for _, c := range gate.Missing {
 				names = append(names, string(c))
 			}
-			d.Status.Infof("waiting for: %s", strings.Join(names, "; "))
+			d.Status.Infof("%s: waiting for: %s", time.Since(start).Round(100*time.Millisecond), strings.Join(names, "; "))
 			lastMissing = m
 		}
 		switch gate.Phase {

@@ -58,6 +58,9 @@ type State struct {
 	HandedOver bool `json:"handedOver,omitempty"`
 	// HandedOverAt is when the teardown started.
 	HandedOverAt time.Time `json:"handedOverAt,omitempty"`
+	// TemporaryLeaders are the lease holders of the temporary scheduler and controller
+	// manager at the teardown, by lease name.
+	TemporaryLeaders map[string]string `json:"temporaryLeaders,omitempty"`
 	// Completed is set when init finished.
 	Completed time.Time `json:"completed,omitempty"`
 }

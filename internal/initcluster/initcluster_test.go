@@ -139,22 +139,24 @@ func TestObserveIgnoresTheTemporaryControlPlane(t *testing.T) {
 	}
 }
 
-func TestLeaseRenewedSince(t *testing.T) {
+func TestLeaseTakenOver(t *testing.T) {
 	since := time.Unix(1000, 0)
 	lease := func(holder string, renew time.Time) *coordinationv1.Lease {
 		return &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(holder), RenewTime: &metav1.MicroTime{Time: renew}}}
 	}
 	for _, tc := range []struct {
+		name string
 		l    *coordinationv1.Lease
 		want bool
 	}{
-		{lease("n1_abc", since.Add(time.Second)), true},
-		{lease("n1_abc", since.Add(-time.Second)), false}, // still the temporary leader's last renewal
-		{lease("", since.Add(time.Second)), false},        // released, nobody leads yet
-		{&coordinationv1.Lease{}, false},
+		{"successor renewed", lease("sk1_new", since.Add(time.Second)), true},
+		{"the temporary leader's last renewals", lease("sk1_old", since.Add(time.Second)), false},
+		{"successor's renewal is older than the teardown", lease("sk1_new", since.Add(-time.Second)), false},
+		{"released, nobody leads yet", lease("", since.Add(time.Second)), false},
+		{"empty lease", &coordinationv1.Lease{}, false},
 	} {
-		if got := leaseRenewedSince(tc.l, since); got != tc.want {
-			t.Errorf("%+v: %v, want %v", tc.l.Spec, got, tc.want)
+		if got := leaseTakenOver(tc.l, "sk1_old", since); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

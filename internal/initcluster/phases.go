@@ -16,7 +16,6 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
@@ -306,10 +305,23 @@ func (d *Data) servingTLS() (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, nil
 }
 
+// leaderLeases are the leases the temporary scheduler and controller manager hold until
+// the teardown; their self-hosted successors must take them over.
+var leaderLeases = []string{"kube-scheduler", "kube-controller-manager"}
+
 func teardown(ctx context.Context, d *Data) error {
 	client, _, err := d.Client()
 	if err != nil {
 		return err
+	}
+	// Who leads now is the temporary control plane (it started first): remember it, so
+	// that post-handover can tell a successor from the old leader's last renewals.
+	d.State.TemporaryLeaders = map[string]string{}
+	for _, name := range leaderLeases {
+		l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
+		if err == nil && l.Spec.HolderIdentity != nil {
+			d.State.TemporaryLeaders[name] = *l.Spec.HolderIdentity
+		}
 	}
 	d.State.HandedOverAt = time.Now()
 	for _, m := range temporaryManifests {
@@ -327,23 +339,8 @@ func teardown(ctx context.Context, d *Data) error {
 	if err := d.saveState(); err != nil {
 		return err
 	}
-	// The kubelet stops the temporary pods; their mirror pods disappear with them.
-	err = poll(ctx, 500*time.Millisecond, d.APITimeout, "waiting for the temporary pods to stop", func(ctx context.Context) (bool, error) {
-		for _, m := range temporaryManifests {
-			name := strings.TrimSuffix(m, ".yaml") + "-" + d.Cfg.Node.Name
-			_, err := client.CoreV1().Pods("kube-system").Get(ctx, name, metav1.GetOptions{})
-			if err == nil {
-				return false, nil
-			}
-			if !apierrors.IsNotFound(err) {
-				return false, err
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		return err
-	}
+	// The kubelet stops the temporary pods now; they have read their credentials long
+	// ago and need the files no more.
 	if err := os.RemoveAll(d.Layout.BootstrapSecretsDir()); err != nil {
 		return fmt.Errorf("removing the temporary credentials: %w", err)
 	}
@@ -355,14 +352,14 @@ func postHandover(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	since := d.State.HandedOverAt
-	for _, lease := range []string{"kube-scheduler", "kube-controller-manager"} {
-		err := poll(ctx, 500*time.Millisecond, d.APITimeout, "waiting for a self-hosted "+lease+" to lead", func(ctx context.Context) (bool, error) {
+	for _, lease := range leaderLeases {
+		old := d.State.TemporaryLeaders[lease]
+		err := poll(ctx, 250*time.Millisecond, d.APITimeout, "waiting for a self-hosted "+lease+" to lead", func(ctx context.Context) (bool, error) {
 			l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
 			if err != nil {
 				return false, err
 			}
-			return leaseRenewedSince(l, since), nil
+			return leaseTakenOver(l, old, d.State.HandedOverAt), nil
 		})
 		if err != nil {
 			return err
@@ -377,8 +374,10 @@ func postHandover(ctx context.Context, d *Data) error {
 	})
 }
 
-func leaseRenewedSince(l *coordinationv1.Lease, since time.Time) bool {
-	return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" &&
+// leaseTakenOver reports whether a leader other than the temporary one (oldHolder)
+// holds l and renewed it after the teardown began.
+func leaseTakenOver(l *coordinationv1.Lease, oldHolder string, since time.Time) bool {
+	return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" && *l.Spec.HolderIdentity != oldHolder &&
 		l.Spec.RenewTime != nil && l.Spec.RenewTime.After(since)
 }
 

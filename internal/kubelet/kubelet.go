@@ -46,7 +46,7 @@ func Configuration(cfg *config.Config, layout host.Layout) (*kubeletv1beta1.Kube
 	}
 	return &kubeletv1beta1.KubeletConfiguration{
 		ResolverConfig: ptr.To(resolvConf),
-		TypeMeta: metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
+		TypeMeta:       metav1.TypeMeta{APIVersion: "kubelet.config.k8s.io/v1beta1", Kind: "KubeletConfiguration"},
 		// Static pods: etcd always, the temporary control plane during init, checkpoints.
 		StaticPodPath: "/etc/kubernetes/manifests",
 		Authentication: kubeletv1beta1.KubeletAuthentication{

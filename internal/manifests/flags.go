@@ -54,9 +54,11 @@ func secretKey(asset string) string {
 }
 
 // API server shutdown: on SIGTERM the server keeps serving for the delay while its
-// /readyz fails, then answers new requests with 429 + Retry-After (clients retry, and
-// with port sharing their new connections reach the replacement) while in-flight requests
-// finish. The grace period covers the delay plus that drain.
+// /readyz fails, then closes its listener, so that with port sharing the kernel hands
+// every new connection to the replacement, and lets in-flight requests finish. (It does
+// not answer new requests with 429 + Retry-After meanwhile: on a shared port that would
+// fail requests the replacement could have served.) The grace period covers the delay
+// plus the drain.
 const (
 	apiServerShutdownDelay      = "5s"
 	apiServerWatchDrain         = "10s"
@@ -99,7 +101,6 @@ func apiServerFlags(cfg *config.Config, p filePaths, advertise string) flags {
 		"service-account-signing-key-file":        p(FileServiceAccountKey),
 		"service-cluster-ip-range":                c.Networking.ServiceSubnet,
 		"shutdown-delay-duration":                 apiServerShutdownDelay,
-		"shutdown-send-retry-after":               "true",
 		"shutdown-watch-termination-grace-period": apiServerWatchDrain,
 		"tls-cert-file":                           p(FileAPIServerCert),
 		"tls-private-key-file":                    p(FileAPIServerKey),

@@ -29,11 +29,13 @@ func probe(host string, port int, path string, scheme corev1.URIScheme, period, 
 }
 
 // Probe settings shared by the control-plane components: the startup probe allows four
-// minutes for a cold start, liveness restarts after 80 s of failures, and readiness
-// reacts within seconds so a rolling hand-over moves on promptly.
+// minutes for a cold start but checks every second (readiness is not probed before it
+// succeeds, so a coarse period would delay every hand-over by up to that period),
+// liveness restarts after 80 s of failures, and readiness reacts within seconds so a
+// rolling hand-over moves on promptly.
 const (
-	startupPeriod     = 10
-	startupFailures   = 24
+	startupPeriod     = 1
+	startupFailures   = 240
 	livenessPeriod    = 10
 	livenessFailures  = 8
 	readinessPeriod   = 1
