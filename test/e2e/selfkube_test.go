@@ -193,34 +193,43 @@ func TestSelfkubeInit(t *testing.T) {
 	})
 
 	step(t, "ControlPlaneOwnedByControllers", func(t *testing.T) {
-		pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := map[string]string{"kube-apiserver": "DaemonSet", "kube-scheduler": "ReplicaSet",
-			"kube-controller-manager": "ReplicaSet", "kube-proxy": "DaemonSet", "coredns": "ReplicaSet",
-			"selfkube-network": "DaemonSet"}
-		found := map[string]bool{}
-		for _, p := range pods.Items {
-			for component, kind := range want {
-				if !strings.HasPrefix(p.Name, component+"-") {
-					continue
-				}
-				owner := "none (a static pod)"
-				if len(p.OwnerReferences) > 0 {
-					owner = p.OwnerReferences[0].Kind
-				}
-				if owner != kind {
-					t.Errorf("pod %s is owned by %s, want a %s", p.Name, owner, kind)
-				}
-				found[component] = true
+		// The temporary pods were told to stop when init returned; an apiserver drains for
+		// a few seconds before its mirror pod goes.
+		wait(ctx, t, time.Minute, "only controller-owned control-plane pods", func(ctx context.Context) error {
+			pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
 			}
-		}
-		for component := range want {
-			if !found[component] {
-				t.Errorf("no %s pod", component)
+			want := map[string]string{"kube-apiserver": "DaemonSet", "kube-scheduler": "ReplicaSet",
+				"kube-controller-manager": "ReplicaSet", "kube-proxy": "DaemonSet", "coredns": "ReplicaSet",
+				"selfkube-network": "DaemonSet"}
+			found := map[string]bool{}
+			var problems []string
+			for _, p := range pods.Items {
+				for component, kind := range want {
+					if !strings.HasPrefix(p.Name, component+"-") {
+						continue
+					}
+					owner := "none (a static pod)"
+					if len(p.OwnerReferences) > 0 {
+						owner = p.OwnerReferences[0].Kind
+					}
+					if owner != kind {
+						problems = append(problems, fmt.Sprintf("pod %s is owned by %s, want a %s", p.Name, owner, kind))
+					}
+					found[component] = true
+				}
 			}
-		}
+			for component := range want {
+				if !found[component] {
+					problems = append(problems, "no "+component+" pod")
+				}
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%s", strings.Join(problems, "; "))
+			}
+			return nil
+		})
 	})
 
 	step(t, "NodeReadyThroughPodNetwork", func(t *testing.T) {
