@@ -314,7 +314,7 @@ func TestSelfkubeInit(t *testing.T) {
 		}{
 			{"wrong token secret", "signature", []string{ip + ":6443", "--token", id + ".0000000000000000", "--discovery-token-ca-cert-hash", pin}},
 			{"wrong CA hash", "CA", []string{ip + ":6443", "--token", token, "--discovery-token-ca-cert-hash", "sha256:" + strings.Repeat("0", 64)}},
-			{"unknown token", "no signature", []string{ip + ":6443", "--token", "zzzzzz.0123456789abcdef", "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "5s"}},
+			{"unknown token", "not signed for this token", []string{ip + ":6443", "--token", "zzzzzz.0123456789abcdef", "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "5s"}},
 			{"unreachable endpoint", "unreachable", []string{ip + ":6444", "--token", token, "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "3s"}},
 			{"malformed token", "--token", []string{ip + ":6443", "--token", "not-a-token", "--discovery-token-ca-cert-hash", pin}},
 		} {
