@@ -139,7 +139,14 @@ func clusterConfig(ctx context.Context, d *Data) error {
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &cfg.Cluster); err != nil {
 		return fmt.Errorf("kube-system/%s is damaged: %w", manifests.ClusterConfigName, err)
 	}
-	config.Default(cfg, config.DetectHost())
+	// A joining node is not at the control-plane endpoint: its address is its own
+	// default-route address unless given (the control plane's defaulting would pick the
+	// endpoint's host).
+	h := config.DetectHost()
+	if cfg.Node.AdvertiseAddress == "" {
+		cfg.Node.AdvertiseAddress = h.DefaultAddress
+	}
+	config.Default(cfg, h)
 	if errs := config.Validate(cfg); len(errs) > 0 {
 		return fmt.Errorf("this node's settings are not valid: %v", errs.ToAggregate())
 	}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
@@ -65,9 +66,28 @@ func Run(opts Options) ([]string, error) {
 		return paths, err
 	}
 	for _, p := range paths {
-		if err := os.RemoveAll(p); err != nil {
+		if err := remove(p); err != nil {
 			return nil, fmt.Errorf("removing %s: %w", p, err)
 		}
 	}
 	return paths, nil
+}
+
+// remove deletes p and everything below it. A directory that is a mount point (a
+// separate disk for etcd, say) cannot go: it is emptied instead.
+func remove(p string) error {
+	err := os.RemoveAll(p)
+	if err == nil || !errors.Is(err, syscall.EBUSY) {
+		return err
+	}
+	entries, rerr := os.ReadDir(p)
+	if rerr != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(p, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -72,10 +72,14 @@ func run(ctx context.Context, args []string) error {
 	}
 	switch cmd {
 	case "up":
-		if len(rest) != 2 {
-			return errors.New("usage: nodes up NAME IP")
+		opts := framework.UpOptions{}
+		if len(rest) == 3 && rest[2] == "--no-pod-network" {
+			opts.NoPodNetwork, rest = true, rest[:2]
 		}
-		n, err := h.Up(ctx, rest[0], rest[1])
+		if len(rest) != 2 {
+			return errors.New("usage: nodes up NAME IP [--no-pod-network]")
+		}
+		n, err := h.UpWith(ctx, rest[0], rest[1], opts)
 		if err != nil && n != nil {
 			// Interrupted or failed half-way: leave nothing behind.
 			err = errors.Join(err, n.Down())
