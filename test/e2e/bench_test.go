@@ -27,6 +27,7 @@ type benchVariant struct {
 // benchVariants are the table's columns, in order. The selfkube column joins here.
 var benchVariants = []benchVariant{
 	{name: "kubeadm", run: benchKubeadm},
+	{name: "selfkube", run: benchSelfkube},
 }
 
 // TestBench measures the benchmark table (`make bench`). It runs only with SELFKUBE_BENCH=1
@@ -49,6 +50,7 @@ func TestBench(t *testing.T) {
 		names = append(names, v.name)
 	}
 	table := framework.NewBenchTable(names...)
+	table.AddRatio("selfkube", "kubeadm")
 	for _, v := range benchVariants {
 		t.Run(v.name, func(t *testing.T) {
 			h := framework.NewForTest(t)
@@ -168,4 +170,67 @@ func systemRestarted(ctx context.Context, cs kubernetes.Interface, node string, 
 		}
 	}
 	return framework.KubeSystemReady(ctx, cs, min)
+}
+
+// benchSelfkube measures selfkube on the same substrate: init to hand-over complete (a
+// self-hosted control plane, the temporary one removed), join, and worker reboots.
+// Control-plane reboots need the checkpointer, which does not exist yet: those rows stay
+// empty rather than measure a cluster that cannot come back.
+func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, table *framework.BenchTable, reboots int) {
+	const variant = "selfkube"
+	bin := selfkubeBinary(t)
+	cpName, cpIP := testNodes[0].name, testNodes[0].ip
+	cp, err := h.UpWith(ctx, cpName, cpIP, framework.UpOptions{NoPodNetwork: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker, err := h.UpWith(ctx, testNodes[1].name, testNodes[1].ip, framework.UpOptions{NoPodNetwork: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cp.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig(cpName, cpIP)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	out, err := cp.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml")
+	if err != nil {
+		t.Fatalf("selfkube init: %v\n%s", err, out)
+	}
+	table.Add(variant, framework.StepInitWall, time.Since(start))
+	cfg, err := framework.RestConfig(cp.HostPath("/etc/kubernetes/admin.conf"), "https://"+cpIP+":6443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table.Add(variant, framework.StepInitToReady, since(ctx, t, start, 3*time.Minute, "control-plane node Ready",
+		func(ctx context.Context) error { return framework.NodesReady(ctx, cs, cpName) }))
+
+	start = time.Now()
+	if out, err := worker.Exec(ctx, append([]string{bin}, joinCommandArgs(t, out)...)...); err != nil {
+		t.Fatalf("selfkube join: %v\n%s", err, out)
+	}
+	table.Add(variant, framework.StepJoinWall, time.Since(start))
+	table.Add(variant, framework.StepJoinToReady, since(ctx, t, start, 3*time.Minute, "worker node Ready",
+		func(ctx context.Context) error { return framework.NodesReady(ctx, cs, cpName, worker.Name) }))
+
+	for i := 0; i < reboots; i++ {
+		since(ctx, t, time.Now(), 5*time.Minute, "a settled cluster", func(ctx context.Context) error {
+			return framework.NodesReady(ctx, cs, cpName, worker.Name)
+		})
+		if err := worker.Reboot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		booted, err := worker.KubeletStarted()
+		if err != nil {
+			t.Fatal(err)
+		}
+		table.Add(variant, framework.StepWorkerRebootPods, since(ctx, t, booted, 3*time.Minute, "kube-proxy on the worker restarted",
+			func(ctx context.Context) error {
+				return restartedSince(ctx, cs, metav1.NamespaceSystem, "app.kubernetes.io/name=kube-proxy", worker.Name, booted)
+			}))
+	}
 }

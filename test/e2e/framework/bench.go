@@ -30,6 +30,23 @@ var BenchSteps = []string{
 type BenchTable struct {
 	variants []string
 	samples  map[string]map[string][]time.Duration // step → variant → samples
+	ratio    []string                              // numerator and denominator variants
+}
+
+// AddRatio adds a last column with the ratio of the medians of two variants
+// (numerator/denominator): below 1.0 the numerator is faster.
+func (t *BenchTable) AddRatio(numerator, denominator string) {
+	t.ratio = []string{numerator, denominator}
+}
+
+func median(ds []time.Duration) time.Duration {
+	sorted := append([]time.Duration(nil), ds...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	m := sorted[len(sorted)/2]
+	if len(sorted)%2 == 0 {
+		m = (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
+	}
+	return m
 }
 
 // NewBenchTable returns a table with columns for variants, in that order.
@@ -64,8 +81,14 @@ func (t *BenchTable) Markdown() string {
 	for _, v := range t.variants {
 		fmt.Fprintf(&b, " %s |", v)
 	}
+	if t.ratio != nil {
+		fmt.Fprintf(&b, " %s / %s |", t.ratio[0], t.ratio[1])
+	}
 	b.WriteString("\n|---|")
 	for range t.variants {
+		b.WriteString("---|")
+	}
+	if t.ratio != nil {
 		b.WriteString("---|")
 	}
 	b.WriteString("\n")
@@ -76,6 +99,14 @@ func (t *BenchTable) Markdown() string {
 		fmt.Fprintf(&b, "| %s |", s)
 		for _, v := range t.variants {
 			fmt.Fprintf(&b, " %s |", cell(t.samples[s][v]))
+		}
+		if t.ratio != nil {
+			num, den := t.samples[s][t.ratio[0]], t.samples[s][t.ratio[1]]
+			if len(num) > 0 && len(den) > 0 && median(den) > 0 {
+				fmt.Fprintf(&b, " %.2f |", median(num).Seconds()/median(den).Seconds())
+			} else {
+				b.WriteString(" — |")
+			}
 		}
 		b.WriteString("\n")
 	}
@@ -88,14 +119,10 @@ func cell(ds []time.Duration) string {
 	}
 	sorted := append([]time.Duration(nil), ds...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-	median := sorted[len(sorted)/2]
-	if len(sorted)%2 == 0 {
-		median = (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
-	}
 	if len(sorted) == 1 {
-		return seconds(median)
+		return seconds(sorted[0])
 	}
-	return fmt.Sprintf("%s (%.1f–%.1f s, n=%d)", seconds(median), sorted[0].Seconds(), sorted[len(sorted)-1].Seconds(), len(sorted))
+	return fmt.Sprintf("%s (%.1f–%.1f s, n=%d)", seconds(median(sorted)), sorted[0].Seconds(), sorted[len(sorted)-1].Seconds(), len(sorted))
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }

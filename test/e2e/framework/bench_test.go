@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -61,5 +62,20 @@ func TestBenchTableMarkdown(t *testing.T) {
 				t.Errorf("Markdown() mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestBenchTableRatio(t *testing.T) {
+	tab := NewBenchTable("kubeadm", "selfkube")
+	tab.AddRatio("selfkube", "kubeadm")
+	tab.Add("kubeadm", StepInitWall, 4*time.Second)
+	tab.Add("selfkube", StepInitWall, 6*time.Second)
+	tab.Add("kubeadm", StepCPRebootReadyz, 4*time.Second)
+	md := tab.Markdown()
+	for _, want := range []string{"| step | kubeadm | selfkube | selfkube / kubeadm |", "| init: wall time | 4.0 s | 6.0 s | 1.50 |",
+		"| control-plane reboot: kubelet start → apiserver /readyz | 4.0 s | — | — |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("table lacks %q:\n%s", want, md)
+		}
 	}
 }
