@@ -43,7 +43,7 @@ bench: host-setup images
 	hack/bench.sh
 
 ## up / down: a local cluster on this machine, and its removal
-up: host-setup images
+up: host-setup build images
 	hack/up.sh
 
 down:
