@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/util/cert"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/pki"
 )
 
@@ -149,7 +150,7 @@ func Ensure(dir, pkiDir string, cfg *config.Config, opts pki.Options) ([]pki.Res
 		if err := os.MkdirAll(dir, pki.DirMode); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", dir, err)
 		}
-		if err := pki.WriteFile(w.path, w.data, pki.KeyMode); err != nil {
+		if _, err := host.WriteFile(w.path, w.data, pki.KeyMode); err != nil {
 			return nil, err
 		}
 	}

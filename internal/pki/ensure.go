@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/util/keyutil"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/host"
 )
 
 // File modes of what Ensure writes.
@@ -278,43 +279,9 @@ func writeFiles(files []file) error {
 		if err := os.MkdirAll(filepath.Dir(f.path), DirMode); err != nil {
 			return fmt.Errorf("creating the directory of %s: %w", f.path, err)
 		}
-		if err := WriteFile(f.path, f.data, f.mode); err != nil {
+		if _, err := host.WriteFile(f.path, f.data, f.mode); err != nil {
 			return err
 		}
 	}
-	return nil
-}
-
-// WriteFile writes data to path atomically: to a temporary file in the same directory
-// with mode perm, synced, then renamed over path. Readers see the old file or the new
-// one, never a part.
-func WriteFile(path string, data []byte, perm fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	done = true
 	return nil
 }
