@@ -153,10 +153,11 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "control-plane", Short: "temporary control plane (static pods)", Run: temporaryControlPlane, RunIf: notHanded},
 		{Name: "wait-api", Short: "waiting for the API", Run: waitAPI},
 		{Name: "mark-control-plane", Short: "labelling and tainting the node", Run: markControlPlane},
-		{Name: "apply", Short: "applying the self-hosted control plane", Run: applySelfHosted},
+		{Name: "apply", Short: "applying the self-hosted control plane and pod network", Run: applySelfHosted},
 		{Name: "handover", Short: "hand-over gate", Run: handoverGate, RunIf: notHanded},
 		{Name: "teardown", Short: "removing the temporary control plane", Run: teardown, RunIf: notHanded},
 		{Name: "post-handover", Short: "checking the self-hosted control plane", Run: postHandover},
+		{Name: "addons", Short: "applying kube-proxy and CoreDNS", Run: applyAddons},
 		{Name: "bootstrap-token", Short: "bootstrap token and cluster-info", Run: bootstrapToken},
 	}}
 }

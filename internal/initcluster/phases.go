@@ -120,7 +120,23 @@ func (d *Data) renderAssets() (*render.Result, error) {
 	return res, nil
 }
 
+// tcpMigrateReq is the sysctl that makes a closing SO_REUSEPORT listener hand its queued
+// connections to another listener of the group instead of resetting them: without it a
+// client that connects just as the old apiserver closes its socket (at the teardown, or
+// at a rolling update) gets a reset.
+const tcpMigrateReq = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+// enableRequestMigration turns tcpMigrateReq on for this host's network namespace.
+// deploy/sysctl/90-selfkube.conf keeps it on across reboots.
+func (d *Data) enableRequestMigration() {
+	if err := os.WriteFile(tcpMigrateReq, []byte("1"), 0o644); err != nil {
+		d.Status.Infof("warning: cannot enable net.ipv4.tcp_migrate_req (%v): a connection that arrives as an apiserver "+
+			"closes its shared port may be reset (Linux 5.14 or later has the setting)", err)
+	}
+}
+
 func kubeletStart(ctx context.Context, d *Data) error {
+	d.enableRequestMigration()
 	// The static-pod directory must exist before the kubelet starts: it then sees new
 	// manifests at once instead of retrying with a back-off of up to 20 s.
 	if err := os.MkdirAll(d.Layout.ManifestsDir(), 0o755); err != nil {
@@ -263,7 +279,12 @@ func markControlPlane(ctx context.Context, d *Data) error {
 	})
 }
 
-func applySelfHosted(ctx context.Context, d *Data) error {
+func applySelfHosted(ctx context.Context, d *Data) error { return d.applyAssets(ctx, false) }
+
+func applyAddons(ctx context.Context, d *Data) error { return d.applyAssets(ctx, true) }
+
+// applyAssets applies the rendered self-hosted objects that are (or are not) add-ons.
+func (d *Data) applyAssets(ctx context.Context, addons bool) error {
 	res, err := d.renderAssets()
 	if err != nil {
 		return err
@@ -277,6 +298,9 @@ func applySelfHosted(ctx context.Context, d *Data) error {
 		return err
 	}
 	for _, asset := range res.SelfHosted {
+		if asset.Addon != addons {
+			continue
+		}
 		if err := a.Object(ctx, asset.Object); err != nil {
 			return fmt.Errorf("%s: %w", asset.Path, err)
 		}

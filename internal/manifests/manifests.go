@@ -131,6 +131,10 @@ type Asset struct {
 	// Path such as "manifests/20-kube-apiserver-daemonset.yaml".
 	Path   string
 	Object runtime.Object
+	// Addon marks what the control plane does not need to take over from the temporary
+	// one (kube-proxy, CoreDNS): init applies it after the hand-over, so it does not
+	// compete for the CPU while the self-hosted control plane starts.
+	Addon bool
 }
 
 // objectMeta is the metadata every rendered object starts from.
@@ -256,6 +260,7 @@ func SelfHosted(cfg *config.Config, files Files) ([]Asset, error) {
 	for _, g := range groups {
 		for _, obj := range g.objs {
 			a, err := selfHostedAsset(g.stage, obj)
+			a.Addon = g.stage == stageProxy || g.stage == stageDNS
 			if err != nil {
 				return nil, err
 			}
