@@ -17,8 +17,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -118,14 +120,16 @@ func (d *Data) own(path string) error {
 }
 
 // Client returns a client for the local API server with the break-glass credentials:
-// init runs before the RBAC that admin.conf relies on exists. It talks to 127.0.0.1,
-// not the control-plane endpoint, which may be a load balancer not yet in service.
+// init runs before the RBAC that admin.conf relies on exists. It talks to this node's
+// advertise address (where the temporary apiserver listens, and the self-hosted one after
+// it), not the control-plane endpoint, which may be a load balancer not yet in service.
 func (d *Data) Client() (kubernetes.Interface, *rest.Config, error) {
 	if d.client != nil {
 		return d.client, d.restConfig, nil
 	}
 	path := filepath.Join(d.AssetDir(), kubeconfig.Dir, kubeconfig.SuperAdmin)
-	cfg, err := clientcmd.BuildConfigFromFlags(fmt.Sprintf("https://127.0.0.1:%d", config.DefaultAPIServerPort), path)
+	server := "https://" + net.JoinHostPort(d.Cfg.Node.AdvertiseAddress, strconv.Itoa(config.DefaultAPIServerPort))
+	cfg, err := clientcmd.BuildConfigFromFlags(server, path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading %s: %w", path, err)
 	}

@@ -102,22 +102,35 @@ func externalEtcdVolumes(cfg *config.Config) ([]corev1.Volume, []corev1.VolumeMo
 	return vols, mounts
 }
 
-func apiServerContainer(cfg *config.Config, p filePaths, advertise string) corev1.Container {
+// apiServerContainer is kube-apiserver's container. bind, when set, is its only listen
+// address (and where it is probed); otherwise it listens on every address.
+func apiServerContainer(cfg *config.Config, p filePaths, advertise, bind string) corev1.Container {
+	f := apiServerFlags(cfg, p, advertise)
+	probeHost := loopback(cfg.Node.AdvertiseAddress)
+	if bind != "" {
+		f["bind-address"] = bind
+		probeHost = bind
+	}
 	c := corev1.Container{
 		Name:            nameAPIServer,
 		Image:           cfg.Cluster.Image(config.ImageAPIServer),
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         apiServerFlags(cfg, p, advertise).command(nameAPIServer, cfg.Cluster.APIServer.ExtraArgs),
+		Command:         f.command(nameAPIServer, cfg.Cluster.APIServer.ExtraArgs),
 		Resources:       requests(250, 0),
 	}
-	lo := loopback(cfg.Node.AdvertiseAddress)
-	componentProbes(&c, lo, apiServerPort, "/livez", "/readyz")
+	componentProbes(&c, probeHost, apiServerPort, "/livez", "/readyz")
 	return c
 }
 
 func bootstrapAPIServer(cfg *config.Config) *corev1.Pod {
 	vol, mount := bootstrapSecrets()
-	c := apiServerContainer(cfg, bootstrapPath, cfg.Node.AdvertiseAddress)
+	// The temporary apiserver listens on the advertise address only, the self-hosted one
+	// on every address. Both share port 6443, yet each one's loopback client (which
+	// trusts only its own in-memory certificate) reaches itself: the temporary one's at
+	// the advertise address, where the more specific listener wins; the self-hosted
+	// one's at [::1]/127.0.0.1, where only it listens. Clients of the endpoint stay on
+	// the temporary apiserver until it closes its socket, then reach the self-hosted one.
+	c := apiServerContainer(cfg, bootstrapPath, cfg.Node.AdvertiseAddress, cfg.Node.AdvertiseAddress)
 	extVols, extMounts := externalEtcdVolumes(cfg)
 	c.VolumeMounts = append([]corev1.VolumeMount{mount}, extMounts...)
 	pod := staticPod(nameAPIServer, true, c, append([]corev1.Volume{vol}, extVols...))

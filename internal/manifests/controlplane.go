@@ -100,7 +100,7 @@ func podTemplate(labels map[string]string, spec corev1.PodSpec) corev1.PodTempla
 // beside the old one (maxSurge 1, maxUnavailable 0), both serving on the shared port,
 // and the old one is stopped only when the new one is ready.
 func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
-	c := apiServerContainer(cfg, secretPath, "$(HOST_IP)")
+	c := apiServerContainer(cfg, secretPath, "$(HOST_IP)", "")
 	c.Env = []corev1.EnvVar{{
 		Name:      "HOST_IP",
 		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}},
@@ -120,6 +120,11 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 		Spec: appsv1.DaemonSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
 			Template: podTemplate(labels, spec),
+			// During a rolling update the old and new apiserver share port 6443, and a
+			// loopback request of either may reach the other one and fail its TLS check;
+			// a new apiserver can then fail a post-start hook up to a minute after it
+			// became Ready. The old pod stays until the new one has been Ready this long.
+			MinReadySeconds: apiServerMinReadySeconds,
 			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
 				Type: appsv1.RollingUpdateDaemonSetStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDaemonSet{
@@ -130,6 +135,9 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 		},
 	}
 }
+
+// apiServerMinReadySeconds outlasts kube-apiserver's post-start hooks (one minute).
+const apiServerMinReadySeconds = 90
 
 // controlPlaneReplicas of the controller manager and scheduler: one leads, one waits.
 const controlPlaneReplicas = 2
