@@ -138,12 +138,18 @@ func bootstrapAPIServer(cfg *config.Config) *corev1.Pod {
 	return pod
 }
 
-func controllerManagerContainer(cfg *config.Config, p filePaths) corev1.Container {
+// controllerManagerContainer is kube-controller-manager's container; apiServer, when set,
+// overrides the server of its kubeconfig.
+func controllerManagerContainer(cfg *config.Config, p filePaths, apiServer string) corev1.Container {
+	f := controllerManagerFlags(cfg, p)
+	if apiServer != "" {
+		f["master"] = apiServer
+	}
 	c := corev1.Container{
 		Name:            nameControllerManager,
 		Image:           cfg.Cluster.Image(config.ImageControllerManager),
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         controllerManagerFlags(cfg, p).command(nameControllerManager, cfg.Cluster.ControllerManager.ExtraArgs),
+		Command:         f.command(nameControllerManager, cfg.Cluster.ControllerManager.ExtraArgs),
 		Resources:       requests(200, 0),
 	}
 	componentProbes(&c, "127.0.0.1", controllerManagerPort, "/healthz", "/healthz")
@@ -152,17 +158,23 @@ func controllerManagerContainer(cfg *config.Config, p filePaths) corev1.Containe
 
 func bootstrapControllerManager(cfg *config.Config) *corev1.Pod {
 	vol, mount := bootstrapSecrets()
-	c := controllerManagerContainer(cfg, bootstrapPath)
+	c := controllerManagerContainer(cfg, bootstrapPath, "")
 	c.VolumeMounts = []corev1.VolumeMount{mount}
 	return staticPod(nameControllerManager, true, c, []corev1.Volume{vol})
 }
 
-func schedulerContainer(cfg *config.Config, p filePaths) corev1.Container {
+// schedulerContainer is kube-scheduler's container; apiServer, when set, overrides the
+// server of its kubeconfig.
+func schedulerContainer(cfg *config.Config, p filePaths, apiServer string) corev1.Container {
+	f := schedulerFlags(p)
+	if apiServer != "" {
+		f["master"] = apiServer
+	}
 	c := corev1.Container{
 		Name:            nameScheduler,
 		Image:           cfg.Cluster.Image(config.ImageScheduler),
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         schedulerFlags(p).command(nameScheduler, cfg.Cluster.Scheduler.ExtraArgs),
+		Command:         f.command(nameScheduler, cfg.Cluster.Scheduler.ExtraArgs),
 		Resources:       requests(100, 0),
 	}
 	componentProbes(&c, "127.0.0.1", schedulerPort, "/healthz", "/readyz")
@@ -171,7 +183,7 @@ func schedulerContainer(cfg *config.Config, p filePaths) corev1.Container {
 
 func bootstrapScheduler(cfg *config.Config) *corev1.Pod {
 	vol, mount := bootstrapSecrets()
-	c := schedulerContainer(cfg, bootstrapPath)
+	c := schedulerContainer(cfg, bootstrapPath, "")
 	c.VolumeMounts = []corev1.VolumeMount{mount}
 	return staticPod(nameScheduler, true, c, []corev1.Volume{vol})
 }

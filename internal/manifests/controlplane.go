@@ -2,6 +2,8 @@ package manifests
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -174,12 +176,21 @@ func controlPlaneDeployment(name string, c corev1.Container) *appsv1.Deployment 
 	}
 }
 
+// localAPIServer is the apiserver of the node a self-hosted controller manager or
+// scheduler runs on (a control-plane node, so one runs there). They talk to it rather
+// than to the endpoint: the temporary apiserver does not listen on loopback, so their
+// watches never have to move from it to its successor, and they keep working when the
+// endpoint (a load balancer) does not.
+func localAPIServer(cfg *config.Config) string {
+	return "https://" + net.JoinHostPort(loopback(cfg.Node.AdvertiseAddress), strconv.Itoa(apiServerPort))
+}
+
 func controllerManagerDeployment(cfg *config.Config) *appsv1.Deployment {
-	return controlPlaneDeployment(nameControllerManager, controllerManagerContainer(cfg, secretPath))
+	return controlPlaneDeployment(nameControllerManager, controllerManagerContainer(cfg, secretPath, localAPIServer(cfg)))
 }
 
 func schedulerDeployment(cfg *config.Config) *appsv1.Deployment {
-	return controlPlaneDeployment(nameScheduler, schedulerContainer(cfg, secretPath))
+	return controlPlaneDeployment(nameScheduler, schedulerContainer(cfg, secretPath, localAPIServer(cfg)))
 }
 
 // disruptionBudget keeps at least one replica of a control-plane Deployment through
