@@ -122,11 +122,6 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 		Spec: appsv1.DaemonSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
 			Template: podTemplate(labels, spec),
-			// During a rolling update the old and new apiserver share port 6443, and a
-			// loopback request of either may reach the other one and fail its TLS check;
-			// a new apiserver can then fail a post-start hook up to a minute after it
-			// became Ready. The old pod stays until the new one has been Ready this long.
-			MinReadySeconds: apiServerMinReadySeconds,
 			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
 				Type: appsv1.RollingUpdateDaemonSetStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDaemonSet{
@@ -137,9 +132,6 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 		},
 	}
 }
-
-// apiServerMinReadySeconds outlasts kube-apiserver's post-start hooks (one minute).
-const apiServerMinReadySeconds = 90
 
 // controlPlaneReplicas of the controller manager and scheduler: one leads, one waits.
 const controlPlaneReplicas = 2
