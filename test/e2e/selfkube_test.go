@@ -156,9 +156,10 @@ func TestSelfkubeInit(t *testing.T) {
 	var initOut string
 	step(t, "Init", func(t *testing.T) {
 		start := time.Now()
+		t.Logf("init starts at %s", start.Format("15:04:05.000"))
 		out, err := n.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml", "-v")
 		initOut = out
-		t.Logf("selfkube init took %s:\n%s", time.Since(start).Round(time.Millisecond), out)
+		t.Logf("selfkube init took %s (until %s):\n%s", time.Since(start).Round(time.Millisecond), time.Now().Format("15:04:05.000"), out)
 		if err != nil {
 			t.Fatalf("selfkube init: %v", err)
 		}
@@ -268,6 +269,8 @@ func TestSelfkubeInit(t *testing.T) {
 
 	step(t, "APIServerFlagRollsOut", func(t *testing.T) {
 		const flag = "--audit-log-maxage=7"
+		t.Logf("rollout starts at %s", time.Now().Format("15:04:05.000"))
+		defer func() { t.Logf("rollout done at %s", time.Now().Format("15:04:05.000")) }()
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
 			if err != nil {
