@@ -138,22 +138,36 @@ func bootstrapAPIServer(cfg *config.Config) *corev1.Pod {
 	return pod
 }
 
-// controllerManagerContainer is kube-controller-manager's container; apiServer, when set,
-// overrides the server of its kubeconfig.
-func controllerManagerContainer(cfg *config.Config, p filePaths, apiServer string) corev1.Container {
-	f := controllerManagerFlags(cfg, p)
+// leaderElected describes kube-controller-manager or kube-scheduler for their container.
+type leaderElected struct {
+	name, image string
+	flags       flags
+	extraArgs   map[string]string
+	cpuMilli    int64
+	port        int
+	readyPath   string
+}
+
+// container builds the component's container; apiServer, when set, overrides the server
+// of its kubeconfig.
+func (l leaderElected) container(apiServer string) corev1.Container {
 	if apiServer != "" {
-		f["master"] = apiServer
+		l.flags["master"] = apiServer
 	}
 	c := corev1.Container{
-		Name:            nameControllerManager,
-		Image:           cfg.Cluster.Image(config.ImageControllerManager),
+		Name:            l.name,
+		Image:           l.image,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         f.command(nameControllerManager, cfg.Cluster.ControllerManager.ExtraArgs),
-		Resources:       requests(200, 0),
+		Command:         l.flags.command(l.name, l.extraArgs),
+		Resources:       requests(l.cpuMilli, 0),
 	}
-	componentProbes(&c, "127.0.0.1", controllerManagerPort, "/healthz", "/healthz")
+	componentProbes(&c, "127.0.0.1", l.port, "/healthz", l.readyPath)
 	return c
+}
+
+func controllerManagerContainer(cfg *config.Config, p filePaths, apiServer string) corev1.Container {
+	return leaderElected{nameControllerManager, cfg.Cluster.Image(config.ImageControllerManager),
+		controllerManagerFlags(cfg, p), cfg.Cluster.ControllerManager.ExtraArgs, 200, controllerManagerPort, "/healthz"}.container(apiServer)
 }
 
 func bootstrapControllerManager(cfg *config.Config) *corev1.Pod {
@@ -163,22 +177,9 @@ func bootstrapControllerManager(cfg *config.Config) *corev1.Pod {
 	return staticPod(nameControllerManager, true, c, []corev1.Volume{vol})
 }
 
-// schedulerContainer is kube-scheduler's container; apiServer, when set, overrides the
-// server of its kubeconfig.
 func schedulerContainer(cfg *config.Config, p filePaths, apiServer string) corev1.Container {
-	f := schedulerFlags(p)
-	if apiServer != "" {
-		f["master"] = apiServer
-	}
-	c := corev1.Container{
-		Name:            nameScheduler,
-		Image:           cfg.Cluster.Image(config.ImageScheduler),
-		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         f.command(nameScheduler, cfg.Cluster.Scheduler.ExtraArgs),
-		Resources:       requests(100, 0),
-	}
-	componentProbes(&c, "127.0.0.1", schedulerPort, "/healthz", "/readyz")
-	return c
+	return leaderElected{nameScheduler, cfg.Cluster.Image(config.ImageScheduler),
+		schedulerFlags(p), cfg.Cluster.Scheduler.ExtraArgs, 100, schedulerPort, "/readyz"}.container(apiServer)
 }
 
 func bootstrapScheduler(cfg *config.Config) *corev1.Pod {
