@@ -8,42 +8,14 @@ import (
 	"strings"
 )
 
-// containerdConfig is the node's containerd 1.6 configuration. restrict_oom_score_adj is
-// required on this machine kind: it refuses negative oom_score_adj even for root, and every
-// sandbox would fail with "can't get final child's PID from pipe: EOF".
-const containerdConfig = `version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
-
-[grpc]
-  address = "/run/containerd/containerd.sock"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = %q
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/opt/cni/bin"
-    conf_dir = "/etc/cni/net.d"
-`
-
-// writeContainerdConfig writes the node's containerd config: the one `make host-setup`
-// wrote to $SELFKUBE_CACHE/containerd-config.toml when there is one, else the same settings
-// rendered here.
+// writeContainerdConfig gives the node the containerd config `make host-setup` wrote to
+// $SELFKUBE_CACHE/containerd-config.toml (hack/host-setup.sh owns its settings, such as
+// restrict_oom_score_adj, which this machine kind needs).
 func (n *Node) writeContainerdConfig() error {
-	cfg, err := os.ReadFile(filepath.Join(n.h.cfg.CacheDir, "containerd-config.toml"))
+	src := filepath.Join(n.h.cfg.CacheDir, "containerd-config.toml")
+	cfg, err := os.ReadFile(src)
 	if err != nil {
-		sandbox, err := n.h.sandboxImage()
-		if err != nil {
-			return err
-		}
-		cfg = []byte(fmt.Sprintf(containerdConfig, sandbox))
+		return fmt.Errorf("reading the node containerd config: %w: run `make host-setup` first", err)
 	}
 	p := filepath.Join(n.Dir(), "containerd.toml")
 	if err := os.WriteFile(p, cfg, 0o644); err != nil {
@@ -54,27 +26,6 @@ func (n *Node) writeContainerdConfig() error {
 
 func (h *Harness) containerdCommand(n *Node) []string {
 	return []string{"containerd", "--config", filepath.Join(n.Dir(), "containerd.toml")}
-}
-
-// sandboxImage is the pause image kubeadm of the cached version expects, in registry.local.
-func (h *Harness) sandboxImage() (string, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.sandbox != "" {
-		return h.sandbox, nil
-	}
-	out, err := output(h.cfg.Kubeadm(), "config", "images", "list",
-		"--kubernetes-version", h.cfg.KubeVersion, "--image-repository", "registry.local")
-	if err != nil {
-		return "", fmt.Errorf("asking kubeadm for its pause image: %w", err)
-	}
-	for _, l := range strings.Fields(out) {
-		if strings.HasPrefix(l, "registry.local/pause:") {
-			h.sandbox = l
-			return l, nil
-		}
-	}
-	return "", fmt.Errorf("kubeadm config images list names no pause image:\n%s", out)
 }
 
 // importImages loads every cached image tarball into the node's containerd, once: the

@@ -36,7 +36,6 @@ type Harness struct {
 
 	mu      sync.Mutex
 	nodes   map[string]*Node // nodes this harness brought up or loaded
-	sandbox string           // pause image reference, from kubeadm
 }
 
 // New returns a harness. logf receives progress lines (t.Logf in tests).
