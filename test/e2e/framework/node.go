@@ -34,8 +34,8 @@ type Harness struct {
 	cg    cgroups
 	agent string
 
-	mu      sync.Mutex
-	nodes   map[string]*Node // nodes this harness brought up or loaded
+	mu    sync.Mutex
+	nodes map[string]*Node // nodes this harness brought up or loaded
 }
 
 // New returns a harness. logf receives progress lines (t.Logf in tests).
