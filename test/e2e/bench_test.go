@@ -129,27 +129,35 @@ func benchKubeadm(ctx context.Context, t *testing.T, h *framework.Harness, table
 	}
 	for i := 0; i < reboots; i++ {
 		settle()
-		if err := cp.Reboot(ctx); err != nil {
-			t.Fatal(err)
-		}
-		booted, err := cp.KubeletStarted()
-		if err != nil {
-			t.Fatal(err)
-		}
+		booted := reboot(ctx, t, cp)
 		table.Add(variant, framework.StepCPRebootReadyz, since(ctx, t, booted, 3*time.Minute, "apiserver /readyz",
 			func(ctx context.Context) error { return framework.Readyz(ctx, cs) }))
 		table.Add(variant, framework.StepCPRebootSystem, since(ctx, t, booted, 5*time.Minute, "kube-system pods restarted and Ready",
 			func(ctx context.Context) error { return systemRestarted(ctx, cs, cp.Name, booted, minSystem) }))
 	}
+	benchWorkerReboots(ctx, t, table, variant, cs, worker, settle, reboots)
+}
+
+// reboot reboots n and returns when its kubelet started again.
+func reboot(ctx context.Context, t *testing.T, n *framework.Node) time.Time {
+	t.Helper()
+	if err := n.Reboot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	booted, err := n.KubeletStarted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return booted
+}
+
+// benchWorkerReboots measures, reboots times from a settled cluster, how long the worker's
+// kube-proxy takes to run again after its kubelet started.
+func benchWorkerReboots(ctx context.Context, t *testing.T, table *framework.BenchTable, variant string,
+	cs kubernetes.Interface, worker *framework.Node, settle func(), reboots int) {
 	for i := 0; i < reboots; i++ {
 		settle()
-		if err := worker.Reboot(ctx); err != nil {
-			t.Fatal(err)
-		}
-		booted, err := worker.KubeletStarted()
-		if err != nil {
-			t.Fatal(err)
-		}
+		booted := reboot(ctx, t, worker)
 		table.Add(variant, framework.StepWorkerRebootPods, since(ctx, t, booted, 3*time.Minute, "kube-proxy on the worker restarted",
 			func(ctx context.Context) error {
 				return restartedSince(ctx, cs, metav1.NamespaceSystem, "k8s-app=kube-proxy", worker.Name, booted)
@@ -217,20 +225,10 @@ func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, tabl
 	table.Add(variant, framework.StepJoinToReady, since(ctx, t, start, 3*time.Minute, "worker node Ready",
 		func(ctx context.Context) error { return framework.NodesReady(ctx, cs, cpName, worker.Name) }))
 
-	for i := 0; i < reboots; i++ {
+	settle := func() {
 		since(ctx, t, time.Now(), 5*time.Minute, "a settled cluster", func(ctx context.Context) error {
 			return framework.NodesReady(ctx, cs, cpName, worker.Name)
 		})
-		if err := worker.Reboot(ctx); err != nil {
-			t.Fatal(err)
-		}
-		booted, err := worker.KubeletStarted()
-		if err != nil {
-			t.Fatal(err)
-		}
-		table.Add(variant, framework.StepWorkerRebootPods, since(ctx, t, booted, 3*time.Minute, "kube-proxy on the worker restarted",
-			func(ctx context.Context) error {
-				return restartedSince(ctx, cs, metav1.NamespaceSystem, "app.kubernetes.io/name=kube-proxy", worker.Name, booted)
-			}))
 	}
+	benchWorkerReboots(ctx, t, table, variant, cs, worker, settle, reboots)
 }
