@@ -357,7 +357,7 @@ func TestAPIServerDaemonSetSurgesWithoutUnavailability(t *testing.T) {
 	if len(c.Env) != 1 || c.Env[0].Name != "HOST_IP" || c.Env[0].ValueFrom.FieldRef.FieldPath != "status.hostIP" {
 		t.Errorf("HOST_IP does not come from status.hostIP: %+v", c.Env)
 	}
-	if ds.Spec.Template.Annotations[AnnotationCheckpoint] != "true" {
+	if ds.Spec.Template.Annotations[AnnotationCheckpoint] != "kube-apiserver" {
 		t.Errorf("pod template lacks %s", AnnotationCheckpoint)
 	}
 }

@@ -87,12 +87,13 @@ func controlPlanePodSpec(c corev1.Container, priority string) corev1.PodSpec {
 	}
 }
 
-// podTemplate is a template the checkpointer keeps running through API outages.
-func podTemplate(labels map[string]string, spec corev1.PodSpec) corev1.PodTemplateSpec {
+// podTemplate is a template the checkpointer keeps running through API outages, in the
+// checkpoint called name.
+func podTemplate(name string, labels map[string]string, spec corev1.PodSpec) corev1.PodTemplateSpec {
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{
 			Labels:      labels,
-			Annotations: map[string]string{AnnotationCheckpoint: "true"},
+			Annotations: map[string]string{AnnotationCheckpoint: name},
 		},
 		Spec: spec,
 	}
@@ -117,11 +118,16 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 	spec.TerminationGracePeriodSeconds = ptr.To[int64](apiServerTerminationSeconds)
 
 	labels, selector := controlPlaneLabels(nameAPIServer)
+	template := podTemplate(nameAPIServer, labels, spec)
+	// A checkpoint serves on the node's address only, like the temporary apiserver of
+	// init: when the self-hosted apiserver (on every address) starts beside it, each one's
+	// loopback connections reach itself, never the other's listener.
+	template.Annotations[AnnotationCheckpointArgs] = `{"` + nameAPIServer + `":["--bind-address=$(HOST_IP)"]}`
 	return &appsv1.DaemonSet{
 		ObjectMeta: objectMeta(nameAPIServer, Namespace, appLabels(nameAPIServer, componentControlPlane)),
 		Spec: appsv1.DaemonSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
-			Template: podTemplate(labels, spec),
+			Template: template,
 			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
 				Type: appsv1.RollingUpdateDaemonSetStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDaemonSet{
@@ -156,7 +162,7 @@ func controlPlaneDeployment(name string, c corev1.Container) *appsv1.Deployment 
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](controlPlaneReplicas),
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
-			Template: podTemplate(labels, spec),
+			Template: podTemplate(name, labels, spec),
 			Strategy: appsv1.DeploymentStrategy{
 				Type: appsv1.RollingUpdateDeploymentStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDeployment{

@@ -42,8 +42,16 @@ const (
 	// AnnotationTemporary marks the static pods that the pivot removes.
 	AnnotationTemporary = "selfkube.io/temporary"
 	// AnnotationCheckpoint marks pod templates whose pods the checkpointer keeps
-	// running while the API is unreachable.
+	// running while the API is unreachable; the value names the checkpoint (one per
+	// component and node).
 	AnnotationCheckpoint = "selfkube.io/checkpoint"
+	// AnnotationCheckpointArgs holds arguments, as a JSON map from container name to a
+	// list, that a checkpoint's containers get in addition to the pod's.
+	AnnotationCheckpointArgs = "selfkube.io/checkpoint-args"
+	// AnnotationCheckpointOf and LabelCheckpointOf mark the static pod of a checkpoint,
+	// with the checkpoint's name.
+	AnnotationCheckpointOf = "selfkube.io/checkpoint-of"
+	LabelCheckpointOf      = "selfkube.io/checkpoint-of"
 
 	// LabelManagedBy is on every object selfkube renders, with the value ManagedBy.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
@@ -193,6 +201,7 @@ const (
 	stageDNS               = 50
 	stageClusterInfo       = 60
 	stageNetwork           = 70
+	stageCheckpointer      = 80
 )
 
 // SelfHosted builds the self-hosted control plane and the cluster add-ons, each object
@@ -254,6 +263,8 @@ func SelfHosted(cfg *config.Config, files Files) ([]Asset, error) {
 	if cfg.Cluster.Networking.Plugin == config.NetworkPluginSelfkube {
 		add(stageNetwork, podNetwork(cfg)...)
 	}
+
+	add(stageCheckpointer, checkpointer(cfg)...)
 
 	var assets []Asset
 	seen := map[string]bool{}

@@ -1,0 +1,276 @@
+package checkpoint
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/selfkube/selfkube/internal/manifests"
+)
+
+// Agent is the checkpointer of one node. Its lifecycle:
+//
+//	Run ─▶ every Interval: Sync (observe the API and the runtime, refresh checkpoints,
+//	       decide with Next, act) ─▶ ctx done: return, leaving every checkpoint as it is
+//
+// Leaving them is right: an active checkpoint is what keeps the control plane up, and
+// a checkpointer that restarts picks up where it stopped.
+type Agent struct {
+	Client   kubernetes.Interface
+	Runtime  Runtime
+	Store    Store
+	NodeName string
+	// Namespace whose annotated pods are checkpointed (kube-system).
+	Namespace string
+	// Interval between syncs, and Timeout of each observation.
+	Interval, Timeout time.Duration
+	// RefreshEvery bounds how long an unchanged checkpoint goes without re-reading its
+	// Secrets (so rotated certificates reach it).
+	RefreshEvery time.Duration
+	Log          *slog.Logger
+	Events       EventSink
+	Metrics      *Metrics
+	Now          func() time.Time
+
+	states    map[string]State
+	refreshed map[string]refresh
+}
+
+// EventSink records what the agent did, for `kubectl get events`.
+type EventSink interface {
+	Event(reason, message string)
+}
+
+type refresh struct {
+	version string // UID and resourceVersion of the pod checkpointed
+	at      time.Time
+}
+
+// Run syncs until ctx is done.
+func (a *Agent) Run(ctx context.Context) error {
+	t := time.NewTicker(a.Interval)
+	defer t.Stop()
+	for {
+		if err := a.Sync(ctx); err != nil {
+			a.Log.Warn("checkpoint sync failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// parents are the pods of one checkpoint.
+type parents struct {
+	bound          bool
+	ready          *corev1.Pod // newest Ready pod here whose containers run here now
+	readyElsewhere bool
+}
+
+// Sync is one round: observe, refresh, decide, act.
+func (a *Agent) Sync(ctx context.Context) error {
+	if a.states == nil {
+		a.states, a.refreshed = map[string]State{}, map[string]refresh{}
+	}
+	now := a.Now()
+	octx, cancel := context.WithTimeout(ctx, a.Timeout)
+	local, err := a.Runtime.Observe(octx)
+	cancel()
+	if err != nil {
+		// Without the runtime nothing is known of what runs here: decide nothing.
+		return fmt.Errorf("observing the container runtime: %w", err)
+	}
+	octx, cancel = context.WithTimeout(ctx, a.Timeout)
+	pods, err := a.Client.CoreV1().Pods(a.Namespace).List(octx, metav1.ListOptions{})
+	cancel()
+	reachable := err == nil
+	if !reachable {
+		a.Log.Debug("API unreachable", "err", err)
+	}
+	byName := map[string]*parents{}
+	if reachable {
+		byName = a.parents(pods.Items, local)
+		for name, p := range byName {
+			if p.ready != nil {
+				if err := a.refresh(ctx, name, p.ready, now); err != nil {
+					a.Log.Warn("refreshing checkpoint", "checkpoint", name, "err", err)
+				}
+			}
+		}
+	}
+	a.Metrics.setReachable(reachable, now)
+
+	names, err := a.Store.Names()
+	if err != nil {
+		return err
+	}
+	for name := range byName {
+		if !contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	unlock, err := a.Store.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for _, name := range names {
+		p := byName[name]
+		if p == nil {
+			p = &parents{}
+		}
+		o := Observed{
+			At: now, APIReachable: reachable,
+			ParentBound: p.bound, ParentReady: p.ready != nil, ReadyElsewhere: p.readyElsewhere,
+			ParentRunning: local.Running[name],
+			Present:       a.Store.Present(name), Active: a.Store.Active(name),
+		}
+		s, action := Next(a.states[name], o)
+		a.states[name] = s
+		if err := a.act(name, action); err != nil {
+			return err
+		}
+		a.Metrics.setActive(name, o.Active && action != Retire && action != Remove || action == Activate)
+	}
+	return nil
+}
+
+// parents groups the annotated pods by checkpoint. A pod here counts as Ready only when
+// its containers are the ones running now: after a reboot the API still shows the
+// statuses from before it.
+func (a *Agent) parents(pods []corev1.Pod, local Local) map[string]*parents {
+	out := map[string]*parents{}
+	for i := range pods {
+		pod := &pods[i]
+		name := pod.Annotations[manifests.AnnotationCheckpoint]
+		if name == "" || pod.DeletionTimestamp != nil || pod.Spec.NodeName == "" {
+			continue
+		}
+		p := out[name]
+		if p == nil {
+			p = &parents{}
+			out[name] = p
+		}
+		ready := podReady(pod)
+		if pod.Spec.NodeName != a.NodeName {
+			p.readyElsewhere = p.readyElsewhere || ready
+			continue
+		}
+		p.bound = true
+		if ready && runsHere(pod, local) && (p.ready == nil || pod.CreationTimestamp.After(p.ready.CreationTimestamp.Time)) {
+			p.ready = pod
+		}
+	}
+	return out
+}
+
+func podReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func runsHere(pod *corev1.Pod, local Local) bool {
+	if len(pod.Status.ContainerStatuses) == 0 {
+		return false
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		_, id, ok := strings.Cut(cs.ContainerID, "://")
+		if !ok || !local.Containers[id] {
+			return false
+		}
+	}
+	return true
+}
+
+// refresh writes the checkpoint of pod when the pod changed or RefreshEvery passed.
+func (a *Agent) refresh(ctx context.Context, name string, pod *corev1.Pod, now time.Time) error {
+	version := string(pod.UID) + "/" + pod.ResourceVersion
+	if r, ok := a.refreshed[name]; ok && r.version == version && now.Sub(r.at) < a.RefreshEvery && a.Store.Present(name) {
+		return nil
+	}
+	src := Sources{Secrets: map[string]*corev1.Secret{}, ConfigMaps: map[string]*corev1.ConfigMap{}}
+	secrets, configMaps := SourceNames(&pod.Spec)
+	for _, n := range secrets {
+		s, err := a.Client.CoreV1().Secrets(pod.Namespace).Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading Secret %s/%s: %w", pod.Namespace, n, err)
+		}
+		src.Secrets[n] = s
+	}
+	for _, n := range configMaps {
+		cm, err := a.Client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading ConfigMap %s/%s: %w", pod.Namespace, n, err)
+		}
+		src.ConfigMaps[n] = cm
+	}
+	static, files, err := Sanitize(pod, name, a.Store.dir(name), src)
+	if err != nil {
+		return err
+	}
+	unlock, err := a.Store.Lock()
+	if err != nil {
+		return err
+	}
+	changed, err := a.Store.Write(name, static, files)
+	unlock()
+	if err != nil {
+		return err
+	}
+	a.refreshed[name] = refresh{version: version, at: now}
+	if changed {
+		a.Log.Info("checkpoint written", "checkpoint", name, "pod", pod.Name)
+		a.Metrics.countWrite(name)
+	}
+	return nil
+}
+
+func (a *Agent) act(name string, action Action) error {
+	var err error
+	var msg string
+	switch action {
+	case None:
+		return nil
+	case Activate:
+		err = a.Store.Activate(name)
+		msg = fmt.Sprintf("activated checkpoint %s on node %s: its pods cannot come from the API now, so the kubelet runs the checkpoint", name, a.NodeName)
+	case Retire:
+		err = a.Store.Retire(name)
+		msg = fmt.Sprintf("retired checkpoint %s on node %s: a self-hosted pod is Ready and runs here again", name, a.NodeName)
+	case Remove:
+		err = a.Store.Remove(name)
+		msg = fmt.Sprintf("removed checkpoint %s on node %s: no pod of it has been bound here for %s", name, a.NodeName, RemoveAfter)
+	}
+	if err != nil {
+		return err
+	}
+	a.Log.Info(msg, "checkpoint", name, "action", string(action))
+	a.Metrics.count(name, action)
+	if a.Events != nil {
+		a.Events.Event("Checkpoint"+string(action)+"d", msg)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

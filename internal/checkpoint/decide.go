@@ -1,0 +1,147 @@
+// Package checkpoint keeps the self-hosted control plane of a node alive while the API
+// that would tell the kubelet to run it is down: after a reboot, when an apiserver dies,
+// when the scheduler's pods are deleted.
+//
+// For every pod annotated with AnnotationCheckpoint (the apiserver, controller manager
+// and scheduler), the checkpointer keeps a checkpoint on the node: a sanitized static-pod
+// copy of the newest Ready pod plus the Secrets and ConfigMaps it mounts, as files. A
+// checkpoint is inactive (kept in the checkpoint directory) or active (also in the
+// kubelet's static-pod directory, so the kubelet runs it without the API).
+//
+// Whether to activate, retire or remove a checkpoint is the pure function Next over what
+// was observed; the agent only observes and acts. Per checkpoint:
+//
+//	            parent not running locally for ActivateAfter, and
+//	            the API is unreachable, or the parent was just deleted
+//	            and runs nowhere else (its controller is replacing it)
+//	┌──────────┐ ─────────────────────────────────────────▶ ┌────────┐
+//	│ Inactive │                                            │ Active │
+//	└──────────┘ ◀───────────────────────────────────────── └────────┘
+//	     │        a parent on this node is Ready and its          │
+//	     │        containers are the ones running here (Retire)   │
+//	     │                                                        │
+//	     └──────── no parent bound here for RemoveAfter ──────────┘
+//	                      (Remove: the checkpoint is deleted)
+//
+// It never flaps: a retirement needs a running parent, and an activation needs the
+// parent to have been gone for ActivateAfter, so between two activations the parent ran
+// and then stayed away for ActivateAfter. An unreachable API never retires or removes
+// anything: it is exactly when a checkpoint is needed.
+package checkpoint
+
+import "time"
+
+// Timing of the decisions.
+const (
+	// ActivateAfter is how long a parent must have been absent locally before its
+	// checkpoint starts: long enough for the kubelet to restart a killed container
+	// (which it does within a second), short against an outage.
+	ActivateAfter = 2 * time.Second
+	// RemoveAfter is how long no parent may be bound to this node before its checkpoint
+	// is deleted: the grace period in which a deleted pod's controller replaces it.
+	RemoveAfter = time.Minute
+)
+
+// Action is what Next decides for one checkpoint.
+type Action string
+
+const (
+	// None: leave the checkpoint as it is.
+	None Action = ""
+	// Activate: put the checkpoint into the kubelet's static-pod directory.
+	Activate Action = "Activate"
+	// Retire: take it out of the static-pod directory again; it stays on disk.
+	Retire Action = "Retire"
+	// Remove: retire it and delete it from disk.
+	Remove Action = "Remove"
+)
+
+// Observed is one observation of one checkpoint and its parent (the pods of the
+// component it copies).
+type Observed struct {
+	At time.Time
+	// APIReachable: the API answered this observation's pod list.
+	APIReachable bool
+	// ParentBound: the API has a pod of this component bound to this node that is not
+	// being deleted. Only meaningful when APIReachable.
+	ParentBound bool
+	// ParentReady: such a pod is Ready, and its containers are the ones the container
+	// runtime runs here now (a status from before a reboot does not count). Only
+	// meaningful when APIReachable.
+	ParentReady bool
+	// ReadyElsewhere: a pod of this component is Ready on another node. Only meaningful
+	// when APIReachable.
+	ReadyElsewhere bool
+	// ParentRunning: the container runtime runs a container of a pod of this component
+	// here (the checkpoint's own pod does not count).
+	ParentRunning bool
+	// Present: the checkpoint is on disk.
+	Present bool
+	// Active: the checkpoint is in the kubelet's static-pod directory.
+	Active bool
+}
+
+// State is what the checkpointer remembers about one checkpoint between observations.
+type State struct {
+	// FirstObserved is the first observation: the baseline for a parent never seen bound.
+	FirstObserved time.Time
+	// ParentLastRunning and ParentLastBound are the last observations in which the parent
+	// ran locally, and was bound here. Zero: never, since the checkpointer started.
+	ParentLastRunning time.Time
+	ParentLastBound   time.Time
+}
+
+// Next is the decision for one checkpoint: the new state and what to do now.
+func Next(s State, o Observed) (State, Action) {
+	if s.FirstObserved.IsZero() {
+		s.FirstObserved = o.At
+	}
+	if o.ParentRunning {
+		s.ParentLastRunning = o.At
+	}
+	if o.APIReachable && o.ParentBound {
+		s.ParentLastBound = o.At
+	}
+	if !o.Present {
+		if o.Active { // a static pod left without its checkpoint: nothing can refresh it
+			return s, Retire
+		}
+		return s, None
+	}
+
+	// Whether the parent is gone from this node for good: no pod bound here for
+	// RemoveAfter, measured from when the checkpointer first looked if never seen.
+	unboundSince := s.ParentLastBound
+	if unboundSince.IsZero() {
+		unboundSince = s.FirstObserved
+	}
+	goneForGood := o.APIReachable && !o.ParentBound && !o.ParentRunning && o.At.Sub(unboundSince) >= RemoveAfter
+	// Whether the parent is absent locally long enough to stand in for it. A parent never
+	// seen running counts as long gone (a fresh boot).
+	absent := !o.ParentRunning && (s.ParentLastRunning.IsZero() || o.At.Sub(s.ParentLastRunning) >= ActivateAfter)
+
+	if goneForGood {
+		return s, Remove
+	}
+	if o.Active {
+		switch {
+		case o.APIReachable && o.ParentReady:
+			return s, Retire
+		case o.APIReachable && !o.ParentBound && o.ReadyElsewhere:
+			return s, Retire // another node runs it now
+		}
+		return s, None
+	}
+	if !absent {
+		return s, None
+	}
+	if !o.APIReachable {
+		return s, Activate
+	}
+	// The API works but the parent was deleted from this node: keep the component alive
+	// while its controller replaces it, unless it runs elsewhere (then nothing is lost).
+	if !o.ParentBound && !s.ParentLastBound.IsZero() && !o.ReadyElsewhere {
+		return s, Activate
+	}
+	return s, None
+}

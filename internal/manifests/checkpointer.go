@@ -1,0 +1,123 @@
+package manifests
+
+import (
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+const (
+	nameCheckpointer = "selfkube-checkpointer"
+	// CheckpointsDir is where the checkpointer keeps the checkpoints on a node.
+	CheckpointsDir = "/etc/kubernetes/checkpoints"
+	// CheckpointerMetricsPort is the checkpointer's metrics and health port, on the
+	// node's loopback address.
+	CheckpointerMetricsPort = 10267
+)
+
+// checkpointer runs `selfkube checkpointer` on every control-plane node: it keeps a
+// checkpoint of the pods annotated with AnnotationCheckpoint bound to its node, and
+// starts them as static pods when the API cannot tell the kubelet to run them.
+//
+// Its role can read the pods of kube-system and, by name, only the Secrets those pods
+// mount; it writes Events. It reaches the API through the control-plane endpoint (it
+// must work before kube-proxy does, and during init), and the container runtime through
+// its socket, to see what runs on the node.
+func checkpointer(cfg *config.Config) []runtime.Object {
+	labels := appLabels(nameCheckpointer, componentControlPlane)
+	selector := map[string]string{labelName: nameCheckpointer, LabelManagedBy: ManagedBy}
+	podLabels := map[string]string{LabelManagedBy: ManagedBy}
+	for k, v := range labels {
+		podLabels[k] = v
+	}
+	manifestsVol, manifestsMount := hostPathVolume("manifests", "/etc/kubernetes/manifests", corev1.HostPathDirectoryOrCreate, false)
+	checkpointsVol, checkpointsMount := hostPathVolume("checkpoints", CheckpointsDir, corev1.HostPathDirectoryOrCreate, false)
+	socketDir := criSocketDir(cfg.Node.CRISocket)
+	runtimeVol, runtimeMount := hostPathVolume("runtime", socketDir, corev1.HostPathDirectory, false)
+	fieldEnv := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	health := probe("127.0.0.1", CheckpointerMetricsPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: objectMeta(nameCheckpointer, Namespace, labels),
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: selector},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
+				Type:          appsv1.RollingUpdateDaemonSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromInt32(1))},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					HostNetwork:        true,
+					DNSPolicy:          corev1.DNSDefault,
+					PriorityClassName:  priorityNodeCritical,
+					ServiceAccountName: nameCheckpointer,
+					NodeSelector:       map[string]string{LabelControlPlane: ""},
+					Tolerations:        controlPlaneTolerations(),
+					SecurityContext:    runtimeDefaultSeccomp(),
+					Containers: []corev1.Container{{
+						Name:            "checkpointer",
+						Image:           cfg.Cluster.Image(config.ImageSelfkube),
+						ImagePullPolicy: corev1.PullIfNotPresent,
+						Command: []string{"/usr/local/bin/selfkube", "checkpointer",
+							"--node-name=$(NODE_NAME)", "--pod-name=$(POD_NAME)",
+							"--cri-socket=" + cfg.Node.CRISocket,
+							"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(CheckpointerMetricsPort)},
+						Env: []corev1.EnvVar{
+							fieldEnv("NODE_NAME", "spec.nodeName"),
+							fieldEnv("POD_NAME", "metadata.name"),
+							{Name: "KUBERNETES_SERVICE_HOST", Value: cfg.Cluster.EndpointHost()},
+							{Name: "KUBERNETES_SERVICE_PORT", Value: endpointPort(cfg)},
+						},
+						VolumeMounts:   []corev1.VolumeMount{manifestsMount, checkpointsMount, runtimeMount},
+						Resources:      requests(20, 32),
+						LivenessProbe:  health,
+						ReadinessProbe: health,
+					}},
+					Volumes: []corev1.Volume{manifestsVol, checkpointsVol, runtimeVol},
+				},
+			},
+		},
+	}
+	return []runtime.Object{
+		&corev1.ServiceAccount{ObjectMeta: objectMeta(nameCheckpointer, Namespace, labels)},
+		&rbacv1.Role{
+			ObjectMeta: objectMeta(nameCheckpointer, Namespace, labels),
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
+				// Only the Secrets of the checkpointed components (each is named after
+				// its component): never the service account or token Secrets.
+				{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"},
+					ResourceNames: []string{nameAPIServer, nameControllerManager, nameScheduler}},
+				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+			},
+		},
+		&rbacv1.RoleBinding{
+			ObjectMeta: objectMeta(nameCheckpointer, Namespace, labels),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: nameCheckpointer},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: nameCheckpointer, Namespace: Namespace}},
+		},
+		ds,
+	}
+}
+
+// criSocketDir is the directory of the runtime's socket ("unix:///run/containerd/x.sock"
+// → "/run/containerd"): mounting the directory, not the socket, survives a runtime
+// restart that recreates the socket.
+func criSocketDir(endpoint string) string {
+	p := strings.TrimPrefix(endpoint, "unix://")
+	if i := strings.LastIndex(p, "/"); i > 0 {
+		return p[:i]
+	}
+	return "/run"
+}
