@@ -16,7 +16,7 @@ if [[ ${KUBEADM:-} == 1 ]]; then
 else
   [[ -x $SELFKUBE_BIN ]] || die "$SELFKUBE_BIN is missing: run make build"
   ip_of() { echo "172.31.0.$((10 + $1))"; }
-  "$NODES_BIN" up node1 "$(ip_of 1)" --no-pod-network 9>&-
+  "$NODES_BIN" up node1 "$(ip_of 1)" --no-pod-network --selfkube "$SELFKUBE_BIN" 9>&-
   cat > "$SELFKUBE_E2E_DIR/nodes/node1/etc/kubernetes/selfkube.yaml" <<EOC
 apiVersion: selfkube.io/v1alpha1
 kind: ClusterConfiguration
@@ -30,7 +30,7 @@ taints: []
 EOC
   join=$("$NODES_BIN" exec node1 "$SELFKUBE_BIN" init --config /etc/kubernetes/selfkube.yaml 9>&-)
   for i in $(seq 2 "$NODES"); do
-    "$NODES_BIN" up "node$i" "$(ip_of "$i")" --no-pod-network 9>&-
+    "$NODES_BIN" up "node$i" "$(ip_of "$i")" --no-pod-network --selfkube "$SELFKUBE_BIN" 9>&-
     # shellcheck disable=SC2086 # the join command is words
     "$NODES_BIN" exec "node$i" "$REPO_ROOT/_output/bin/"$join 9>&-
   done

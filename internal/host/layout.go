@@ -35,6 +35,10 @@ func (l Layout) PKIDir() string { return l.path("etc/kubernetes/pki") }
 // BootstrapSecretsDir holds the temporary control plane's credentials until the hand-over.
 func (l Layout) BootstrapSecretsDir() string { return l.path("etc/kubernetes/bootstrap-secrets") }
 
+// CheckpointsDir holds the checkpointer's copies of the control plane (see package
+// checkpoint).
+func (l Layout) CheckpointsDir() string { return l.path("etc/kubernetes/checkpoints") }
+
 // KubeletKubeconfig is the kubelet's kubeconfig.
 func (l Layout) KubeletKubeconfig() string { return l.path("etc/kubernetes/kubelet.conf") }
 

@@ -9,7 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/handover"
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // selfHosted reports whether p is a pod of the self-hosted control plane (owned by a
@@ -55,6 +57,8 @@ func (d *Data) observe(ctx context.Context, probe handover.ServingProbe) (handov
 		return o, err
 	}
 	o.Held[handover.NodeReady] = nodeReady(node)
+	store := checkpoint.Store{Dir: d.Layout.CheckpointsDir(), ManifestsDir: d.Layout.ManifestsDir()}
+	o.Held[handover.CheckpointPresent] = store.Present(manifests.CheckpointAPIServer)
 	if apiserverUID != "" {
 		serves, err := probe.ReadyzServedBy(ctx, apiserverUID)
 		if err != nil {
@@ -71,7 +75,7 @@ func handoverGate(ctx context.Context, d *Data) error {
 		return err
 	}
 	probe := handover.ServingProbe{Addr: fmt.Sprintf("127.0.0.1:%d", 6443), TLS: tlsCfg, Proc: "/proc", Attempts: 16}
-	required := handover.Conditions[:5] // the checkpoint condition joins once the checkpointer ships
+	required := handover.Conditions
 	start := time.Now()
 	gate := handover.New(required, start.Add(d.HandoverTimeout))
 	lastMissing := ""

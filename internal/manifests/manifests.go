@@ -45,6 +45,8 @@ const (
 	// running while the API is unreachable; the value names the checkpoint (one per
 	// component and node).
 	AnnotationCheckpoint = "selfkube.io/checkpoint"
+	// CheckpointAPIServer is the name of the apiserver's checkpoint.
+	CheckpointAPIServer = nameAPIServer
 	// AnnotationCheckpointArgs holds arguments, as a JSON map from container name to a
 	// list, that a checkpoint's containers get in addition to the pod's.
 	AnnotationCheckpointArgs = "selfkube.io/checkpoint-args"

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/initcluster"
@@ -34,8 +35,13 @@ func Plan(opts Options) ([]string, error) {
 		// A damaged state file is no reason to keep a node from being reset.
 		state = initcluster.State{}
 	}
-	paths := append([]string{}, state.Owned...)
-	paths = append(paths,
+	// Active checkpoints first: the kubelet stops their pods.
+	active, err := filepath.Glob(filepath.Join(l.ManifestsDir(), checkpoint.StaticPodName("*")+".yaml"))
+	if err != nil {
+		return nil, err
+	}
+	paths := append(active, state.Owned...)
+	paths = append(paths, l.CheckpointsDir(),
 		l.BootstrapSecretsDir(), l.PKIDir(),
 		l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.KubeletKubeconfig(), l.BootstrapKubeletKubeconfig(),
 		l.KubeletConfig(), l.KubeletFlagsEnv(), filepath.Join(l.KubeletDir(), "pki"),

@@ -136,7 +136,7 @@ func TestSelfkubeInit(t *testing.T) {
 	bin := selfkubeBinary(t)
 
 	const name, ip = "sk1", "172.31.0.21"
-	n, err := h.UpWith(ctx, name, ip, framework.UpOptions{NoPodNetwork: true})
+	n, err := h.UpWith(ctx, name, ip, framework.UpOptions{NoPodNetwork: true, Selfkube: selfkubeBinary(t)})
 	if err != nil {
 		t.Fatalf("booting node %s: %v", name, err)
 	}
@@ -304,7 +304,7 @@ func TestSelfkubeInit(t *testing.T) {
 	})
 
 	step(t, "JoinRejectsBadInput", func(t *testing.T) {
-		w, err := h.UpWith(ctx, "sk2", "172.31.0.22", framework.UpOptions{NoPodNetwork: true})
+		w, err := h.UpWith(ctx, "sk2", "172.31.0.22", framework.UpOptions{NoPodNetwork: true, Selfkube: selfkubeBinary(t)})
 		if err != nil {
 			t.Fatalf("booting node sk2: %v", err)
 		}

@@ -119,6 +119,9 @@ type UpOptions struct {
 	// NoPodNetwork leaves /etc/cni/net.d empty: the cluster brings its own pod network
 	// (selfkube's network DaemonSet), and the node is not Ready until it runs.
 	NoPodNetwork bool
+	// Selfkube is the selfkube binary the node has installed: its kubelet unit runs
+	// `selfkube checkpointer boot` before the kubelet, as deploy/systemd's drop-in does.
+	Selfkube string
 }
 
 // UpWith is Up with options.
@@ -181,6 +184,9 @@ func (n *Node) prepare() error {
 		// 10 s; 127.0.0.1 fails at once, and the image registry name resolves from hosts.
 		"hosts":       fmt.Sprintf("127.0.0.1 localhost registry.local\n%s %s\n", n.IP, n.Name),
 		"resolv.conf": "nameserver 127.0.0.1\n",
+	}
+	if n.opts.Selfkube != "" {
+		files[selfkubeFile] = n.opts.Selfkube + "\n"
 	}
 	for f, content := range files {
 		if err := os.WriteFile(filepath.Join(n.Dir(), f), []byte(content), 0o644); err != nil {
@@ -267,7 +273,7 @@ func (n *Node) boot(ctx context.Context) error {
 	if err := n.importImages(ctx); err != nil {
 		return err
 	}
-	if err := n.startService("kubelet", "/var/lib/kubelet/config.yaml", kubeletCommand...); err != nil {
+	if err := n.startService("kubelet", "/var/lib/kubelet/config.yaml", n.kubeletCommand()...); err != nil {
 		return err
 	}
 	if _, err := os.Stat(n.HostPath("/var/lib/kubelet/config.yaml")); err == nil {
@@ -299,13 +305,24 @@ func (n *Node) prepareRun() error {
 	return nil
 }
 
-// kubeletCommand starts the kubelet the way kubeadm's systemd drop-in does.
-var kubeletCommand = []string{"bash", "-c", `KUBELET_KUBEADM_ARGS=""
+// selfkubeFile, in a node's directory, names the selfkube binary the node has installed.
+const selfkubeFile = "selfkube-binary"
+
+// kubeletCommand starts the kubelet the way the systemd drop-ins do: kubeadm's, and on
+// a node with selfkube, deploy/systemd's, whose ExecStartPre (allowed to fail) activates
+// the checkpoints a reboot needs.
+func (n *Node) kubeletCommand() []string {
+	pre := ""
+	if b, err := os.ReadFile(filepath.Join(n.Dir(), selfkubeFile)); err == nil {
+		pre = fmt.Sprintf("%q checkpointer boot || true\n", strings.TrimSpace(string(b)))
+	}
+	return []string{"bash", "-c", pre + `KUBELET_KUBEADM_ARGS=""
 [ -f /var/lib/kubelet/kubeadm-flags.env ] && . /var/lib/kubelet/kubeadm-flags.env
 exec kubelet --config=/var/lib/kubelet/config.yaml \
   --kubeconfig=/etc/kubernetes/kubelet.conf \
   --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
   $KUBELET_KUBEADM_ARGS`}
+}
 
 func (n *Node) logPath(service string) string {
 	return filepath.Join(n.Dir(), "log", service+".log")

@@ -18,6 +18,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,12 +74,17 @@ func run(ctx context.Context, args []string) error {
 	switch cmd {
 	case "up":
 		opts := framework.UpOptions{}
-		if len(rest) == 3 && rest[2] == "--no-pod-network" {
-			opts.NoPodNetwork, rest = true, rest[:2]
+		usage := errors.New("usage: nodes up NAME IP [--no-pod-network] [--selfkube PATH]")
+		if len(rest) < 2 {
+			return usage
 		}
-		if len(rest) != 2 {
-			return errors.New("usage: nodes up NAME IP [--no-pod-network]")
+		fs := flag.NewFlagSet("up", flag.ContinueOnError)
+		fs.BoolVar(&opts.NoPodNetwork, "no-pod-network", false, "leave /etc/cni/net.d empty (the cluster brings its pod network)")
+		fs.StringVar(&opts.Selfkube, "selfkube", "", "the selfkube binary the node's kubelet unit runs `checkpointer boot` with")
+		if err := fs.Parse(rest[2:]); err != nil || fs.NArg() != 0 {
+			return usage
 		}
+		rest = rest[:2]
 		n, err := h.UpWith(ctx, rest[0], rest[1], opts)
 		if err != nil && n != nil {
 			// Interrupted or failed half-way: leave nothing behind.
