@@ -135,8 +135,13 @@ func (a *Agent) Sync(ctx context.Context) error {
 			ParentRunning: local.Running[name],
 			Present:       a.Store.Present(name), Active: a.Store.Active(name),
 		}
-		s, action := Next(a.states[name], o)
+		prev, seen := a.states[name]
+		s, action := Next(prev, o)
 		a.states[name] = s
+		if !seen && o.Active && a.Events != nil {
+			// Activated before this agent ran: at boot, or by a checkpointer before it.
+			a.Events.Event("CheckpointActive", fmt.Sprintf("checkpoint %s on node %s was active when the checkpointer started (activated at boot); it is retired once a self-hosted pod is Ready", name, a.NodeName))
+		}
 		if err := a.act(name, action); err != nil {
 			return err
 		}

@@ -40,6 +40,10 @@ const (
 	// RemoveAfter is how long no parent may be bound to this node before its checkpoint
 	// is deleted: the grace period in which a deleted pod's controller replaces it.
 	RemoveAfter = time.Minute
+	// RetireAfter is how long a parent must have been Ready before its checkpoint is
+	// retired: a stand-in stops only under a successor that has proven itself, and
+	// after the burst of a boot, when the hand-over of connections is calmest.
+	RetireAfter = 3 * time.Second
 )
 
 // Action is what Next decides for one checkpoint.
@@ -89,6 +93,8 @@ type State struct {
 	// ran locally, and was bound here. Zero: never, since the checkpointer started.
 	ParentLastRunning time.Time
 	ParentLastBound   time.Time
+	// ParentReadySince is when the parent became Ready here (zero: not Ready now).
+	ParentReadySince time.Time
 }
 
 // Next is the decision for one checkpoint: the new state and what to do now.
@@ -101,6 +107,12 @@ func Next(s State, o Observed) (State, Action) {
 	}
 	if o.APIReachable && o.ParentBound {
 		s.ParentLastBound = o.At
+	}
+	switch {
+	case !(o.APIReachable && o.ParentReady):
+		s.ParentReadySince = time.Time{}
+	case s.ParentReadySince.IsZero():
+		s.ParentReadySince = o.At
 	}
 	if !o.Present {
 		if o.Active { // a static pod left without its checkpoint: nothing can refresh it
@@ -125,7 +137,7 @@ func Next(s State, o Observed) (State, Action) {
 	}
 	if o.Active {
 		switch {
-		case o.APIReachable && o.ParentReady:
+		case o.APIReachable && o.ParentReady && o.At.Sub(s.ParentReadySince) >= RetireAfter:
 			return s, Retire
 		case o.APIReachable && !o.ParentBound && o.ReadyElsewhere:
 			return s, Retire // another node runs it now

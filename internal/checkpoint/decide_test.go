@@ -38,13 +38,15 @@ func TestNextEveryCombination(t *testing.T) {
 		for _, running := range ages {
 			for _, bound := range ages {
 				for _, first := range []time.Duration{0, RemoveAfter} {
-					s := State{FirstObserved: at(now, first), ParentLastRunning: at(now, running), ParentLastBound: at(now, bound)}
-					if !s.ParentLastBound.IsZero() && s.ParentLastBound.Before(s.FirstObserved) ||
-						!s.ParentLastRunning.IsZero() && s.ParentLastRunning.Before(s.FirstObserved) {
-						continue // memories are never older than the first observation
+					for _, readyFor := range []time.Duration{-1, 0, RetireAfter / 2, RetireAfter} {
+						s := State{FirstObserved: at(now, first), ParentLastRunning: at(now, running), ParentLastBound: at(now, bound), ParentReadySince: at(now, readyFor)}
+						if !s.ParentLastBound.IsZero() && s.ParentLastBound.Before(s.FirstObserved) ||
+							!s.ParentLastRunning.IsZero() && s.ParentLastRunning.Before(s.FirstObserved) {
+							continue // memories are never older than the first observation
+						}
+						n++
+						checkRules(t, fmt.Sprintf("%+v / %+v", o, s), s, o)
 					}
-					n++
-					checkRules(t, fmt.Sprintf("%+v / %+v", o, s), s, o)
 				}
 			}
 		}
@@ -61,6 +63,7 @@ func checkRules(t *testing.T, name string, s State, o Observed) {
 		lastBound = s.FirstObserved
 	}
 	unboundLong := !o.ParentBound && o.At.Sub(lastBound) >= RemoveAfter
+	readyLong := o.APIReachable && o.ParentReady && !s.ParentReadySince.IsZero() && o.At.Sub(s.ParentReadySince) >= RetireAfter
 
 	// Memory follows the observation.
 	if o.ParentRunning && !next.ParentLastRunning.Equal(o.At) {
@@ -88,8 +91,8 @@ func checkRules(t *testing.T, name string, s State, o Observed) {
 		if !o.Active {
 			t.Errorf("%s: retired an inactive checkpoint", name)
 		}
-		if o.Present && !(o.APIReachable && (o.ParentReady || !o.ParentBound && o.ReadyElsewhere)) {
-			t.Errorf("%s: retired without a Ready parent to take over", name)
+		if o.Present && !(readyLong || o.APIReachable && !o.ParentBound && o.ReadyElsewhere) {
+			t.Errorf("%s: retired without a parent Ready for %s to take over", name, RetireAfter)
 		}
 	case Remove:
 		if !o.Present {
@@ -113,8 +116,8 @@ func checkRules(t *testing.T, name string, s State, o Observed) {
 		want(t, name, a, Activate) // the outage checkpoints exist for
 	case o.APIReachable && !o.ParentRunning && unboundLong:
 		want(t, name, a, Remove)
-	case o.Active && o.APIReachable && o.ParentReady:
-		want(t, name, a, Retire) // hand back as soon as the parent serves
+	case o.Active && readyLong:
+		want(t, name, a, Retire) // hand back once the parent has served for RetireAfter
 	case !o.APIReachable:
 		want(t, name, a, None)
 	}
@@ -162,8 +165,11 @@ func TestNextScenarios(t *testing.T) {
 		// The checkpoint serves; the API still has the pre-reboot pod, Ready per its old status.
 		want(t, "api back", m.observe(Observed{At: sec(4), APIReachable: true, ParentBound: true}), None)
 		want(t, "parent starting", m.observe(Observed{At: sec(6), APIReachable: true, ParentBound: true, ParentRunning: true}), None)
-		want(t, "parent ready", m.observe(Observed{At: sec(15), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), Retire)
-		want(t, "steady", m.observe(Observed{At: sec(16), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), None)
+		want(t, "parent ready", m.observe(Observed{At: sec(15), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), None)
+		want(t, "parent not ready again", m.observe(Observed{At: sec(16), APIReachable: true, ParentBound: true, ParentRunning: true}), None)
+		want(t, "parent ready again", m.observe(Observed{At: sec(17), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), None)
+		want(t, "parent ready long enough", m.observe(Observed{At: sec(20), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), Retire)
+		want(t, "steady", m.observe(Observed{At: sec(21), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), None)
 	})
 
 	t.Run("killed container restarted by the kubelet: no activation", func(t *testing.T) {
@@ -180,7 +186,8 @@ func TestNextScenarios(t *testing.T) {
 		want(t, "deleted", m.observe(Observed{At: sec(1), APIReachable: true}), None)
 		want(t, "still gone", m.observe(Observed{At: sec(4), APIReachable: true}), Activate)
 		want(t, "replacement bound", m.observe(Observed{At: sec(8), APIReachable: true, ParentBound: true, ParentRunning: true}), None)
-		want(t, "replacement ready", m.observe(Observed{At: sec(10), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), Retire)
+		want(t, "replacement ready", m.observe(Observed{At: sec(10), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), None)
+		want(t, "replacement proven", m.observe(Observed{At: sec(13), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), Retire)
 	})
 
 	t.Run("pod moved to another node: no activation, removed after the grace period", func(t *testing.T) {

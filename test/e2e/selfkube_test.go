@@ -64,6 +64,7 @@ type apiProber struct {
 	done             chan struct{}
 	credentialsReady func() (*rest.Config, error)
 	url              string
+	stopOnce         sync.Once
 }
 
 func startProber(credentials func() (*rest.Config, error), url string) *apiProber {
@@ -119,7 +120,7 @@ func (p *apiProber) run() {
 
 // Stop ends the prober and returns its counts.
 func (p *apiProber) Stop() (ok, failed int, failures []string) {
-	close(p.stop)
+	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.done
 	return p.ok, p.failed, p.failures
 }
