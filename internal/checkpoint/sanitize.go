@@ -84,6 +84,10 @@ func Sanitize(pod *corev1.Pod, name, dir string, src Sources) (*corev1.Pod, []Fi
 		switch {
 		case !keep:
 			dropped[v.Name] = true
+		case vfiles != nil && len(vfiles) == 0:
+			// Nothing to write, so no directory to point a hostPath at: the kubelet
+			// would mount an empty directory, and so does the checkpoint.
+			volumes = append(volumes, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 		case vfiles != nil:
 			rel := path.Join(volumesDir, v.Name)
 			for _, f := range vfiles {
@@ -199,7 +203,7 @@ func configMapData(cm *corev1.ConfigMap) map[string][]byte {
 // projectKeys lays the keys of a Secret or ConfigMap out as the kubelet would: every key
 // as a file of its name, or only the listed items at their paths.
 func projectKeys(data map[string][]byte, items []corev1.KeyToPath, what string) ([]File, error) {
-	var fs []File
+	fs := []File{} // not nil, also for no keys: nil means a volume of another kind
 	if len(items) == 0 {
 		for k, v := range data {
 			fs = append(fs, File{Path: k, Data: v})

@@ -129,13 +129,25 @@ func benchKubeadm(ctx context.Context, t *testing.T, h *framework.Harness, table
 	}
 	for i := 0; i < reboots; i++ {
 		settle()
-		booted := reboot(ctx, t, cp)
-		table.Add(variant, framework.StepCPRebootReadyz, since(ctx, t, booted, 3*time.Minute, "apiserver /readyz",
-			func(ctx context.Context) error { return framework.Readyz(ctx, cs) }))
-		table.Add(variant, framework.StepCPRebootSystem, since(ctx, t, booted, 5*time.Minute, "kube-system pods restarted and Ready",
-			func(ctx context.Context) error { return systemRestarted(ctx, cs, cp.Name, booted, minSystem) }))
+		benchControlPlaneReboot(ctx, t, table, variant, cs, cp, minSystem)
 	}
 	benchWorkerReboots(ctx, t, table, variant, cs, worker, settle, reboots)
+}
+
+// benchControlPlaneReboot reboots the control-plane node once and measures, from its
+// kubelet's start, the API answering /readyz, the control plane reconverged, and every
+// kube-system pod Ready again.
+func benchControlPlaneReboot(ctx context.Context, t *testing.T, table *framework.BenchTable, variant string,
+	cs kubernetes.Interface, cp *framework.Node, minSystem int) {
+	booted := reboot(ctx, t, cp)
+	table.Add(variant, framework.StepCPRebootReadyz, since(ctx, t, booted, 3*time.Minute, "apiserver /readyz",
+		func(ctx context.Context) error { return framework.Readyz(ctx, cs) }))
+	table.Add(variant, framework.StepCPRebootControl, since(ctx, t, booted, 5*time.Minute, "control plane reconverged",
+		func(ctx context.Context) error {
+			return controlPlaneBack(ctx, cs, cp.Name, booted, cp.HostPath("/etc/kubernetes/manifests"))
+		}))
+	table.Add(variant, framework.StepCPRebootSystem, since(ctx, t, booted, 5*time.Minute, "kube-system pods restarted and Ready",
+		func(ctx context.Context) error { return systemRestarted(ctx, cs, cp.Name, booted, minSystem) }))
 }
 
 // reboot reboots n and returns when its kubelet started again.
@@ -182,17 +194,16 @@ func systemRestarted(ctx context.Context, cs kubernetes.Interface, node string, 
 
 // benchSelfkube measures selfkube on the same substrate: init to hand-over complete (a
 // self-hosted control plane, the temporary one removed), join, and worker reboots.
-// Control-plane reboots need the checkpointer, which does not exist yet: those rows stay
-// empty rather than measure a cluster that cannot come back.
+// Control-plane reboots come back through the checkpointer.
 func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, table *framework.BenchTable, reboots int) {
 	const variant = "selfkube"
 	bin := selfkubeBinary(t)
 	cpName, cpIP := testNodes[0].name, testNodes[0].ip
-	cp, err := h.UpWith(ctx, cpName, cpIP, framework.UpOptions{NoPodNetwork: true})
+	cp, err := h.UpWith(ctx, cpName, cpIP, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
-	worker, err := h.UpWith(ctx, testNodes[1].name, testNodes[1].ip, framework.UpOptions{NoPodNetwork: true})
+	worker, err := h.UpWith(ctx, testNodes[1].name, testNodes[1].ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,10 +236,23 @@ func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, tabl
 	table.Add(variant, framework.StepJoinToReady, since(ctx, t, start, 3*time.Minute, "worker node Ready",
 		func(ctx context.Context) error { return framework.NodesReady(ctx, cs, cpName, worker.Name) }))
 
+	// apiserver, controller-manager ×2, scheduler ×2, etcd, 2 CoreDNS, 2 kube-proxy, 2
+	// pod-network agents, checkpointer
+	minSystem := 13
 	settle := func() {
 		since(ctx, t, time.Now(), 5*time.Minute, "a settled cluster", func(ctx context.Context) error {
-			return framework.NodesReady(ctx, cs, cpName, worker.Name)
+			if err := framework.NodesReady(ctx, cs, cpName, worker.Name); err != nil {
+				return err
+			}
+			if err := controlPlaneBack(ctx, cs, cpName, time.Time{}, cp.HostPath("/etc/kubernetes/manifests")); err != nil {
+				return err
+			}
+			return framework.KubeSystemReady(ctx, cs, minSystem)
 		})
+	}
+	for i := 0; i < reboots; i++ {
+		settle()
+		benchControlPlaneReboot(ctx, t, table, variant, cs, cp, minSystem)
 	}
 	benchWorkerReboots(ctx, t, table, variant, cs, worker, settle, reboots)
 }

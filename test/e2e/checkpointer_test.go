@@ -206,6 +206,7 @@ func TestCheckpointer(t *testing.T) {
 
 	step(t, "DeletedSchedulersReplaced", func(t *testing.T) {
 		sel := metav1.ListOptions{LabelSelector: "component=kube-scheduler"}
+		metricsBefore := checkpointerMetrics(ctx, t, cp)
 		old, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, sel)
 		if err != nil {
 			t.Fatal(err)
@@ -237,18 +238,24 @@ func TestCheckpointer(t *testing.T) {
 		})
 		checkEvent(ctx, t, cs, "CheckpointActivated", "kube-scheduler")
 		checkEvent(ctx, t, cs, "CheckpointRetired", "kube-scheduler")
-		out, err := cp.Exec(ctx, "curl", "-sS", "http://127.0.0.1:10267/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, want := range []string{
-			`selfkube_checkpointer_actions_total{checkpoint="kube-scheduler",action="Activate"} 1`,
-			`selfkube_checkpointer_actions_total{checkpoint="kube-scheduler",action="Retire"} 1`,
-			`selfkube_checkpointer_checkpoint_active{checkpoint="kube-scheduler"} 0`,
-			"selfkube_checkpointer_api_reachable 1",
+		after := checkpointerMetrics(ctx, t, cp)
+		for _, m := range []struct {
+			metric string
+			delta  float64
+		}{
+			{`selfkube_checkpointer_actions_total{checkpoint="kube-scheduler",action="Activate"}`, 1},
+			{`selfkube_checkpointer_actions_total{checkpoint="kube-scheduler",action="Retire"}`, 1},
 		} {
-			if !strings.Contains(out, want) {
-				t.Errorf("metrics lack %q:\n%s", want, out)
+			if d := after[m.metric] - metricsBefore[m.metric]; d != m.delta {
+				t.Errorf("%s went up by %v, want %v", m.metric, d, m.delta)
+			}
+		}
+		for metric, want := range map[string]float64{
+			`selfkube_checkpointer_checkpoint_active{checkpoint="kube-scheduler"}`: 0,
+			"selfkube_checkpointer_api_reachable":                                  1,
+		} {
+			if got, ok := after[metric]; !ok || got != want {
+				t.Errorf("%s = %v (present: %v), want %v", metric, got, ok, want)
 			}
 		}
 	})
@@ -316,6 +323,28 @@ func checkEvent(ctx context.Context, t *testing.T, cs kubernetes.Interface, reas
 		}
 		return fmt.Errorf("no %s event for %s among %d", reason, name, len(evs.Items))
 	})
+}
+
+// checkpointerMetrics reads the checkpointer's metrics on node n: series → value.
+func checkpointerMetrics(ctx context.Context, t *testing.T, n *framework.Node) map[string]float64 {
+	t.Helper()
+	out, err := n.Exec(ctx, "curl", "-sS", "http://127.0.0.1:10267/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]float64{}
+	for _, l := range strings.Split(out, "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		i := strings.LastIndex(l, " ")
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if i < 0 || err != nil {
+			t.Fatalf("metrics line %q: not SERIES VALUE", l)
+		}
+		m[l[:i]] = v
+	}
+	return m
 }
 
 // killProcess sends SIGKILL to the processes called comm that run in node's cgroup

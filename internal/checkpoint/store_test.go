@@ -1,0 +1,338 @@
+package checkpoint
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+func newStore(t *testing.T) Store {
+	t.Helper()
+	// Dir does not exist yet: the store creates it, as on a fresh node.
+	return Store{Dir: filepath.Join(t.TempDir(), "checkpoints"), ManifestsDir: t.TempDir()}
+}
+
+func staticPod(name, image string) *corev1.Pod {
+	return &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: StaticPodName(name), Namespace: "kube-system"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: image}}},
+	}
+}
+
+// tree is every file under dir by slash path and content, and fails on any file not
+// 0600 or directory not 0700: the checkpoints hold the control plane's credentials.
+func tree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		want := fs.FileMode(0o600)
+		if d.IsDir() {
+			want = 0o700 | fs.ModeDir
+		}
+		if info.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", rel, info.Mode(), want)
+		}
+		if !d.IsDir() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			files[filepath.ToSlash(rel)] = string(data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func readPod(t *testing.T, file string) *corev1.Pod {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{}
+	if err := yaml.UnmarshalStrict(data, pod); err != nil {
+		t.Fatalf("decoding %s: %v", file, err)
+	}
+	return pod
+}
+
+// TestStoreWrite writes versions of one checkpoint in turn and checks after each what is
+// on disk, with which modes, and whether the write reported a change (which the agent
+// logs and counts).
+func TestStoreWrite(t *testing.T) {
+	const name = "kube-apiserver"
+	podV1, podV2 := staticPod(name, "apiserver:v1"), staticPod(name, "apiserver:v2")
+	ca := File{Path: "volumes/secrets/ca.crt", Data: []byte("CA")}
+	key := File{Path: "volumes/secrets/apiserver.key", Data: []byte("KEY")}
+	keyRotated := File{Path: "volumes/secrets/apiserver.key", Data: []byte("KEY2")}
+	nested := File{Path: "volumes/conf/sub/config.yaml", Data: []byte("kind: X")}
+
+	type write struct {
+		pod         *corev1.Pod
+		files       []File
+		wantChanged bool
+	}
+	tests := []struct {
+		name      string
+		writes    []write
+		wantFiles map[string]string // besides pod.yaml, under Dir/NAME
+	}{{
+		name:      "new checkpoint",
+		writes:    []write{{podV1, []File{ca, key, nested}, true}},
+		wantFiles: map[string]string{"volumes/secrets/ca.crt": "CA", "volumes/secrets/apiserver.key": "KEY", "volumes/conf/sub/config.yaml": "kind: X"},
+	}, {
+		name:      "identical second write is unchanged",
+		writes:    []write{{podV1, []File{ca, key}, true}, {podV1, []File{ca, key}, false}},
+		wantFiles: map[string]string{"volumes/secrets/ca.crt": "CA", "volumes/secrets/apiserver.key": "KEY"},
+	}, {
+		name:      "a file no longer in the checkpoint is pruned",
+		writes:    []write{{podV1, []File{ca, key, nested}, true}, {podV1, []File{ca}, true}, {podV1, []File{ca}, false}},
+		wantFiles: map[string]string{"volumes/secrets/ca.crt": "CA"},
+	}, {
+		name:      "a rotated Secret is rewritten",
+		writes:    []write{{podV1, []File{ca, key}, true}, {podV1, []File{ca, keyRotated}, true}},
+		wantFiles: map[string]string{"volumes/secrets/ca.crt": "CA", "volumes/secrets/apiserver.key": "KEY2"},
+	}, {
+		name:      "a changed pod alone is a change",
+		writes:    []write{{podV1, []File{ca}, true}, {podV2, []File{ca}, true}},
+		wantFiles: map[string]string{"volumes/secrets/ca.crt": "CA"},
+	}, {
+		name:      "a pod without volumes",
+		writes:    []write{{podV1, nil, true}, {podV1, nil, false}},
+		wantFiles: map[string]string{},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			if s.Present(name) {
+				t.Fatal("Present before any write")
+			}
+			var last *corev1.Pod
+			for i, w := range tt.writes {
+				changed, err := s.Write(name, w.pod, w.files)
+				if err != nil {
+					t.Fatalf("write %d: %v", i, err)
+				}
+				if changed != w.wantChanged {
+					t.Errorf("write %d: changed = %v, want %v", i, changed, w.wantChanged)
+				}
+				last = w.pod
+			}
+			if !s.Present(name) {
+				t.Error("not Present after Write")
+			}
+			if s.Active(name) {
+				t.Error("Active after Write: writing must not start the checkpoint")
+			}
+			got := tree(t, s.Dir)
+			want := map[string]string{}
+			for p, data := range tt.wantFiles {
+				want[name+"/"+p] = data
+			}
+			want[name+"/pod.yaml"] = got[name+"/pod.yaml"] // compared decoded below
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("files under Dir (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(last, readPod(t, filepath.Join(s.Dir, name, "pod.yaml"))); diff != "" {
+				t.Errorf("pod.yaml (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestStoreActivation: activation copies the checkpoint into the kubelet's static-pod
+// directory, and retiring and removing take out only what is the checkpoint's.
+func TestStoreActivation(t *testing.T) {
+	const name = "kube-scheduler"
+	s := newStore(t)
+	// Another static pod the kubelet runs, and another checkpoint: neither is touched.
+	etcd := filepath.Join(s.ManifestsDir, "etcd.yaml")
+	if err := os.WriteFile(etcd, []byte("etcd"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{name, "kube-apiserver"} {
+		if _, err := s.Write(n, staticPod(n, "img"), []File{{Path: "volumes/v/f", Data: []byte(n)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Activate("kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	active := filepath.Join(s.ManifestsDir, "checkpoint-kube-scheduler.yaml")
+	if s.Active(name) {
+		t.Fatal("Active before Activate")
+	}
+
+	t.Run("activate", func(t *testing.T) {
+		if err := s.Activate(name); err != nil {
+			t.Fatalf("Activate: %v", err)
+		}
+		if !s.Active(name) {
+			t.Error("not Active after Activate")
+		}
+		info, err := os.Stat(active)
+		if err != nil {
+			t.Fatalf("the kubelet's manifest: %v", err)
+		}
+		if info.Mode() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", active, info.Mode())
+		}
+		want, _ := os.ReadFile(filepath.Join(s.Dir, name, "pod.yaml"))
+		if got, _ := os.ReadFile(active); string(got) != string(want) {
+			t.Errorf("%s is not a copy of pod.yaml:\n%s", active, got)
+		}
+		// Idempotent: a second activation (say, by boot and then the agent) is fine.
+		if err := s.Activate(name); err != nil {
+			t.Errorf("second Activate: %v", err)
+		}
+	})
+
+	t.Run("retire", func(t *testing.T) {
+		if err := s.Retire(name); err != nil {
+			t.Fatalf("Retire: %v", err)
+		}
+		if s.Active(name) {
+			t.Error("Active after Retire")
+		}
+		if !s.Present(name) {
+			t.Error("Retire deleted the checkpoint; it must stay for the next outage")
+		}
+		if !s.Active("kube-apiserver") {
+			t.Error("Retire retired another checkpoint")
+		}
+		if _, err := os.Stat(etcd); err != nil {
+			t.Errorf("Retire touched another static pod: %v", err)
+		}
+		if err := s.Retire(name); err != nil {
+			t.Errorf("Retire of a retired checkpoint: %v", err)
+		}
+	})
+
+	t.Run("remove", func(t *testing.T) {
+		if err := s.Activate(name); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Remove(name); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		if s.Active(name) || s.Present(name) {
+			t.Errorf("after Remove: Active %v, Present %v; want neither", s.Active(name), s.Present(name))
+		}
+		if _, err := os.Stat(filepath.Join(s.Dir, name)); !os.IsNotExist(err) {
+			t.Errorf("the checkpoint's directory is left: %v", err)
+		}
+		if !s.Present("kube-apiserver") || !s.Active("kube-apiserver") {
+			t.Error("Remove touched another checkpoint")
+		}
+		if _, err := os.Stat(etcd); err != nil {
+			t.Errorf("Remove touched another static pod: %v", err)
+		}
+		if err := s.Remove(name); err != nil {
+			t.Errorf("Remove of a removed checkpoint: %v", err)
+		}
+	})
+
+	t.Run("activate a missing checkpoint", func(t *testing.T) {
+		err := s.Activate("nope")
+		if err == nil || !strings.Contains(err.Error(), "activating checkpoint nope") {
+			t.Errorf("Activate of a missing checkpoint: error %v, want one about activating checkpoint nope", err)
+		}
+		if s.Active("nope") {
+			t.Error("a missing checkpoint became Active")
+		}
+	})
+}
+
+// TestStoreNames: the agent decides over every checkpoint it can find, so a static pod
+// left active without its checkpoint directory (nothing can refresh it) is listed too.
+func TestStoreNames(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, s Store)
+		want  []string
+	}{{
+		name:  "nothing on a fresh node",
+		setup: func(*testing.T, Store) {},
+		want:  []string{},
+	}, {
+		name: "on disk, active, incomplete, and active only",
+		setup: func(t *testing.T, s Store) {
+			for _, n := range []string{"kube-scheduler", "kube-apiserver"} {
+				if _, err := s.Write(n, staticPod(n, "img"), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Activate("kube-apiserver"); err != nil {
+				t.Fatal(err)
+			}
+			// A write interrupted before pod.yaml: listed, so that it is decided on.
+			mkdir(t, filepath.Join(s.Dir, "kube-controller-manager", "volumes"))
+			// Active with its directory gone.
+			writeFile(t, filepath.Join(s.ManifestsDir, "checkpoint-orphan.yaml"), "")
+		},
+		want: []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "orphan"},
+	}, {
+		name: "not checkpoints: other static pods, hidden entries, plain files",
+		setup: func(t *testing.T, s Store) {
+			writeFile(t, filepath.Join(s.ManifestsDir, "etcd.yaml"), "")
+			writeFile(t, filepath.Join(s.ManifestsDir, "checkpoint-x.yaml.bak"), "")
+			writeFile(t, filepath.Join(s.ManifestsDir, ".checkpoint-x.yaml.123"), "")
+			mkdir(t, filepath.Join(s.Dir, ".tmp"))
+			writeFile(t, filepath.Join(s.Dir, "stray"), "")
+			unlock, err := s.Lock() // the lock file lives in Dir
+			if err != nil {
+				t.Fatal(err)
+			}
+			unlock()
+		},
+		want: []string{},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			tt.setup(t, s)
+			got, err := s.Names()
+			if err != nil {
+				t.Fatalf("Names: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Names (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func mkdir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeFile(t *testing.T, file, data string) {
+	t.Helper()
+	mkdir(t, filepath.Dir(file))
+	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
