@@ -28,7 +28,8 @@ func staticPod(name, image string) *corev1.Pod {
 }
 
 // tree is every file under dir by slash path and content, and fails on any file not
-// 0600 or directory not 0700: the checkpoints hold the control plane's credentials.
+// 0600 or directory below dir not 0700: the checkpoints hold the control plane's
+// credentials.
 func tree(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
@@ -45,7 +46,7 @@ func tree(t *testing.T, dir string) map[string]string {
 		if d.IsDir() {
 			want = 0o700 | fs.ModeDir
 		}
-		if info.Mode() != want {
+		if rel != "." && info.Mode() != want {
 			t.Errorf("%s: mode %v, want %v", rel, info.Mode(), want)
 		}
 		if !d.IsDir() {
@@ -143,6 +144,11 @@ func TestStoreWrite(t *testing.T) {
 			}
 			if s.Active(name) {
 				t.Error("Active after Write: writing must not start the checkpoint")
+			}
+			if info, err := os.Stat(s.Dir); err != nil {
+				t.Error(err)
+			} else if info.Mode() != 0o700|fs.ModeDir {
+				t.Errorf("Dir created with mode %v, want 0700", info.Mode())
 			}
 			got := tree(t, s.Dir)
 			want := map[string]string{}
