@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +40,11 @@ type Agent struct {
 	Events       EventSink
 	Metrics      *Metrics
 	Now          func() time.Time
+	// Fence, if set, holds new connections while a checkpoint that serves on the node's
+	// address (AnnotationCheckpointFencePort) is retired.
+	Fence Fence
+	// Sleep waits during a fenced hand-back (time.Sleep if nil).
+	Sleep func(time.Duration)
 
 	states    map[string]State
 	refreshed map[string]refresh
@@ -142,7 +149,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 			// Activated before this agent ran: at boot, or by a checkpointer before it.
 			a.Events.Event("CheckpointActive", fmt.Sprintf("checkpoint %s on node %s was active when the checkpointer started (activated at boot); it is retired once a self-hosted pod is Ready", name, a.NodeName))
 		}
-		if err := a.act(name, action); err != nil {
+		if err := a.act(name, action, p.ready); err != nil {
 			return err
 		}
 		a.Metrics.setActive(name, o.Active && action != Retire && action != Remove || action == Activate)
@@ -244,7 +251,8 @@ func (a *Agent) refresh(ctx context.Context, name string, pod *corev1.Pod, now t
 	return nil
 }
 
-func (a *Agent) act(name string, action Action) error {
+// act carries out action; parent is the Ready pod the checkpoint hands back to, if any.
+func (a *Agent) act(name string, action Action, parent *corev1.Pod) error {
 	var err error
 	var msg string
 	switch action {
@@ -254,7 +262,7 @@ func (a *Agent) act(name string, action Action) error {
 		err = a.Store.Activate(name)
 		msg = fmt.Sprintf("activated checkpoint %s on node %s: its pods cannot come from the API now, so the kubelet runs the checkpoint", name, a.NodeName)
 	case Retire:
-		err = a.Store.Retire(name)
+		err = a.retire(name, parent)
 		msg = fmt.Sprintf("retired checkpoint %s on node %s: a self-hosted pod is Ready and runs here again", name, a.NodeName)
 	case Remove:
 		err = a.Store.Remove(name)
@@ -278,4 +286,65 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// Hand-back timing: how long accepted connections get to send their requests once new
+// ones are held, and how long at most to wait for the checkpoint's listener to go.
+const (
+	fenceSettle  = 300 * time.Millisecond
+	fenceTimeout = 10 * time.Second
+)
+
+// retire retires a checkpoint; when it serves on the node's address, behind a fence
+// (see Fence), so that no connection reaches its listener as it closes.
+func (a *Agent) retire(name string, parent *corev1.Pod) error {
+	addr, fenced := fenceAddr(parent)
+	if !fenced || a.Fence == nil {
+		return a.Store.Retire(name)
+	}
+	sleep := a.Sleep
+	if sleep == nil {
+		sleep = time.Sleep
+	}
+	release, err := a.Fence.Hold(addr)
+	if err != nil {
+		a.Log.Warn("retiring without holding new connections", "checkpoint", name, "err", err)
+		return a.Store.Retire(name)
+	}
+	defer func() {
+		if err := release(); err != nil {
+			a.Log.Error("releasing held connections", "address", addr.String(), "err", err)
+		}
+	}()
+	sleep(fenceSettle)
+	if err := a.Store.Retire(name); err != nil {
+		return err
+	}
+	for waited := time.Duration(0); ; waited += 50 * time.Millisecond {
+		listening, err := a.Fence.Listening(addr)
+		if err != nil || !listening {
+			return err
+		}
+		if waited >= fenceTimeout {
+			a.Log.Warn("the checkpoint still listens; releasing held connections anyway", "checkpoint", name, "address", addr.String())
+			return nil
+		}
+		sleep(50 * time.Millisecond)
+	}
+}
+
+// fenceAddr is the node address and port a parent's checkpoint serves on, if it names one.
+func fenceAddr(parent *corev1.Pod) (netip.AddrPort, bool) {
+	if parent == nil {
+		return netip.AddrPort{}, false
+	}
+	port, err := strconv.ParseUint(parent.Annotations[manifests.AnnotationCheckpointFencePort], 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	ip, err := netip.ParseAddr(parent.Status.HostIP)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip, uint16(port)), true
 }

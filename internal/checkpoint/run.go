@@ -75,7 +75,12 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
+	fence := NFTablesFence{ProcNet: "/proc/thread-self/net"}
+	if err := fence.Clear(); err != nil {
+		log.Warn("cannot check for a fence left behind; hand-backs will not hold connections", "err", err)
+	}
 	a := &Agent{
+		Fence:  fence,
 		Client: client, Runtime: rt, NodeName: opts.NodeName, Namespace: manifests.Namespace,
 		Store:    Store{Dir: opts.CheckpointsDir, ManifestsDir: opts.ManifestsDir},
 		Interval: opts.Interval, Timeout: 2 * time.Second, RefreshEvery: 5 * time.Minute,

@@ -223,7 +223,7 @@ func TestSanitizeAPIServer(t *testing.T) {
 		}
 		// The checkpoint serves on the node's address only; the kubelet expands
 		// $(HOST_IP) from the literal variable.
-		if diff := cmp.Diff(append(slices.Clone(orig.Args), "--bind-address=$(HOST_IP)"), c.Args); diff != "" {
+		if diff := cmp.Diff(append(slices.Clone(orig.Args), "--bind-address=$(HOST_IP)", "--shutdown-delay-duration=0s"), c.Args); diff != "" {
 			t.Errorf("args (-want +got):\n%s", diff)
 		}
 		if diff := cmp.Diff([]corev1.EnvVar{{Name: "HOST_IP", Value: testHostIP}}, c.Env); diff != "" {

@@ -79,7 +79,11 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 							{Name: "KUBERNETES_SERVICE_HOST", Value: cfg.Cluster.EndpointHost()},
 							{Name: "KUBERNETES_SERVICE_PORT", Value: endpointPort(cfg)},
 						},
-						VolumeMounts:   []corev1.VolumeMount{manifestsMount, checkpointsMount, runtimeMount},
+						VolumeMounts: []corev1.VolumeMount{manifestsMount, checkpointsMount, runtimeMount},
+						// The hand-back fence: an nftables table in the host's network namespace.
+						SecurityContext: &corev1.SecurityContext{
+							Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}},
+						},
 						Resources:      requests(20, 32),
 						LivenessProbe:  health,
 						ReadinessProbe: health,

@@ -121,8 +121,10 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 	template := podTemplate(nameAPIServer, labels, spec)
 	// A checkpoint serves on the node's address only, like the temporary apiserver of
 	// init: when the self-hosted apiserver (on every address) starts beside it, each one's
-	// loopback connections reach itself, never the other's listener.
-	template.Annotations[AnnotationCheckpointArgs] = `{"` + nameAPIServer + `":["--bind-address=$(HOST_IP)"]}`
+	// loopback connections reach itself, never the other's listener. It stops at once when
+	// retired: the checkpointer holds new connections meanwhile (the fence port).
+	template.Annotations[AnnotationCheckpointArgs] = `{"` + nameAPIServer + `":["--bind-address=$(HOST_IP)","--shutdown-delay-duration=0s"]}`
+	template.Annotations[AnnotationCheckpointFencePort] = strconv.Itoa(apiServerPort)
 	return &appsv1.DaemonSet{
 		ObjectMeta: objectMeta(nameAPIServer, Namespace, appLabels(nameAPIServer, componentControlPlane)),
 		Spec: appsv1.DaemonSetSpec{

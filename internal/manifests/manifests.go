@@ -50,6 +50,9 @@ const (
 	// AnnotationCheckpointArgs holds arguments, as a JSON map from container name to a
 	// list, that a checkpoint's containers get in addition to the pod's.
 	AnnotationCheckpointArgs = "selfkube.io/checkpoint-args"
+	// AnnotationCheckpointFencePort names the port a checkpoint serves on at the node's
+	// address: its hand-back holds new connections there until it stopped listening.
+	AnnotationCheckpointFencePort = "selfkube.io/checkpoint-fence-port"
 	// AnnotationCheckpointOf and LabelCheckpointOf mark the static pod of a checkpoint,
 	// with the checkpoint's name.
 	AnnotationCheckpointOf = "selfkube.io/checkpoint-of"

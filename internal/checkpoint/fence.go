@@ -1,0 +1,152 @@
+package checkpoint
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// A fence makes a hand-back lose no connection. A checkpoint of the apiserver listens on
+// the node's address, the self-hosted apiserver on every address; the more specific
+// listener gets every new connection to the node's address while it exists. When it
+// stops, an HTTP server closes its listener and, at the same moment, starts refusing
+// requests on connections it accepted but has not read yet: a client connecting in that
+// instant gets its connection closed without an answer.
+//
+// So the hand-back goes: hold new connections to the address (drop TCP SYNs: clients
+// retransmit them after a second), let the connections already accepted send their
+// requests, retire the checkpoint, wait until its listener is gone, release. The
+// retransmitted SYNs reach the self-hosted apiserver. A client waits about a second;
+// none fails.
+
+// Fence holds new TCP connections to an address and port.
+type Fence interface {
+	// Hold drops new connections to addr until release is called.
+	Hold(addr netip.AddrPort) (release func() error, err error)
+	// Listening reports whether a socket listens on addr itself (not on a wildcard).
+	Listening(addr netip.AddrPort) (bool, error)
+}
+
+// fenceTable is the nftables table of the fence (family ip or ip6), present only while
+// a fence is held.
+const fenceTable = "selfkube-handback"
+
+// NFTablesFence is a Fence in the calling process's network namespace.
+type NFTablesFence struct {
+	// ProcNet is /proc/net of that namespace.
+	ProcNet string
+}
+
+// Clear removes a fence a killed checkpointer left behind.
+func (f NFTablesFence) Clear() error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("opening an nftables connection: %w", err)
+	}
+	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
+		tables, err := c.ListTablesOfFamily(fam)
+		if err != nil {
+			return fmt.Errorf("listing nftables tables: %w", err)
+		}
+		for _, t := range tables {
+			if t.Name == fenceTable {
+				c.DelTable(t)
+			}
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("removing a left-over fence: %w", err)
+	}
+	return nil
+}
+
+// Hold implements Fence.
+func (f NFTablesFence) Hold(addr netip.AddrPort) (func() error, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("opening an nftables connection (the checkpointer needs CAP_NET_ADMIN): %w", err)
+	}
+	family, offset := nftables.TableFamilyIPv4, uint32(16)
+	if addr.Addr().Is6() {
+		family, offset = nftables.TableFamilyIPv6, 24
+	}
+	t := &nftables.Table{Name: fenceTable, Family: family}
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	// Before conntrack: a dropped SYN leaves no state behind. Prerouting sees clients of
+	// other hosts; output sees this host's own.
+	for name, hook := range map[string]*nftables.ChainHook{"hold": nftables.ChainHookPrerouting, "hold-local": nftables.ChainHookOutput} {
+		ch := c.AddChain(&nftables.Chain{
+			Name: name, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: hook, Priority: nftables.ChainPriorityRaw, Policy: &accept,
+		})
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: uint32(addr.Addr().BitLen() / 8)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: addr.Addr().AsSlice()},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(addr.Port())},
+			// tcp flags & (syn|ack) == syn: a new connection
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		}})
+	}
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("holding new connections to %s: %w", addr, err)
+	}
+	return func() error {
+		c.DelTable(t)
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("releasing new connections to %s: %w", addr, err)
+		}
+		return nil
+	}, nil
+}
+
+// Listening implements Fence from /proc/net/tcp (tcp6).
+func (f NFTablesFence) Listening(addr netip.AddrPort) (bool, error) {
+	file := "tcp"
+	if addr.Addr().Is6() {
+		file = "tcp6"
+	}
+	fh, err := os.Open(f.ProcNet + "/" + file)
+	if err != nil {
+		return false, err
+	}
+	defer fh.Close()
+	want := procNetAddr(addr)
+	s := bufio.NewScanner(fh)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		// sl local_address rem_address st ...; st 0A is LISTEN
+		if len(fields) > 3 && strings.EqualFold(fields[1], want) && fields[3] == "0A" {
+			return true, nil
+		}
+	}
+	return false, s.Err()
+}
+
+// procNetAddr renders addr as /proc/net/tcp does on a little-endian machine: each
+// 32-bit word of the address (in network order in memory) printed with %08X, so its
+// bytes reversed, then the port.
+func procNetAddr(addr netip.AddrPort) string {
+	b := addr.Addr().AsSlice()
+	var sb strings.Builder
+	for i := 0; i < len(b); i += 4 {
+		sb.WriteString(strings.ToUpper(hex.EncodeToString([]byte{b[i+3], b[i+2], b[i+1], b[i]})))
+	}
+	return fmt.Sprintf("%s:%04X", sb.String(), addr.Port())
+}
