@@ -242,13 +242,18 @@ func restartedSince(ctx context.Context, cs kubernetes.Interface, namespace, sel
 	if err != nil {
 		return fmt.Errorf("listing pods: %w", err)
 	}
-	if len(pods.Items) == 0 {
-		return fmt.Errorf("no pods match %q on %s", selector, node)
-	}
+	n := 0
 	for _, p := range pods.Items {
+		if framework.Terminated(&p) {
+			continue // replaced by its controller
+		}
+		n++
 		if err := podRestartedSince(&p, since); err != nil {
 			return err
 		}
+	}
+	if n == 0 {
+		return fmt.Errorf("no running pods match %q on %s", selector, node)
 	}
 	return nil
 }

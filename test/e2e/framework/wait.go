@@ -84,15 +84,28 @@ func PodReady(p *corev1.Pod) bool {
 	return false
 }
 
+// Terminated reports whether a pod has finished for good (Succeeded or Failed, such as
+// a pod the kubelet preempted to admit a critical one): its controller replaces it, and
+// it stays in the API as history only.
+func Terminated(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
+
 // PodsReady checks once that at least min pods match selector in namespace and all of them
-// are Ready.
+// are Ready. Terminated pods are left out.
 func PodsReady(ctx context.Context, cs kubernetes.Interface, namespace, selector string, min int) error {
-	pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	list, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		return fmt.Errorf("listing pods: %w", err)
 	}
+	var pods []corev1.Pod
+	for _, p := range list.Items {
+		if !Terminated(&p) {
+			pods = append(pods, p)
+		}
+	}
 	var notReady []string
-	for _, p := range pods.Items {
+	for _, p := range pods {
 		if !PodReady(&p) {
 			notReady = append(notReady, fmt.Sprintf("%s on %s (%s)", p.Name, p.Spec.NodeName, p.Status.Phase))
 		}
@@ -100,8 +113,8 @@ func PodsReady(ctx context.Context, cs kubernetes.Interface, namespace, selector
 	if len(notReady) > 0 {
 		return fmt.Errorf("pods not Ready in %s: %s", namespace, strings.Join(notReady, ", "))
 	}
-	if len(pods.Items) < min {
-		return fmt.Errorf("%d pods in %s match %q, want at least %d", len(pods.Items), namespace, selector, min)
+	if len(pods) < min {
+		return fmt.Errorf("%d pods in %s match %q, want at least %d", len(pods), namespace, selector, min)
 	}
 	return nil
 }
