@@ -185,6 +185,9 @@ func systemRestarted(ctx context.Context, cs kubernetes.Interface, node string, 
 		return fmt.Errorf("listing pods: %w", err)
 	}
 	for _, p := range pods.Items {
+		if framework.Terminated(&p) {
+			continue
+		}
 		if err := podRestartedSince(&p, booted); err != nil {
 			return err
 		}
