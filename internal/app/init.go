@@ -163,6 +163,16 @@ The kubelet and the container runtime are not stopped: stop the kubelet first
 				}
 			}
 			opts.DryRun = false
+			// A control-plane node leaves etcd first, so the others keep their quorum.
+			switch member, err := reset.LeaveEtcd(cmd.Context(), host.Default); {
+			case errors.Is(err, reset.ErrLastMember):
+				fmt.Fprintf(e.streams.Err, "etcd member %s is the cluster's last: it is not removed from etcd\n", member)
+			case err != nil:
+				fmt.Fprintf(e.streams.Err, "WARNING: could not remove etcd member %s (%v): remove it from a remaining control-plane node "+
+					"with `etcdctl member remove`, or the cluster counts it in its quorum\n", member, err)
+			case member != "":
+				fmt.Fprintf(e.streams.Err, "removed etcd member %s\n", member)
+			}
 			if _, err := reset.Run(opts); err != nil {
 				return err
 			}

@@ -19,7 +19,8 @@ func newJoinCommand(e *env) *cobra.Command {
 	var (
 		token, cri, name, nodeIP string
 		pins, skip               []string
-		unsafeSkip               bool
+		unsafeSkip, controlPlane bool
+		certificateKey           string
 		discoveryTimeout         time.Duration
 		timeout                  time.Duration
 	)
@@ -40,6 +41,13 @@ token) and its configuration (/var/lib/kubelet); the kubelet requests its own cl
 certificate, which the cluster approves, and registers the node. The bootstrap
 kubeconfig is removed once the node is Ready.
 
+With --control-plane (and the --certificate-key of a join command from
+` + "`selfkube token create --control-plane --print-join-command`" + `), the node also becomes a
+control-plane node: it fetches the CA keys the cluster holds encrypted for it, joins etcd
+as a learner and is promoted once it caught up, is added to the apiserver certificate,
+and is labelled node-role.kubernetes.io/control-plane, so the apiserver and checkpointer
+DaemonSets run there; the controller manager and scheduler spread onto it.
+
   ` + strings.Join(join.Workflow().Names(), " → "),
 		Example: `  selfkube join 192.0.2.10:6443 --token abcdef.0123456789abcdef \
       --discovery-token-ca-cert-hash sha256:1234...`,
@@ -57,6 +65,7 @@ kubeconfig is removed once the node is Ready.
 			err = join.Run(cmd.Context(), join.Options{
 				Layout: host.Default, Endpoint: args[0], Token: tok, Pins: pins,
 				UnsafeSkipCAVerification: unsafeSkip, Node: node,
+				ControlPlane: controlPlane, CertificateKey: certificateKey,
 				DiscoveryTimeout: discoveryTimeout, Timeout: timeout,
 				Status: e.status, Log: e.log,
 			}, workflow.Options{Skip: skip})
@@ -77,6 +86,8 @@ kubeconfig is removed once the node is Ready.
 	f.StringVar(&name, "node-name", "", "node name (default: the host name)")
 	f.StringVar(&nodeIP, "node-ip", "", "the kubelet's node IP (default: the default-route address)")
 	f.StringVar(&cri, "cri-socket", "", "container runtime endpoint (default "+config.DefaultCRISocket+")")
+	f.BoolVar(&controlPlane, "control-plane", false, "make this node a control-plane node (with a stacked etcd member)")
+	f.StringVar(&certificateKey, "certificate-key", "", "with --control-plane: the key that decrypts the handed-off CA keys")
 	f.StringSliceVar(&skip, "skip-phases", nil, "phases not to run: "+strings.Join(join.Workflow().Names(), ", "))
 	f.DurationVar(&discoveryTimeout, "discovery-timeout", time.Minute, "how long to retry discovery (endpoint unreachable, not yet signed)")
 	f.DurationVar(&timeout, "timeout", 4*time.Minute, "how long to wait for the kubelet and the node")

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,11 +9,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/selfkube/selfkube/internal/bootstrap"
 	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/join"
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 func newTokenCommand(e *env) *cobra.Command {
@@ -39,6 +43,8 @@ lets its bearer register a node; it expires (24h by default).`,
 		description string
 		printJoin   bool
 		caFile      string
+		cp          bool
+		etcdPKI     string
 	)
 	create := &cobra.Command{
 		Use:   "create [ID.SECRET]",
@@ -58,11 +64,30 @@ lets its bearer register a node; it expires (24h by default).`,
 			if err != nil {
 				return err
 			}
+			var files map[string][]byte
+			if cp {
+				// Read everything before anything is created.
+				if files, err = controlPlaneHandOff(cmd.Context(), c, etcdPKI); err != nil {
+					return err
+				}
+			}
 			if err := bootstrap.Create(cmd.Context(), c, bootstrap.TokenSpec{Token: tok, TTL: ttl, Description: description}, time.Now()); err != nil {
 				return err
 			}
+			certKey := ""
+			if cp {
+				if certKey, err = bootstrap.GenerateCertificateKey(); err != nil {
+					return err
+				}
+				if err := bootstrap.UploadCerts(cmd.Context(), c, tok, certKey, files); err != nil {
+					return err
+				}
+			}
 			if !printJoin {
 				fmt.Fprintln(e.streams.Out, tok.String())
+				if cp {
+					fmt.Fprintln(e.streams.Out, "certificate key: "+certKey)
+				}
 				return nil
 			}
 			ca, err := os.ReadFile(caFile)
@@ -73,6 +98,9 @@ lets its bearer register a node; it expires (24h by default).`,
 			if err != nil {
 				return err
 			}
+			if cp {
+				jc += " --control-plane --certificate-key " + certKey
+			}
 			fmt.Fprintln(e.streams.Out, jc)
 			return nil
 		},
@@ -80,6 +108,8 @@ lets its bearer register a node; it expires (24h by default).`,
 	create.Flags().DurationVar(&ttl, "ttl", bootstrap.DefaultTTL, "how long the token is valid")
 	create.Flags().StringVar(&description, "description", "", "free text shown by token list")
 	create.Flags().BoolVar(&printJoin, "print-join-command", false, "print the whole join command, not only the token")
+	create.Flags().BoolVar(&cp, "control-plane", false, "also hand off the CA keys (encrypted, deleted with the token) for `selfkube join --control-plane`")
+	create.Flags().StringVar(&etcdPKI, "etcd-pki-dir", filepath.Join(host.Default.PKIDir(), "etcd"), "with --control-plane: this control-plane node's etcd CA")
 	create.Flags().StringVar(&caFile, "ca-file", filepath.Join(host.Default.PKIDir(), "ca.crt"), "the cluster CA, for the join command's pin")
 
 	list := &cobra.Command{
@@ -136,4 +166,30 @@ lets its bearer register a node; it expires (24h by default).`,
 	}
 	cmd.AddCommand(create, list, del)
 	return cmd
+}
+
+// controlPlaneHandOff gathers what a joining control-plane node needs: the cluster CA
+// from the controller manager's Secret, the etcd CA from this node's disk.
+func controlPlaneHandOff(ctx context.Context, c kubernetes.Interface, etcdPKI string) (map[string][]byte, error) {
+	s, err := c.CoreV1().Secrets(manifests.Namespace).Get(ctx, manifests.ControllerManagerSecret, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the cluster CA from kube-system/%s: %w", manifests.ControllerManagerSecret, err)
+	}
+	files := map[string][]byte{
+		join.HandOffCACert: s.Data[manifests.SecretKey(manifests.FileCACert)],
+		join.HandOffCAKey:  s.Data[manifests.SecretKey(manifests.FileCAKey)],
+	}
+	for name, file := range map[string]string{join.HandOffEtcdCACert: "ca.crt", join.HandOffEtcdCAKey: "ca.key"} {
+		data, err := os.ReadFile(filepath.Join(etcdPKI, file))
+		if err != nil {
+			return nil, fmt.Errorf("reading the etcd CA: %w: run this on a control-plane node (or pass --etcd-pki-dir)", err)
+		}
+		files[name] = data
+	}
+	for name, data := range files {
+		if len(data) == 0 {
+			return nil, fmt.Errorf("the control-plane hand-off has no %s", name)
+		}
+	}
+	return files, nil
 }

@@ -13,13 +13,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // CertsSecretName is the Secret in kube-system that hands a joining control-plane node
 // the cluster's CA keys, encrypted with a certificate key only its join command carries.
 // It belongs to the bootstrap token it was made with, so it is deleted with the token
 // (when the token expires or is deleted).
-const CertsSecretName = "selfkube-control-plane-certs"
+const CertsSecretName = manifests.ControlPlaneCertsSecret
 
 // CertificateKeyLength is the length of a certificate key in bytes (AES-256).
 const CertificateKeyLength = 32

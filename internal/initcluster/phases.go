@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/selfkube/selfkube/internal/apply"
@@ -244,12 +245,18 @@ func markControlPlane(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	name := d.Cfg.Node.Name
-	taints := d.Cfg.Node.Taints
+	return MarkControlPlane(ctx, client, d.Cfg.Node.Name, d.Cfg.Node.Taints, d.APITimeout)
+}
+
+// MarkControlPlane waits for node name to register, then labels it a control-plane
+// node (the self-hosted control plane's DaemonSets follow the label) and adds taints
+// (nil: the control-plane NoSchedule taint; empty: none). It converges: a node that has
+// both is left alone.
+func MarkControlPlane(ctx context.Context, client kubernetes.Interface, name string, taints []corev1.Taint, timeout time.Duration) error {
 	if taints == nil {
 		taints = []corev1.Taint{{Key: labelControlPlane, Effect: corev1.TaintEffectNoSchedule}}
 	}
-	return poll(ctx, 250*time.Millisecond, d.APITimeout, "waiting for node "+name+" to register", func(ctx context.Context) (bool, error) {
+	return poll(ctx, 250*time.Millisecond, timeout, "waiting for node "+name+" to register", func(ctx context.Context) (bool, error) {
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			if err != nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/kubelet"
 	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/pki"
 	"github.com/selfkube/selfkube/internal/status"
 	"github.com/selfkube/selfkube/internal/workflow"
 )
@@ -50,6 +51,11 @@ type Options struct {
 	// Node describes this machine (name, addresses, CRI socket, labels).
 	Node                  config.NodeConfiguration
 	IgnorePreflightErrors []string
+	// ControlPlane makes this node a control-plane node: a member of etcd, with the
+	// self-hosted apiserver, controller manager and scheduler spread onto it.
+	ControlPlane bool
+	// CertificateKey decrypts the CA keys handed off through the cluster.
+	CertificateKey string
 	DiscoveryTimeout      time.Duration
 	Timeout               time.Duration
 	Status                *status.Printer
@@ -61,6 +67,9 @@ type Data struct {
 	Options
 	cluster *discovery.Cluster
 	cfg     *config.Config
+	ca      *pki.KeyPair          // control plane: the cluster CA
+	admin   kubernetes.Interface // control plane: a client made with it
+	etcdID  uint64               // control plane: this node's etcd member
 }
 
 // ErrAlreadyJoined says the node has a kubelet kubeconfig already and nothing changed.
@@ -72,10 +81,18 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "preflight", Short: "preflight checks", Run: preflight},
 		{Name: "discovery", Short: "discovering and verifying the cluster", Run: discover},
 		{Name: "cluster-config", Short: "reading the cluster configuration", Run: clusterConfig},
+		{Name: "control-plane-certs", Short: "fetching the CA keys and issuing etcd certificates", Run: controlPlaneCerts, RunIf: isControlPlane},
+		{Name: "etcd-member", Short: "adding this node to etcd as a learner", Run: etcdMember, RunIf: isControlPlane},
 		{Name: "kubelet", Short: "kubelet configuration and TLS bootstrap", Run: kubeletStart},
+		{Name: "etcd-promote", Short: "promoting this node's etcd member once it caught up", Run: etcdPromote, RunIf: isControlPlane},
+		{Name: "apiserver-cert", Short: "adding this node to the apiserver certificate", Run: apiServerCert, RunIf: isControlPlane},
+		{Name: "mark-control-plane", Short: "labelling the node as control plane", Run: markControlPlane, RunIf: isControlPlane},
 		{Name: "wait-node", Short: "waiting for the node to be Ready", Run: waitNode},
+		{Name: "wait-control-plane", Short: "waiting for the control plane on this node", Run: waitControlPlane, RunIf: isControlPlane},
 	}}
 }
+
+func isControlPlane(d *Data) bool { return d.ControlPlane }
 
 // Run joins this node.
 func Run(ctx context.Context, opts Options, sel workflow.Options) error {
@@ -90,6 +107,10 @@ func Run(ctx context.Context, opts Options, sel workflow.Options) error {
 func preflight(_ context.Context, d *Data) error {
 	if os.Geteuid() != 0 {
 		return errors.New("join writes to /etc/kubernetes and /var/lib/kubelet: run it as root")
+	}
+	if d.ControlPlane && d.CertificateKey == "" {
+		return errors.New("--control-plane needs the --certificate-key of the join command that " +
+			"`selfkube token create --control-plane --print-join-command` printed")
 	}
 	if len(d.Pins) == 0 && !d.UnsafeSkipCAVerification {
 		return errors.New("no --discovery-token-ca-cert-hash given: pin the cluster CA with the hash `selfkube init` printed " +

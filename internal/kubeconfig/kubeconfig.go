@@ -157,6 +157,12 @@ func Ensure(dir, pkiDir string, cfg *config.Config, opts pki.Options) ([]pki.Res
 	return results, nil
 }
 
+// Build issues a client certificate for spec, signed by ca, and serializes a kubeconfig
+// for server with it.
+func Build(spec Spec, server string, ca *pki.KeyPair, issuer pki.Issuer) ([]byte, error) {
+	return build(spec, server, ca, issuer)
+}
+
 // build issues a client certificate for spec and serializes its kubeconfig.
 func build(spec Spec, server string, ca *pki.KeyPair, issuer pki.Issuer) ([]byte, error) {
 	kp, err := issuer.Issue(spec.Cert, ca)

@@ -61,7 +61,18 @@ func bootstrapSecrets() (corev1.Volume, corev1.VolumeMount) {
 	return hostPathVolume("bootstrap-secrets", BootstrapSecretsDir, corev1.HostPathDirectory, true)
 }
 
-func etcdPod(cfg *config.Config) *corev1.Pod {
+func etcdPod(cfg *config.Config) *corev1.Pod { return etcdPodWith(cfg, etcdFlags(cfg)) }
+
+// EtcdMemberPod is the etcd static pod of a control-plane node that joins the existing
+// etcd cluster initialCluster ("name=https://ip:2380,…", this member included).
+func EtcdMemberPod(cfg *config.Config, initialCluster string) *corev1.Pod {
+	f := etcdFlags(cfg)
+	f["initial-cluster"] = initialCluster
+	f["initial-cluster-state"] = "existing"
+	return etcdPodWith(cfg, f)
+}
+
+func etcdPodWith(cfg *config.Config, f flags) *corev1.Pod {
 	local := cfg.Cluster.Etcd.Local
 	dataVol, dataMount := hostPathVolume("etcd-data", local.DataDir, corev1.HostPathDirectoryOrCreate, false)
 	certVol, certMount := hostPathVolume("etcd-certs", EtcdPKIDir, corev1.HostPathDirectory, true)
@@ -74,7 +85,7 @@ func etcdPod(cfg *config.Config) *corev1.Pod {
 		Name:            nameEtcd,
 		Image:           cfg.Cluster.Image(config.ImageEtcd),
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         etcdFlags(cfg).command("etcd", local.ExtraArgs),
+		Command:         f.command("etcd", local.ExtraArgs),
 		Resources:       requests(100, 100),
 		LivenessProbe:   probe(lo, etcdMetricsPort, health, corev1.URISchemeHTTP, livenessPeriod, livenessFailures),
 		ReadinessProbe:  probe(lo, etcdMetricsPort, "/readyz", corev1.URISchemeHTTP, readinessPeriod, readinessFailures),

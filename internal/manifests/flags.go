@@ -48,7 +48,11 @@ func secretPath(asset string) string { return path.Join(SecretsMountDir, secretK
 
 // secretKey is the Secret data key of an asset file: its base name, prefixed with the
 // subdirectory below tls/ ("tls/etcd/ca.crt" → "etcd-ca.crt"), as keys cannot hold "/".
-func secretKey(asset string) string {
+func secretKey(asset string) string { return SecretKey(asset) }
+
+// SecretKey is the key under which a control-plane Secret holds an asset file
+// ("tls/etcd/ca.crt" → "etcd-ca.crt").
+func SecretKey(asset string) string {
 	s := strings.TrimPrefix(strings.TrimPrefix(asset, "tls/"), "auth/")
 	return strings.ReplaceAll(s, "/", "-")
 }

@@ -45,6 +45,9 @@ const (
 	// running while the API is unreachable; the value names the checkpoint (one per
 	// component and node).
 	AnnotationCheckpoint = "selfkube.io/checkpoint"
+	// APIServerSecret and ControllerManagerSecret are the Secrets of those components.
+	APIServerSecret         = nameAPIServer
+	ControllerManagerSecret = nameControllerManager
 	// CheckpointAPIServer is the name of the apiserver's checkpoint.
 	CheckpointAPIServer = nameAPIServer
 	// AnnotationCheckpointArgs holds arguments, as a JSON map from container name to a

@@ -24,6 +24,9 @@ const (
 	componentAccess    = "access-control"
 	clusterInfoName    = "cluster-info"
 	publicNamespace    = metav1.NamespacePublic
+	// ControlPlaneCertsSecret is the Secret of the control-plane certificate hand-off.
+	ControlPlaneCertsSecret = "selfkube-control-plane-certs"
+	controlPlaneCertsRole   = "selfkube:control-plane-certs"
 )
 
 // rbac binds the admin group and lets nodes join with a bootstrap token: a token user may
@@ -54,6 +57,18 @@ func rbac() []runtime.Object {
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}}},
 		},
 		binding("kubeadm:get-nodes", "kubeadm:get-nodes", NodeBootstrapGroup),
+		// A joining control-plane node reads the encrypted hand-off of the CA keys with
+		// its token (useless without the certificate key of its join command).
+		&rbacv1.Role{
+			ObjectMeta: objectMeta(controlPlaneCertsRole, Namespace, labels),
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"},
+				ResourceNames: []string{ControlPlaneCertsSecret}, Verbs: []string{"get"}}},
+		},
+		&rbacv1.RoleBinding{
+			ObjectMeta: objectMeta(controlPlaneCertsRole, Namespace, labels),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controlPlaneCertsRole},
+			Subjects:   group(NodeBootstrapGroup),
+		},
 		// The apiserver's client certificate for kubelets carries no group (least
 		// privilege): this binding gives it what logs, exec and port-forward need.
 		&rbacv1.ClusterRoleBinding{

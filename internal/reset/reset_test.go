@@ -1,6 +1,7 @@
 package reset
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -61,5 +62,22 @@ func TestResetRemovesOnlyWhatSelfkubeOwns(t *testing.T) {
 	}
 	if _, err := os.Stat(etcdData); !os.IsNotExist(err) {
 		t.Error("--remove-etcd-data kept the data")
+	}
+}
+
+func TestFlagValue(t *testing.T) {
+	m := "spec:\n  containers:\n  - command:\n    - etcd\n    - --name=cp2\n    - --name-other=x\n"
+	if got := flagValue(m, "--name="); got != "cp2" {
+		t.Errorf("flagValue = %q, want cp2", got)
+	}
+	if got := flagValue(m, "--data-dir="); got != "" {
+		t.Errorf("flagValue of a missing flag = %q", got)
+	}
+}
+
+func TestLeaveEtcdWithoutEtcd(t *testing.T) {
+	name, err := LeaveEtcd(context.Background(), host.Layout{Root: t.TempDir()})
+	if name != "" || err != nil {
+		t.Errorf("a node without etcd: %q, %v; want nothing to do", name, err)
 	}
 }

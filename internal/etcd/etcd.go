@@ -1,0 +1,184 @@
+// Package etcd manages the membership of the cluster's stacked etcd: a control-plane node
+// joins as a learner and is promoted once it has caught up (so a slow or failed join
+// never costs the cluster its quorum), and leaves again on reset.
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"k8s.io/client-go/util/cert"
+)
+
+// Ports of a member.
+const (
+	ClientPort = 2379
+	PeerPort   = 2380
+)
+
+// Member is one etcd member.
+type Member struct {
+	ID       uint64
+	Name     string
+	PeerURLs []string
+	Learner  bool
+}
+
+// Client talks to etcd with the healthcheck client certificate of a node.
+type Client struct {
+	c *clientv3.Client
+}
+
+// PeerURL is the peer URL of a member at address.
+func PeerURL(address string) string {
+	return "https://" + net.JoinHostPort(address, strconv.Itoa(PeerPort))
+}
+
+// ClientURL is the client URL of a member at address.
+func ClientURL(address string) string {
+	return "https://" + net.JoinHostPort(address, strconv.Itoa(ClientPort))
+}
+
+// Dial connects to endpoints with the CA and healthcheck client certificate in pkiDir
+// (/etc/kubernetes/pki/etcd).
+func Dial(endpoints []string, pkiDir string) (*Client, error) {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(pkiDir, "healthcheck-client.crt"), filepath.Join(pkiDir, "healthcheck-client.key"))
+	if err != nil {
+		return nil, fmt.Errorf("loading the etcd client certificate: %w", err)
+	}
+	pool, err := cert.NewPool(filepath.Join(pkiDir, "ca.crt"))
+	if err != nil {
+		return nil, fmt.Errorf("loading the etcd CA: %w", err)
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		TLS:         &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12},
+		Logger:      zap.NewNop(), // errors come back as values; etcd's own log only repeats them
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to etcd at %v: %w", endpoints, err)
+	}
+	return &Client{c: c}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.c.Close() }
+
+// Members lists the members.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := c.c.MemberList(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing etcd members: %w", err)
+	}
+	var out []Member
+	for _, m := range resp.Members {
+		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, Learner: m.IsLearner})
+	}
+	return out, nil
+}
+
+// AddLearner adds a learner with peerURL, unless a member with that peer URL exists
+// (a re-run), and returns every member. The new member has no name until it starts.
+func (c *Client) AddLearner(ctx context.Context, peerURL string) (Member, []Member, error) {
+	members, err := c.Members(ctx)
+	if err != nil {
+		return Member{}, nil, err
+	}
+	for _, m := range members {
+		for _, u := range m.PeerURLs {
+			if u == peerURL {
+				return m, members, nil
+			}
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := c.c.MemberAddAsLearner(actx, []string{peerURL})
+	if err != nil {
+		return Member{}, nil, fmt.Errorf("adding the etcd learner %s: %w", peerURL, err)
+	}
+	added := Member{ID: resp.Member.ID, PeerURLs: resp.Member.PeerURLs, Learner: true}
+	out := []Member{}
+	for _, m := range resp.Members {
+		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, Learner: m.IsLearner})
+	}
+	return added, out, nil
+}
+
+// InitialCluster is the --initial-cluster of a member called self joining members (in
+// which self appears without a name until it has started).
+func InitialCluster(members []Member, self Member, selfName string) string {
+	var parts []string
+	for _, m := range members {
+		name := m.Name
+		if m.ID == self.ID {
+			name = selfName
+		}
+		if name == "" {
+			continue // another member added but never started: not part of the cluster yet
+		}
+		for _, u := range m.PeerURLs {
+			parts = append(parts, name+"="+u)
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// Promote makes learner id a voting member, retrying while it catches up with the
+// leader, until ctx ends.
+func (c *Client) Promote(ctx context.Context, id uint64) error {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := c.c.MemberPromote(pctx, id)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, rpctypes.ErrGRPCMemberNotLearner) || strings.Contains(err.Error(), "not a learner"):
+			return nil // promoted by an earlier run
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("promoting etcd member %x: %w (last: %v)", id, ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// RemoveByName removes the member called name, if there is one and it is not the last.
+func (c *Client) RemoveByName(ctx context.Context, name string) (bool, error) {
+	members, err := c.Members(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range members {
+		if m.Name != name {
+			continue
+		}
+		if len(members) == 1 {
+			return false, fmt.Errorf("%s is the last etcd member: removing it would delete the cluster's state", name)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := c.c.MemberRemove(rctx, m.ID); err != nil {
+			return false, fmt.Errorf("removing etcd member %s: %w", name, err)
+		}
+		return true, nil
+	}
+	return false, nil
+}

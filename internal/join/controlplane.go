@@ -1,0 +1,346 @@
+package join
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/selfkube/selfkube/internal/bootstrap"
+	"github.com/selfkube/selfkube/internal/etcd"
+	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/initcluster"
+	"github.com/selfkube/selfkube/internal/kubeconfig"
+	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/pki"
+)
+
+// The files of the control-plane hand-off (bootstrap.UploadCerts), by name.
+const (
+	HandOffCACert     = "ca.crt"
+	HandOffCAKey      = "ca.key"
+	HandOffEtcdCACert = "etcd-ca.crt"
+	HandOffEtcdCAKey  = "etcd-ca.key"
+)
+
+// controlPlaneCerts fetches the CA keys from the cluster (decrypted with the certificate
+// key), checks they belong to the CA discovery pinned, and issues this node's etcd
+// certificates.
+func controlPlaneCerts(ctx context.Context, d *Data) error {
+	client, err := kubernetes.NewForConfig(d.tokenConfig())
+	if err != nil {
+		return err
+	}
+	files, err := bootstrap.DownloadCerts(ctx, client, d.CertificateKey)
+	if err != nil {
+		return fmt.Errorf("%w\nnothing was written on this node", err)
+	}
+	for _, n := range []string{HandOffCACert, HandOffCAKey, HandOffEtcdCACert, HandOffEtcdCAKey} {
+		if len(files[n]) == 0 {
+			return fmt.Errorf("the control-plane hand-off lacks %s: make a new join command with `selfkube token create --control-plane --print-join-command`\nnothing was written on this node", n)
+		}
+	}
+	if !bytes.Equal(bytes.TrimSpace(files[HandOffCACert]), bytes.TrimSpace(d.cluster.CAData)) {
+		return fmt.Errorf("the handed-off CA is not the cluster CA that discovery verified: refusing it\nnothing was written on this node")
+	}
+	ca, err := keyPair(files[HandOffCACert], files[HandOffCAKey])
+	if err != nil {
+		return fmt.Errorf("the handed-off cluster CA: %w", err)
+	}
+	d.ca = ca
+
+	pkiDir := d.Layout.PKIDir()
+	etcdDir := filepath.Join(pkiDir, "etcd")
+	if _, err := host.WriteFile(filepath.Join(etcdDir, "ca.crt"), files[HandOffEtcdCACert], 0o644); err != nil {
+		return err
+	}
+	if _, err := host.WriteFile(filepath.Join(etcdDir, "ca.key"), files[HandOffEtcdCAKey], 0o600); err != nil {
+		return err
+	}
+	etcdCA, err := pki.LoadCA(pkiDir, pki.EtcdCA)
+	if err != nil {
+		return err
+	}
+	specs, err := pki.Specs(d.cfg)
+	if err != nil {
+		return err
+	}
+	c := d.cfg.Cluster.Certificates
+	issuer := pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: time.Now()}
+	for _, s := range specs {
+		if s.Name != pki.EtcdServer && s.Name != pki.EtcdPeer && s.Name != pki.EtcdHealthcheckClient {
+			continue
+		}
+		kp, err := issuer.Issue(s, etcdCA)
+		if err != nil {
+			return fmt.Errorf("issuing %s: %w", s.Name, err)
+		}
+		key, err := pki.EncodeKey(kp.Key)
+		if err != nil {
+			return err
+		}
+		base := filepath.Join(pkiDir, filepath.FromSlash(s.Name))
+		if _, err := host.WriteFile(base+".crt", pki.EncodeCertificate(kp.Cert), 0o644); err != nil {
+			return err
+		}
+		if _, err := host.WriteFile(base+".key", key, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func keyPair(certPEM, keyPEM []byte) (*pki.KeyPair, error) {
+	b, _ := pem.Decode(certPEM)
+	if b == nil {
+		return nil, fmt.Errorf("no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &pki.KeyPair{Cert: cert, Key: key}, nil
+}
+
+// adminClient is a cluster-admin client made with the handed-off CA; its kubeconfig is
+// also written to admin.conf, as on the first control-plane node.
+func (d *Data) adminClient() (kubernetes.Interface, error) {
+	if d.admin != nil {
+		return d.admin, nil
+	}
+	c := d.cfg.Cluster.Certificates
+	issuer := pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: time.Now()}
+	data, err := kubeconfig.Build(kubeconfig.Specs(d.cfg)[0], d.cluster.Server, d.ca, issuer)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := host.WriteFile(d.Layout.AdminKubeconfig(), data, 0o600); err != nil {
+		return nil, err
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 15 * time.Second
+	d.admin, err = kubernetes.NewForConfig(cfg)
+	return d.admin, err
+}
+
+// etcdMember adds this node to etcd as a learner (it votes only once promoted, so a
+// join that fails half-way never costs the cluster its quorum) and writes its static pod.
+func etcdMember(ctx context.Context, d *Data) error {
+	client, err := d.adminClient()
+	if err != nil {
+		return err
+	}
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: manifests.LabelControlPlane})
+	if err != nil {
+		return fmt.Errorf("listing the control-plane nodes (their etcd members): %w", err)
+	}
+	var endpoints []string
+	for _, n := range nodes.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP && n.Name != d.cfg.Node.Name {
+				endpoints = append(endpoints, etcd.ClientURL(a.Address))
+			}
+		}
+	}
+	if len(endpoints) == 0 {
+		return fmt.Errorf("no control-plane node with an address found: is the cluster's etcd local?")
+	}
+	ec, err := etcd.Dial(endpoints, filepath.Join(d.Layout.PKIDir(), "etcd"))
+	if err != nil {
+		return err
+	}
+	defer ec.Close()
+	self, members, err := ec.AddLearner(ctx, etcd.PeerURL(d.cfg.Node.AdvertiseAddress))
+	if err != nil {
+		return err
+	}
+	d.etcdID = self.ID
+	pod := manifests.EtcdMemberPod(d.cfg, etcd.InitialCluster(members, self, d.cfg.Node.Name))
+	data, err := manifests.Encode(pod)
+	if err != nil {
+		return err
+	}
+	if _, err := host.WriteFile(filepath.Join(d.Layout.ManifestsDir(), "etcd.yaml"), data, 0o600); err != nil {
+		return err
+	}
+	d.Status.Infof("etcd learner %x added; the kubelet starts it", self.ID)
+	return nil
+}
+
+// etcdPromote waits for this node's etcd member to catch up and makes it a voter.
+func etcdPromote(ctx context.Context, d *Data) error {
+	ec, err := etcd.Dial([]string{etcd.ClientURL(d.cfg.Node.AdvertiseAddress)}, filepath.Join(d.Layout.PKIDir(), "etcd"))
+	if err != nil {
+		return err
+	}
+	defer ec.Close()
+	pctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	if d.etcdID == 0 { // a re-run of this phase alone: find the member by its peer URL
+		members, err := ec.Members(pctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if slices.Contains(m.PeerURLs, etcd.PeerURL(d.cfg.Node.AdvertiseAddress)) {
+				d.etcdID = m.ID
+			}
+		}
+	}
+	return ec.Promote(pctx, d.etcdID)
+}
+
+// apiServerCert adds this node's name and address to the apiserver certificate that all
+// apiservers share (their Secret), so that clients can reach this node's apiserver
+// directly. The apiservers reload it without a restart.
+func apiServerCert(ctx context.Context, d *Data) error {
+	client, err := d.adminClient()
+	if err != nil {
+		return err
+	}
+	specs, err := pki.Specs(d.cfg)
+	if err != nil {
+		return err
+	}
+	var spec pki.Spec
+	for _, s := range specs {
+		if s.Name == pki.APIServer {
+			spec = s
+		}
+	}
+	certKey, keyKey := manifests.SecretKey(manifests.FileAPIServerCert), manifests.SecretKey(manifests.FileAPIServerKey)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s, err := client.CoreV1().Secrets(manifests.Namespace).Get(ctx, manifests.APIServerSecret, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("reading the apiserver Secret: %w", err)
+		}
+		old, err := keyPair(s.Data[certKey], s.Data[keyKey])
+		if err != nil {
+			return fmt.Errorf("the apiserver Secret: %w", err)
+		}
+		missing := false
+		for _, n := range spec.DNSNames {
+			if !slices.Contains(old.Cert.DNSNames, n) {
+				missing = true
+				old.Cert.DNSNames = append(old.Cert.DNSNames, n)
+			}
+		}
+		for _, ip := range spec.IPs {
+			if !slices.ContainsFunc(old.Cert.IPAddresses, ip.Equal) {
+				missing = true
+				old.Cert.IPAddresses = append(old.Cert.IPAddresses, ip)
+			}
+		}
+		if !missing {
+			return nil
+		}
+		spec.DNSNames, spec.IPs = old.Cert.DNSNames, old.Cert.IPAddresses
+		c := d.cfg.Cluster.Certificates
+		kp, err := pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: time.Now()}.Issue(spec, d.ca)
+		if err != nil {
+			return err
+		}
+		key, err := pki.EncodeKey(kp.Key)
+		if err != nil {
+			return err
+		}
+		s.Data[certKey], s.Data[keyKey] = pki.EncodeCertificate(kp.Cert), key
+		_, err = client.CoreV1().Secrets(manifests.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: bootstrap.FieldManager})
+		return err
+	})
+}
+
+func markControlPlane(ctx context.Context, d *Data) error {
+	client, err := d.adminClient()
+	if err != nil {
+		return err
+	}
+	return initcluster.MarkControlPlane(ctx, client, d.cfg.Node.Name, d.Node.Taints, d.Timeout)
+}
+
+// waitControlPlane waits for the self-hosted apiserver on this node, then spreads the
+// controller manager and scheduler: a Deployment whose replicas all run on one node is
+// restarted, so that its new pods go to other control-plane nodes.
+func waitControlPlane(ctx context.Context, d *Data) error {
+	client, err := d.adminClient()
+	if err != nil {
+		return err
+	}
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, d.Timeout, true, func(ctx context.Context) (bool, error) {
+		pods, err := client.CoreV1().Pods(manifests.Namespace).List(ctx, metav1.ListOptions{
+			LabelSelector: "component=kube-apiserver", FieldSelector: "spec.nodeName=" + d.cfg.Node.Name})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		for _, p := range pods.Items {
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					return true, nil
+				}
+			}
+		}
+		last = fmt.Sprintf("%d apiserver pods on the node, none Ready", len(pods.Items))
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the self-hosted apiserver on %s: %v (%s)", d.cfg.Node.Name, err, last)
+	}
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		if err := spread(ctx, client, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// spread restarts Deployment name if all its running pods share one node.
+func spread(ctx context.Context, client kubernetes.Interface, name string) error {
+	dep, err := client.AppsV1().Deployments(manifests.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	sel, err := metav1.LabelSelectorAsSelector(dep.Spec.Selector)
+	if err != nil {
+		return err
+	}
+	pods, err := client.CoreV1().Pods(manifests.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return err
+	}
+	nodes := map[string]bool{}
+	for _, p := range pods.Items {
+		if p.Spec.NodeName != "" && p.Status.Phase == corev1.PodRunning {
+			nodes[p.Spec.NodeName] = true
+		}
+	}
+	if len(nodes) != 1 || dep.Spec.Replicas == nil || *dep.Spec.Replicas < 2 {
+		return nil
+	}
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"selfkube.io/spread-at":%q}}}}}`, time.Now().UTC().Format(time.RFC3339))
+	_, err = client.AppsV1().Deployments(manifests.Namespace).Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: bootstrap.FieldManager})
+	if err != nil {
+		return fmt.Errorf("restarting %s to spread it over the control-plane nodes: %w", name, err)
+	}
+	return nil
+}
