@@ -1,0 +1,283 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/selfkube/selfkube/internal/etcd"
+	"github.com/selfkube/selfkube/test/e2e/framework"
+)
+
+// TestHA builds a highly available self-hosted control plane: init on one node, two
+// `selfkube join --control-plane`, one worker. It checks three apiservers and a
+// three-member etcd; that all three control-plane nodes rebooted at once recover; that
+// with the first control-plane node powered off the API keeps answering on the others
+// and schedules new pods; and that it rejoins when powered on.
+func TestHA(t *testing.T) {
+	h := framework.NewForTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	bin := selfkubeBinary(t)
+	cps := []struct{ name, ip string }{{"ha1", "172.31.0.41"}, {"ha2", "172.31.0.42"}, {"ha3", "172.31.0.43"}}
+	const workerName, workerIP = "hw", "172.31.0.44"
+
+	nodes := map[string]*framework.Node{}
+	for _, n := range append(cps, struct{ name, ip string }{workerName, workerIP}) {
+		node, err := h.UpWith(ctx, n.name, n.ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[n.name] = node
+	}
+	first := nodes["ha1"]
+	if err := os.WriteFile(first.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig("ha1", cps[0].ip)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// clientAt talks to the apiserver of one control-plane node, verifying its certificate.
+	clientAt := func(t *testing.T, ip string) kubernetes.Interface {
+		t.Helper()
+		cfg, err := framework.RestConfig(first.HostPath("/etc/kubernetes/admin.conf"), "https://"+ip+":6443")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+
+	var initOut string
+	step(t, "Init", func(t *testing.T) {
+		out, err := first.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml")
+		initOut = out
+		if err != nil {
+			t.Fatalf("selfkube init: %v\n%s", err, out)
+		}
+	})
+	cs := clientAt(t, cps[0].ip)
+
+	step(t, "JoinControlPlanes", func(t *testing.T) {
+		out, err := first.Exec(ctx, bin, "token", "create", "--control-plane", "--print-join-command")
+		if err != nil {
+			t.Fatalf("token create --control-plane: %v\n%s", err, out)
+		}
+		join := strings.Fields(strings.TrimSpace(out))
+		if len(join) < 3 || join[0] != "selfkube" || !strings.Contains(out, "--certificate-key") {
+			t.Fatalf("token create printed no control-plane join command:\n%s", out)
+		}
+		for _, n := range cps[1:] {
+			start := time.Now()
+			out, err := nodes[n.name].Exec(ctx, append([]string{bin}, join[1:]...)...)
+			t.Logf("join --control-plane of %s took %s:\n%s", n.name, time.Since(start).Round(time.Millisecond), out)
+			if err != nil {
+				t.Fatalf("join --control-plane of %s: %v", n.name, err)
+			}
+			if _, err := os.Stat(nodes[n.name].HostPath("/etc/kubernetes/pki/etcd/ca.key")); err != nil {
+				t.Errorf("%s has no etcd CA after joining: %v", n.name, err)
+			}
+		}
+	})
+
+	step(t, "JoinWorker", func(t *testing.T) {
+		if out, err := nodes[workerName].Exec(ctx, append([]string{bin}, joinCommandArgs(t, initOut)...)...); err != nil {
+			t.Fatalf("join of the worker: %v\n%s", err, out)
+		}
+	})
+
+	etcdHealthy := func(ctx context.Context, via string, want int) error {
+		c, err := etcd.Dial([]string{etcd.ClientURL(via)}, nodes["ha1"].HostPath("/etc/kubernetes/pki/etcd"))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		members, err := c.Members(ctx)
+		if err != nil {
+			return err
+		}
+		voters := 0
+		for _, m := range members {
+			if !m.Learner && m.Name != "" {
+				voters++
+			}
+		}
+		if len(members) != want || voters != want {
+			return fmt.Errorf("etcd has %d members, %d of them started voters; want %d", len(members), voters, want)
+		}
+		return nil
+	}
+	allCPsBack := func(ctx context.Context, cs kubernetes.Interface, booted time.Time, names ...string) error {
+		for _, n := range names {
+			if err := controlPlaneBack(ctx, cs, n, booted, nodes[n].HostPath("/etc/kubernetes/manifests")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
+	step(t, "ThreeControlPlanes", func(t *testing.T) {
+		wait(ctx, t, 3*time.Minute, "all four nodes Ready", func(ctx context.Context) error {
+			return framework.NodesReady(ctx, cs, "ha1", "ha2", "ha3", workerName)
+		})
+		wait(ctx, t, 3*time.Minute, "an apiserver, etcd and checkpointer on each control-plane node", func(ctx context.Context) error {
+			if err := allCPsBack(ctx, cs, time.Time{}, "ha1", "ha2", "ha3"); err != nil {
+				return err
+			}
+			return framework.PodsReady(ctx, cs, metav1.NamespaceSystem, "app.kubernetes.io/name=selfkube-checkpointer", 3)
+		})
+		wait(ctx, t, time.Minute, "a three-member etcd", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 3) })
+		for _, n := range cps {
+			if err := framework.Readyz(ctx, clientAt(t, n.ip)); err != nil {
+				t.Errorf("the apiserver of %s (its certificate, its readiness): %v", n.name, err)
+			}
+		}
+		for _, c := range []string{"kube-controller-manager", "kube-scheduler"} {
+			wait(ctx, t, 2*time.Minute, c+" spread over two control-plane nodes", func(ctx context.Context) error {
+				pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "component=" + c})
+				if err != nil {
+					return err
+				}
+				on := map[string]bool{}
+				for _, p := range pods.Items {
+					if framework.PodReady(&p) {
+						on[p.Spec.NodeName] = true
+					}
+				}
+				if len(on) < 2 {
+					return fmt.Errorf("Ready %s pods run on %v", c, keys(on))
+				}
+				return nil
+			})
+		}
+	})
+
+	step(t, "AllControlPlanesRebootedAtOnce", func(t *testing.T) {
+		for _, n := range cps {
+			if err := nodes[n.name].PowerOff(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, n := range cps { // a boot takes a fifth of a second: together, they are at once
+			if err := nodes[n.name].PowerOn(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		booted, err := first.KubeletStarted()
+		if err != nil {
+			t.Fatal(err)
+		}
+		readyz := since(ctx, t, booted, 3*time.Minute, "apiserver /readyz", func(ctx context.Context) error { return framework.Readyz(ctx, cs) })
+		back := since(ctx, t, booted, 5*time.Minute, "all three control planes reconverged", func(ctx context.Context) error {
+			return allCPsBack(ctx, cs, booted.Add(-time.Second), "ha1", "ha2", "ha3")
+		})
+		wait(ctx, t, time.Minute, "a three-member etcd", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 3) })
+		t.Logf("all three control-plane nodes rebooted: /readyz after %.1f s, reconverged after %.1f s", readyz.Seconds(), back.Seconds())
+	})
+
+	step(t, "FirstControlPlaneDown", func(t *testing.T) {
+		other := clientAt(t, cps[1].ip)
+		credentials := func() (*rest.Config, error) {
+			return framework.RestConfig(first.HostPath("/etc/kubernetes/admin.conf"), "https://"+cps[1].ip+":6443")
+		}
+		prober := startProber(credentials, "https://"+cps[1].ip+":6443")
+		defer prober.Stop()
+		if err := first.PowerOff(); err != nil {
+			t.Fatal(err)
+		}
+		wait(ctx, t, time.Minute, "etcd with two of three members", func(ctx context.Context) error {
+			if err := etcdHealthy(ctx, cps[1].ip, 3); err != nil {
+				return err
+			}
+			return framework.Readyz(ctx, other)
+		})
+		dep := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "after-failover", Namespace: metav1.NamespaceDefault},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](2),
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "after-failover"}},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "after-failover"}},
+					Spec: corev1.PodSpec{
+						Tolerations: []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists}},
+						NodeSelector: map[string]string{"node-role.kubernetes.io/control-plane": ""},
+						Containers: []corev1.Container{{Name: "sleep", Image: busyboxImage, ImagePullPolicy: corev1.PullNever,
+							Command: []string{"sleep", "3600"}}},
+					},
+				},
+			},
+		}
+		if _, err := other.AppsV1().Deployments(metav1.NamespaceDefault).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		wait(ctx, t, 3*time.Minute, "the new Deployment's pods scheduled on the remaining control-plane nodes", func(ctx context.Context) error {
+			pods, err := other.CoreV1().Pods(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{LabelSelector: "app=after-failover"})
+			if err != nil {
+				return err
+			}
+			bound := 0
+			for _, p := range pods.Items {
+				if p.Spec.NodeName == "ha1" {
+					return fmt.Errorf("pod %s was scheduled on the powered-off node", p.Name)
+				}
+				if p.Spec.NodeName != "" {
+					bound++
+				}
+			}
+			if bound < 2 {
+				return fmt.Errorf("%d of 2 pods scheduled", bound)
+			}
+			return nil
+		})
+		ok, failed, failures := prober.Stop()
+		t.Logf("requests to %s while %s was off: %d ok, %d failed", cps[1].name, cps[0].name, ok, failed)
+		if failed > 0 {
+			t.Errorf("%d requests to the surviving apiserver failed:\n%s", failed, strings.Join(failures, "\n"))
+		}
+	})
+
+	step(t, "FirstControlPlaneRejoins", func(t *testing.T) {
+		if err := first.PowerOn(ctx); err != nil {
+			t.Fatal(err)
+		}
+		booted, err := first.KubeletStarted()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait(ctx, t, 3*time.Minute, "ha1 back with its control plane", func(ctx context.Context) error {
+			if err := framework.NodesReady(ctx, cs, "ha1"); err != nil {
+				return err
+			}
+			return allCPsBack(ctx, cs, booted.Add(-time.Second), "ha1")
+		})
+		wait(ctx, t, time.Minute, "etcd three healthy members again", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 3) })
+	})
+
+	step(t, "ResetLeavesEtcd", func(t *testing.T) {
+		n := nodes["ha3"]
+		out, err := n.Exec(ctx, bin, "reset", "--force")
+		if err != nil {
+			t.Fatalf("reset of ha3: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "removed etcd member ha3") {
+			t.Errorf("reset did not say it removed the etcd member:\n%s", out)
+		}
+		wait(ctx, t, time.Minute, "etcd with two members", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 2) })
+		if _, err := os.Stat(filepath.Join(n.HostPath("/etc/kubernetes/pki"))); !os.IsNotExist(err) {
+			t.Errorf("reset left /etc/kubernetes/pki: %v", err)
+		}
+	})
+}
