@@ -164,6 +164,7 @@ func etcdMember(ctx context.Context, d *Data) error {
 	if len(endpoints) == 0 {
 		return fmt.Errorf("no control-plane node with an address found: is the cluster's etcd local?")
 	}
+	d.etcdEndpoints = endpoints
 	ec, err := etcd.Dial(endpoints, filepath.Join(d.Layout.PKIDir(), "etcd"))
 	if err != nil {
 		return err
@@ -186,9 +187,13 @@ func etcdMember(ctx context.Context, d *Data) error {
 	return nil
 }
 
-// etcdPromote waits for this node's etcd member to catch up and makes it a voter.
+// etcdPromote waits for this node's etcd member to catch up and makes it a voter. It
+// asks the voting members: a learner serves no membership changes.
 func etcdPromote(ctx context.Context, d *Data) error {
-	ec, err := etcd.Dial([]string{etcd.ClientURL(d.cfg.Node.AdvertiseAddress)}, filepath.Join(d.Layout.PKIDir(), "etcd"))
+	if len(d.etcdEndpoints) == 0 {
+		return fmt.Errorf("the etcd members to ask are unknown: run the etcd-member phase first")
+	}
+	ec, err := etcd.Dial(d.etcdEndpoints, filepath.Join(d.Layout.PKIDir(), "etcd"))
 	if err != nil {
 		return err
 	}

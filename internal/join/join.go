@@ -55,11 +55,11 @@ type Options struct {
 	// self-hosted apiserver, controller manager and scheduler spread onto it.
 	ControlPlane bool
 	// CertificateKey decrypts the CA keys handed off through the cluster.
-	CertificateKey string
-	DiscoveryTimeout      time.Duration
-	Timeout               time.Duration
-	Status                *status.Printer
-	Log                   *slog.Logger
+	CertificateKey   string
+	DiscoveryTimeout time.Duration
+	Timeout          time.Duration
+	Status           *status.Printer
+	Log              *slog.Logger
 }
 
 // Data is what the phases share.
@@ -67,9 +67,11 @@ type Data struct {
 	Options
 	cluster *discovery.Cluster
 	cfg     *config.Config
-	ca      *pki.KeyPair          // control plane: the cluster CA
+	ca      *pki.KeyPair         // control plane: the cluster CA
 	admin   kubernetes.Interface // control plane: a client made with it
 	etcdID  uint64               // control plane: this node's etcd member
+	// etcdEndpoints are the client URLs of the other members (control plane).
+	etcdEndpoints []string
 }
 
 // ErrAlreadyJoined says the node has a kubelet kubeconfig already and nothing changed.
