@@ -27,36 +27,45 @@ import (
 var controlPlaneComponents = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 
 // controlPlaneBack checks once that the control plane of node has reconverged after a
-// boot at booted: the pods of every control-plane component (and etcd) on the node run
-// containers started since, and are Ready; and no checkpoint is still standing in
-// (mirror pods of checkpoints are gone, and so are their static-pod files when
-// manifests is not empty).
+// boot at booted: its apiserver and etcd, and whichever controller-manager and scheduler
+// pods it runs, run containers started since and are Ready; the cluster has a Ready
+// controller manager and scheduler; and no checkpoint is still standing in (mirror pods
+// of checkpoints are gone, and so are their static-pod files when manifests is not empty).
 func controlPlaneBack(ctx context.Context, cs kubernetes.Interface, node string, booted time.Time, manifests string) error {
-	pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("listing pods: %w", err)
 	}
-	found := map[string]bool{}
+	here, ready := map[string]bool{}, map[string]bool{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if framework.Terminated(p) {
 			continue // e.g. preempted by the kubelet at boot to admit a critical pod; replaced
 		}
-		if strings.HasPrefix(p.Name, "checkpoint-") {
-			return fmt.Errorf("checkpoint %s still runs", p.Name)
-		}
 		c := p.Labels["component"]
 		if !slices.Contains(controlPlaneComponents, c) && c != "etcd" {
 			continue
 		}
+		if p.Spec.NodeName != node {
+			ready[c] = ready[c] || framework.PodReady(p)
+			continue
+		}
+		if strings.HasPrefix(p.Name, "checkpoint-") {
+			return fmt.Errorf("checkpoint %s still runs", p.Name)
+		}
 		if err := podRestartedSince(p, booted); err != nil {
 			return err
 		}
-		found[c] = true
+		here[c], ready[c] = true, true
 	}
-	for _, c := range append(controlPlaneComponents, "etcd") {
-		if !found[c] {
+	for _, c := range []string{"kube-apiserver", "etcd"} {
+		if !here[c] {
 			return fmt.Errorf("no Ready %s pod on %s", c, node)
+		}
+	}
+	for _, c := range controlPlaneComponents {
+		if !ready[c] {
+			return fmt.Errorf("no Ready %s pod in the cluster", c)
 		}
 	}
 	if manifests != "" {
