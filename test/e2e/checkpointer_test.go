@@ -42,6 +42,9 @@ func controlPlaneBack(ctx context.Context, cs kubernetes.Interface, node string,
 		if framework.Terminated(p) {
 			continue // e.g. preempted by the kubelet at boot to admit a critical pod; replaced
 		}
+		if p.Spec.NodeName == node && strings.HasPrefix(p.Name, "checkpoint-") {
+			return fmt.Errorf("checkpoint %s still runs", p.Name)
+		}
 		c := p.Labels["component"]
 		if !slices.Contains(controlPlaneComponents, c) && c != "etcd" {
 			continue
@@ -49,9 +52,6 @@ func controlPlaneBack(ctx context.Context, cs kubernetes.Interface, node string,
 		if p.Spec.NodeName != node {
 			ready[c] = ready[c] || framework.PodReady(p)
 			continue
-		}
-		if strings.HasPrefix(p.Name, "checkpoint-") {
-			return fmt.Errorf("checkpoint %s still runs", p.Name)
 		}
 		if err := podRestartedSince(p, booted); err != nil {
 			return err
