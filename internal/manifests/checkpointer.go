@@ -29,9 +29,9 @@ const (
 // starts them as static pods when the API cannot tell the kubelet to run them.
 //
 // Its role can read the pods of kube-system and, by name, only the Secrets those pods
-// mount; it writes Events. It reaches the API through the control-plane endpoint (it
-// must work before kube-proxy does, and during init), and the container runtime through
-// its socket, to see what runs on the node.
+// mount; it writes Events. It reaches the API through this node's own apiserver (it
+// must work before kube-proxy does, during init, and whatever other control-plane nodes
+// do), and the container runtime through its socket, to see what runs on the node.
 func checkpointer(cfg *config.Config) []runtime.Object {
 	labels := appLabels(nameCheckpointer, componentControlPlane)
 	selector := map[string]string{labelName: nameCheckpointer, LabelManagedBy: ManagedBy}
@@ -76,8 +76,11 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 						Env: []corev1.EnvVar{
 							fieldEnv("NODE_NAME", "spec.nodeName"),
 							fieldEnv("POD_NAME", "metadata.name"),
-							{Name: "KUBERNETES_SERVICE_HOST", Value: cfg.Cluster.EndpointHost()},
-							{Name: "KUBERNETES_SERVICE_PORT", Value: endpointPort(cfg)},
+							// The apiserver of this node (or its checkpoint, or init's
+							// temporary one, all on the node's address): "the API is
+							// unreachable" means this node's control plane is down.
+							fieldEnv("KUBERNETES_SERVICE_HOST", "status.hostIP"),
+							{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(apiServerPort)},
 						},
 						VolumeMounts: []corev1.VolumeMount{manifestsMount, checkpointsMount, runtimeMount},
 						// The hand-back fence: an nftables table in the host's network namespace.
