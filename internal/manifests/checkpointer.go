@@ -4,13 +4,9 @@ import (
 	"strconv"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/utils/ptr"
 
 	"github.com/selfkube/selfkube/internal/config"
 )
@@ -34,11 +30,6 @@ const (
 // do), and the container runtime through its socket, to see what runs on the node.
 func checkpointer(cfg *config.Config) []runtime.Object {
 	labels := appLabels(nameCheckpointer, componentControlPlane)
-	selector := map[string]string{labelName: nameCheckpointer, LabelManagedBy: ManagedBy}
-	podLabels := map[string]string{LabelManagedBy: ManagedBy}
-	for k, v := range labels {
-		podLabels[k] = v
-	}
 	manifestsVol, manifestsMount := hostPathVolume("manifests", "/etc/kubernetes/manifests", corev1.HostPathDirectoryOrCreate, false)
 	checkpointsVol, checkpointsMount := hostPathVolume("checkpoints", CheckpointsDir, corev1.HostPathDirectoryOrCreate, false)
 	socketDir := criSocketDir(cfg.Node.CRISocket)
@@ -47,55 +38,38 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
 	health := probe("127.0.0.1", CheckpointerMetricsPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
-	ds := &appsv1.DaemonSet{
-		ObjectMeta: objectMeta(nameCheckpointer, Namespace, labels),
-		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: selector},
-			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
-				Type:          appsv1.RollingUpdateDaemonSetStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromInt32(1))},
-			},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec: corev1.PodSpec{
-					HostNetwork:        true,
-					DNSPolicy:          corev1.DNSDefault,
-					PriorityClassName:  priorityNodeCritical,
-					ServiceAccountName: nameCheckpointer,
-					NodeSelector:       map[string]string{LabelControlPlane: ""},
-					Tolerations:        controlPlaneTolerations(),
-					SecurityContext:    runtimeDefaultSeccomp(),
-					Containers: []corev1.Container{{
-						Name:            "checkpointer",
-						Image:           cfg.Cluster.Image(config.ImageSelfkube),
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command: []string{"/usr/local/bin/selfkube", "checkpointer",
-							"--node-name=$(NODE_NAME)", "--pod-name=$(POD_NAME)",
-							"--cri-socket=" + cfg.Node.CRISocket,
-							"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(CheckpointerMetricsPort)},
-						Env: []corev1.EnvVar{
-							fieldEnv("NODE_NAME", "spec.nodeName"),
-							fieldEnv("POD_NAME", "metadata.name"),
-							// The apiserver of this node (or its checkpoint, or init's
-							// temporary one, all on the node's address): "the API is
-							// unreachable" means this node's control plane is down.
-							fieldEnv("KUBERNETES_SERVICE_HOST", "status.hostIP"),
-							{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(apiServerPort)},
-						},
-						VolumeMounts: []corev1.VolumeMount{manifestsMount, checkpointsMount, runtimeMount},
-						// The hand-back fence: an nftables table in the host's network namespace.
-						SecurityContext: &corev1.SecurityContext{
-							Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}},
-						},
-						Resources:      requests(20, 32),
-						LivenessProbe:  health,
-						ReadinessProbe: health,
-					}},
-					Volumes: []corev1.Volume{manifestsVol, checkpointsVol, runtimeVol},
-				},
-			},
+	ds := hostAgentDaemonSet(nameCheckpointer, labels)
+	spec := &ds.Spec.Template.Spec
+	spec.NodeSelector = map[string]string{LabelControlPlane: ""}
+	spec.Tolerations = controlPlaneTolerations()
+	spec.SecurityContext = runtimeDefaultSeccomp()
+	spec.Volumes = []corev1.Volume{manifestsVol, checkpointsVol, runtimeVol}
+	spec.Containers = []corev1.Container{{
+		Name:            "checkpointer",
+		Image:           cfg.Cluster.Image(config.ImageSelfkube),
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command: []string{"/usr/local/bin/selfkube", "checkpointer",
+			"--node-name=$(NODE_NAME)", "--pod-name=$(POD_NAME)",
+			"--cri-socket=" + cfg.Node.CRISocket,
+			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(CheckpointerMetricsPort)},
+		Env: []corev1.EnvVar{
+			fieldEnv("NODE_NAME", "spec.nodeName"),
+			fieldEnv("POD_NAME", "metadata.name"),
+			// The apiserver of this node (or its checkpoint, or init's
+			// temporary one, all on the node's address): "the API is
+			// unreachable" means this node's control plane is down.
+			fieldEnv("KUBERNETES_SERVICE_HOST", "status.hostIP"),
+			{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(apiServerPort)},
 		},
-	}
+		VolumeMounts: []corev1.VolumeMount{manifestsMount, checkpointsMount, runtimeMount},
+		// The hand-back fence: an nftables table in the host's network namespace.
+		SecurityContext: &corev1.SecurityContext{
+			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}},
+		},
+		Resources:      requests(20, 32),
+		LivenessProbe:  health,
+		ReadinessProbe: health,
+	}}
 	return []runtime.Object{
 		&corev1.ServiceAccount{ObjectMeta: objectMeta(nameCheckpointer, Namespace, labels)},
 		&rbacv1.Role{

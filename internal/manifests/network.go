@@ -28,12 +28,6 @@ const nameNetwork = "selfkube-network"
 // Service's endpoints change hands between apiservers.
 func podNetwork(cfg *config.Config) []runtime.Object {
 	labels := appLabels(nameNetwork, "network")
-	selector := map[string]string{labelName: nameNetwork, LabelManagedBy: ManagedBy}
-	podLabels := map[string]string{}
-	for k, v := range labels {
-		podLabels[k] = v
-	}
-	podLabels[LabelManagedBy] = ManagedBy
 	image := cfg.Cluster.Image(config.ImageSelfkube)
 	binVol, binMount := hostPathVolume("cni-bin", "/opt/cni/bin", corev1.HostPathDirectoryOrCreate, false)
 	binMount.MountPath = "/host/opt/cni/bin"
@@ -48,44 +42,26 @@ func podNetwork(cfg *config.Config) []runtime.Object {
 		// Routes and nftables rules in the host's network namespace.
 		Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}},
 	}
-	ds := &appsv1.DaemonSet{
-		ObjectMeta: objectMeta(nameNetwork, Namespace, labels),
-		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: selector},
-			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
-				Type:          appsv1.RollingUpdateDaemonSetStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromInt32(1))},
-			},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec: corev1.PodSpec{
-					HostNetwork:        true,
-					DNSPolicy:          corev1.DNSDefault,
-					PriorityClassName:  priorityNodeCritical,
-					ServiceAccountName: nameNetwork,
-					Tolerations:        []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					InitContainers: []corev1.Container{{
-						Name:            "install-cni",
-						Image:           image,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command:         []string{"/usr/local/bin/selfkube", "network", "install-cni"},
-						VolumeMounts:    []corev1.VolumeMount{binMount},
-					}},
-					Containers: []corev1.Container{{
-						Name:            "agent",
-						Image:           image,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command:         []string{"/usr/local/bin/selfkube", "network", "--cluster-cidr=" + cfg.Cluster.Networking.PodSubnet},
-						Env:             env,
-						VolumeMounts:    []corev1.VolumeMount{confMount},
-						SecurityContext: privileged,
-						Resources:       requests(50, 32),
-					}},
-					Volumes: []corev1.Volume{binVol, confVol},
-				},
-			},
-		},
-	}
+	ds := hostAgentDaemonSet(nameNetwork, labels)
+	ds.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+	ds.Spec.Template.Spec.InitContainers = []corev1.Container{{
+		Name:            "install-cni",
+		Image:           image,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         []string{"/usr/local/bin/selfkube", "network", "install-cni"},
+		VolumeMounts:    []corev1.VolumeMount{binMount},
+	}}
+	ds.Spec.Template.Spec.Containers = []corev1.Container{{
+		Name:            "agent",
+		Image:           image,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         []string{"/usr/local/bin/selfkube", "network", "--cluster-cidr=" + cfg.Cluster.Networking.PodSubnet},
+		Env:             env,
+		VolumeMounts:    []corev1.VolumeMount{confMount},
+		SecurityContext: privileged,
+		Resources:       requests(50, 32),
+	}}
+	ds.Spec.Template.Spec.Volumes = []corev1.Volume{binVol, confVol}
 	return []runtime.Object{
 		&corev1.ServiceAccount{ObjectMeta: objectMeta(nameNetwork, Namespace, labels)},
 		&rbacv1.ClusterRole{
@@ -100,6 +76,37 @@ func podNetwork(cfg *config.Config) []runtime.Object {
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: nameNetwork, Namespace: Namespace}},
 		},
 		ds,
+	}
+}
+
+// hostAgentDaemonSet is the frame of a selfkube agent on the host network (pod network,
+// checkpointer): one pod a node, replaced one node at a time, node-critical, with its
+// own service account and the node's resolver (it runs before cluster DNS can). The
+// caller adds containers, volumes, tolerations and placement.
+func hostAgentDaemonSet(name string, labels map[string]string) *appsv1.DaemonSet {
+	selector := map[string]string{labelName: name, LabelManagedBy: ManagedBy}
+	podLabels := map[string]string{LabelManagedBy: ManagedBy}
+	for k, v := range labels {
+		podLabels[k] = v
+	}
+	return &appsv1.DaemonSet{
+		ObjectMeta: objectMeta(name, Namespace, labels),
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: selector},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{
+				Type:          appsv1.RollingUpdateDaemonSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromInt32(1))},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					HostNetwork:        true,
+					DNSPolicy:          corev1.DNSDefault,
+					PriorityClassName:  priorityNodeCritical,
+					ServiceAccountName: name,
+				},
+			},
+		},
 	}
 }
 

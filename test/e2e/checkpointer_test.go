@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/selfkube/selfkube/test/e2e/framework"
 )
@@ -274,19 +273,7 @@ func TestCheckpointer(t *testing.T) {
 
 	step(t, "FlagChangedThenReboot", func(t *testing.T) {
 		const flag = "--audit-log-maxage=7"
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			c := &ds.Spec.Template.Spec.Containers[0]
-			c.Command = append(c.Command, flag)
-			_, err = cs.AppsV1().DaemonSets("kube-system").Update(ctx, ds, metav1.UpdateOptions{})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		addAPIServerFlag(ctx, t, cs, flag)
 		checkpoint := cp.HostPath("/etc/kubernetes/checkpoints/kube-apiserver/pod.yaml")
 		wait(ctx, t, 5*time.Minute, "the apiserver checkpoint to follow the new pod", func(ctx context.Context) error {
 			b, err := os.ReadFile(checkpoint)

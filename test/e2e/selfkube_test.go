@@ -272,19 +272,7 @@ func TestSelfkubeInit(t *testing.T) {
 		const flag = "--audit-log-maxage=7"
 		t.Logf("rollout starts at %s", time.Now().Format("15:04:05.000"))
 		defer func() { t.Logf("rollout done at %s", time.Now().Format("15:04:05.000")) }()
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			c := &ds.Spec.Template.Spec.Containers[0]
-			c.Command = append(c.Command, flag)
-			_, err = cs.AppsV1().DaemonSets("kube-system").Update(ctx, ds, metav1.UpdateOptions{})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		addAPIServerFlag(ctx, t, cs, flag)
 		wait(ctx, t, 5*time.Minute, "the new apiserver pod to replace the old one", func(ctx context.Context) error {
 			ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
 			if err != nil {
@@ -389,6 +377,25 @@ func flagValue(args []string, name string) string {
 		}
 	}
 	return ""
+}
+
+// addAPIServerFlag appends flag to the command of the apiserver DaemonSet: a rolling
+// update of every apiserver.
+func addAPIServerFlag(ctx context.Context, t *testing.T, cs kubernetes.Interface, flag string) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		c := &ds.Spec.Template.Spec.Containers[0]
+		c.Command = append(c.Command, flag)
+		_, err = cs.AppsV1().DaemonSets("kube-system").Update(ctx, ds, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func daemonSetRolledOut(ds *appsv1.DaemonSet) bool {
