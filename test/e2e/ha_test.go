@@ -213,7 +213,7 @@ func TestHA(t *testing.T) {
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "after-failover"}},
 					Spec: corev1.PodSpec{
-						Tolerations: []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists}},
+						Tolerations:  []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists}},
 						NodeSelector: map[string]string{"node-role.kubernetes.io/control-plane": ""},
 						Containers: []corev1.Container{{Name: "sleep", Image: busyboxImage, ImagePullPolicy: corev1.PullNever,
 							Command: []string{"sleep", "3600"}}},
