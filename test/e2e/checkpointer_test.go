@@ -286,14 +286,18 @@ func TestCheckpointer(t *testing.T) {
 			return nil
 		})
 		recover(t, "reboot after the flag change", func(t *testing.T) {
-			// The apiserver the kubelet starts at boot, before the API can say anything.
-			b, err := os.ReadFile(cp.HostPath("/etc/kubernetes/manifests/checkpoint-kube-apiserver.yaml"))
-			if err != nil {
-				t.Fatalf("no apiserver checkpoint active at boot: %v", err)
-			}
-			if !strings.Contains(string(b), flag) {
-				t.Errorf("the apiserver checkpoint started at boot lacks %s", flag)
-			}
+			// The apiserver the kubelet starts at boot, before the API can say anything
+			// (activated by the kubelet unit's ExecStartPre, which runs as the unit starts).
+			wait(ctx, t, 10*time.Second, "the apiserver checkpoint active at boot, with "+flag, func(context.Context) error {
+				b, err := os.ReadFile(cp.HostPath("/etc/kubernetes/manifests/checkpoint-kube-apiserver.yaml"))
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(string(b), flag) {
+					return fmt.Errorf("the active apiserver checkpoint lacks %s", flag)
+				}
+				return nil
+			})
 		})
 		pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "component=kube-apiserver"})
 		if err != nil {
