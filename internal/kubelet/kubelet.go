@@ -34,15 +34,25 @@ const HealthzURL = "http://127.0.0.1:10248/healthz"
 
 // Configuration builds the kubelet's configuration for this node.
 func Configuration(cfg *config.Config, layout host.Layout) (*kubeletv1beta1.KubeletConfiguration, error) {
+	return Base(cfg, ResolvConf(layout))
+}
+
+// ResolvConf is the resolver configuration the kubelet hands pods with dnsPolicy Default.
+// Where systemd-resolved runs, /etc/resolv.conf names its stub at 127.0.0.53, which means
+// nothing inside a pod (CoreDNS would loop): pods get the upstream servers.
+func ResolvConf(layout host.Layout) string {
+	if _, err := os.Stat(filepath.Join(layout.Root, systemdResolvConf)); err == nil {
+		return systemdResolvConf
+	}
+	return "/etc/resolv.conf"
+}
+
+// Base is the kubelet configuration of the cluster's nodes, with resolvConf as the pods'
+// upstream resolver configuration. It does no I/O.
+func Base(cfg *config.Config, resolvConf string) (*kubeletv1beta1.KubeletConfiguration, error) {
 	dns, err := cfg.Cluster.Networking.DNSServiceIP()
 	if err != nil {
 		return nil, err
-	}
-	// Where systemd-resolved runs, /etc/resolv.conf names its stub at 127.0.0.53, which
-	// means nothing inside a pod (CoreDNS would loop): hand pods the upstream servers.
-	resolvConf := "/etc/resolv.conf"
-	if _, err := os.Stat(filepath.Join(layout.Root, systemdResolvConf)); err == nil {
-		resolvConf = systemdResolvConf
 	}
 	return &kubeletv1beta1.KubeletConfiguration{
 		ResolverConfig: ptr.To(resolvConf),
