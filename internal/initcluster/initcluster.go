@@ -163,6 +163,7 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "post-handover", Short: "checking the self-hosted control plane", Run: postHandover},
 		{Name: "addons", Short: "applying kube-proxy and CoreDNS", Run: applyAddons},
 		{Name: "bootstrap-token", Short: "bootstrap token and cluster-info", Run: bootstrapToken},
+		{Name: "kubeadm-compat", Short: "kubeadm-config and kubelet-config, for stock kubeadm join", Run: kubeadmCompat},
 	}}
 }
 

@@ -316,6 +316,32 @@ func (d *Data) applyAssets(ctx context.Context, addons bool) error {
 	return nil
 }
 
+// kubeadmCompat publishes the configuration a stock `kubeadm join` reads.
+func kubeadmCompat(ctx context.Context, d *Data) error {
+	kc, err := kubelet.Configuration(d.Cfg, d.Layout)
+	if err != nil {
+		return err
+	}
+	objs, err := manifests.KubeadmCompat(d.Cfg, kc)
+	if err != nil {
+		return err
+	}
+	_, restCfg, err := d.Client()
+	if err != nil {
+		return err
+	}
+	a, err := apply.New(restCfg)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := a.Object(ctx, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (d *Data) caPool() (*x509.CertPool, error) {
 	pem, err := os.ReadFile(filepath.Join(d.tlsDir(), "ca.crt"))
 	if err != nil {

@@ -345,6 +345,21 @@ func TestSelfkubeInit(t *testing.T) {
 		checkDNS(ctx, t, cs, "sk2")
 	})
 
+	step(t, "StockKubeadmJoin", func(t *testing.T) {
+		// The stock kubeadm of the pinned build joins a worker with a selfkube token.
+		k, err := h.UpWith(ctx, "sk3", "172.31.0.23", framework.UpOptions{NoPodNetwork: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := n.Exec(ctx, bin, "token", "create", framework.KubeadmBootstrapToken, "--ttl", "1h"); err != nil {
+			t.Fatalf("selfkube token create: %v\n%s", err, out)
+		}
+		if _, err := h.KubeadmClusterOn(n).Join(ctx, k); err != nil {
+			t.Fatalf("kubeadm join of a selfkube cluster: %v (see %s)", err, k.Dir())
+		}
+		wait(ctx, t, 2*time.Minute, "the kubeadm-joined node Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, "sk3") })
+	})
+
 	step(t, "NoFailedRequests", func(t *testing.T) {
 		ok, failed, failures := prober.Stop()
 		stopped = true

@@ -23,7 +23,7 @@ const (
 	// PodCIDR is the cluster's pod network; each node owns a /24 of it (see PodSubnet).
 	PodCIDR = "10.244.0.0/16"
 	// bootstrapToken lets workers join; fixed, since the cluster lives for one test.
-	bootstrapToken = "skube0.e2ebootstraptokn"
+	bootstrapToken = KubeadmBootstrapToken
 	// criSocket is containerd's socket inside every node.
 	criSocket = "unix:///run/containerd/containerd.sock"
 )
@@ -201,6 +201,10 @@ func (c *KubeadmCluster) Join(ctx context.Context, n *Node) (time.Duration, erro
 	c.h.logf("kubeadm join of %s: %s", n.Name, took.Round(time.Millisecond))
 	return took, nil
 }
+
+// KubeadmBootstrapToken is the token KubeadmCluster.Join joins with (a selfkube cluster
+// must be given it with `selfkube token create`).
+const KubeadmBootstrapToken = "skube0.e2ebootstraptokn"
 
 // caCertHash is kubeadm's "sha256:<hex>" pin of a CA: the hash of its public key info.
 func caCertHash(caFile string) (string, error) {
