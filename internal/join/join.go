@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -184,8 +185,17 @@ func kubeletStart(ctx context.Context, d *Data) error {
 	if _, err := host.WriteFile(filepath.Join(d.Layout.PKIDir(), "ca.crt"), d.cluster.CAData, 0o644); err != nil {
 		return err
 	}
+	// The kubelet reaches the API through the node-local load balancer, which starts with
+	// the endpoint and learns every apiserver: the node keeps its API when one dies.
+	proxy, err := manifests.Encode(manifests.APIProxyPod(d.cfg, []string{strings.TrimPrefix(d.cluster.Server, "https://")}))
+	if err != nil {
+		return err
+	}
+	if _, err := host.WriteFile(filepath.Join(d.Layout.ManifestsDir(), manifests.APIProxyManifest), proxy, 0o600); err != nil {
+		return err
+	}
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: d.cluster.Server, CertificateAuthorityData: d.cluster.CAData}
+	kc.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: manifests.APIProxyServer(), CertificateAuthorityData: d.cluster.CAData}
 	kc.AuthInfos["tls-bootstrap-token-user"] = &clientcmdapi.AuthInfo{Token: d.Token.String()}
 	kc.Contexts["tls-bootstrap"] = &clientcmdapi.Context{Cluster: "kubernetes", AuthInfo: "tls-bootstrap-token-user"}
 	kc.CurrentContext = "tls-bootstrap"

@@ -33,6 +33,10 @@ const (
 // create a CSR, its client CSRs are approved automatically, and so are a node's renewals
 // of its own client certificate.
 func rbac() []runtime.Object {
+	return append(accessRBAC(), apiProxyRBAC()...)
+}
+
+func accessRBAC() []runtime.Object {
 	labels := appLabels("rbac", componentAccess)
 	group := func(name string) []rbacv1.Subject {
 		return []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: name}}

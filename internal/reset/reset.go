@@ -13,6 +13,7 @@ import (
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/initcluster"
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // Options of a reset.
@@ -41,6 +42,8 @@ func Plan(opts Options) ([]string, error) {
 		return nil, err
 	}
 	paths := append(active, state.Owned...)
+	// Static pods a join writes (an init records its own in the state).
+	paths = append(paths, filepath.Join(l.ManifestsDir(), manifests.APIProxyManifest), filepath.Join(l.ManifestsDir(), "etcd.yaml"))
 	paths = append(paths, l.CheckpointsDir(),
 		l.BootstrapSecretsDir(), l.PKIDir(),
 		l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.KubeletKubeconfig(), l.BootstrapKubeletKubeconfig(),
@@ -55,7 +58,12 @@ func Plan(opts Options) ([]string, error) {
 		paths = append(paths, filepath.Join(l.Root, dir))
 	}
 	var existing []string
+	seen := map[string]bool{}
 	for _, p := range paths {
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
 		if _, err := os.Lstat(p); err == nil {
 			existing = append(existing, p)
 		} else if !errors.Is(err, fs.ErrNotExist) {
