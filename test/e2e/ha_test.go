@@ -25,9 +25,10 @@ import (
 // TestHA builds a highly available self-hosted control plane: init on one node, two
 // `selfkube join --control-plane`, one worker. It checks three apiservers and a
 // three-member etcd; that all three control-plane nodes rebooted at once recover; that
-// with the first control-plane node powered off the API keeps answering on the others
-// and their controllers keep working; that it rejoins when powered on; and that reset
-// takes a control-plane node out of etcd.
+// with the first control-plane node powered off the API keeps answering on the others,
+// new pods schedule and run on the remaining nodes and the worker stays Ready (its
+// kubelet goes through the node-local API proxy); that it rejoins when powered on; and
+// that reset takes a control-plane node out of etcd.
 func TestHA(t *testing.T) {
 	h := framework.NewForTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -205,6 +206,21 @@ func TestHA(t *testing.T) {
 			}
 			return framework.Readyz(ctx, other)
 		})
+		// The scheduler avoids a node only once the node controller marked it NotReady.
+		wait(ctx, t, 3*time.Minute, "ha1 marked NotReady", func(ctx context.Context) error {
+			n, err := other.CoreV1().Nodes().Get(ctx, "ha1", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if framework.NodeReady(n) {
+				return fmt.Errorf("ha1 still counts as Ready")
+			}
+			return nil
+		})
+		// The worker's kubelet reaches a surviving apiserver through its node-local proxy.
+		if err := framework.NodesReady(ctx, other, "ha2", "ha3", workerName); err != nil {
+			t.Errorf("with ha1 down: %v", err)
+		}
 		dep := &appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Name: "after-failover", Namespace: metav1.NamespaceDefault},
 			Spec: appsv1.DeploymentSpec{
@@ -213,8 +229,8 @@ func TestHA(t *testing.T) {
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "after-failover"}},
 					Spec: corev1.PodSpec{
-						Tolerations:  []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists}},
-						NodeSelector: map[string]string{"node-role.kubernetes.io/control-plane": ""},
+						Tolerations:                   []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists}},
+						TerminationGracePeriodSeconds: new(int64),
 						Containers: []corev1.Container{{Name: "sleep", Image: busyboxImage, ImagePullPolicy: corev1.PullNever,
 							Command: []string{"sleep", "3600"}}},
 					},
@@ -224,20 +240,28 @@ func TestHA(t *testing.T) {
 		if _, err := other.AppsV1().Deployments(metav1.NamespaceDefault).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		// The surviving controller manager takes the lease and creates the pods. (Binding
-		// and running them needs the kubelets to reach a surviving apiserver: they use the
-		// control-plane endpoint, the first node, until the node-local API load balancer
-		// exists.)
-		wait(ctx, t, 3*time.Minute, "the new Deployment's pods created by a surviving controller manager", func(ctx context.Context) error {
+		wait(ctx, t, 3*time.Minute, "the new Deployment's pods running on the remaining nodes", func(ctx context.Context) error {
 			pods, err := other.CoreV1().Pods(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{LabelSelector: "app=after-failover"})
 			if err != nil {
 				return err
 			}
-			if len(pods.Items) < 2 {
-				return fmt.Errorf("%d of 2 pods created", len(pods.Items))
+			running := 0
+			for _, p := range pods.Items {
+				if p.Spec.NodeName == "ha1" {
+					return fmt.Errorf("pod %s was scheduled on the powered-off node", p.Name)
+				}
+				if p.Status.Phase == corev1.PodRunning {
+					running++
+				}
+			}
+			if running < 2 {
+				return fmt.Errorf("%d of 2 pods running", running)
 			}
 			return nil
 		})
+		if err := framework.NodesReady(ctx, other, workerName); err != nil {
+			t.Errorf("the worker did not stay Ready: %v", err)
+		}
 		ok, failed, failures := prober.Stop()
 		t.Logf("requests to %s while %s was off: %d ok, %d failed", cps[1].name, cps[0].name, ok, failed)
 		if failed > 0 {
