@@ -21,45 +21,60 @@ import (
 	"time"
 )
 
+// ForgetAfter is how long an apiserver must have been neither healthy nor among the
+// endpoints before it is dropped: the endpoints list only the apiservers up now, and a
+// control-plane node that is down for a while must not be forgotten (it comes back).
+const ForgetAfter = 10 * time.Minute
+
+type backend struct {
+	healthy bool
+	seen    time.Time // last healthy, or last among the endpoints
+}
+
 // Backends keeps the apiserver addresses and which of them are healthy.
 type Backends struct {
 	mu      sync.Mutex
-	all     map[string]bool // address → healthy
+	all     map[string]*backend
 	next    int
 	changed func([]string)
+	now     func() time.Time
 }
 
 // NewBackends starts with addrs, all presumed healthy until probed.
 func NewBackends(addrs []string, changed func([]string)) *Backends {
-	b := &Backends{all: map[string]bool{}, changed: changed}
+	b := &Backends{all: map[string]*backend{}, changed: changed, now: time.Now}
 	for _, a := range addrs {
-		b.all[a] = true
+		b.all[a] = &backend{healthy: true, seen: b.now()}
 	}
 	return b
 }
 
-// Set replaces the addresses (a new one starts healthy, a known one keeps its health).
-// An empty list changes nothing: the last known addresses are better than none.
+// Set merges the addresses the endpoints list now: new ones are added (healthy until
+// probed), and a known one is dropped only when it has been neither healthy nor listed
+// for ForgetAfter.
 func (b *Backends) Set(addrs []string) {
-	if len(addrs) == 0 {
-		return
-	}
 	b.mu.Lock()
-	all := map[string]bool{}
+	now := b.now()
+	changed := false
+	listed := map[string]bool{}
 	for _, a := range addrs {
-		healthy, known := b.all[a]
-		all[a] = healthy || !known
+		listed[a] = true
+		if be, ok := b.all[a]; ok {
+			be.seen = now
+			continue
+		}
+		b.all[a] = &backend{healthy: true, seen: now}
+		changed = true
 	}
-	same := len(all) == len(b.all)
-	for a := range all {
-		if _, ok := b.all[a]; !ok {
-			same = false
+	for a, be := range b.all {
+		if !listed[a] && !be.healthy && now.Sub(be.seen) >= ForgetAfter && len(b.all) > 1 {
+			delete(b.all, a)
+			changed = true
 		}
 	}
-	b.all = all
 	list := b.listLocked()
 	b.mu.Unlock()
-	if !same && b.changed != nil {
+	if changed && b.changed != nil {
 		b.changed(list)
 	}
 }
@@ -68,8 +83,11 @@ func (b *Backends) Set(addrs []string) {
 func (b *Backends) SetHealth(addr string, healthy bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.all[addr]; ok {
-		b.all[addr] = healthy
+	if be, ok := b.all[addr]; ok {
+		be.healthy = healthy
+		if healthy {
+			be.seen = b.now()
+		}
 	}
 }
 
@@ -96,7 +114,7 @@ func (b *Backends) Order() []string {
 	defer b.mu.Unlock()
 	var healthy, sick []string
 	for _, a := range b.listLocked() {
-		if b.all[a] {
+		if b.all[a].healthy {
 			healthy = append(healthy, a)
 		} else {
 			sick = append(sick, a)

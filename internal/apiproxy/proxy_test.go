@@ -88,18 +88,38 @@ func TestProxyFailsOver(t *testing.T) {
 }
 
 func TestBackendsSet(t *testing.T) {
+	now := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
 	var saved []string
 	b := NewBackends([]string{"10.0.0.1:6443"}, func(l []string) { saved = l })
+	b.now = func() time.Time { return now }
 	b.SetHealth("10.0.0.1:6443", false)
 	b.Set(nil)
 	if got := b.List(); len(got) != 1 {
 		t.Errorf("an empty discovery replaced the known backends: %v", got)
 	}
-	b.Set([]string{"10.0.0.1:6443", "10.0.0.2:6443"})
-	if fmt.Sprint(saved) != "[10.0.0.1:6443 10.0.0.2:6443]" {
-		t.Errorf("a new backend was not saved: %v", saved)
+	b.Set([]string{"10.0.0.1:6443", "10.0.0.2:6443", "10.0.0.3:6443"})
+	if fmt.Sprint(saved) != "[10.0.0.1:6443 10.0.0.2:6443 10.0.0.3:6443]" {
+		t.Errorf("new backends were not saved: %v", saved)
 	}
-	if order := b.Order(); order[0] != "10.0.0.2:6443" || order[1] != "10.0.0.1:6443" {
-		t.Errorf("order %v: a healthy new backend must come before an unhealthy known one", order)
+	if order := b.Order(); order[len(order)-1] != "10.0.0.1:6443" {
+		t.Errorf("order %v: healthy backends must come before an unhealthy one", order)
+	}
+
+	// The endpoints shrink to the apiservers up now: the others are kept...
+	b.SetHealth("10.0.0.3:6443", false)
+	now = now.Add(time.Minute)
+	b.Set([]string{"10.0.0.2:6443"})
+	if got := b.List(); len(got) != 3 {
+		t.Errorf("a backend that is down for a minute was forgotten: %v", got)
+	}
+	// ...until they have been gone for ForgetAfter.
+	now = now.Add(ForgetAfter)
+	b.SetHealth("10.0.0.2:6443", true)
+	b.Set([]string{"10.0.0.2:6443"})
+	if got := fmt.Sprint(b.List()); got != "[10.0.0.2:6443]" {
+		t.Errorf("after %s: backends %s, want only the listed one", ForgetAfter, got)
+	}
+	if fmt.Sprint(saved) != "[10.0.0.2:6443]" {
+		t.Errorf("the pruned list was not saved: %v", saved)
 	}
 }
