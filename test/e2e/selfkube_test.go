@@ -300,24 +300,6 @@ func TestSelfkubeInit(t *testing.T) {
 		joinArgs := joinCommandArgs(t, initOut)
 		token, pin := flagValue(joinArgs, "--token"), flagValue(joinArgs, "--discovery-token-ca-cert-hash")
 		id := strings.Split(token, ".")[0]
-		// A token that expired: the token cleaner deletes it, and its signature goes.
-		const expired = "exp1re.0123456789abcdef"
-		if out, err := n.Exec(ctx, bin, "token", "create", expired, "--ttl", "1s"); err != nil {
-			t.Fatalf("token create: %v\n%s", err, out)
-		}
-		wait(ctx, t, 2*time.Minute, "the expired token deleted and its signature gone", func(ctx context.Context) error {
-			if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, "bootstrap-token-exp1re", metav1.GetOptions{}); err == nil {
-				return fmt.Errorf("the expired token is still there")
-			}
-			ci, err := cs.CoreV1().ConfigMaps("kube-public").Get(ctx, "cluster-info", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if _, ok := ci.Data["jws-kubeconfig-exp1re"]; ok {
-				return fmt.Errorf("cluster-info is still signed for the expired token")
-			}
-			return nil
-		})
 		for _, tc := range []struct {
 			name, want string
 			args       []string
@@ -325,7 +307,6 @@ func TestSelfkubeInit(t *testing.T) {
 			{"wrong token secret", "signature", []string{ip + ":6443", "--token", id + ".0000000000000000", "--discovery-token-ca-cert-hash", pin}},
 			{"wrong CA hash", "CA", []string{ip + ":6443", "--token", token, "--discovery-token-ca-cert-hash", "sha256:" + strings.Repeat("0", 64)}},
 			{"unknown token", "not signed for this token", []string{ip + ":6443", "--token", "zzzzzz.0123456789abcdef", "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "5s"}},
-			{"expired token", "not signed for this token", []string{ip + ":6443", "--token", expired, "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "5s"}},
 			{"unreachable endpoint", "unreachable", []string{ip + ":6444", "--token", token, "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "3s"}},
 			{"malformed token", "--token", []string{ip + ":6443", "--token", "not-a-token", "--discovery-token-ca-cert-hash", pin}},
 		} {
