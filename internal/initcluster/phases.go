@@ -296,11 +296,7 @@ func (d *Data) applyAssets(ctx context.Context, addons bool) error {
 	if err != nil {
 		return err
 	}
-	_, restCfg, err := d.Client()
-	if err != nil {
-		return err
-	}
-	a, err := apply.New(restCfg)
+	a, err := d.applier()
 	if err != nil {
 		return err
 	}
@@ -316,6 +312,15 @@ func (d *Data) applyAssets(ctx context.Context, addons bool) error {
 	return nil
 }
 
+// applier applies objects to the cluster with selfkube's field manager.
+func (d *Data) applier() (*apply.Applier, error) {
+	_, restCfg, err := d.Client()
+	if err != nil {
+		return nil, err
+	}
+	return apply.New(restCfg)
+}
+
 // kubeadmCompat publishes the configuration a stock `kubeadm join` reads.
 func kubeadmCompat(ctx context.Context, d *Data) error {
 	kc, err := kubelet.Configuration(d.Cfg, d.Layout)
@@ -326,11 +331,7 @@ func kubeadmCompat(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	_, restCfg, err := d.Client()
-	if err != nil {
-		return err
-	}
-	a, err := apply.New(restCfg)
+	a, err := d.applier()
 	if err != nil {
 		return err
 	}
