@@ -300,6 +300,9 @@ func TestSelfkubeInit(t *testing.T) {
 		joinArgs := joinCommandArgs(t, initOut)
 		token, pin := flagValue(joinArgs, "--token"), flagValue(joinArgs, "--discovery-token-ca-cert-hash")
 		id := strings.Split(token, ".")[0]
+		expired := expiredToken(ctx, t, cs)
+		deleted := deletedToken(ctx, t, n, bin, cs)
+		tamperer := tamperingEndpoint(ctx, t, cs, ip)
 		for _, tc := range []struct {
 			name, want string
 			args       []string
@@ -307,6 +310,9 @@ func TestSelfkubeInit(t *testing.T) {
 			{"wrong token secret", "signature", []string{ip + ":6443", "--token", id + ".0000000000000000", "--discovery-token-ca-cert-hash", pin}},
 			{"wrong CA hash", "CA", []string{ip + ":6443", "--token", token, "--discovery-token-ca-cert-hash", "sha256:" + strings.Repeat("0", 64)}},
 			{"unknown token", "not signed for this token", []string{ip + ":6443", "--token", "zzzzzz.0123456789abcdef", "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "5s"}},
+			{"expired token", "not signed for this token", []string{ip + ":6443", "--token", expired, "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "5s"}},
+			{"deleted token", "not signed for this token", []string{ip + ":6443", "--token", deleted, "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "5s"}},
+			{"tampered cluster-info", "does not match", []string{tamperer, "--token", token, "--discovery-token-ca-cert-hash", pin}},
 			{"unreachable endpoint", "unreachable", []string{ip + ":6444", "--token", token, "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "3s"}},
 			{"malformed token", "--token", []string{ip + ":6443", "--token", "not-a-token", "--discovery-token-ca-cert-hash", pin}},
 		} {
