@@ -13,39 +13,37 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
+	"github.com/selfkube/selfkube/internal/bootstrap"
 	"github.com/selfkube/selfkube/test/e2e/framework"
 )
 
 // signedFor reports whether kube-public/cluster-info carries a signature for token ID id.
 func signedFor(ctx context.Context, cs kubernetes.Interface, id string) (bool, error) {
-	ci, err := cs.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, "cluster-info", metav1.GetOptions{})
+	ci, err := cs.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
 	if err != nil {
 		return false, err
 	}
-	_, ok := ci.Data["jws-kubeconfig-"+id]
+	_, ok := ci.Data[bootstrapapi.JWSSignatureKeyPrefix+id]
 	return ok, nil
 }
 
-// expiredToken creates, the way any tool would, a bootstrap token whose expiration has
-// passed, and waits until the token cleaner removed it. The bootstrapsigner never signs
-// cluster-info for it.
+// expiredToken stores a bootstrap token whose expiration has passed (the Secret selfkube's
+// token create would have written a minute before a one-minute TTL ran out) and waits
+// until the token cleaner removed it. The bootstrapsigner never signs cluster-info for it.
 func expiredToken(ctx context.Context, t *testing.T, cs kubernetes.Interface) string {
 	t.Helper()
-	const id, secret = "exp1re", "0123456789abcdef"
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "bootstrap-token-" + id, Namespace: metav1.NamespaceSystem},
-		Type:       corev1.SecretType("bootstrap.kubernetes.io/token"),
-		StringData: map[string]string{
-			"token-id": id, "token-secret": secret,
-			"expiration":                     time.Now().Add(-time.Minute).UTC().Format(time.RFC3339),
-			"usage-bootstrap-authentication": "true", "usage-bootstrap-signing": "true",
-			"auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
-		},
+	tok, err := bootstrap.ParseToken("exp1re.0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := bootstrap.BuildSecret(bootstrap.TokenSpec{Token: tok, TTL: time.Minute}, time.Now().Add(-2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
 	}
 	if _, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, s, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating the expired token: %v", err)
@@ -60,37 +58,39 @@ func expiredToken(ctx context.Context, t *testing.T, cs kubernetes.Interface) st
 		}
 		return fmt.Errorf("the expired token is still there")
 	})
-	if signed, err := signedFor(ctx, cs, id); err != nil || signed {
+	if signed, err := signedFor(ctx, cs, tok.ID); err != nil || signed {
 		t.Fatalf("cluster-info signed for an expired token: %v %v", signed, err)
 	}
-	return id + "." + secret
+	return tok.String()
 }
 
 // deletedToken creates a token with selfkube, waits until cluster-info is signed for it,
 // deletes it with selfkube and waits until the signature is gone.
 func deletedToken(ctx context.Context, t *testing.T, n *framework.Node, bin string, cs kubernetes.Interface) string {
 	t.Helper()
-	const token = "de1ete.0123456789abcdef"
-	if out, err := n.Exec(ctx, bin, "token", "create", token, "--ttl", "1h"); err != nil {
+	tok, err := bootstrap.ParseToken("de1ete.0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.Exec(ctx, bin, "token", "create", tok.String(), "--ttl", "1h"); err != nil {
 		t.Fatalf("token create: %v\n%s", err, out)
 	}
-	tokenID := strings.Split(token, ".")[0]
 	wait(ctx, t, time.Minute, "cluster-info signed for the new token", func(ctx context.Context) error {
-		if signed, err := signedFor(ctx, cs, tokenID); err != nil || !signed {
+		if signed, err := signedFor(ctx, cs, tok.ID); err != nil || !signed {
 			return fmt.Errorf("not signed yet (%v)", err)
 		}
 		return nil
 	})
-	if out, err := n.Exec(ctx, bin, "token", "delete", tokenID); err != nil {
+	if out, err := n.Exec(ctx, bin, "token", "delete", tok.ID); err != nil {
 		t.Fatalf("token delete: %v\n%s", err, out)
 	}
 	wait(ctx, t, time.Minute, "the deleted token's signature gone", func(ctx context.Context) error {
-		if signed, err := signedFor(ctx, cs, tokenID); err != nil || signed {
+		if signed, err := signedFor(ctx, cs, tok.ID); err != nil || signed {
 			return fmt.Errorf("still signed (%v)", err)
 		}
 		return nil
 	})
-	return token
+	return tok.String()
 }
 
 // tamperingEndpoint serves, on the host's bridge address, the cluster's real cluster-info
@@ -98,11 +98,11 @@ func deletedToken(ctx context.Context, t *testing.T, n *framework.Node, bin stri
 // the middle would send. It returns the endpoint to join.
 func tamperingEndpoint(ctx context.Context, t *testing.T, cs kubernetes.Interface, apiIP string) string {
 	t.Helper()
-	ci, err := cs.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, "cluster-info", metav1.GetOptions{})
+	ci, err := cs.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc := ci.Data["kubeconfig"]
+	kc := ci.Data[bootstrapapi.KubeConfigKey]
 	if !strings.Contains(kc, apiIP+":6443") {
 		t.Fatalf("cluster-info does not name %s:6443:\n%s", apiIP, kc)
 	}
@@ -113,7 +113,7 @@ func tamperingEndpoint(ctx context.Context, t *testing.T, cs kubernetes.Interfac
 	endpoint := ln.Addr().String()
 	tampered := ci.DeepCopy()
 	tampered.Kind, tampered.APIVersion = "ConfigMap", "v1"
-	tampered.Data["kubeconfig"] = strings.ReplaceAll(kc, apiIP+":6443", endpoint)
+	tampered.Data[bootstrapapi.KubeConfigKey] = strings.ReplaceAll(kc, apiIP+":6443", endpoint)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(tampered)
