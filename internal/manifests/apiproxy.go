@@ -18,7 +18,16 @@ const (
 	// APIProxyManifest is the file name of its static pod.
 	APIProxyManifest = nameAPIProxy + ".yaml"
 	apiProxyRole     = "selfkube:api-proxy"
+	// ProxyAPIProxyPort is the port, on 127.0.0.1, of the API load balancer in every
+	// kube-proxy pod; kube-proxy reaches the API through it.
+	ProxyAPIProxyPort     = 6445
+	proxyAPIProxyStateDir = "/var/lib/selfkube/kube-proxy-api-proxy"
 )
+
+// ProxyAPIProxyServer is the URL kube-proxy reaches the API at.
+func ProxyAPIProxyServer() string {
+	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ProxyAPIProxyPort))
+}
 
 // APIProxyServer is the URL a joined node's kubelet reaches the API at.
 func APIProxyServer() string {
@@ -54,8 +63,9 @@ func APIProxyPod(cfg *config.Config, backends []string) *corev1.Pod {
 	return pod
 }
 
-// apiProxyRBAC lets nodes read the endpoints of the kubernetes Service (the apiservers),
-// and nothing else there.
+// apiProxyRBAC lets nodes and kube-proxy (whose pods run an api-proxy with its
+// credentials) read the endpoints of the kubernetes Service (the apiservers), and
+// nothing else there.
 func apiProxyRBAC() []runtime.Object {
 	labels := appLabels(nameAPIProxy, componentAccess)
 	return []runtime.Object{
@@ -67,7 +77,10 @@ func apiProxyRBAC() []runtime.Object {
 		&rbacv1.RoleBinding{
 			ObjectMeta: objectMeta(apiProxyRole, "default", labels),
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: apiProxyRole},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"}},
+			Subjects: []rbacv1.Subject{
+				{Kind: rbacv1.GroupKind, APIGroup: rbacv1.GroupName, Name: "system:nodes"},
+				{Kind: rbacv1.ServiceAccountKind, Name: nameProxy, Namespace: Namespace},
+			},
 		},
 	}
 }

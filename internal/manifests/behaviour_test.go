@@ -327,16 +327,19 @@ func TestMountsMatchVolumes(t *testing.T) {
 			for _, v := range spec.Volumes {
 				vols[v.Name] = true
 			}
+			mounted := map[string]bool{}
 			for _, c := range append(spec.InitContainers, spec.Containers...) {
 				for _, m := range c.VolumeMounts {
 					if !vols[m.Name] {
 						t.Errorf("%s/%s: mount %s has no volume", name, a.Path, m.Name)
 					}
-					delete(vols, m.Name)
+					mounted[m.Name] = true
 				}
 			}
 			for v := range vols {
-				t.Errorf("%s/%s: volume %s is not mounted", name, a.Path, v)
+				if !mounted[v] {
+					t.Errorf("%s/%s: volume %s is not mounted", name, a.Path, v)
+				}
 			}
 		}
 	}
@@ -506,7 +509,8 @@ func TestKubeProxyConfig(t *testing.T) {
 	if err := yaml.UnmarshalStrict([]byte(cm.Data[ProxyKubeconfigKey]), &kc); err != nil {
 		t.Fatalf("decoding %s strictly: %v", ProxyKubeconfigKey, err)
 	}
-	if len(kc.Clusters) != 1 || kc.Clusters[0].Cluster.Server != "https://api.example.internal:6443" ||
+	// kube-proxy goes through its pod's api-proxy, which starts at the controlPlaneEndpoint.
+	if len(kc.Clusters) != 1 || kc.Clusters[0].Cluster.Server != "https://127.0.0.1:6445" ||
 		len(kc.AuthInfos) != 1 || kc.AuthInfos[0].AuthInfo.TokenFile != serviceAccountDir+"/token" {
 		t.Errorf("kube-proxy kubeconfig = %+v", kc)
 	}
@@ -516,6 +520,24 @@ func TestKubeProxyConfig(t *testing.T) {
 	if !spec.HostNetwork || !*spec.Containers[0].SecurityContext.Privileged || spec.ServiceAccountName != nameProxy {
 		t.Errorf("kube-proxy pod: hostNetwork %v, security %+v, service account %q",
 			spec.HostNetwork, spec.Containers[0].SecurityContext, spec.ServiceAccountName)
+	}
+	if len(spec.InitContainers) != 1 {
+		t.Fatalf("kube-proxy pod: %d init containers, want the api-proxy sidecar", len(spec.InitContainers))
+	}
+	sidecar := spec.InitContainers[0]
+	if sidecar.RestartPolicy == nil || *sidecar.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+		t.Errorf("the api-proxy is not a sidecar (restartPolicy %v): it must run beside kube-proxy", sidecar.RestartPolicy)
+	}
+	for _, want := range []string{"api-proxy", "--listen=127.0.0.1:6445", "--backend=api.example.internal:6443",
+		"--kubeconfig=" + path.Join(proxyConfigDir, ProxyKubeconfigKey)} {
+		if !slices.Contains(sidecar.Command, want) {
+			t.Errorf("api-proxy sidecar command %q lacks %s", sidecar.Command, want)
+		}
+	}
+	// The sidecar reads the apiserver endpoints with kube-proxy's credentials.
+	rb := find[*rbacv1.RoleBinding](t, assets, "manifests/01-selfkube-api-proxy-rolebinding.yaml")
+	if !slices.Contains(rb.Subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: nameProxy, Namespace: Namespace}) {
+		t.Errorf("kube-proxy's service account may not read the apiserver endpoints: %+v", rb.Subjects)
 	}
 	crb := find[*rbacv1.ClusterRoleBinding](t, assets, "manifests/41-kubeadm-node-proxier-clusterrolebinding.yaml")
 	if crb.RoleRef.Name != "system:node-proxier" || crb.Subjects[0].Name != nameProxy || crb.Subjects[0].Namespace != Namespace {

@@ -2,6 +2,8 @@ package manifests
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -49,8 +51,9 @@ func kubeProxy(cfg *config.Config) ([]runtime.Object, error) {
 }
 
 // kubeProxyConfigMap holds kube-proxy's KubeProxyConfiguration and a kubeconfig that
-// authenticates with the pod's service-account token, as kubeadm's does. Fields left
-// empty take kube-proxy's own defaults.
+// authenticates with the pod's service-account token, as kubeadm's does, and reaches the
+// API through the pod's own api-proxy (ProxyAPIProxyServer). Fields left empty take
+// kube-proxy's own defaults.
 func kubeProxyConfigMap(cfg *config.Config) (*corev1.ConfigMap, error) {
 	proxyCfg := kubeproxyv1alpha1.KubeProxyConfiguration{
 		TypeMeta:         metav1.TypeMeta{APIVersion: kubeproxyv1alpha1.SchemeGroupVersion.String(), Kind: "KubeProxyConfiguration"},
@@ -70,7 +73,7 @@ func kubeProxyConfigMap(cfg *config.Config) (*corev1.ConfigMap, error) {
 		APIVersion: "v1",
 		Kind:       "Config",
 		Clusters: []clientcmdv1.NamedCluster{{Name: "default", Cluster: clientcmdv1.Cluster{
-			Server:               "https://" + cfg.Cluster.ControlPlaneEndpoint,
+			Server:               ProxyAPIProxyServer(),
 			CertificateAuthority: serviceAccountDir + "/ca.crt",
 		}}},
 		AuthInfos: []clientcmdv1.NamedAuthInfo{{Name: "default", AuthInfo: clientcmdv1.AuthInfo{
@@ -107,6 +110,23 @@ func kubeProxyDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 	}}
 	cfgMount := corev1.VolumeMount{Name: nameProxy, MountPath: proxyConfigDir, ReadOnly: true}
 
+	stateVol, stateMount := hostPathVolume("api-proxy-state", proxyAPIProxyStateDir, corev1.HostPathDirectoryOrCreate, false)
+	// The pod's own API load balancer, a sidecar that starts before kube-proxy: the node's
+	// static api-proxy exists only where selfkube join wrote it, and kube-proxy must keep
+	// its API on every node (a kubeadm-joined one too) when a control-plane node dies.
+	apiProxy := corev1.Container{
+		Name:            "api-proxy",
+		Image:           cfg.Cluster.Image(config.ImageSelfkube),
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command: []string{"/usr/local/bin/selfkube", "api-proxy",
+			"--listen=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ProxyAPIProxyPort)),
+			"--backend=" + cfg.Cluster.ControlPlaneEndpoint,
+			"--kubeconfig=" + proxyConfigDir + "/" + ProxyKubeconfigKey,
+			"--state-file=" + proxyAPIProxyStateDir + "/backends.json"},
+		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		Resources:     requests(10, 16),
+		VolumeMounts:  []corev1.VolumeMount{cfgMount, stateMount},
+	}
 	c := corev1.Container{
 		Name:            nameProxy,
 		Image:           cfg.Cluster.Image(config.ImageProxy),
@@ -130,6 +150,7 @@ func kubeProxyDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
+					InitContainers:     []corev1.Container{apiProxy},
 					Containers:         []corev1.Container{c},
 					HostNetwork:        true,
 					NodeSelector:       map[string]string{corev1.LabelOSStable: "linux"},
@@ -137,7 +158,7 @@ func kubeProxyDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 					ServiceAccountName: nameProxy,
 					// kube-proxy runs on every node whatever its taints.
 					Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					Volumes:     []corev1.Volume{cfgVol, lockVol, modVol},
+					Volumes:     []corev1.Volume{cfgVol, lockVol, modVol, stateVol},
 				},
 			},
 			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{

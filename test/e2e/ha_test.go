@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -26,8 +27,9 @@ import (
 // `selfkube join --control-plane`, one worker. It checks three apiservers and a
 // three-member etcd; that all three control-plane nodes rebooted at once recover; that
 // with the first control-plane node powered off the API keeps answering on the others,
-// new pods schedule and run on the remaining nodes and the worker stays Ready (its
-// kubelet goes through the node-local API proxy); that it rejoins when powered on; and
+// new pods schedule and run on the remaining nodes, the worker stays Ready (its
+// kubelet goes through the node-local API proxy) and a new Service works there (so does
+// its kube-proxy, through its pod's api-proxy); that it rejoins when powered on; and
 // that reset takes a control-plane node out of etcd.
 func TestHA(t *testing.T) {
 	h := framework.NewForTest(t)
@@ -231,8 +233,13 @@ func TestHA(t *testing.T) {
 					Spec: corev1.PodSpec{
 						Tolerations:                   []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists}},
 						TerminationGracePeriodSeconds: new(int64),
-						Containers: []corev1.Container{{Name: "sleep", Image: busyboxImage, ImagePullPolicy: corev1.PullNever,
-							Command: []string{"sleep", "3600"}}},
+						Containers: []corev1.Container{{Name: "httpd", Image: busyboxImage, ImagePullPolicy: corev1.PullNever,
+							Command: []string{"sh", "-c", fmt.Sprintf(
+								"mkdir -p /www && hostname > /www/index.html && exec httpd -f -p %d -h /www", webPort)},
+							ReadinessProbe: &corev1.Probe{
+								ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(webPort)}},
+								PeriodSeconds: 1,
+							}}},
 					},
 				},
 			},
@@ -259,6 +266,23 @@ func TestHA(t *testing.T) {
 			}
 			return nil
 		})
+		// A Service made now reaches the worker's Service rules only if the worker's
+		// kube-proxy still has an API: it goes through its pod's api-proxy.
+		svc, err := other.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "after-failover", Namespace: metav1.NamespaceDefault},
+			Spec: corev1.ServiceSpec{
+				Selector: map[string]string{"app": "after-failover"},
+				Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(webPort)}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := probe(ctx, t, other, workerName, fmt.Sprintf(
+			"for i in $(seq 90); do timeout 2 wget -q -O- http://%s/ && exit 0; sleep 1; done; exit 1", svc.Spec.ClusterIP))
+		if err != nil {
+			t.Errorf("a Service created while ha1 was off never answered on the worker (its kube-proxy lost the API?): %v\n%s", err, out)
+		}
 		if err := framework.NodesReady(ctx, other, workerName); err != nil {
 			t.Errorf("the worker did not stay Ready: %v", err)
 		}
