@@ -17,16 +17,17 @@ func newAPIProxyCommand(e *env) *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "api-proxy",
-		Short: "Run the node-local API load balancer (the selfkube-api-proxy static pod of joined nodes)",
+		Short: "Run the node-local API load balancer (the selfkube-api-proxy static pod, the kube-proxy sidecar)",
 		Long: `Run the node-local API load balancer of this node. selfkube join writes it as the static
-pod selfkube-api-proxy, and points the kubelet at it (` + manifests.APIProxyServer() + `); it is
+pod selfkube-api-proxy, and points the kubelet at it (` + manifests.APIProxyServer() + `); every
+kube-proxy pod runs one as a sidecar for kube-proxy (` + manifests.ProxyAPIProxyServer() + `). It is
 not run by hand.
 
 Each connection goes, TLS untouched, to an apiserver that answered /readyz within the last
 --probe-interval: when a control-plane node dies, the node's kubelet keeps its API. The
 apiservers are the --backend addresses, those it last knew (--state-file), and the
 endpoints of the kubernetes Service, which it reads every --discover-interval with the
-kubelet's credentials (--kubeconfig).`,
+kubelet's or kube-proxy's credentials (--kubeconfig).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return apiproxy.Run(cmd.Context(), opts, e.log) },
 	}
