@@ -140,7 +140,8 @@ func step(t *testing.T, name string, f func(t *testing.T)) {
 	if !t.Run(name, f) {
 		t.Fatalf("step %s failed; later steps depend on it", name)
 	}
-	t.Logf("step %s: %s", name, time.Since(start).Round(time.Millisecond))
+	t.Logf("step %s: %s (%s to %s)", name, time.Since(start).Round(time.Millisecond),
+		start.Format("15:04:05.000"), time.Now().Format("15:04:05.000"))
 }
 
 // wait polls check until it passes, failing t after timeout.
