@@ -104,7 +104,9 @@ func kubeProxyDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 	labels[labelLegacyK8sApp] = nameProxy
 
 	lockVol, lockMount := hostPathVolume("xtables-lock", "/run/xtables.lock", corev1.HostPathFileOrCreate, false)
-	modVol, modMount := hostPathVolume("lib-modules", "/lib/modules", corev1.HostPathDirectory, true)
+	// OrCreate: a kernel with everything built in may have no /lib/modules at all, and
+	// kube-proxy must run there too.
+	modVol, modMount := hostPathVolume("lib-modules", "/lib/modules", corev1.HostPathDirectoryOrCreate, true)
 	cfgVol := corev1.Volume{Name: nameProxy, VolumeSource: corev1.VolumeSource{
 		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: nameProxy}},
 	}}
