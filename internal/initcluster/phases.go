@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -307,9 +308,38 @@ func (d *Data) applyAssets(ctx context.Context, addons bool) error {
 		if err := a.Object(ctx, asset.Object); err != nil {
 			return fmt.Errorf("%s: %w", asset.Path, err)
 		}
+		if ds, ok := asset.Object.(*appsv1.DaemonSet); ok && ds.Name == manifests.ProxyName {
+			// CoreDNS comes next: it must find the kubernetes Service's rules in place.
+			if err := d.waitKubeProxy(ctx); err != nil {
+				return err
+			}
+		}
 	}
 	d.Log.Debug("applied", "objects", len(res.SelfHosted))
 	return nil
+}
+
+// waitKubeProxy waits until kube-proxy on this node is Ready, that is, has written the
+// node's Service rules.
+func (d *Data) waitKubeProxy(ctx context.Context) error {
+	client, _, err := d.Client()
+	if err != nil {
+		return err
+	}
+	what := "waiting for kube-proxy on node " + d.Cfg.Node.Name + " to be Ready (see kubectl -n kube-system describe pod -l " + manifests.ProxySelector + ")"
+	return poll(ctx, 500*time.Millisecond, d.APITimeout, what, func(ctx context.Context) (bool, error) {
+		pods, err := client.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{
+			LabelSelector: manifests.ProxySelector, FieldSelector: "spec.nodeName=" + d.Cfg.Node.Name})
+		if err != nil {
+			return false, err
+		}
+		for i := range pods.Items {
+			if podReady(&pods.Items[i]) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }
 
 // applier applies objects to the cluster with selfkube's field manager.

@@ -119,7 +119,7 @@ const (
 	nameControllerManager = "kube-controller-manager"
 	nameScheduler         = "kube-scheduler"
 	nameEtcd              = "etcd"
-	nameProxy             = "kube-proxy"
+	nameProxy             = ProxyName
 	nameCoreDNS           = "coredns"
 
 	// Labels kubeadm-era tooling selects on (kubectl -l component=kube-apiserver).

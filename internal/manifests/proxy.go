@@ -23,6 +23,13 @@ import (
 const (
 	componentNetworking = "networking"
 	proxyConfigDir      = "/var/lib/kube-proxy"
+	// ProxyName names kube-proxy's DaemonSet, ServiceAccount and ConfigMap.
+	ProxyName = "kube-proxy"
+	// ProxySelector selects the kube-proxy pods.
+	ProxySelector = labelLegacyK8sApp + "=" + nameProxy
+	// proxyHealthzPort is kube-proxy's default healthz port: it answers 200 once the
+	// node's Service rules are synced.
+	proxyHealthzPort = 10256
 	// ProxyConfigKey and ProxyKubeconfigKey are the data keys of the kube-proxy ConfigMap.
 	ProxyConfigKey     = "config.conf"
 	ProxyKubeconfigKey = "kubeconfig.conf"
@@ -144,6 +151,15 @@ func kubeProxyDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 		}},
 		SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
 		VolumeMounts:    []corev1.VolumeMount{cfgMount, lockMount, modMount},
+		// Ready once the Service rules are in: init starts CoreDNS only then (a
+		// connection to the kubernetes Service begun before the rules exist stays
+		// un-NATed in conntrack and hangs until the client's dial timeout).
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/healthz", Port: intstr.FromInt32(proxyHealthzPort),
+			}},
+			PeriodSeconds: 1,
+		},
 	}
 	return &appsv1.DaemonSet{
 		ObjectMeta: objectMeta(nameProxy, Namespace, appLabels(nameProxy, componentNetworking)),
