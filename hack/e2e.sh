@@ -2,7 +2,8 @@
 # The real-node e2e suite: clusters on simulated machines of this host (test/e2e, build tag
 # e2e). Needs root and `make host-setup images` (the Makefile target does both first).
 # Extra arguments go to `go test`, e.g. hack/e2e.sh -run TestKubeadm.
-# Node logs of failed tests land in _output/artifacts/<test>/<node>/.
+# Node logs of failed tests (of every test with SELFKUBE_E2E_KEEP_LOGS=1) land in
+# _output/artifacts/<test>/<node>/.
 source "$(dirname "$0")/e2e-lib.sh"
 require_root
 lock_nodes

@@ -36,7 +36,7 @@ func NewForTest(t *testing.T) *Harness {
 	}
 	CleanupOnSignal(h)
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("SELFKUBE_E2E_KEEP_LOGS") != "" {
 			dir := filepath.Join(cfg.ArtifactsDir, artifactName(t.Name()))
 			if err := h.CollectArtifacts(dir); err != nil {
 				t.Logf("collecting node logs: %v", err)
