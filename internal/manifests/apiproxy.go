@@ -25,13 +25,31 @@ const (
 )
 
 // ProxyAPIProxyServer is the URL kube-proxy reaches the API at.
-func ProxyAPIProxyServer() string {
-	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ProxyAPIProxyPort))
-}
+func ProxyAPIProxyServer() string { return "https://" + loopbackAddr(ProxyAPIProxyPort) }
 
 // APIProxyServer is the URL a joined node's kubelet reaches the API at.
-func APIProxyServer() string {
-	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(APIProxyPort))
+func APIProxyServer() string { return "https://" + loopbackAddr(APIProxyPort) }
+
+func loopbackAddr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// apiProxyContainer runs `selfkube api-proxy` on 127.0.0.1:port: it starts with
+// backends, reads the apiserver endpoints with kubeconfig and remembers them in
+// stateMount's directory. mounts must hold kubeconfig and its credentials.
+func apiProxyContainer(cfg *config.Config, port int, kubeconfig string, stateMount corev1.VolumeMount, backends []string, mounts ...corev1.VolumeMount) corev1.Container {
+	cmd := []string{"/usr/local/bin/selfkube", "api-proxy",
+		"--listen=" + loopbackAddr(port),
+		"--kubeconfig=" + kubeconfig,
+		"--state-file=" + stateMount.MountPath + "/backends.json"}
+	for _, b := range backends {
+		cmd = append(cmd, "--backend="+b)
+	}
+	return corev1.Container{
+		Name:            "api-proxy",
+		Image:           cfg.Cluster.Image(config.ImageSelfkube),
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         cmd,
+		VolumeMounts:    append(mounts, stateMount),
+	}
 }
 
 // APIProxyPod is the static pod of the node-local API load balancer (package apiproxy)
@@ -43,21 +61,8 @@ func APIProxyPod(cfg *config.Config, backends []string) *corev1.Pod {
 	kubeconfigVol, kubeconfigMount := hostPathVolume("kubernetes", "/etc/kubernetes", corev1.HostPathDirectory, true)
 	pkiVol, pkiMount := hostPathVolume("kubelet-pki", "/var/lib/kubelet/pki", corev1.HostPathDirectoryOrCreate, true)
 	stateVol, stateMount := hostPathVolume("state", "/var/lib/selfkube/api-proxy", corev1.HostPathDirectoryOrCreate, false)
-	cmd := []string{"/usr/local/bin/selfkube", "api-proxy",
-		"--listen=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(APIProxyPort)),
-		"--kubeconfig=/etc/kubernetes/kubelet.conf",
-		"--state-file=/var/lib/selfkube/api-proxy/backends.json"}
-	for _, b := range backends {
-		cmd = append(cmd, "--backend="+b)
-	}
-	c := corev1.Container{
-		Name:            "api-proxy",
-		Image:           cfg.Cluster.Image(config.ImageSelfkube),
-		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         cmd,
-		Resources:       requests(20, 16),
-		VolumeMounts:    []corev1.VolumeMount{kubeconfigMount, pkiMount, stateMount},
-	}
+	c := apiProxyContainer(cfg, APIProxyPort, "/etc/kubernetes/kubelet.conf", stateMount, backends, kubeconfigMount, pkiMount)
+	c.Resources = requests(20, 16)
 	pod := staticPod(nameAPIProxy, false, c, []corev1.Volume{kubeconfigVol, pkiVol, stateVol})
 	pod.Spec.PriorityClassName = priorityNodeCritical
 	return pod

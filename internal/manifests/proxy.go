@@ -2,8 +2,6 @@ package manifests
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -123,19 +121,10 @@ func kubeProxyDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 	// The pod's own API load balancer, a sidecar that starts before kube-proxy: the node's
 	// static api-proxy exists only where selfkube join wrote it, and kube-proxy must keep
 	// its API on every node (a kubeadm-joined one too) when a control-plane node dies.
-	apiProxy := corev1.Container{
-		Name:            "api-proxy",
-		Image:           cfg.Cluster.Image(config.ImageSelfkube),
-		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command: []string{"/usr/local/bin/selfkube", "api-proxy",
-			"--listen=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ProxyAPIProxyPort)),
-			"--backend=" + cfg.Cluster.ControlPlaneEndpoint,
-			"--kubeconfig=" + proxyConfigDir + "/" + ProxyKubeconfigKey,
-			"--state-file=" + proxyAPIProxyStateDir + "/backends.json"},
-		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
-		Resources:     requests(10, 16),
-		VolumeMounts:  []corev1.VolumeMount{cfgMount, stateMount},
-	}
+	apiProxy := apiProxyContainer(cfg, ProxyAPIProxyPort, proxyConfigDir+"/"+ProxyKubeconfigKey, stateMount,
+		[]string{cfg.Cluster.ControlPlaneEndpoint}, cfgMount)
+	apiProxy.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+	apiProxy.Resources = requests(10, 16)
 	c := corev1.Container{
 		Name:            nameProxy,
 		Image:           cfg.Cluster.Image(config.ImageProxy),
