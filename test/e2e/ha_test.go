@@ -14,7 +14,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -233,13 +232,7 @@ func TestHA(t *testing.T) {
 					Spec: corev1.PodSpec{
 						Tolerations:                   []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists}},
 						TerminationGracePeriodSeconds: new(int64),
-						Containers: []corev1.Container{{Name: "httpd", Image: busyboxImage, ImagePullPolicy: corev1.PullNever,
-							Command: []string{"sh", "-c", fmt.Sprintf(
-								"mkdir -p /www && hostname > /www/index.html && exec httpd -f -p %d -h /www", webPort)},
-							ReadinessProbe: &corev1.Probe{
-								ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(webPort)}},
-								PeriodSeconds: 1,
-							}}},
+						Containers:                    []corev1.Container{webContainer()},
 					},
 				},
 			},
@@ -268,13 +261,7 @@ func TestHA(t *testing.T) {
 		})
 		// A Service made now reaches the worker's Service rules only if the worker's
 		// kube-proxy still has an API: it goes through its pod's api-proxy.
-		svc, err := other.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: "after-failover", Namespace: metav1.NamespaceDefault},
-			Spec: corev1.ServiceSpec{
-				Selector: map[string]string{"app": "after-failover"},
-				Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(webPort)}},
-			},
-		}, metav1.CreateOptions{})
+		svc, err := other.CoreV1().Services(metav1.NamespaceDefault).Create(ctx, webServiceFor("after-failover"), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -41,28 +41,36 @@ func webDaemonSet() *appsv1.DaemonSet {
 				Spec: corev1.PodSpec{
 					Tolerations:                   allTaints,
 					TerminationGracePeriodSeconds: new(int64),
-					Containers: []corev1.Container{{
-						Name:            "httpd",
-						Image:           busyboxImage,
-						ImagePullPolicy: corev1.PullNever,
-						Command: []string{"sh", "-c", fmt.Sprintf(
-							"mkdir -p /www && hostname > /www/index.html && exec httpd -f -p %d -h /www", webPort)},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(webPort)}},
-							PeriodSeconds: 1,
-						},
-					}},
+					Containers:                    []corev1.Container{webContainer()},
 				},
 			},
 		},
 	}
 }
 
-func webService() *corev1.Service {
+// webContainer serves its pod's hostname over HTTP on webPort, Ready once it listens.
+func webContainer() corev1.Container {
+	return corev1.Container{
+		Name:            "httpd",
+		Image:           busyboxImage,
+		ImagePullPolicy: corev1.PullNever,
+		Command: []string{"sh", "-c", fmt.Sprintf(
+			"mkdir -p /www && hostname > /www/index.html && exec httpd -f -p %d -h /www", webPort)},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(webPort)}},
+			PeriodSeconds: 1,
+		},
+	}
+}
+
+func webService() *corev1.Service { return webServiceFor(webName) }
+
+// webServiceFor is the port-80 Service of the webContainer pods labelled app=app.
+func webServiceFor(app string) *corev1.Service {
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: webName, Namespace: metav1.NamespaceDefault},
+		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: metav1.NamespaceDefault},
 		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": webName},
+			Selector: map[string]string{"app": app},
 			Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(webPort)}},
 		},
 	}
