@@ -27,7 +27,8 @@ Each connection goes, TLS untouched, to an apiserver that answered /readyz withi
 --probe-interval: when a control-plane node dies, the node's kubelet keeps its API. The
 apiservers are the --backend addresses, those it last knew (--state-file), and the
 endpoints of the kubernetes Service, which it reads every --discover-interval with the
-kubelet's or kube-proxy's credentials (--kubeconfig).`,
+kubelet's or kube-proxy's credentials (--kubeconfig). On the host it listens on --listen
+and writes only --state-file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return apiproxy.Run(cmd.Context(), opts, e.log) },
 	}

@@ -161,7 +161,7 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "handover", Short: "hand-over gate", Run: handoverGate, RunIf: notHanded},
 		{Name: "teardown", Short: "removing the temporary control plane", Run: teardown, RunIf: notHanded},
 		{Name: "post-handover", Short: "checking the self-hosted control plane", Run: postHandover},
-		{Name: "addons", Short: "applying kube-proxy and CoreDNS", Run: applyAddons},
+		{Name: "addons", Short: "applying kube-proxy, then CoreDNS once kube-proxy is Ready", Run: applyAddons},
 		{Name: "bootstrap-token", Short: "bootstrap token and cluster-info", Run: bootstrapToken},
 		{Name: "kubeadm-compat", Short: "kubeadm-config and kubelet-config, for stock kubeadm join", Run: kubeadmCompat},
 	}}
