@@ -20,13 +20,17 @@ func newCheckpointerCommand(e *env) *cobra.Command {
 control-plane node; it is not run by hand.
 
 For every kube-system pod bound to this node with the annotation selfkube.io/checkpoint
-(the apiserver, controller manager and scheduler), it keeps a checkpoint in
+(the apiserver, controller manager and scheduler) whose controller is a DaemonSet or a
+ReplicaSet, it keeps a checkpoint in
 --checkpoint-dir: a static-pod copy of the newest Ready pod, with what needs the API
 removed and its Secrets as files (root's, 0600). When the API is unreachable and the
 pod does not run here, it activates the checkpoint (copies it to the kubelet's
 static-pod directory, so the kubelet runs it without the API); when a self-hosted pod
 is Ready again, it retires it. Checkpoints of pods gone from this node are removed
 after a minute.
+
+Other annotated pods (mirror pods, pods of other namespaces or controllers, names that
+are not DNS labels) are ignored, each with one CheckpointIgnored Event.
 
 What it did shows as Events on its pod (kubectl -n kube-system describe pod
 selfkube-checkpointer-…), in its log, and as Prometheus metrics on

@@ -71,7 +71,16 @@ lets its bearer register a node; it expires (24h by default).`,
 					return err
 				}
 			}
-			if err := bootstrap.Create(cmd.Context(), c, bootstrap.TokenSpec{Token: tok, TTL: ttl, Description: description}, time.Now()); err != nil {
+			spec := bootstrap.TokenSpec{Token: tok, TTL: ttl, Description: description}
+			if cp {
+				// The token owns the CA hand-off: a short life, and a group of its own
+				// that alone may read it.
+				spec.Groups = []string{bootstrap.DefaultGroup, bootstrap.ControlPlaneGroup}
+				if !cmd.Flags().Changed("ttl") {
+					spec.TTL = bootstrap.ControlPlaneTTL
+				}
+			}
+			if err := bootstrap.Create(cmd.Context(), c, spec, time.Now()); err != nil {
 				return err
 			}
 			certKey := ""
@@ -105,10 +114,10 @@ lets its bearer register a node; it expires (24h by default).`,
 			return nil
 		},
 	}
-	create.Flags().DurationVar(&ttl, "ttl", bootstrap.DefaultTTL, "how long the token is valid")
+	create.Flags().DurationVar(&ttl, "ttl", bootstrap.DefaultTTL, "how long the token is valid (with --control-plane: "+bootstrap.ControlPlaneTTL.String()+" unless given)")
 	create.Flags().StringVar(&description, "description", "", "free text shown by token list")
 	create.Flags().BoolVar(&printJoin, "print-join-command", false, "print the whole join command, not only the token")
-	create.Flags().BoolVar(&cp, "control-plane", false, "also hand off the CA keys (encrypted, deleted with the token) for `selfkube join --control-plane`")
+	create.Flags().BoolVar(&cp, "control-plane", false, "a token for `selfkube join --control-plane`: it alone may read the CA keys handed off with it (encrypted; deleted by the join, or with the token)")
 	create.Flags().StringVar(&etcdPKI, "etcd-pki-dir", filepath.Join(host.Default.PKIDir(), "etcd"), "with --control-plane: this control-plane node's etcd CA")
 	create.Flags().StringVar(&caFile, "ca-file", filepath.Join(host.Default.PKIDir(), "ca.crt"), "the cluster CA, for the join command's pin")
 

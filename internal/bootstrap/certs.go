@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,9 +20,17 @@ import (
 
 // CertsSecretName is the Secret in kube-system that hands a joining control-plane node
 // the cluster's CA keys, encrypted with a certificate key only its join command carries.
-// It belongs to the bootstrap token it was made with, so it is deleted with the token
-// (when the token expires or is deleted).
+// It belongs to the control-plane join token it was made with (ControlPlaneGroup, 2 h by
+// default), so it is deleted with the token, and by the join that used it.
 const CertsSecretName = manifests.ControlPlaneCertsSecret
+
+// ControlPlaneGroup is the extra group of a control-plane join token: the only group that
+// may read CertsSecretName.
+const ControlPlaneGroup = manifests.ControlPlaneJoinGroup
+
+// ControlPlaneTTL is how long a control-plane join token, and so the hand-off it owns,
+// lives unless told otherwise: the CA keys stay in the cluster, encrypted, no longer.
+const ControlPlaneTTL = 2 * time.Hour
 
 // CertificateKeyLength is the length of a certificate key in bytes (AES-256).
 const CertificateKeyLength = 32
@@ -81,6 +90,16 @@ func UploadCerts(ctx context.Context, client kubernetes.Interface, token Token, 
 	}
 	if err != nil {
 		return fmt.Errorf("storing kube-system/%s: %w", CertsSecretName, err)
+	}
+	return nil
+}
+
+// DeleteCerts removes CertsSecretName (gone already is fine): a control-plane join that
+// succeeded calls it, so the encrypted CA keys live no longer than needed.
+func DeleteCerts(ctx context.Context, client kubernetes.Interface) error {
+	err := client.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, CertsSecretName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the control-plane hand-off kube-system/%s: %w", CertsSecretName, err)
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/selfkube/selfkube/internal/manifests"
@@ -24,6 +26,15 @@ import (
 //
 // Leaving them is right: an active checkpoint is what keeps the control plane up, and
 // a checkpointer that restarts picks up where it stopped.
+//
+// Which pods count: only pods of Namespace annotated with AnnotationCheckpoint that are
+// not mirror pods, whose controller is a DaemonSet or a ReplicaSet, and whose annotation
+// is a valid checkpoint name (ValidName). A node can create mirror pods in any
+// namespace with any annotations, but NodeRestriction lets it give them no owner but its
+// own Node. Every other annotated pod is ignored, with one CheckpointIgnored Event per
+// pod. Pods bound to other nodes only tell whether a checkpoint's component is Ready
+// elsewhere: the checkpoints decided on are those on this node's disk and those of pods
+// bound to this node.
 type Agent struct {
 	Client   kubernetes.Interface
 	Runtime  Runtime
@@ -48,11 +59,14 @@ type Agent struct {
 
 	states    map[string]State
 	refreshed map[string]refresh
+	// ignored: the pods ignored in the last pod list, each reported once.
+	ignored map[types.UID]bool
 }
 
-// EventSink records what the agent did, for `kubectl get events`.
+// EventSink records what the agent did, for `kubectl get events`. The type is
+// corev1.EventTypeNormal or corev1.EventTypeWarning.
 type EventSink interface {
-	Event(reason, message string)
+	Event(eventType, reason, message string)
 }
 
 type refresh struct {
@@ -105,7 +119,9 @@ func (a *Agent) Sync(ctx context.Context) error {
 	}
 	byName := map[string]*parents{}
 	if reachable {
-		byName = a.parents(pods.Items, local)
+		var ignored []ignoredPod
+		byName, ignored = a.parents(pods.Items, local)
+		a.reportIgnored(ignored)
 		for name, p := range byName {
 			if p.ready != nil {
 				if err := a.refresh(ctx, name, p.ready, now); err != nil {
@@ -120,8 +136,10 @@ func (a *Agent) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for name := range byName {
-		if !contains(names, name) {
+	for name, p := range byName {
+		// A name only pods on other nodes have stays out: they may tell that a checkpoint
+		// of this node is Ready elsewhere, but never make one.
+		if p.bound && !contains(names, name) {
 			names = append(names, name)
 		}
 	}
@@ -147,7 +165,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		a.states[name] = s
 		if !seen && o.Active && a.Events != nil {
 			// Activated before this agent ran: at boot, or by a checkpointer before it.
-			a.Events.Event("CheckpointActive", fmt.Sprintf("checkpoint %s on node %s was active when the checkpointer started (activated at boot); it is retired once a self-hosted pod is Ready", name, a.NodeName))
+			a.Events.Event(corev1.EventTypeNormal, "CheckpointActive", fmt.Sprintf("checkpoint %s on node %s was active when the checkpointer started (activated at boot); it is retired once a self-hosted pod is Ready", name, a.NodeName))
 		}
 		if err := a.act(name, action, p.ready); err != nil {
 			return err
@@ -157,15 +175,30 @@ func (a *Agent) Sync(ctx context.Context) error {
 	return nil
 }
 
-// parents groups the annotated pods by checkpoint. A pod here counts as Ready only when
-// its containers are the ones running now: after a reboot the API still shows the
-// statuses from before it.
-func (a *Agent) parents(pods []corev1.Pod, local Local) map[string]*parents {
+// ignoredPod is an annotated pod that does not count, and why.
+type ignoredPod struct {
+	pod  *corev1.Pod
+	name string // its annotation
+	why  string
+}
+
+// parents groups the annotated pods that count (see Agent) by checkpoint, and returns
+// those that do not. A pod here counts as Ready only when its containers are the ones
+// running now: after a reboot the API still shows the statuses from before it.
+func (a *Agent) parents(pods []corev1.Pod, local Local) (map[string]*parents, []ignoredPod) {
 	out := map[string]*parents{}
+	var ignored []ignoredPod
 	for i := range pods {
 		pod := &pods[i]
-		name := pod.Annotations[manifests.AnnotationCheckpoint]
-		if name == "" || pod.DeletionTimestamp != nil || pod.Spec.NodeName == "" {
+		name, annotated := pod.Annotations[manifests.AnnotationCheckpoint]
+		if !annotated {
+			continue
+		}
+		if why := a.distrust(pod, name); why != "" {
+			ignored = append(ignored, ignoredPod{pod: pod, name: name, why: why})
+			continue
+		}
+		if pod.DeletionTimestamp != nil || pod.Spec.NodeName == "" {
 			continue
 		}
 		p := out[name]
@@ -183,7 +216,54 @@ func (a *Agent) parents(pods []corev1.Pod, local Local) map[string]*parents {
 			p.ready = pod
 		}
 	}
-	return out
+	return out, ignored
+}
+
+// distrust is why an annotated pod does not count, or "" when it does.
+func (a *Agent) distrust(pod *corev1.Pod, name string) string {
+	if pod.Namespace != a.Namespace {
+		return "it is not in namespace " + a.Namespace
+	}
+	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return "it is a mirror pod, which any node can create"
+	}
+	if !controlledBySelfkube(metav1.GetControllerOf(pod)) {
+		return "its controller is not a DaemonSet or a ReplicaSet"
+	}
+	if err := ValidName(name); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// controlledBySelfkube reports whether a pod's controller is of a kind selfkube runs its
+// control plane with: the apiserver's DaemonSet, or the ReplicaSet of a Deployment.
+func controlledBySelfkube(ref *metav1.OwnerReference) bool {
+	if ref == nil {
+		return false
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	return err == nil && gv.Group == "apps" && (ref.Kind == "DaemonSet" || ref.Kind == "ReplicaSet")
+}
+
+// reportIgnored logs and records an Event for each pod ignored for the first time, and
+// forgets the pods no longer in the list.
+func (a *Agent) reportIgnored(ignored []ignoredPod) {
+	seen := make(map[types.UID]bool, len(ignored))
+	for _, ig := range ignored {
+		seen[ig.pod.UID] = true
+		if a.ignored[ig.pod.UID] {
+			continue
+		}
+		msg := fmt.Sprintf("checkpointer on node %s ignores pod %s/%s (node %q) annotated %s=%s: %s",
+			a.NodeName, ig.pod.Namespace, ig.pod.Name, ig.pod.Spec.NodeName, manifests.AnnotationCheckpoint, quoteName(ig.name), ig.why)
+		a.Log.Warn("ignoring an annotated pod", "pod", ig.pod.Namespace+"/"+ig.pod.Name, "node", ig.pod.Spec.NodeName,
+			"checkpoint", quoteName(ig.name), "reason", ig.why)
+		if a.Events != nil {
+			a.Events.Event(corev1.EventTypeWarning, "CheckpointIgnored", msg)
+		}
+	}
+	a.ignored = seen
 }
 
 func podReady(pod *corev1.Pod) bool {
@@ -230,7 +310,11 @@ func (a *Agent) refresh(ctx context.Context, name string, pod *corev1.Pod, now t
 		}
 		src.ConfigMaps[n] = cm
 	}
-	static, files, err := Sanitize(pod, name, a.Store.dir(name), src)
+	dir, err := a.Store.dir(name)
+	if err != nil {
+		return err
+	}
+	static, files, err := Sanitize(pod, name, dir, src)
 	if err != nil {
 		return err
 	}
@@ -274,7 +358,7 @@ func (a *Agent) act(name string, action Action, parent *corev1.Pod) error {
 	a.Log.Info(msg, "checkpoint", name, "action", string(action))
 	a.Metrics.count(name, action)
 	if a.Events != nil {
-		a.Events.Event("Checkpoint"+string(action)+"d", msg)
+		a.Events.Event(corev1.EventTypeNormal, "Checkpoint"+string(action)+"d", msg)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,9 +17,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/selfkube/selfkube/internal/manifests"
 )
@@ -32,9 +36,10 @@ type fakeRuntime struct {
 func (f *fakeRuntime) Observe(context.Context) (Local, error) { return f.local, f.err }
 
 // recordedEvents is an EventSink that keeps what it is given.
-type recordedEvents struct{ reasons, messages []string }
+type recordedEvents struct{ types, reasons, messages []string }
 
-func (e *recordedEvents) Event(reason, message string) {
+func (e *recordedEvents) Event(eventType, reason, message string) {
+	e.types = append(e.types, eventType)
 	e.reasons = append(e.reasons, reason)
 	e.messages = append(e.messages, message)
 }
@@ -116,8 +121,9 @@ func TestAgentSync(t *testing.T) {
 				t.Errorf("checkpoint pod name = %q", pod.Name)
 			}
 			// The static pod mounts the files just written.
-			if v := pod.Spec.Volumes; len(v) != 1 || v[0].HostPath == nil || v[0].HostPath.Path != filepath.Join(s.Dir, name, volumesDir, "secrets") {
-				t.Errorf("checkpoint volumes = %+v, want one hostPath of %s", v, filepath.Join(s.Dir, name, volumesDir, "secrets"))
+			// (and the audit log's host directory, second)
+			if v := pod.Spec.Volumes; len(v) != 2 || v[0].HostPath == nil || v[0].HostPath.Path != filepath.Join(s.Dir, name, volumesDir, "secrets") {
+				t.Errorf("checkpoint volumes = %+v, want first a hostPath of %s", v, filepath.Join(s.Dir, name, volumesDir, "secrets"))
 			}
 			if got := tree(t, s.ManifestsDir); len(got) != 0 {
 				t.Errorf("static pods written while the parent runs: %v", got)
@@ -296,4 +302,329 @@ func disk(t *testing.T, s Store) map[string]string {
 		}
 	}
 	return out
+}
+
+const otherNode = "cp-2"
+
+// annotatedPod is a Ready pod of podName bound to node and annotated with checkpoint,
+// controlled by a DaemonSet, whose one container is "c-" + podName.
+func annotatedPod(podName, node, checkpoint string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: podName, Namespace: manifests.Namespace, UID: types.UID("uid-" + podName),
+			Annotations: map[string]string{manifests.AnnotationCheckpoint: checkpoint},
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "apps/v1", Kind: "DaemonSet", Name: "kube-apiserver", UID: "uid-ds", Controller: ptr.To(true),
+			}},
+		},
+		Spec: corev1.PodSpec{NodeName: node},
+		Status: corev1.PodStatus{
+			Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Ready: true, ContainerID: "containerd://c-" + podName}},
+		},
+	}
+}
+
+// mirrorPod is what a kubelet (or anyone with its identity) may create: a pod bound to
+// itself with any annotations, owned by its Node at most (NodeRestriction).
+func mirrorPod(podName, node, checkpoint string) *corev1.Pod {
+	p := annotatedPod(podName, node, checkpoint)
+	p.Annotations[corev1.MirrorPodAnnotationKey] = "5e1f"
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node, UID: "uid-node", Controller: ptr.To(true)}}
+	return p
+}
+
+// TestAgentParents: which annotated pods count, and for what.
+func TestAgentParents(t *testing.T) {
+	with := func(p *corev1.Pod, f func(*corev1.Pod)) *corev1.Pod { f(p); return p }
+	controller := func(apiVersion, kind string) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: "o", UID: "uid-o", Controller: ptr.To(true)}}
+		}
+	}
+	type want struct{ bound, ready, readyElsewhere bool }
+	tests := []struct {
+		name        string
+		pod         *corev1.Pod
+		want        map[string]want
+		wantIgnored string // in the reason, if ignored
+	}{{
+		name: "DaemonSet pod here",
+		pod:  annotatedPod("a", testNode, "kube-apiserver"),
+		want: map[string]want{"kube-apiserver": {bound: true, ready: true}},
+	}, {
+		name: "ReplicaSet pod here",
+		pod:  with(annotatedPod("a", testNode, "kube-scheduler"), controller("apps/v1", "ReplicaSet")),
+		want: map[string]want{"kube-scheduler": {bound: true, ready: true}},
+	}, {
+		name: "DaemonSet pod elsewhere: Ready elsewhere only",
+		pod:  annotatedPod("a", otherNode, "kube-apiserver"),
+		want: map[string]want{"kube-apiserver": {readyElsewhere: true}},
+	}, {
+		name: "pod being deleted: neither counted nor reported",
+		pod:  with(annotatedPod("a", testNode, "kube-apiserver"), func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0} }),
+		want: map[string]want{},
+	}, {
+		name:        "mirror pod here",
+		pod:         mirrorPod("a", testNode, "kube-apiserver"),
+		wantIgnored: "mirror pod",
+	}, {
+		name:        "mirror pod elsewhere",
+		pod:         mirrorPod("a", otherNode, "kube-apiserver"),
+		wantIgnored: "mirror pod",
+	}, {
+		name:        "mirror pod claiming a DaemonSet",
+		pod:         with(mirrorPod("a", otherNode, "kube-apiserver"), controller("apps/v1", "DaemonSet")),
+		wantIgnored: "mirror pod",
+	}, {
+		name:        "no owner",
+		pod:         with(annotatedPod("a", testNode, "kube-apiserver"), func(p *corev1.Pod) { p.OwnerReferences = nil }),
+		wantIgnored: "not a DaemonSet or a ReplicaSet",
+	}, {
+		name: "a DaemonSet owner that is not the controller",
+		pod: with(annotatedPod("a", testNode, "kube-apiserver"), func(p *corev1.Pod) {
+			p.OwnerReferences[0].Controller = nil
+		}),
+		wantIgnored: "not a DaemonSet or a ReplicaSet",
+	}, {
+		name:        "a Job",
+		pod:         with(annotatedPod("a", testNode, "kube-apiserver"), controller("batch/v1", "Job")),
+		wantIgnored: "not a DaemonSet or a ReplicaSet",
+	}, {
+		name:        "a DaemonSet of another API group",
+		pod:         with(annotatedPod("a", testNode, "kube-apiserver"), controller("example.com/v1", "DaemonSet")),
+		wantIgnored: "not a DaemonSet or a ReplicaSet",
+	}, {
+		name:        "another namespace",
+		pod:         with(annotatedPod("a", testNode, "kube-apiserver"), func(p *corev1.Pod) { p.Namespace = "default" }),
+		wantIgnored: "not in namespace kube-system",
+	}, {
+		name:        "name leaving the directory",
+		pod:         annotatedPod("a", testNode, "x/../etcd"),
+		wantIgnored: `invalid checkpoint name "x/../etcd"`,
+	}, {
+		name:        "name leaving the directory, elsewhere",
+		pod:         annotatedPod("a", otherNode, "../checkpoints/kube-apiserver"),
+		wantIgnored: "invalid checkpoint name",
+	}, {
+		name:        "upper case",
+		pod:         annotatedPod("a", testNode, "Kube-apiserver"),
+		wantIgnored: "invalid checkpoint name",
+	}, {
+		name:        "empty name",
+		pod:         annotatedPod("a", testNode, ""),
+		wantIgnored: "invalid checkpoint name",
+	}, {
+		name: "not annotated",
+		pod: with(annotatedPod("a", testNode, ""), func(p *corev1.Pod) {
+			delete(p.Annotations, manifests.AnnotationCheckpoint)
+			p.OwnerReferences = nil
+		}),
+		want: map[string]want{},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &Agent{NodeName: testNode, Namespace: manifests.Namespace}
+			local := Local{Running: map[string]bool{}, Containers: map[string]bool{"c-a": true}}
+			byName, ignored := a.parents([]corev1.Pod{*tt.pod}, local)
+			got := map[string]want{}
+			for name, p := range byName {
+				got[name] = want{bound: p.bound, ready: p.ready != nil, readyElsewhere: p.readyElsewhere}
+			}
+			wantParents := tt.want
+			if tt.wantIgnored != "" {
+				wantParents = map[string]want{}
+			}
+			if diff := cmp.Diff(wantParents, got, cmp.AllowUnexported(want{})); diff != "" {
+				t.Errorf("parents (-want +got):\n%s", diff)
+			}
+			switch {
+			case tt.wantIgnored == "" && len(ignored) > 0:
+				t.Errorf("ignored: %+v", ignored)
+			case tt.wantIgnored != "" && (len(ignored) != 1 || !strings.Contains(ignored[0].why, tt.wantIgnored)):
+				t.Errorf("ignored %+v, want the pod ignored because %q", ignored, tt.wantIgnored)
+			}
+		})
+	}
+}
+
+// TestAgentIgnoresForgedPods: pods any node can create (mirror pods, with any name in
+// the annotation) never make the agent write, retire or remove anything. Before names
+// were checked, "x/../etcd" made the checkpoint "active" by etcd's own static pod, which
+// was then retired: deleted, on every control-plane node.
+func TestAgentIgnoresForgedPods(t *testing.T) {
+	forged := func(node string) []*corev1.Pod {
+		return []*corev1.Pod{
+			mirrorPod("etcd-"+node, node, "x/../etcd"),
+			mirrorPod("apiserver-"+node, node, manifests.CheckpointAPIServer),
+			mirrorPod("dir-"+node, node, "../checkpoints/kube-apiserver"),
+		}
+	}
+	tests := []struct {
+		name string
+		pods []*corev1.Pod
+	}{
+		{"mirror pods on this node", forged(testNode)},
+		{"mirror pods on another node", forged(otherNode)},
+		{"mirror pods on both", append(forged(testNode), forged(otherNode)...)},
+		{"DaemonSet pods with names leaving the directory", []*corev1.Pod{
+			annotatedPod("etcd-here", testNode, "x/../etcd"),
+			annotatedPod("etcd-there", otherNode, "x/../etcd"),
+			annotatedPod("dir-here", testNode, "../checkpoints/kube-apiserver"),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The apiserver's checkpoint stands in: its DaemonSet pod here is gone.
+			store := realNode(t)
+			root := filepath.Dir(store.Dir)
+			before := snapshot(t, root)
+			var objs []runtime.Object
+			local := Local{Running: map[string]bool{}, Containers: map[string]bool{}}
+			for _, p := range tt.pods {
+				objs = append(objs, p)
+				local.Containers["c-"+p.Name] = true // what claims to run here does
+			}
+			events := &recordedEvents{}
+			now := t0
+			a := &Agent{
+				Client: fake.NewClientset(objs...), Runtime: &fakeRuntime{local: local}, Store: store,
+				NodeName: testNode, Namespace: manifests.Namespace,
+				Interval: time.Second, Timeout: time.Minute, RefreshEvery: time.Hour,
+				Log: slog.New(slog.DiscardHandler), Events: events, Metrics: NewMetrics(),
+				Now: func() time.Time { return now },
+			}
+			for i, advance := range []time.Duration{0, RetireAfter + ActivateAfter, RetireAfter} {
+				now = now.Add(advance)
+				if err := a.Sync(context.Background()); err != nil {
+					t.Fatalf("sync %d: %v", i, err)
+				}
+				if diff := cmp.Diff(before, snapshot(t, root)); diff != "" {
+					t.Fatalf("sync %d changed the disk (-before +after):\n%s", i, diff)
+				}
+			}
+			if data, err := os.ReadFile(filepath.Join(store.ManifestsDir, "etcd.yaml")); err != nil || string(data) != "etcd" {
+				t.Errorf("etcd's static pod: %q, %v", data, err)
+			}
+			if !store.Present(manifests.CheckpointAPIServer) || !store.Active(manifests.CheckpointAPIServer) {
+				t.Errorf("the apiserver's checkpoint: present %v, active %v; want both", store.Present(manifests.CheckpointAPIServer), store.Active(manifests.CheckpointAPIServer))
+			}
+			// One Event per forged pod, at the first sync only, then the checkpoint's.
+			want := slices.Repeat([]string{"CheckpointIgnored"}, len(tt.pods))
+			want = append(want, "CheckpointActive")
+			if diff := cmp.Diff(want, events.reasons); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+			// The pod list comes sorted by name, so the events too.
+			for _, p := range tt.pods {
+				i := slices.IndexFunc(events.messages, func(m string) bool { return strings.Contains(m, "pod kube-system/"+p.Name+" ") })
+				if i < 0 || events.types[i] != corev1.EventTypeWarning {
+					t.Errorf("no Warning names pod kube-system/%s: %q", p.Name, events.messages)
+				}
+			}
+			var b strings.Builder
+			if _, err := a.Metrics.WriteTo(&b); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(b.String(), "etcd") || strings.Contains(b.String(), "..") {
+				t.Errorf("metrics name a forged checkpoint:\n%s", b.String())
+			}
+		})
+	}
+}
+
+// TestAgentIgnoredOncePerPod: a kube-system pod with the annotation but no DaemonSet or
+// ReplicaSet controlling it is not checkpointed, and reported once, not at every sync.
+func TestAgentIgnoredOncePerPod(t *testing.T) {
+	pod, _, secret := apiServerPod(t)
+	pod.OwnerReferences = nil // created by hand
+	client := fake.NewClientset(pod, secret)
+	store := newStore(t)
+	events := &recordedEvents{}
+	now := t0
+	a := &Agent{
+		Client: client, Store: store, NodeName: testNode, Namespace: manifests.Namespace,
+		Runtime:  &fakeRuntime{local: Local{Running: map[string]bool{manifests.CheckpointAPIServer: true}, Containers: map[string]bool{"0a1b2c3d": true}}},
+		Interval: time.Second, Timeout: time.Minute, RefreshEvery: time.Hour,
+		Log: slog.New(slog.DiscardHandler), Events: events, Metrics: NewMetrics(),
+		Now: func() time.Time { return now },
+	}
+	sync := func(wantEvents int) {
+		t.Helper()
+		now = now.Add(RetireAfter)
+		if err := a.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(events.reasons) != wantEvents {
+			t.Fatalf("%d events %q, want %d", len(events.reasons), events.reasons, wantEvents)
+		}
+	}
+	sync(1)
+	sync(1)
+	sync(1)
+	if events.reasons[0] != "CheckpointIgnored" || events.types[0] != corev1.EventTypeWarning {
+		t.Errorf("event %s %s, want a Warning CheckpointIgnored", events.types[0], events.reasons[0])
+	}
+	for _, s := range []string{"kube-system/" + pod.Name, "not a DaemonSet or a ReplicaSet", testNode} {
+		if !strings.Contains(events.messages[0], s) {
+			t.Errorf("event %q does not contain %q", events.messages[0], s)
+		}
+	}
+	if store.Present(manifests.CheckpointAPIServer) {
+		t.Error("the ignored pod was checkpointed")
+	}
+
+	// Another such pod (a new UID) is reported again; the set of reported pods follows
+	// the pod list, so it does not grow.
+	if err := client.CoreV1().Pods(pod.Namespace).Delete(context.Background(), pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sync(1)
+	if len(a.ignored) != 0 {
+		t.Errorf("still remembered: %v", a.ignored)
+	}
+	pod.UID, pod.ResourceVersion = "5d0b6a4e-0000-4000-8000-000000000002", ""
+	if _, err := client.CoreV1().Pods(pod.Namespace).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sync(2)
+	sync(2)
+}
+
+// TestAgentRemotePods: pods of other nodes only tell that a component is Ready
+// elsewhere. A name only they have never becomes a checkpoint of this node; a name this
+// node has is retired when its parent is Ready elsewhere and none is bound here.
+func TestAgentRemotePods(t *testing.T) {
+	store := realNode(t)
+	events := &recordedEvents{}
+	a := &Agent{
+		Client: fake.NewClientset(
+			annotatedPod("foo-1", otherNode, "kube-foo"),
+			annotatedPod("apiserver-1", otherNode, manifests.CheckpointAPIServer),
+		),
+		Runtime: &fakeRuntime{local: Local{Running: map[string]bool{}, Containers: map[string]bool{}}},
+		Store:   store, NodeName: testNode, Namespace: manifests.Namespace,
+		Interval: time.Second, Timeout: time.Minute, RefreshEvery: time.Hour,
+		Log: slog.New(slog.DiscardHandler), Events: events, Metrics: NewMetrics(),
+		Now: func() time.Time { return t0 },
+	}
+	if err := a.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	names, err := store.Names()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{manifests.CheckpointAPIServer}, names); diff != "" {
+		t.Errorf("checkpoints (-want +got):\n%s", diff)
+	}
+	if _, seen := a.states["kube-foo"]; seen {
+		t.Error("a name only another node has was decided on")
+	}
+	if store.Active(manifests.CheckpointAPIServer) || !store.Present(manifests.CheckpointAPIServer) {
+		t.Errorf("the apiserver's checkpoint: active %v, present %v; want retired and kept", store.Active(manifests.CheckpointAPIServer), store.Present(manifests.CheckpointAPIServer))
+	}
+	if diff := cmp.Diff([]string{"CheckpointActive", "CheckpointRetired"}, events.reasons); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
 }

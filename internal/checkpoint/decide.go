@@ -3,8 +3,11 @@
 // when the scheduler's pods are deleted.
 //
 // For every pod annotated with AnnotationCheckpoint (the apiserver, controller manager
-// and scheduler), the checkpointer keeps a checkpoint on the node: a sanitized static-pod
-// copy of the newest Ready pod plus the Secrets and ConfigMaps it mounts, as files. A
+// and scheduler) that is bound to the node and comes from selfkube's control plane (a
+// kube-system pod controlled by a DaemonSet or ReplicaSet, not a mirror pod, with a
+// valid checkpoint name: see Agent and ValidName), the checkpointer keeps a checkpoint
+// on the node: a sanitized static-pod copy of the newest Ready pod plus the Secrets and
+// ConfigMaps it mounts, as files. A
 // checkpoint is inactive (kept in the checkpoint directory) or active (also in the
 // kubelet's static-pod directory, so the kubelet runs it without the API).
 //
@@ -13,20 +16,24 @@
 //
 //	            parent not running locally for ActivateAfter, and
 //	            the API is unreachable, or the parent was just deleted
-//	            and runs nowhere else (its controller is replacing it)
+//	            and is Ready nowhere else (its controller is replacing it)
 //	┌──────────┐ ─────────────────────────────────────────▶ ┌────────┐
 //	│ Inactive │                                            │ Active │
 //	└──────────┘ ◀───────────────────────────────────────── └────────┘
-//	     │        a parent on this node is Ready and its          │
-//	     │        containers are the ones running here (Retire)   │
-//	     │                                                        │
-//	     └──────── no parent bound here for RemoveAfter ──────────┘
+//	     │   a parent on this node has been Ready for RetireAfter and  │
+//	     │   its containers are the ones running here, or no parent is │
+//	     │   bound here and one is Ready on another node (Retire)      │
+//	     │                                                             │
+//	     └────────── no parent bound here for RemoveAfter ─────────────┘
 //	                      (Remove: the checkpoint is deleted)
 //
-// It never flaps: a retirement needs a running parent, and an activation needs the
-// parent to have been gone for ActivateAfter, so between two activations the parent ran
-// and then stayed away for ActivateAfter. An unreachable API never retires or removes
-// anything: it is exactly when a checkpoint is needed.
+// It does not flap on what runs here: a retirement because of this node's parent needs
+// that parent running, and an activation needs the parent to have been gone for
+// ActivateAfter, so between two such activations the parent ran and then stayed away for
+// ActivateAfter. A retirement because the component is Ready on another node needs no
+// parent here; the checkpoint is activated again only if no pod is Ready elsewhere any
+// more. An unreachable API never retires or removes anything: it is exactly when a
+// checkpoint is needed.
 package checkpoint
 
 import "time"
@@ -73,8 +80,8 @@ type Observed struct {
 	// runtime runs here now (a status from before a reboot does not count). Only
 	// meaningful when APIReachable.
 	ParentReady bool
-	// ReadyElsewhere: a pod of this component is Ready on another node. Only meaningful
-	// when APIReachable.
+	// ReadyElsewhere: a pod of this component is Ready on another node (only pods that
+	// count, see Agent). Only meaningful when APIReachable.
 	ReadyElsewhere bool
 	// ParentRunning: the container runtime runs a container of a pod of this component
 	// here (the checkpoint's own pod does not count).

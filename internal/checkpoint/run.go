@@ -104,8 +104,8 @@ type podEvents struct {
 	ref *corev1.ObjectReference
 }
 
-func (p podEvents) Event(reason, message string) {
-	p.rec.Event(p.ref, corev1.EventTypeNormal, reason, message)
+func (p podEvents) Event(eventType, reason, message string) {
+	p.rec.Event(p.ref, eventType, reason, message)
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -14,8 +14,9 @@ import (
 
 // Local is what the container runtime runs on this node.
 type Local struct {
-	// Running: checkpoint names whose parent has a running container here (the
-	// checkpoint's own static pod does not count).
+	// Running: checkpoint names whose parent has a running container here. Only pods of
+	// kube-system (manifests.Namespace) annotated with a valid name count; the
+	// checkpoint's own static pod does not.
 	Running map[string]bool
 	// Containers: the IDs of every running container.
 	Containers map[string]bool
@@ -27,7 +28,9 @@ type Runtime interface {
 }
 
 // CRI is a Runtime over the CRI socket of containerd (or any CRI runtime). The kubelet
-// copies a pod's annotations to its sandbox, so the sandbox names the checkpoint.
+// copies a pod's annotations to its sandbox, so the sandbox names the checkpoint. Any
+// pod may carry any annotation, so a sandbox outside kube-system never counts: a user's
+// pod annotated as the apiserver would otherwise keep its checkpoint from starting.
 type CRI struct {
 	conn   *grpc.ClientConn
 	client runtimeapi.RuntimeServiceClient
@@ -63,15 +66,19 @@ func (c *CRI) Observe(ctx context.Context) (Local, error) {
 	if err != nil {
 		return Local{}, fmt.Errorf("listing containers: %w", err)
 	}
-	return local(sandboxes.Items, containers.Containers), nil
+	return local(sandboxes.Items, containers.Containers, manifests.Namespace), nil
 }
 
-func local(sandboxes []*runtimeapi.PodSandbox, containers []*runtimeapi.Container) Local {
+// local is what runs here: every running container, and the checkpoints whose parents
+// run in a sandbox of namespace.
+func local(sandboxes []*runtimeapi.PodSandbox, containers []*runtimeapi.Container, namespace string) Local {
 	l := Local{Running: map[string]bool{}, Containers: map[string]bool{}}
 	parentOf := map[string]string{} // sandbox ID → checkpoint name
 	for _, s := range sandboxes {
-		name := s.Annotations[manifests.AnnotationCheckpoint]
-		if name != "" && s.Annotations[manifests.AnnotationCheckpointOf] == "" {
+		if s.GetMetadata().GetNamespace() != namespace || s.Annotations[manifests.AnnotationCheckpointOf] != "" {
+			continue
+		}
+		if name := s.Annotations[manifests.AnnotationCheckpoint]; ValidName(name) == nil {
 			parentOf[s.Id] = name
 		}
 	}

@@ -40,15 +40,21 @@ func StaticPodName(name string) string { return "checkpoint-" + name }
 //   - Secret and ConfigMap volumes (also inside projected volumes) become hostPath
 //     volumes of files in the checkpoint, dir being where the checkpoint lives on the
 //     host;
-//   - environment variables from Secrets, ConfigMaps and the pod's status become values;
+//   - environment variables from ConfigMaps and the pod's status become values; one
+//     from a Secret is refused, as envFrom is: as a value in the static pod it would
+//     show in the mirror pod to everyone who can read pods of its namespace;
 //   - its labels are replaced, so no controller adopts the mirror pod, and the arguments
 //     in AnnotationCheckpointArgs are appended to their containers;
 //   - probes are dropped: they aim where the parent listens, which a checkpoint may not
 //     (the apiserver's checkpoint listens on the node's address only), and a stand-in
 //     must not be restarted for it.
 //
-// It returns the static pod and the files its volumes need.
+// It returns the static pod and the files its volumes need. name must be a valid
+// checkpoint name (see ValidName).
 func Sanitize(pod *corev1.Pod, name, dir string, src Sources) (*corev1.Pod, []File, error) {
+	if err := ValidName(name); err != nil {
+		return nil, nil, fmt.Errorf("checkpointing pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
 	out := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -267,11 +273,8 @@ func envValue(from *corev1.EnvVarSource, pod *corev1.Pod, src Sources) (string, 
 		}
 		return "", fmt.Errorf("field %s cannot be checkpointed", from.FieldRef.FieldPath)
 	case from.SecretKeyRef != nil:
-		s, ok := src.Secrets[from.SecretKeyRef.Name]
-		if !ok || s.Data[from.SecretKeyRef.Key] == nil {
-			return "", fmt.Errorf("key %q of Secret %q is not available", from.SecretKeyRef.Key, from.SecretKeyRef.Name)
-		}
-		return string(s.Data[from.SecretKeyRef.Key]), nil
+		return "", fmt.Errorf("values from Secrets (here key %q of Secret %q) cannot be checkpointed: the static pod would carry the value, and its mirror pod would show it to everyone who can read pods; mount the Secret as a volume instead",
+			from.SecretKeyRef.Key, from.SecretKeyRef.Name)
 	case from.ConfigMapKeyRef != nil:
 		cm, ok := src.ConfigMaps[from.ConfigMapKeyRef.Name]
 		if !ok {
@@ -286,7 +289,8 @@ func envValue(from *corev1.EnvVarSource, pod *corev1.Pod, src Sources) (string, 
 	return "", fmt.Errorf("resource fields cannot be checkpointed")
 }
 
-// SourceNames lists the Secrets and ConfigMaps a pod needs, for fetching them.
+// SourceNames lists the Secrets and ConfigMaps a pod needs, for fetching them. Secrets
+// named only by environment variables are not listed: Sanitize refuses those.
 func SourceNames(spec *corev1.PodSpec) (secrets, configMaps []string) {
 	seenS, seenC := map[string]bool{}, map[string]bool{}
 	addS := func(n string) {
@@ -321,9 +325,6 @@ func SourceNames(spec *corev1.PodSpec) (secrets, configMaps []string) {
 	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
 		for _, c := range cs {
 			for _, e := range c.Env {
-				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-					addS(e.ValueFrom.SecretKeyRef.Name)
-				}
 				if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
 					addC(e.ValueFrom.ConfigMapKeyRef.Name)
 				}

@@ -195,9 +195,14 @@ func TestSanitizeAPIServer(t *testing.T) {
 	})
 
 	t.Run("volumes", func(t *testing.T) {
+		// The Secret becomes the checkpoint's files; the audit log's host directory is
+		// kept as it is.
 		want := []corev1.Volume{{Name: "secrets", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 			Path: "/etc/kubernetes/checkpoints/kube-apiserver/volumes/secrets",
 			Type: ptr.To(corev1.HostPathDirectory),
+		}}}, {Name: "audit-log", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+			Path: "/var/log/kubernetes/audit",
+			Type: ptr.To(corev1.HostPathDirectoryOrCreate),
 		}}}}
 		if diff := cmp.Diff(want, got.Spec.Volumes); diff != "" {
 			t.Errorf("volumes (-want +got):\n%s", diff)
@@ -229,7 +234,8 @@ func TestSanitizeAPIServer(t *testing.T) {
 		if diff := cmp.Diff([]corev1.EnvVar{{Name: "HOST_IP", Value: testHostIP}}, c.Env); diff != "" {
 			t.Errorf("env (-want +got):\n%s", diff)
 		}
-		wantMounts := []corev1.VolumeMount{{Name: "secrets", MountPath: "/etc/kubernetes/secrets", ReadOnly: true}}
+		wantMounts := []corev1.VolumeMount{{Name: "secrets", MountPath: "/etc/kubernetes/secrets", ReadOnly: true},
+			{Name: "audit-log", MountPath: "/var/log/kubernetes/audit"}}
 		if diff := cmp.Diff(wantMounts, c.VolumeMounts); diff != "" {
 			t.Errorf("volume mounts (-want +got):\n%s", diff)
 		}
@@ -352,11 +358,9 @@ func TestSanitizeSources(t *testing.T) {
 		},
 		wantMounts: []corev1.VolumeMount{mount("h"), mount("e")},
 	}, {
-		name: "environment from a Secret, a ConfigMap and the pod become values",
+		name: "environment from a ConfigMap and the pod become values",
 		env: []corev1.EnvVar{
 			{Name: "PLAIN", Value: "p"},
-			{Name: "KEY", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: "certs"}, Key: "tls.key"}}},
 			{Name: "CONF", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: "conf"}, Key: "config.yaml"}}},
 			{Name: "NODE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
@@ -364,7 +368,7 @@ func TestSanitizeSources(t *testing.T) {
 			{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 		},
 		wantEnv: []corev1.EnvVar{
-			{Name: "PLAIN", Value: "p"}, {Name: "KEY", Value: "KEY"}, {Name: "CONF", Value: "kind: X"},
+			{Name: "PLAIN", Value: "p"}, {Name: "CONF", Value: "kind: X"},
 			{Name: "NODE", Value: testNode}, {Name: "NS", Value: "kube-system"}, {Name: "POD_IP", Value: testHostIP},
 		},
 	}}
@@ -414,10 +418,16 @@ func TestSanitizeErrors(t *testing.T) {
 		return []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{Secret: s}}}
 	}
 	tests := []struct {
-		name    string
-		pod     *corev1.Pod
-		wantErr []string // substrings
+		name       string
+		checkpoint string // "x" if empty
+		pod        *corev1.Pod
+		wantErr    []string // substrings
 	}{{
+		name:       "invalid checkpoint name",
+		checkpoint: "x/../etcd",
+		pod:        minimalPod(nil, nil),
+		wantErr:    []string{`invalid checkpoint name "x/../etcd"`},
+	}, {
 		name:    "missing Secret",
 		pod:     minimalPod(secretVol(&corev1.SecretVolumeSource{SecretName: "absent"}), nil),
 		wantErr: []string{`volume "v"`, `Secret "absent" is not available`},
@@ -470,10 +480,16 @@ func TestSanitizeErrors(t *testing.T) {
 		}(),
 		wantErr: []string{`container "c"`, "envFrom cannot be checkpointed"},
 	}, {
+		// Inlined, the value would show in the mirror pod to everyone who can read pods.
+		name: "environment from a Secret",
+		pod: minimalPod(nil, []corev1.EnvVar{{Name: "K", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "certs"}, Key: "ca.crt"}}}}),
+		wantErr: []string{`container "c"`, "variable K", `key "ca.crt" of Secret "certs"`, "values from Secrets", "cannot be checkpointed", "mount the Secret as a volume"},
+	}, {
 		name: "environment from a missing Secret key",
 		pod: minimalPod(nil, []corev1.EnvVar{{Name: "K", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "certs"}, Key: "nope"}}}}),
-		wantErr: []string{`container "c"`, "variable K", `key "nope" of Secret "certs" is not available`},
+		wantErr: []string{`container "c"`, "variable K", "values from Secrets"},
 	}, {
 		name: "host IP not known yet",
 		pod: func() *corev1.Pod {
@@ -493,7 +509,11 @@ func TestSanitizeErrors(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, files, err := Sanitize(tt.pod, "x", "/ck/x", Sources{Secrets: map[string]*corev1.Secret{"certs": secret}})
+			name := tt.checkpoint
+			if name == "" {
+				name = "x"
+			}
+			got, files, err := Sanitize(tt.pod, name, "/ck/x", Sources{Secrets: map[string]*corev1.Secret{"certs": secret}})
 			if err == nil {
 				t.Fatalf("Sanitize succeeded with %d files and pod %v, want an error", len(files), got.Name)
 			}
@@ -547,7 +567,8 @@ func TestSourceNames(t *testing.T) {
 				{Name: "B", ValueFrom: cmRef("c3")}, {Name: "C", ValueFrom: secretRef("s2")}, {Name: "D", Value: "plain"},
 			}}},
 		},
-		wantSecrets: []string{"s1", "s2", "s3"},
+		// s3 only in an environment variable: Sanitize refuses it, so it is not fetched.
+		wantSecrets: []string{"s1", "s2"},
 		wantCMs:     []string{"c1", "c2", "c3"},
 	}}
 	for _, tt := range tests {

@@ -298,6 +298,18 @@ func TestStoreNames(t *testing.T) {
 		},
 		want: []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "orphan"},
 	}, {
+		// Never listed, so never decided on, retired or removed.
+		name: "not checkpoints: invalid names",
+		setup: func(t *testing.T, s Store) {
+			for _, n := range []string{"Kube-apiserver", "a_b", "x..y", "-a", strings.Repeat("a", 64)} {
+				mkdir(t, filepath.Join(s.Dir, n))
+				writeFile(t, filepath.Join(s.ManifestsDir, "checkpoint-"+n+".yaml"), "")
+			}
+			writeFile(t, filepath.Join(s.ManifestsDir, "checkpoint-.yaml"), "")
+			writeFile(t, filepath.Join(s.ManifestsDir, "checkpoint-a.b.yaml"), "")
+		},
+		want: []string{},
+	}, {
 		name: "not checkpoints: other static pods, hidden entries, plain files",
 		setup: func(t *testing.T, s Store) {
 			writeFile(t, filepath.Join(s.ManifestsDir, "etcd.yaml"), "")
@@ -340,5 +352,197 @@ func writeFile(t *testing.T, file, data string) {
 	mkdir(t, filepath.Dir(file))
 	if err := os.WriteFile(file, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// badNames are names no checkpoint may have. The first ones, joined into a path, would
+// name files outside the checkpoint's directory.
+var badNames = []string{
+	"x/../etcd",                     // Dir/etcd, and ManifestsDir/etcd.yaml when active
+	"../checkpoints/kube-apiserver", // the real checkpoint's directory, from Dir
+	"x/../kube-apiserver",
+	"..", ".", "a/b", "/etc", "",
+	"Kube-apiserver", "KUBE",
+	strings.Repeat("a", 64),
+	".hidden", "-a", "a-", "a.b", "a_b", "a b", "kube-apiserver\n", "é",
+}
+
+func TestValidName(t *testing.T) {
+	good := []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "a", "0", "a-b", "1a--2", strings.Repeat("a", 63)}
+	for _, name := range good {
+		t.Run("valid "+name, func(t *testing.T) {
+			if err := ValidName(name); err != nil {
+				t.Errorf("ValidName(%q) = %v, want nil", name, err)
+			}
+		})
+	}
+	for _, name := range badNames {
+		t.Run("invalid "+name, func(t *testing.T) {
+			err := ValidName(name)
+			if err == nil {
+				t.Fatalf("ValidName(%q) = nil, want an error", name)
+			}
+			if !strings.Contains(err.Error(), "invalid checkpoint name") {
+				t.Errorf("error %q does not say what is invalid", err)
+			}
+		})
+	}
+}
+
+// TestEntry: the second line of defence, behind ValidName, admits only entries directly
+// inside the directory.
+func TestEntry(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{
+		{"kube-apiserver", true},
+		{"checkpoint-kube-apiserver.yaml", true},
+		{"", false}, {".", false}, {"..", false}, {"a/b", false}, {"a/", false},
+		{"x/../etcd", false}, {"../d/kube-apiserver", false}, {"/etc", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := entry("/etc/kubernetes/d", tt.name)
+			switch {
+			case tt.ok && (err != nil || got != "/etc/kubernetes/d/"+tt.name):
+				t.Errorf("entry = %q, %v; want /etc/kubernetes/d/%s", got, err, tt.name)
+			case !tt.ok && err == nil:
+				t.Errorf("entry = %q, want an error", got)
+			}
+		})
+	}
+}
+
+// snapshot is every file and directory under root, files with their content; the lock
+// file is left out.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Name() == ".lock" {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if d.IsDir() {
+			out[filepath.ToSlash(rel)+"/"] = ""
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		out[filepath.ToSlash(rel)] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// realNode is a node's checkpoint and static-pod directories side by side, as under
+// /etc/kubernetes, with etcd's static pod and an active checkpoint of the apiserver.
+func realNode(t *testing.T) Store {
+	t.Helper()
+	root := t.TempDir()
+	s := Store{Dir: filepath.Join(root, "checkpoints"), ManifestsDir: filepath.Join(root, "manifests")}
+	writeFile(t, filepath.Join(s.ManifestsDir, "etcd.yaml"), "etcd")
+	if _, err := s.Write("kube-apiserver", staticPod("kube-apiserver", "img"), []File{{Path: "volumes/v/f", Data: []byte("secret")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate("kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := s.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	return s
+}
+
+// TestStoreRefusesInvalidNames: no method joins an invalid name into a path, so nothing
+// outside a checkpoint's own directory is ever read, written or removed through one.
+func TestStoreRefusesInvalidNames(t *testing.T) {
+	for _, name := range badNames {
+		t.Run(name, func(t *testing.T) {
+			s := realNode(t)
+			root := filepath.Dir(s.Dir)
+			before := snapshot(t, root)
+			if s.Present(name) {
+				t.Error("Present")
+			}
+			if s.Active(name) {
+				t.Error("Active")
+			}
+			if _, err := s.Write(name, staticPod("x", "img"), nil); err == nil {
+				t.Error("Write succeeded")
+			}
+			for op, f := range map[string]func(string) error{"Activate": s.Activate, "Retire": s.Retire, "Remove": s.Remove} {
+				if err := f(name); err == nil || !strings.Contains(err.Error(), "invalid checkpoint name") {
+					t.Errorf("%s: error %v, want one about an invalid checkpoint name", op, err)
+				}
+			}
+			if diff := cmp.Diff(before, snapshot(t, root)); diff != "" {
+				t.Errorf("the disk changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestStoreWriteRefusesFilesOutside: a file of a checkpoint stays in its directory.
+func TestStoreWriteRefusesFilesOutside(t *testing.T) {
+	for _, p := range []string{"../kube-scheduler/pod.yaml", "volumes/../../x", "/etc/passwd", ""} {
+		t.Run(p, func(t *testing.T) {
+			s := realNode(t)
+			root := filepath.Dir(s.Dir)
+			before := snapshot(t, root)
+			if _, err := s.Write("kube-apiserver", staticPod("kube-apiserver", "img2"), []File{{Path: p, Data: []byte("x")}}); err == nil {
+				t.Error("Write succeeded")
+			}
+			if diff := cmp.Diff(before, snapshot(t, root)); diff != "" {
+				t.Errorf("the disk changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestStoreTightensModes: the kubelet creates the checkpoint directory 0755 for the
+// DaemonSet's hostPath, and MkdirAll leaves an existing directory as it is.
+func TestStoreTightensModes(t *testing.T) {
+	for _, op := range []string{"Lock", "Write"} {
+		t.Run(op, func(t *testing.T) {
+			s := newStore(t)
+			dirs := []string{s.Dir}
+			if op == "Write" {
+				dirs = append(dirs, filepath.Join(s.Dir, "kube-apiserver"))
+			}
+			for _, d := range dirs {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			switch op {
+			case "Lock":
+				unlock, err := s.Lock()
+				if err != nil {
+					t.Fatal(err)
+				}
+				unlock()
+			case "Write":
+				if _, err := s.Write("kube-apiserver", staticPod("kube-apiserver", "img"), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, d := range dirs {
+				info, err := os.Stat(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info.Mode() != 0o700|fs.ModeDir {
+					t.Errorf("%s: mode %v after %s, want 0700", d, info.Mode(), op)
+				}
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	yaml "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 )
 
 var testHost = Host{Hostname: "Node1", DefaultAddress: "192.0.2.99"}
@@ -41,6 +43,16 @@ var invalidCases = map[string]string{
 	"node-bad-name":         `NodeConfiguration.name`,
 	"node-cri-socket":       `NodeConfiguration.criSocket`,
 	"not-yaml":              `document 1 is not valid YAML`,
+
+	"audit-relative-log-dir":     `ClusterConfiguration.apiServer.audit.logDir: Invalid value: "var/log/audit"`,
+	"audit-negative-size":        `ClusterConfiguration.apiServer.audit.maxSizeMB: Invalid value: -5: must be at least 1`,
+	"audit-policy-level":         `ClusterConfiguration.apiServer.audit.policy.rules[0].level: Unsupported value: "Everything"`,
+	"audit-policy-version":       `ClusterConfiguration.apiServer.audit.policy.apiVersion: Invalid value: "audit.k8s.io/v1beta1"`,
+	"audit-policy-unknown-field": `unknown field "apiServer.audit.policy.rules[0].resource"`,
+	"audit-policy-mixed-rule":    `ClusterConfiguration.apiServer.audit.policy.rules[0].nonResourceURLs: Forbidden`,
+	"audit-policy-no-rules":      `ClusterConfiguration.apiServer.audit.policy.rules: Required value`,
+	"audit-policy-stage":         `ClusterConfiguration.apiServer.audit.policy.omitStages[0]: Unsupported value: "RequestRecieved"`,
+	"audit-policy-group-version": `ClusterConfiguration.apiServer.audit.policy.rules[0].resources[0].group: Invalid value: "apps/v1"`,
 }
 
 func TestLoadInvalid(t *testing.T) {
@@ -85,8 +97,12 @@ func TestLoadValid(t *testing.T) {
 					KubernetesVersion: "v1.36.3", ImageRepository: "registry.k8s.io",
 					ControlPlaneEndpoint: "192.0.2.10:6443",
 					Networking:           Networking{PodSubnet: "10.244.0.0/16", ServiceSubnet: "10.96.0.0/12", DNSDomain: "cluster.local", Plugin: "selfkube"},
-					Etcd:                 Etcd{Local: &LocalEtcd{DataDir: "/var/lib/etcd"}},
-					Proxy:                Proxy{Mode: "iptables"},
+					APIServer: APIServer{EncryptionAtRest: ptr.To(true), Audit: Audit{
+						Enabled: ptr.To(true), LogDir: "/var/log/kubernetes/audit", MaxAge: 7, MaxBackups: 10, MaxSizeMB: 100,
+						Policy: DefaultAuditPolicy(),
+					}},
+					Etcd:  Etcd{Local: &LocalEtcd{DataDir: "/var/lib/etcd"}},
+					Proxy: Proxy{Mode: "iptables"},
 				},
 				Node: NodeConfiguration{Name: "node1", AdvertiseAddress: "192.0.2.10", NodeIP: "192.0.2.10",
 					CRISocket: "unix:///run/containerd/containerd.sock", Kubelet: Kubelet{CgroupDriver: "cgroupfs"}},
@@ -130,6 +146,20 @@ func TestLoadValid(t *testing.T) {
 			}
 			if len(c.Node.Taints) != 1 || c.Node.Taints[0].Effect != corev1.TaintEffectNoExecute {
 				t.Errorf("taints = %+v", c.Node.Taints)
+			}
+			a := c.Cluster.APIServer.Audit
+			if a.LogDir != "/data/audit" || a.MaxAge != 30 || a.MaxBackups != 3 || a.MaxSizeMB != 50 {
+				t.Errorf("audit settings were overridden by defaults: %+v", a)
+			}
+			if p := a.Policy; p.APIVersion != AuditPolicyAPIVersion || p.Kind != AuditPolicyKind || len(p.Rules) != 4 ||
+				p.Rules[0].Resources[0].ResourceNames[0] != "kubernetes" || *p.Rules[0].OmitManagedFields {
+				t.Errorf("inline audit policy = %+v", p)
+			}
+		}},
+		{"valid-audit-off.yaml", func(t *testing.T, c *Config) {
+			if *c.Cluster.APIServer.EncryptionAtRest || *c.Cluster.APIServer.Audit.Enabled {
+				t.Errorf("encryptionAtRest %v, audit.enabled %v: want both false",
+					*c.Cluster.APIServer.EncryptionAtRest, *c.Cluster.APIServer.Audit.Enabled)
 			}
 		}},
 		{"valid-external-etcd.yaml", func(t *testing.T, c *Config) {
@@ -213,8 +243,9 @@ func TestEveryFieldDocumented(t *testing.T) {
 		}
 		var walk func(n *yaml.Node, prefix string)
 		walk = func(n *yaml.Node, prefix string) {
+			// The audit policy is an upstream kind, documented upstream.
 			if n.Kind != yaml.MappingNode || strings.HasSuffix(prefix, "extraArgs") || strings.HasSuffix(prefix, "images") ||
-				prefix == "labels" {
+				prefix == "labels" || prefix == "apiServer.audit.policy" {
 				return
 			}
 			for i := 0; i+1 < len(n.Content); i += 2 {
@@ -229,5 +260,36 @@ func TestEveryFieldDocumented(t *testing.T) {
 			}
 		}
 		walk(node, "")
+	}
+}
+
+// TestDefaultAuditPolicy checks the promises of the default policy: it validates, every
+// request not silenced is logged at Metadata, and no rule logs a body.
+func TestDefaultAuditPolicy(t *testing.T) {
+	p := DefaultAuditPolicy()
+	if errs := validateAuditPolicy(p, nil); len(errs) > 0 {
+		t.Fatalf("the default policy does not validate: %v", errs.ToAggregate())
+	}
+	for i, r := range p.Rules {
+		if r.Level != AuditLevelNone && r.Level != AuditLevelMetadata {
+			t.Errorf("rule %d logs at %s: the default policy never logs bodies", i, r.Level)
+		}
+	}
+	first := p.Rules[0]
+	var sensitive []string
+	for _, gr := range first.Resources {
+		sensitive = append(sensitive, gr.Resources...)
+	}
+	for _, want := range []string{"secrets", "configmaps", "serviceaccounts/token", "tokenreviews"} {
+		if first.Level != AuditLevelMetadata || !slices.Contains(sensitive, want) {
+			t.Errorf("the first rule (%s, %v) does not log %s at Metadata", first.Level, sensitive, want)
+		}
+	}
+	last := p.Rules[len(p.Rules)-1]
+	if last.Level != AuditLevelMetadata || len(last.Resources)+len(last.NonResourceURLs)+len(last.Verbs)+len(last.Users)+len(last.UserGroups) != 0 {
+		t.Errorf("the last rule %+v is not a catch-all at Metadata", last)
+	}
+	if !slices.Equal(p.OmitStages, []AuditStage{AuditStageRequestReceived}) {
+		t.Errorf("omitStages = %v, want each request logged once, when answered", p.OmitStages)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Defaults of the configuration API.
@@ -24,6 +25,14 @@ const (
 
 	NetworkPluginSelfkube = "selfkube"
 	NetworkPluginNone     = "none"
+
+	// Audit log defaults: a week of files of up to 100 MB, at most ten of them.
+	DefaultAuditLogDir     = "/var/log/kubernetes/audit"
+	DefaultAuditMaxAge     = 7
+	DefaultAuditMaxBackups = 10
+	DefaultAuditMaxSizeMB  = 100
+	// AuditLogFile is the name of the audit log in audit.logDir.
+	AuditLogFile = "audit.log"
 
 	DefaultCAValidity   = 10 * 365 * 24 * time.Hour
 	DefaultLeafValidity = 365 * 24 * time.Hour
@@ -77,6 +86,10 @@ func Default(cfg *Config, host Host) {
 	if c.Etcd.Local != nil && c.Etcd.Local.DataDir == "" {
 		c.Etcd.Local.DataDir = DefaultEtcdDataDir
 	}
+	if c.APIServer.EncryptionAtRest == nil {
+		c.APIServer.EncryptionAtRest = ptr.To(true)
+	}
+	defaultAudit(&c.APIServer.Audit)
 	if c.Certificates.KeyAlgorithm == "" {
 		c.Certificates.KeyAlgorithm = KeyAlgorithmECDSAP256
 	}
@@ -111,6 +124,69 @@ func Default(cfg *Config, host Host) {
 	}
 	if c.ControlPlaneEndpoint == "" && n.AdvertiseAddress != "" {
 		c.ControlPlaneEndpoint = net.JoinHostPort(n.AdvertiseAddress, strconv.Itoa(DefaultAPIServerPort))
+	}
+}
+
+func defaultAudit(a *Audit) {
+	if a.Enabled == nil {
+		a.Enabled = ptr.To(true)
+	}
+	if a.LogDir == "" {
+		a.LogDir = DefaultAuditLogDir
+	}
+	if a.MaxAge == 0 {
+		a.MaxAge = DefaultAuditMaxAge
+	}
+	if a.MaxBackups == 0 {
+		a.MaxBackups = DefaultAuditMaxBackups
+	}
+	if a.MaxSizeMB == 0 {
+		a.MaxSizeMB = DefaultAuditMaxSizeMB
+	}
+	switch {
+	case a.Policy == nil:
+		a.Policy = DefaultAuditPolicy()
+	case a.Policy.APIVersion == "" && a.Policy.Kind == "":
+		a.Policy.APIVersion, a.Policy.Kind = AuditPolicyAPIVersion, AuditPolicyKind
+	}
+}
+
+// DefaultAuditPolicy is the audit policy of a cluster whose configuration sets none.
+// Every request is logged at Metadata level (who did what to which object, and the
+// answer's code; never a body), except the high-volume, read-only or routine noise:
+// health checks, reading events, and the lease renewals of the control plane and the
+// kubelets. Secrets, ConfigMaps and tokens are matched first, so that no rule can log
+// them with their content (Request or RequestResponse would write Secret data and
+// tokens to the log). Each request is logged once it is answered, not also when it
+// arrives.
+func DefaultAuditPolicy() *AuditPolicy {
+	reads := []string{"get", "list", "watch"}
+	renewals := []string{"get", "list", "watch", "update"}
+	leases := []AuditGroupResources{{Group: "coordination.k8s.io", Resources: []string{"leases"}}}
+	return &AuditPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: AuditPolicyAPIVersion, Kind: AuditPolicyKind},
+		OmitStages: []AuditStage{AuditStageRequestReceived},
+		Rules: []AuditPolicyRule{
+			{Level: AuditLevelMetadata, Resources: []AuditGroupResources{
+				{Group: "", Resources: []string{"secrets", "configmaps", "serviceaccounts/token"}},
+				{Group: "authentication.k8s.io", Resources: []string{"tokenreviews"}},
+			}},
+			// Probes of the apiservers, every second from kubelets, api-proxies and load
+			// balancers.
+			{Level: AuditLevelNone, NonResourceURLs: []string{"/healthz*", "/livez*", "/readyz*", "/version"}},
+			{Level: AuditLevelNone, Verbs: reads, Resources: []AuditGroupResources{
+				{Group: "", Resources: []string{"events"}},
+				{Group: "events.k8s.io", Resources: []string{"events"}},
+			}},
+			// Leader election of the controller manager and scheduler and the apiservers'
+			// identity leases: renewed every few seconds.
+			{Level: AuditLevelNone, Users: []string{"system:kube-controller-manager", "system:kube-scheduler", "system:apiserver"},
+				Verbs: renewals, Namespaces: []string{"kube-system"}, Resources: leases},
+			// Node heartbeats.
+			{Level: AuditLevelNone, UserGroups: []string{"system:nodes"},
+				Verbs: renewals, Namespaces: []string{"kube-node-lease"}, Resources: leases},
+			{Level: AuditLevelMetadata},
+		},
 	}
 }
 

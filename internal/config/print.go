@@ -15,18 +15,35 @@ var fieldDocs = map[string]string{
 	"apiVersion": "The configuration API version.",
 	"kind":       "ClusterConfiguration describes the cluster; NodeConfiguration this machine.",
 
-	"kubernetesVersion":           "Kubernetes version of every control-plane component.",
-	"imageRepository":             "Registry and path of every component image: <imageRepository>/<component>:<tag>.",
-	"images":                      "Full image references that override single components.",
-	"controlPlaneEndpoint":        "host:port every client uses to reach the API (a load balancer or DNS name for HA).\nDefault: the first node's advertise address and port 6443.",
-	"networking":                  "Address ranges of the cluster.",
-	"networking.podSubnet":        "Pod addresses; each node gets a /24 from it.",
-	"networking.serviceSubnet":    "ClusterIP Service addresses; the first is the API's, the tenth cluster DNS's.\nMust not overlap podSubnet.",
-	"networking.dnsDomain":        "DNS suffix of Services: <service>.<namespace>.svc.<dnsDomain>.",
-	"networking.plugin":           "Pod network: selfkube (the built-in bridge agent) or none (bring your own CNI DaemonSet).",
-	"apiServer":                   "kube-apiserver settings.",
-	"apiServer.extraArgs":         "Flags added to, or overriding, the defaults (names without dashes).",
-	"apiServer.certSANs":          "Extra DNS names and IPs for the API serving certificate.",
+	"kubernetesVersion":        "Kubernetes version of every control-plane component.",
+	"imageRepository":          "Registry and path of every component image: <imageRepository>/<component>:<tag>.",
+	"images":                   "Full image references that override single components.",
+	"controlPlaneEndpoint":     "host:port every client uses to reach the API (a load balancer or DNS name for HA).\nDefault: the first node's advertise address and port 6443.",
+	"networking":               "Address ranges of the cluster.",
+	"networking.podSubnet":     "Pod addresses; each node gets a /24 from it.",
+	"networking.serviceSubnet": "ClusterIP Service addresses; the first is the API's, the tenth cluster DNS's.\nMust not overlap podSubnet.",
+	"networking.dnsDomain":     "DNS suffix of Services: <service>.<namespace>.svc.<dnsDomain>.",
+	"networking.plugin":        "Pod network: selfkube (the built-in bridge agent) or none (bring your own CNI DaemonSet).",
+	"apiServer":                "kube-apiserver settings.",
+	"apiServer.extraArgs":      "Flags added to, or overriding, the defaults (names without dashes).",
+	"apiServer.certSANs":       "Extra DNS names and IPs for the API serving certificate.",
+	"apiServer.encryptionAtRest": "Encrypt Secrets in etcd (secretbox). The key is generated once into the asset directory's\n" +
+		"tls/encryption-config.yaml and kept like the CA; the apiserver Secret carries it. Data written\n" +
+		"before stays readable. Do not turn it off on a cluster with encrypted Secrets: they would be\n" +
+		"unreadable. Key rotation: see README.md, \"Encryption at rest\".",
+	"apiServer.audit":         "API audit log, on every control-plane node.",
+	"apiServer.audit.enabled": "Write the audit log (--audit-policy-file, --audit-log-*).",
+	"apiServer.audit.logDir": "Host directory of audit.log and its rotated copies, mounted read-write into the\n" +
+		"apiserver; init creates it 0700.",
+	"apiServer.audit.maxAge":     "Days a rotated log file is kept (at least 1).",
+	"apiServer.audit.maxBackups": "Number of rotated log files kept (at least 1).",
+	"apiServer.audit.maxSizeMB":  "Size in megabytes at which the log file is rotated (at least 1).",
+	"apiServer.audit.policy": "The audit policy, an audit.k8s.io/v1 Policy written inline (rules, omitStages,\n" +
+		"omitManagedFields; no metadata). It goes into the apiserver Secret. The first matching rule\n" +
+		"sets a request's level. Default (below): Metadata for everything, Secrets, ConfigMaps and\n" +
+		"tokens first; None for health checks, reading events and lease renewals. Never log secrets,\n" +
+		"configmaps, serviceaccounts/token or tokenreviews at Request or RequestResponse: that writes\n" +
+		"their content to the log.",
 	"controllerManager":           "kube-controller-manager settings.",
 	"controllerManager.extraArgs": "Flags added to, or overriding, the defaults (names without dashes).",
 	"scheduler":                   "kube-scheduler settings.",
@@ -106,11 +123,6 @@ func documented(v any) (*yaml.Node, error) {
 		return nil, fmt.Errorf("encoding defaults: %w", err)
 	}
 	root := doc.Content[0]
-	// TypeMeta puts kind first; people expect apiVersion on top.
-	if len(root.Content) >= 4 && root.Content[0].Value == "kind" && root.Content[2].Value == "apiVersion" {
-		c := root.Content
-		c[0], c[1], c[2], c[3] = c[2], c[3], c[0], c[1]
-	}
 	annotate(root, "")
 	return root, nil
 }
@@ -120,8 +132,19 @@ func annotate(n *yaml.Node, prefix string) {
 	for _, c := range n.Content {
 		c.Style = 0
 	}
+	if n.Kind == yaml.SequenceNode {
+		for _, c := range n.Content {
+			annotate(c, prefix)
+		}
+		return
+	}
 	if n.Kind != yaml.MappingNode {
 		return
+	}
+	// TypeMeta puts kind first (also in the inline audit policy); people expect
+	// apiVersion on top.
+	if c := n.Content; len(c) >= 4 && c[0].Value == "kind" && c[2].Value == "apiVersion" {
+		c[0], c[1], c[2], c[3] = c[2], c[3], c[0], c[1]
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]

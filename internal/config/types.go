@@ -94,6 +94,98 @@ type APIServer struct {
 	Component `json:",inline"`
 	// CertSANs are extra names and addresses for the API serving certificate.
 	CertSANs []string `json:"certSANs,omitempty"`
+	// EncryptionAtRest encrypts Secrets in etcd with a key generated once into the asset
+	// directory (tls/encryption-config.yaml) and carried by the apiserver's Secret.
+	// Defaults to true.
+	EncryptionAtRest *bool `json:"encryptionAtRest,omitempty"`
+	// Audit configures the API audit log.
+	Audit Audit `json:"audit,omitempty"`
+}
+
+// EncryptsSecrets reports whether Secrets are encrypted at rest (unset means yes).
+func (a *APIServer) EncryptsSecrets() bool { return a.EncryptionAtRest == nil || *a.EncryptionAtRest }
+
+// Audit configures kube-apiserver's audit log: a policy carried by the apiserver's
+// Secret, and a log file in a directory of each control-plane host.
+type Audit struct {
+	// Enabled turns audit logging on. Defaults to true.
+	Enabled *bool `json:"enabled,omitempty"`
+	// LogDir is the host directory of the log file (audit.log) and its rotated copies.
+	LogDir string `json:"logDir,omitempty"`
+	// MaxAge is how many days rotated log files are kept.
+	MaxAge int32 `json:"maxAge,omitempty"`
+	// MaxBackups is how many rotated log files are kept.
+	MaxBackups int32 `json:"maxBackups,omitempty"`
+	// MaxSizeMB is the size in megabytes at which the log file is rotated.
+	MaxSizeMB int32 `json:"maxSizeMB,omitempty"`
+	// Policy is the audit policy, an audit.k8s.io/v1 Policy written inline. Defaults to
+	// DefaultAuditPolicy.
+	Policy *AuditPolicy `json:"policy,omitempty"`
+}
+
+// On reports whether audit logging is on (unset means yes).
+func (a *Audit) On() bool { return a.Enabled == nil || *a.Enabled }
+
+// The audit.k8s.io/v1 Policy kind, as the apiserver reads it from --audit-policy-file.
+const (
+	AuditPolicyAPIVersion = "audit.k8s.io/v1"
+	AuditPolicyKind       = "Policy"
+)
+
+// AuditLevel is how much of a request the audit log records.
+type AuditLevel string
+
+// Audit levels, from nothing to everything.
+const (
+	AuditLevelNone            AuditLevel = "None"
+	AuditLevelMetadata        AuditLevel = "Metadata"
+	AuditLevelRequest         AuditLevel = "Request"
+	AuditLevelRequestResponse AuditLevel = "RequestResponse"
+)
+
+// AuditStage is a stage of request handling at which an audit event may be recorded.
+type AuditStage string
+
+// Audit stages.
+const (
+	AuditStageRequestReceived  AuditStage = "RequestReceived"
+	AuditStageResponseStarted  AuditStage = "ResponseStarted"
+	AuditStageResponseComplete AuditStage = "ResponseComplete"
+	AuditStagePanic            AuditStage = "Panic"
+)
+
+// AuditPolicy mirrors the audit.k8s.io/v1 Policy (without metadata), so that a policy
+// in the configuration is decoded strictly and checked before any apiserver reads it.
+type AuditPolicy struct {
+	metav1.TypeMeta `json:",inline"`
+	// Rules are matched in order; the first match sets the level of a request. A request
+	// that no rule matches is not logged.
+	Rules []AuditPolicyRule `json:"rules"`
+	// OmitStages are stages never logged.
+	OmitStages []AuditStage `json:"omitStages,omitempty"`
+	// OmitManagedFields leaves managedFields out of logged request and response bodies.
+	OmitManagedFields bool `json:"omitManagedFields,omitempty"`
+}
+
+// AuditPolicyRule maps requests to a level. Empty lists match everything.
+type AuditPolicyRule struct {
+	Level           AuditLevel            `json:"level"`
+	Users           []string              `json:"users,omitempty"`
+	UserGroups      []string              `json:"userGroups,omitempty"`
+	Verbs           []string              `json:"verbs,omitempty"`
+	Resources       []AuditGroupResources `json:"resources,omitempty"`
+	Namespaces      []string              `json:"namespaces,omitempty"`
+	NonResourceURLs []string              `json:"nonResourceURLs,omitempty"`
+	OmitStages      []AuditStage          `json:"omitStages,omitempty"`
+	// OmitManagedFields overrides the policy's setting for this rule.
+	OmitManagedFields *bool `json:"omitManagedFields,omitempty"`
+}
+
+// AuditGroupResources selects resources of one API group ("" is the core group).
+type AuditGroupResources struct {
+	Group         string   `json:"group,omitempty"`
+	Resources     []string `json:"resources,omitempty"`
+	ResourceNames []string `json:"resourceNames,omitempty"`
 }
 
 // Etcd selects local or external etcd; exactly one may be set.

@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,6 +47,7 @@ func validateCluster(c *ClusterConfiguration, p *field.Path) field.ErrorList {
 				"must be an IP address or a DNS name"))
 		}
 	}
+	errs = append(errs, validateAudit(&c.APIServer.Audit, p.Child("apiServer", "audit"))...)
 	errs = append(errs, validateExtraArgs(c.ControllerManager.ExtraArgs, p.Child("controllerManager", "extraArgs"))...)
 	errs = append(errs, validateExtraArgs(c.Scheduler.ExtraArgs, p.Child("scheduler", "extraArgs"))...)
 	errs = append(errs, validateEtcd(&c.Etcd, p.Child("etcd"))...)
@@ -143,6 +146,85 @@ func validateEtcd(e *Etcd, p *field.Path) field.ErrorList {
 			if !strings.HasPrefix(f, "/") {
 				errs = append(errs, field.Required(ep.Child(name), "must be an absolute path on the control-plane hosts"))
 			}
+		}
+	}
+	return errs
+}
+
+func validateAudit(a *Audit, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if !path.IsAbs(a.LogDir) || path.Clean(a.LogDir) != a.LogDir || a.LogDir == "/" {
+		errs = append(errs, field.Invalid(p.Child("logDir"), a.LogDir,
+			"must be a clean absolute path of a directory, such as "+DefaultAuditLogDir))
+	}
+	for _, n := range []struct {
+		name  string
+		value int32
+	}{{"maxAge", a.MaxAge}, {"maxBackups", a.MaxBackups}, {"maxSizeMB", a.MaxSizeMB}} {
+		if n.value < 1 {
+			errs = append(errs, field.Invalid(p.Child(n.name), n.value, "must be at least 1, so that the log cannot fill the disk"))
+		}
+	}
+	if a.Policy != nil {
+		errs = append(errs, validateAuditPolicy(a.Policy, p.Child("policy"))...)
+	}
+	return errs
+}
+
+var (
+	auditLevels = []string{string(AuditLevelNone), string(AuditLevelMetadata), string(AuditLevelRequest), string(AuditLevelRequestResponse)}
+	auditStages = []string{string(AuditStageRequestReceived), string(AuditStageResponseStarted), string(AuditStageResponseComplete), string(AuditStagePanic)}
+)
+
+// validateAuditPolicy checks what the apiserver would refuse at start-up (which, for
+// the self-hosted apiserver, is a crash loop on every control-plane node).
+func validateAuditPolicy(pol *AuditPolicy, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if pol.APIVersion != AuditPolicyAPIVersion {
+		errs = append(errs, field.Invalid(p.Child("apiVersion"), pol.APIVersion, "must be "+AuditPolicyAPIVersion))
+	}
+	if pol.Kind != AuditPolicyKind {
+		errs = append(errs, field.Invalid(p.Child("kind"), pol.Kind, "must be "+AuditPolicyKind))
+	}
+	if len(pol.Rules) == 0 {
+		errs = append(errs, field.Required(p.Child("rules"), "list at least one rule: a policy without rules logs nothing"))
+	}
+	errs = append(errs, validateAuditStages(pol.OmitStages, p.Child("omitStages"))...)
+	for i, r := range pol.Rules {
+		rp := p.Child("rules").Index(i)
+		if !slices.Contains(auditLevels, string(r.Level)) {
+			errs = append(errs, field.NotSupported(rp.Child("level"), r.Level, auditLevels))
+		}
+		errs = append(errs, validateAuditStages(r.OmitStages, rp.Child("omitStages"))...)
+		if len(r.NonResourceURLs) > 0 && (len(r.Resources) > 0 || len(r.Namespaces) > 0) {
+			errs = append(errs, field.Forbidden(rp.Child("nonResourceURLs"),
+				"a rule matches either resources (resources, namespaces) or non-resource URLs, not both: split it in two"))
+		}
+		for j, u := range r.NonResourceURLs {
+			if u != "*" && (!strings.HasPrefix(u, "/") || strings.Contains(strings.TrimSuffix(u, "*"), "*")) {
+				errs = append(errs, field.Invalid(rp.Child("nonResourceURLs").Index(j), u,
+					"must be * or a path starting with /, with * allowed only at its end"))
+			}
+		}
+		for j, gr := range r.Resources {
+			gp := rp.Child("resources").Index(j)
+			if msgs := validation.IsDNS1123Subdomain(gr.Group); gr.Group != "" && len(msgs) > 0 {
+				errs = append(errs, field.Invalid(gp.Child("group"), gr.Group,
+					"must be an API group name without a version, such as apps (\"\" is the core group)"))
+			}
+			if len(gr.ResourceNames) > 0 && len(gr.Resources) == 0 {
+				errs = append(errs, field.Required(gp.Child("resources"), "resourceNames need the resources they are names of"))
+			}
+		}
+	}
+	return errs
+}
+
+func validateAuditStages(stages []AuditStage, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, st := range stages {
+		if !slices.Contains(auditStages, string(st)) {
+			errs = append(errs, field.NotSupported(p.Index(i), st, auditStages))
 		}
 	}
 	return errs

@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Layout is the file layout of a node below Root ("/" on a real host; a temp dir in
@@ -70,6 +72,10 @@ func (l Layout) StateDir() string { return l.path("var/lib/selfkube") }
 // AssetDir is where init renders the cluster's assets.
 func (l Layout) AssetDir() string { return l.path("var/lib/selfkube/assets") }
 
+// HostPath is where an absolute host path from the configuration (etcd.local.dataDir,
+// apiServer.audit.logDir) is in this layout: below Root.
+func (l Layout) HostPath(p string) string { return l.path(p) }
+
 // Action says what WriteFile did.
 type Action string
 
@@ -78,26 +84,29 @@ const (
 	Unchanged Action = "using existing"
 )
 
-// WriteFile writes data to path atomically (temp file, fsync, rename) with perm, creating
-// parent directories (0755, or 0700 when perm is private). An identical file is left
-// alone; its mode is still corrected.
+// WriteFile writes data to path atomically (temp file, fsync, rename, fsync of the
+// directory) with perm, creating parent directories (0755, or 0700 when perm is private;
+// existing ones are left as they are: EnsurePrivateDir tightens a directory). An identical
+// regular file is left alone; its mode is still corrected, on the open file, so never
+// through a symbolic link. A symbolic link (or anything else that is not a regular file)
+// at path is replaced by the file, as the rename does, never written through.
 func WriteFile(path string, data []byte, perm fs.FileMode) (Action, error) {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		if err := os.Chmod(path, perm); err != nil {
-			return "", fmt.Errorf("setting mode of %s: %w", path, err)
-		}
+	same, err := sameRegularFile(path, data, perm)
+	if err != nil {
+		return "", err
+	}
+	if same {
 		return Unchanged, nil
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("reading %s: %w", path, err)
 	}
 	dirMode := fs.FileMode(0o755)
 	if perm&0o077 == 0 {
 		dirMode = 0o700
 	}
-	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
-		return "", fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return "", fmt.Errorf("creating %s: %w", dir, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return "", fmt.Errorf("writing %s: %w", path, err)
 	}
@@ -120,5 +129,84 @@ func WriteFile(path string, data []byte, perm fs.FileMode) (Action, error) {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", fmt.Errorf("writing %s: %w", path, err)
 	}
+	// The rename is durable only once the directory entry is on disk.
+	if err := syncDir(dir); err != nil {
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
 	return Written, nil
+}
+
+// sameRegularFile reports whether path is a regular file holding data, and if so sets
+// its mode to perm. It opens path without following a symbolic link (nor blocking on a
+// FIFO) and changes the mode on the open file, so a link planted at path is never
+// followed; a link or another kind of file is "not the same", for the caller to replace.
+func sameRegularFile(path string, data []byte, perm fs.FileMode) (bool, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ELOOP):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() || st.Size() != int64(len(data)) {
+		return false, nil
+	}
+	old, err := io.ReadAll(f)
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if !bytes.Equal(old, data) {
+		return false, nil
+	}
+	if st.Mode().Perm() != perm {
+		if err := f.Chmod(perm); err != nil {
+			return false, fmt.Errorf("setting mode of %s: %w", path, err)
+		}
+	}
+	return true, nil
+}
+
+// syncDir flushes a directory's entries (a rename or a new file in it) to disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return d.Close()
+}
+
+// PrivateDirMode is the mode of directories that hold keys or etcd's data.
+const PrivateDirMode fs.FileMode = 0o700
+
+// EnsurePrivateDir creates path and its missing parents, and makes path itself 0700
+// whatever its mode was (MkdirAll leaves an existing directory alone): for directories
+// that hold keys, and for etcd's data directory (CIS 1.1.11). Parents it creates are
+// 0700 too; existing parents are left as they are. A symbolic link to a directory (a
+// data directory moved to another disk) is followed.
+func EnsurePrivateDir(path string) error {
+	if err := os.MkdirAll(path, PrivateDirMode); err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", path)
+	}
+	if st.Mode()&fs.ModePerm != PrivateDirMode || st.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
+		if err := os.Chmod(path, PrivateDirMode); err != nil {
+			return fmt.Errorf("making %s private (0700): %w", path, err)
+		}
+	}
+	return nil
 }

@@ -51,6 +51,13 @@ func (d *Data) report(lines []string) {
 
 func certs(_ context.Context, d *Data) error {
 	res, err := pki.Ensure(d.tlsDir(), d.Cfg, pki.Options{})
+	if err == nil && d.Cfg.Cluster.APIServer.EncryptsSecrets() {
+		// The key of Secrets in etcd: made once, kept like the CA.
+		var enc pki.Result
+		if enc, err = pki.EnsureEncryptionConfig(d.tlsDir(), pki.Options{}); err == nil {
+			res = append(res, enc)
+		}
+	}
 	for _, r := range res {
 		d.Log.Debug(r.String())
 	}
@@ -71,15 +78,20 @@ func kubeconfigs(_ context.Context, d *Data) error {
 	})
 }
 
-// copyFiles copies src→dst, keys and kubeconfigs 0600, everything else 0644.
+// copyFiles copies src→dst: keys, kubeconfigs and any file that only its owner may read
+// (the encryption configuration) 0600, everything else 0644.
 func (d *Data) copyFiles(files map[string]string) error {
 	for src, dst := range files {
 		data, err := os.ReadFile(src)
 		if err != nil {
 			return err
 		}
+		st, err := os.Stat(src)
+		if err != nil {
+			return err
+		}
 		mode := fs.FileMode(0o644)
-		if strings.HasSuffix(src, ".key") || strings.HasSuffix(src, ".conf") {
+		if strings.HasSuffix(src, ".key") || strings.HasSuffix(src, ".conf") || st.Mode().Perm()&0o077 == 0 {
 			mode = 0o600
 		}
 		a, err := host.WriteFile(dst, data, mode)
@@ -91,16 +103,26 @@ func (d *Data) copyFiles(files map[string]string) error {
 	return nil
 }
 
-// copyTree copies every file below src to dst with copyFiles' modes.
+// copyTree copies every file below src to dst with copyFiles' modes. The trees it copies
+// hold keys: dst and every directory below it are made 0700 before any file is written,
+// whatever their modes were and whichever file comes first.
 func (d *Data) copyTree(src, dst string) error {
 	files := map[string]string{}
 	err := filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+		if err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(src, p)
-		files[p] = filepath.Join(dst, rel)
-		return err
+		if err != nil {
+			return err
+		}
+		switch {
+		case e.IsDir():
+			return host.EnsurePrivateDir(filepath.Join(dst, rel))
+		case !strings.HasPrefix(e.Name(), "."):
+			files[p] = filepath.Join(dst, rel)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("copying %s: %w", src, err)
@@ -187,6 +209,11 @@ func (d *Data) writeStaticPod(name string) error {
 }
 
 func etcd(_ context.Context, d *Data) error {
+	// etcd's data is every Secret of the cluster: 0700 before etcd starts (and on a
+	// directory a previous run or another tool left with another mode).
+	if err := host.EnsurePrivateDir(d.Layout.HostPath(d.Cfg.Cluster.Etcd.Local.DataDir)); err != nil {
+		return fmt.Errorf("preparing etcd's data directory: %w", err)
+	}
 	if err := d.copyTree(filepath.Join(d.tlsDir(), "etcd"), filepath.Join(d.Layout.PKIDir(), "etcd")); err != nil {
 		return err
 	}
@@ -194,8 +221,22 @@ func etcd(_ context.Context, d *Data) error {
 }
 
 func temporaryControlPlane(_ context.Context, d *Data) error {
+	// Render first: the files copied below include what render writes into tls/ (the
+	// audit policy), also when no etcd phase rendered before (external etcd).
+	if _, err := d.renderAssets(); err != nil {
+		return err
+	}
 	// The temporary control plane reads its credentials from the host until the
 	// hand-over; the self-hosted one reads them from Secrets.
+	if err := host.EnsurePrivateDir(d.Layout.BootstrapSecretsDir()); err != nil {
+		return err
+	}
+	if a := &d.Cfg.Cluster.APIServer.Audit; a.On() {
+		// The kubelet would make the log directory 0755 (DirectoryOrCreate).
+		if err := host.EnsurePrivateDir(d.Layout.HostPath(a.LogDir)); err != nil {
+			return fmt.Errorf("preparing the audit log directory: %w", err)
+		}
+	}
 	for _, sub := range []string{render.TLSDir, render.AuthDir} {
 		if err := d.copyTree(filepath.Join(d.AssetDir(), sub), filepath.Join(d.Layout.BootstrapSecretsDir(), sub)); err != nil {
 			return err

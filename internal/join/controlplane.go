@@ -36,8 +36,7 @@ const (
 )
 
 // controlPlaneCerts fetches the CA keys from the cluster (decrypted with the certificate
-// key), checks they belong to the CA discovery pinned, and issues this node's etcd
-// certificates.
+// key) and checks they belong to the CA discovery pinned. It writes nothing.
 func controlPlaneCerts(ctx context.Context, d *Data) error {
 	client, err := kubernetes.NewForConfig(d.tokenConfig())
 	if err != nil {
@@ -59,14 +58,39 @@ func controlPlaneCerts(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("the handed-off cluster CA: %w", err)
 	}
-	d.ca = ca
+	if _, err := keyPair(files[HandOffEtcdCACert], files[HandOffEtcdCAKey]); err != nil {
+		return fmt.Errorf("the handed-off etcd CA: %w", err)
+	}
+	d.ca, d.handOff = ca, files
+	return nil
+}
 
+// writeEtcdCerts writes the etcd CA of the hand-off and issues this node's etcd
+// certificates with it.
+func writeEtcdCerts(d *Data) error {
+	if d.handOff == nil {
+		return fmt.Errorf("the control-plane hand-off was not fetched: run the whole join, not only its etcd-member phase")
+	}
 	pkiDir := d.Layout.PKIDir()
 	etcdDir := filepath.Join(pkiDir, "etcd")
-	if _, err := host.WriteFile(filepath.Join(etcdDir, "ca.crt"), files[HandOffEtcdCACert], 0o644); err != nil {
+	// Directories that hold keys, or etcd's data (all of the cluster's Secrets), and the
+	// audit log: root's only, whatever created them before.
+	private := []string{etcdDir}
+	if l := d.cfg.Cluster.Etcd.Local; l != nil {
+		private = append(private, d.Layout.HostPath(l.DataDir))
+	}
+	if a := d.cfg.Cluster.APIServer.Audit; a.On() {
+		private = append(private, d.Layout.HostPath(a.LogDir))
+	}
+	for _, dir := range private {
+		if err := host.EnsurePrivateDir(dir); err != nil {
+			return err
+		}
+	}
+	if _, err := host.WriteFile(filepath.Join(etcdDir, "ca.crt"), d.handOff[HandOffEtcdCACert], 0o644); err != nil {
 		return err
 	}
-	if _, err := host.WriteFile(filepath.Join(etcdDir, "ca.key"), files[HandOffEtcdCAKey], 0o600); err != nil {
+	if _, err := host.WriteFile(filepath.Join(etcdDir, "ca.key"), d.handOff[HandOffEtcdCAKey], 0o600); err != nil {
 		return err
 	}
 	etcdCA, err := pki.LoadCA(pkiDir, pki.EtcdCA)
@@ -118,19 +142,42 @@ func keyPair(certPEM, keyPEM []byte) (*pki.KeyPair, error) {
 	return &pki.KeyPair{Cert: cert, Key: key}, nil
 }
 
-// adminClient is a cluster-admin client made with the handed-off CA; its kubeconfig is
-// also written to admin.conf, as on the first control-plane node.
+// issueKubeconfig signs, with the handed-off CA, the client certificate of the kubeconfig
+// file (kubeconfig.Admin, kubeconfig.Kubelet) and returns that kubeconfig, for server.
+func (d *Data) issueKubeconfig(file, server string) ([]byte, error) {
+	if d.ca == nil {
+		return nil, fmt.Errorf("the cluster CA was not fetched: run the whole join, not only some of its phases")
+	}
+	for _, spec := range kubeconfig.Specs(d.cfg) {
+		if spec.File == file {
+			c := d.cfg.Cluster.Certificates
+			issuer := pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: time.Now()}
+			return kubeconfig.Build(spec, server, d.ca, issuer)
+		}
+	}
+	return nil, fmt.Errorf("no kubeconfig %s", file)
+}
+
+// adminKubeconfig is admin.conf, made with the handed-off CA (once per join).
+func (d *Data) adminKubeconfig() ([]byte, error) {
+	if d.adminConf == nil {
+		data, err := d.issueKubeconfig(kubeconfig.Admin, d.cluster.Server)
+		if err != nil {
+			return nil, err
+		}
+		d.adminConf = data
+	}
+	return d.adminConf, nil
+}
+
+// adminClient is a cluster-admin client made with the handed-off CA. It writes nothing:
+// admin.conf is written by the mark-control-plane phase.
 func (d *Data) adminClient() (kubernetes.Interface, error) {
 	if d.admin != nil {
 		return d.admin, nil
 	}
-	c := d.cfg.Cluster.Certificates
-	issuer := pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: time.Now()}
-	data, err := kubeconfig.Build(kubeconfig.Specs(d.cfg)[0], d.cluster.Server, d.ca, issuer)
+	data, err := d.adminKubeconfig()
 	if err != nil {
-		return nil, err
-	}
-	if _, err := host.WriteFile(d.Layout.AdminKubeconfig(), data, 0o600); err != nil {
 		return nil, err
 	}
 	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
@@ -145,6 +192,9 @@ func (d *Data) adminClient() (kubernetes.Interface, error) {
 // etcdMember adds this node to etcd as a learner (it votes only once promoted, so a
 // join that fails half-way never costs the cluster its quorum) and writes its static pod.
 func etcdMember(ctx context.Context, d *Data) error {
+	if err := writeEtcdCerts(d); err != nil {
+		return err
+	}
 	client, err := d.adminClient()
 	if err != nil {
 		return err
@@ -279,6 +329,14 @@ func markControlPlane(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
+	// admin.conf, as on the first control-plane node (token create runs with it).
+	data, err := d.adminKubeconfig()
+	if err != nil {
+		return err
+	}
+	if _, err := host.WriteFile(d.Layout.AdminKubeconfig(), data, 0o600); err != nil {
+		return err
+	}
 	return initcluster.MarkControlPlane(ctx, client, d.cfg.Node.Name, d.Node.Taints, d.Timeout)
 }
 
@@ -316,6 +374,12 @@ func waitControlPlane(ctx context.Context, d *Data) error {
 			return err
 		}
 	}
+	// The CA keys were handed off for this join: they leave the cluster now, not when the
+	// token expires.
+	if err := bootstrap.DeleteCerts(ctx, client); err != nil {
+		return err
+	}
+	d.Status.Infof("deleted the control-plane hand-off kube-system/%s", bootstrap.CertsSecretName)
 	return nil
 }
 

@@ -3,9 +3,11 @@
 // Trust comes first and nothing is written before it: the node fetches
 // kube-public/cluster-info anonymously, checks the token's JWS signature over it and the
 // CA against the pinned hash, and fetches it again over TLS verified with that CA. Only
-// then does it write the kubelet's bootstrap kubeconfig and configuration; the kubelet
-// requests its own client certificate (approved automatically through RBAC) and
-// registers the node.
+// then, and once it checked that no Node has its name, does it write the kubelet's
+// bootstrap kubeconfig and configuration; the kubelet requests its own client certificate
+// (which selfkube's approver approves for a new name only) and registers the node. A
+// control-plane node's kubelet gets its certificate signed by the join itself, with the
+// handed-off CA: a bootstrap token never yields a control-plane node's identity.
 package join
 
 import (
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -29,10 +32,12 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/selfkube/selfkube/internal/approver"
 	"github.com/selfkube/selfkube/internal/bootstrap"
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/discovery"
 	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/kubelet"
 	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/internal/pki"
@@ -69,7 +74,10 @@ type Data struct {
 	cluster *discovery.Cluster
 	cfg     *config.Config
 	ca      *pki.KeyPair         // control plane: the cluster CA
+	handOff map[string][]byte    // control plane: the decrypted hand-off files
 	admin   kubernetes.Interface // control plane: a client made with it
+	// adminConf is admin.conf's content (control plane), made once.
+	adminConf []byte
 	etcdID  uint64               // control plane: this node's etcd member
 	// etcdEndpoints are the client URLs of the other members (control plane).
 	etcdEndpoints []string
@@ -84,9 +92,10 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "preflight", Short: "preflight checks", Run: preflight},
 		{Name: "discovery", Short: "discovering and verifying the cluster", Run: discover},
 		{Name: "cluster-config", Short: "reading the cluster configuration", Run: clusterConfig},
-		{Name: "control-plane-certs", Short: "fetching the CA keys and issuing etcd certificates", Run: controlPlaneCerts, RunIf: isControlPlane},
-		{Name: "etcd-member", Short: "adding this node to etcd as a learner", Run: etcdMember, RunIf: isControlPlane},
-		{Name: "kubelet", Short: "kubelet configuration and TLS bootstrap", Run: kubeletStart},
+		{Name: "control-plane-certs", Short: "fetching and verifying the CA keys", Run: controlPlaneCerts, RunIf: isControlPlane},
+		{Name: "node-name", Short: "checking that the node name is free", Run: nodeNameFree},
+		{Name: "etcd-member", Short: "issuing etcd certificates, adding this node to etcd as a learner", Run: etcdMember, RunIf: isControlPlane},
+		{Name: "kubelet", Short: "kubelet configuration and client certificate", Run: kubeletStart},
 		{Name: "etcd-promote", Short: "promoting this node's etcd member once it caught up", Run: etcdPromote, RunIf: isControlPlane},
 		{Name: "apiserver-cert", Short: "adding this node to the apiserver certificate", Run: apiServerCert, RunIf: isControlPlane},
 		{Name: "mark-control-plane", Short: "labelling the node as control plane", Run: markControlPlane, RunIf: isControlPlane},
@@ -178,6 +187,46 @@ func clusterConfig(ctx context.Context, d *Data) error {
 	return nil
 }
 
+// nodeNameFree refuses a name that a Node has: the kubelet would take over that node's
+// identity (and selfkube's approver would deny its certificate anyway). A control-plane
+// node also needs a name that no bootstrap token was ever given a certificate for: such a
+// certificate cannot be revoked, and on a control-plane node the node identity reads the
+// control plane's Secrets.
+func nodeNameFree(ctx context.Context, d *Data) error {
+	client, err := kubernetes.NewForConfig(d.tokenConfig())
+	if err != nil {
+		return err
+	}
+	name := d.cfg.Node.Name
+	_, err = client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: a node named %s is already in the cluster: join this machine under another name with --node-name, "+
+			"or, if it replaces %s, remove the old one first (kubectl delete node %s)\nnothing was written on this node", ErrNodeNameTaken, name, name, name)
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("checking whether node %s exists, with the token: %w\nnothing was written on this node", name, err)
+	}
+	if !d.ControlPlane {
+		return nil
+	}
+	admin, err := d.adminClient()
+	if err != nil {
+		return err
+	}
+	ledger, err := admin.CoreV1().ConfigMaps(approver.LedgerNamespace).Get(ctx, approver.LedgerName, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("reading %s/%s: %w\nnothing was written on this node", approver.LedgerNamespace, approver.LedgerName, err)
+	}
+	if csr, ok := ledger.Data[name]; ok && err == nil {
+		return fmt.Errorf("%w: a bootstrap token was given a certificate for node %s (CSR %s), and it cannot be revoked: "+
+			"join this control-plane node under another name with --node-name\nnothing was written on this node", ErrNodeNameTaken, name, csr)
+	}
+	return nil
+}
+
+// ErrNodeNameTaken says the node name is not free.
+var ErrNodeNameTaken = errors.New("the node name is taken")
+
 func kubeletStart(ctx context.Context, d *Data) error {
 	if err := os.MkdirAll(d.Layout.ManifestsDir(), 0o755); err != nil {
 		return err
@@ -194,17 +243,30 @@ func kubeletStart(ctx context.Context, d *Data) error {
 	if _, err := host.WriteFile(filepath.Join(d.Layout.ManifestsDir(), manifests.APIProxyManifest), proxy, 0o600); err != nil {
 		return err
 	}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: manifests.APIProxyServer(), CertificateAuthorityData: d.cluster.CAData}
-	kc.AuthInfos["tls-bootstrap-token-user"] = &clientcmdapi.AuthInfo{Token: d.Token.String()}
-	kc.Contexts["tls-bootstrap"] = &clientcmdapi.Context{Cluster: "kubernetes", AuthInfo: "tls-bootstrap-token-user"}
-	kc.CurrentContext = "tls-bootstrap"
-	data, err := clientcmd.Write(*kc)
-	if err != nil {
-		return err
-	}
-	if _, err := host.WriteFile(d.Layout.BootstrapKubeletKubeconfig(), data, 0o600); err != nil {
-		return err
+	if d.ControlPlane {
+		// A control-plane node's identity comes only from this path, whose holder proved
+		// the certificate key: its kubelet certificate is signed here, never approved for
+		// a bootstrap token.
+		data, err := d.issueKubeconfig(kubeconfig.Kubelet, manifests.APIProxyServer())
+		if err != nil {
+			return err
+		}
+		if _, err := host.WriteFile(d.Layout.KubeletKubeconfig(), data, 0o600); err != nil {
+			return err
+		}
+	} else {
+		kc := clientcmdapi.NewConfig()
+		kc.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: manifests.APIProxyServer(), CertificateAuthorityData: d.cluster.CAData}
+		kc.AuthInfos["tls-bootstrap-token-user"] = &clientcmdapi.AuthInfo{Token: d.Token.String()}
+		kc.Contexts["tls-bootstrap"] = &clientcmdapi.Context{Cluster: "kubernetes", AuthInfo: "tls-bootstrap-token-user"}
+		kc.CurrentContext = "tls-bootstrap"
+		data, err := clientcmd.Write(*kc)
+		if err != nil {
+			return err
+		}
+		if _, err := host.WriteFile(d.Layout.BootstrapKubeletKubeconfig(), data, 0o600); err != nil {
+			return err
+		}
 	}
 	if _, err := kubelet.Write(d.cfg, d.Layout); err != nil {
 		return err

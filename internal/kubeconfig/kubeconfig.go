@@ -146,10 +146,11 @@ func Ensure(dir, pkiDir string, cfg *config.Config, opts pki.Options) ([]pki.Res
 	if opts.DryRun {
 		return results, nil
 	}
+	// The kubeconfigs hold keys: the directory ends 0700 however it was made.
+	if err := host.EnsurePrivateDir(dir); err != nil {
+		return nil, err
+	}
 	for _, w := range writes {
-		if err := os.MkdirAll(dir, pki.DirMode); err != nil {
-			return nil, fmt.Errorf("creating %s: %w", dir, err)
-		}
 		if _, err := host.WriteFile(w.path, w.data, pki.KeyMode); err != nil {
 			return nil, err
 		}

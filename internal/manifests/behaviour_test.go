@@ -236,16 +236,17 @@ func TestSecretsHoldOnlyWhatEachComponentNeeds(t *testing.T) {
 	want := map[string]map[string][]string{
 		"default": {
 			nameAPIServer: {"apiserver-etcd-client.crt", "apiserver-etcd-client.key", "apiserver-kubelet-client.crt",
-				"apiserver-kubelet-client.key", "apiserver.crt", "apiserver.key", "ca.crt", "etcd-ca.crt",
-				"front-proxy-ca.crt", "front-proxy-client.crt", "front-proxy-client.key", "sa.key", "sa.pub"},
+				"apiserver-kubelet-client.key", "apiserver.crt", "apiserver.key", "audit-policy.yaml", "ca.crt",
+				"encryption-config.yaml", "etcd-ca.crt", "front-proxy-ca.crt", "front-proxy-client.crt",
+				"front-proxy-client.key", "sa.key", "sa.pub"},
 			nameControllerManager: {"ca.crt", "ca.key", "controller-manager.conf", "front-proxy-ca.crt", "sa.key"},
 			nameScheduler:         {"scheduler.conf"},
 		},
 		// With external etcd the API server's etcd client files are host files.
 		"custom": {
 			nameAPIServer: {"apiserver-kubelet-client.crt", "apiserver-kubelet-client.key", "apiserver.crt",
-				"apiserver.key", "ca.crt", "front-proxy-ca.crt", "front-proxy-client.crt", "front-proxy-client.key",
-				"sa.key", "sa.pub"},
+				"apiserver.key", "audit-policy.yaml", "ca.crt", "encryption-config.yaml", "front-proxy-ca.crt",
+				"front-proxy-client.crt", "front-proxy-client.key", "sa.key", "sa.pub"},
 			nameControllerManager: {"ca.crt", "ca.key", "controller-manager.conf", "front-proxy-ca.crt", "sa.key"},
 			nameScheduler:         {"scheduler.conf"},
 		},
@@ -303,12 +304,17 @@ func TestCredentialPathsResolve(t *testing.T) {
 					}
 				}
 				if strings.HasPrefix(value, "/") && !strings.HasPrefix(value, SecretsMountDir+"/") &&
-					!strings.HasPrefix(value, BootstrapSecretsDir+"/") && !isExternalEtcdFile(mk(t), value) {
+					!strings.HasPrefix(value, BootstrapSecretsDir+"/") && !isExternalEtcdFile(mk(t), value) &&
+					!isAuditLog(mk(t), value) {
 					t.Errorf("%s/%s: %s points outside the mounted credentials", name, file, arg)
 				}
 			}
 		}
 	}
+}
+
+func isAuditLog(cfg *config.Config, p string) bool {
+	return path.Dir(p) == cfg.Cluster.APIServer.Audit.LogDir
 }
 
 func isExternalEtcdFile(cfg *config.Config, p string) bool {
@@ -584,7 +590,6 @@ func TestNodeBootstrapRBAC(t *testing.T) {
 	want := map[string][2]string{ // binding → role, group
 		"kubeadm:cluster-admins":                        {"cluster-admin", AdminGroup},
 		"kubeadm:kubelet-bootstrap":                     {"system:node-bootstrapper", NodeBootstrapGroup},
-		"kubeadm:node-autoapprove-bootstrap":            {"system:certificates.k8s.io:certificatesigningrequests:nodeclient", NodeBootstrapGroup},
 		"kubeadm:node-autoapprove-certificate-rotation": {"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"},
 		"kubeadm:get-nodes":                             {"kubeadm:get-nodes", NodeBootstrapGroup},
 	}
@@ -592,6 +597,11 @@ func TestNodeBootstrapRBAC(t *testing.T) {
 		b, ok := a.Object.(*rbacv1.ClusterRoleBinding)
 		if !ok {
 			continue
+		}
+		// Stock auto-approval would give a bootstrap token any node's identity: only
+		// selfkube's approver decides on bootstrap CSRs.
+		if b.RoleRef.Name == "system:certificates.k8s.io:certificatesigningrequests:nodeclient" {
+			t.Errorf("%s grants the stock nodeclient auto-approval to %+v", b.Name, b.Subjects)
 		}
 		w, ok := want[b.Name]
 		if !ok {

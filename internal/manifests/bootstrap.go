@@ -113,6 +113,18 @@ func externalEtcdVolumes(cfg *config.Config) ([]corev1.Volume, []corev1.VolumeMo
 	return vols, mounts
 }
 
+// apiServerHostVolumes are the host paths an apiserver (temporary or self-hosted) mounts
+// besides its credentials: the external etcd client files, and the audit log directory,
+// read-write, created by the kubelet if init (or join) did not create it 0700.
+func apiServerHostVolumes(cfg *config.Config) ([]corev1.Volume, []corev1.VolumeMount) {
+	vols, mounts := externalEtcdVolumes(cfg)
+	if a := &cfg.Cluster.APIServer.Audit; a.On() {
+		v, m := hostPathVolume("audit-log", a.LogDir, corev1.HostPathDirectoryOrCreate, false)
+		vols, mounts = append(vols, v), append(mounts, m)
+	}
+	return vols, mounts
+}
+
 // apiServerContainer is kube-apiserver's container. bind, when set, is its only listen
 // address (and where it is probed); otherwise it listens on every address.
 func apiServerContainer(cfg *config.Config, p filePaths, advertise, bind string) corev1.Container {
@@ -142,9 +154,9 @@ func bootstrapAPIServer(cfg *config.Config) *corev1.Pod {
 	// one's at [::1]/127.0.0.1, where only it listens. Clients of the endpoint stay on
 	// the temporary apiserver until it closes its socket, then reach the self-hosted one.
 	c := apiServerContainer(cfg, bootstrapPath, cfg.Node.AdvertiseAddress, cfg.Node.AdvertiseAddress)
-	extVols, extMounts := externalEtcdVolumes(cfg)
-	c.VolumeMounts = append([]corev1.VolumeMount{mount}, extMounts...)
-	pod := staticPod(nameAPIServer, true, c, append([]corev1.Volume{vol}, extVols...))
+	hostVols, hostMounts := apiServerHostVolumes(cfg)
+	c.VolumeMounts = append([]corev1.VolumeMount{mount}, hostMounts...)
+	pod := staticPod(nameAPIServer, true, c, append([]corev1.Volume{vol}, hostVols...))
 	pod.Spec.TerminationGracePeriodSeconds = ptr.To[int64](apiServerTerminationSeconds)
 	return pod
 }

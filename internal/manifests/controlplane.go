@@ -17,7 +17,9 @@ import (
 
 // secretFiles lists the asset files each self-hosted component's Secret holds: only what
 // that component reads. The API server gets no CA private key; only the controller
-// manager, which signs node certificates, holds ca.key.
+// manager, which signs node certificates, holds ca.key. The API server's encryption
+// configuration and audit policy are in its Secret, not in ConfigMaps, so that they reach
+// its checkpoints (and the key is not readable with ConfigMap access).
 func secretFiles(cfg *config.Config) map[string][]string {
 	apiserver := []string{
 		FileCACert,
@@ -28,6 +30,12 @@ func secretFiles(cfg *config.Config) map[string][]string {
 	}
 	if cfg.Cluster.Etcd.External == nil {
 		apiserver = append(apiserver, FileEtcdCACert, FileAPIServerEtcdCert, FileAPIServerEtcdKey)
+	}
+	if cfg.Cluster.APIServer.EncryptsSecrets() {
+		apiserver = append(apiserver, FileEncryptionConfig)
+	}
+	if cfg.Cluster.APIServer.Audit.On() {
+		apiserver = append(apiserver, FileAuditPolicy)
 	}
 	return map[string][]string{
 		nameAPIServer: apiserver,
@@ -108,10 +116,10 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 		Name:      "HOST_IP",
 		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}},
 	}}
-	_, c.VolumeMounts = externalEtcdVolumes(cfg)
+	hostVols, hostMounts := apiServerHostVolumes(cfg)
+	c.VolumeMounts = hostMounts
 	spec := controlPlanePodSpec(c, priorityNodeCritical)
-	extVols, _ := externalEtcdVolumes(cfg)
-	spec.Volumes = append(spec.Volumes, extVols...)
+	spec.Volumes = append(spec.Volumes, hostVols...)
 	// The node's resolver, not cluster DNS: the apiserver must start (after a reboot, too)
 	// before CoreDNS can, also when etcd or an OIDC issuer is named by DNS.
 	spec.DNSPolicy = corev1.DNSDefault
@@ -150,15 +158,7 @@ const controlPlaneReplicas = 2
 func controlPlaneDeployment(name string, c corev1.Container) *appsv1.Deployment {
 	labels, selector := controlPlaneLabels(name)
 	spec := controlPlanePodSpec(c, priorityClusterCritical)
-	spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
-		PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
-			Weight: 100,
-			PodAffinityTerm: corev1.PodAffinityTerm{
-				LabelSelector: &metav1.LabelSelector{MatchLabels: selector},
-				TopologyKey:   "kubernetes.io/hostname",
-			},
-		}},
-	}}
+	spec.Affinity = spreadOverNodes(selector)
 	return &appsv1.Deployment{
 		ObjectMeta: objectMeta(name, Namespace, appLabels(name, componentControlPlane)),
 		Spec: appsv1.DeploymentSpec{

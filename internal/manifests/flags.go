@@ -109,6 +109,18 @@ func apiServerFlags(cfg *config.Config, p filePaths, advertise string) flags {
 		"tls-cert-file":                           p(FileAPIServerCert),
 		"tls-private-key-file":                    p(FileAPIServerKey),
 	}
+	if c.APIServer.EncryptsSecrets() {
+		f["encryption-provider-config"] = p(FileEncryptionConfig)
+		// A rotated key in the Secret (or checkpoint) is read without a restart.
+		f["encryption-provider-config-automatic-reload"] = "true"
+	}
+	if a := &c.APIServer.Audit; a.On() {
+		f["audit-policy-file"] = p(FileAuditPolicy)
+		f["audit-log-path"] = path.Join(a.LogDir, config.AuditLogFile)
+		f["audit-log-maxage"] = strconv.Itoa(int(a.MaxAge))
+		f["audit-log-maxbackup"] = strconv.Itoa(int(a.MaxBackups))
+		f["audit-log-maxsize"] = strconv.Itoa(int(a.MaxSizeMB))
+	}
 	if e := c.Etcd.External; e != nil {
 		f["etcd-servers"] = strings.Join(e.Endpoints, ",")
 		f["etcd-cafile"] = e.CAFile

@@ -6,7 +6,9 @@
 //
 // The asset directory layout is the contract with the PKI and kubeconfig packages:
 //
-//	tls/       ca.crt ca.key apiserver.crt … sa.key sa.pub, tls/etcd/ca.crt …
+//	tls/       ca.crt ca.key apiserver.crt … sa.key sa.pub, tls/etcd/ca.crt …,
+//	           and the apiserver's encryption-config.yaml (the key that encrypts
+//	           Secrets in etcd) and audit-policy.yaml
 //	auth/      admin.conf controller-manager.conf scheduler.conf …
 //
 // On a node the temporary static pods read tls/ and auth/ from BootstrapSecretsDir, and
@@ -100,6 +102,11 @@ const (
 	FileControllerManagerConf = "auth/controller-manager.conf"
 	FileSchedulerConf         = "auth/scheduler.conf"
 	FileKubeletConf           = "auth/kubelet.conf"
+	// FileEncryptionConfig is the apiserver's EncryptionConfiguration (see
+	// pki.EncryptionConfigFile): generated once, kept like a CA key.
+	FileEncryptionConfig = "tls/encryption-config.yaml"
+	// FileAuditPolicy is the apiserver's audit policy, rendered from the configuration.
+	FileAuditPolicy = "tls/audit-policy.yaml"
 )
 
 const (
@@ -210,6 +217,7 @@ const (
 	stageClusterInfo       = 60
 	stageNetwork           = 70
 	stageCheckpointer      = 80
+	stageController        = 90
 )
 
 // SelfHosted builds the self-hosted control plane and the cluster add-ons, each object
@@ -273,6 +281,7 @@ func SelfHosted(cfg *config.Config, files Files) ([]Asset, error) {
 	}
 
 	add(stageCheckpointer, checkpointer(cfg)...)
+	add(stageController, selfkubeController(cfg)...)
 
 	var assets []Asset
 	seen := map[string]bool{}

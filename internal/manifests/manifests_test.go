@@ -31,6 +31,7 @@ var allFiles = []string{
 	FileEtcdCACert, FileEtcdCAKey, FileEtcdServerCert, FileEtcdServerKey, FileEtcdPeerCert, FileEtcdPeerKey,
 	FileEtcdHealthcheckCert, FileEtcdHealthcheckKey,
 	FileAdminConf, FileSuperAdminConf, FileControllerManagerConf, FileSchedulerConf, FileKubeletConf,
+	FileEncryptionConfig, FileAuditPolicy,
 }
 
 // fakeFiles has fixed contents, so Secrets in the golden files are stable.

@@ -21,6 +21,9 @@ const (
 	AdminGroup = "kubeadm:cluster-admins"
 	// NodeBootstrapGroup is the group of bootstrap-token users.
 	NodeBootstrapGroup = "system:bootstrappers:kubeadm:default-node-token"
+	// ControlPlaneJoinGroup is the extra group of the tokens of control-plane join
+	// commands: only they may read the control-plane certificate hand-off.
+	ControlPlaneJoinGroup = "system:bootstrappers:selfkube:control-plane"
 	componentAccess    = "access-control"
 	clusterInfoName    = "cluster-info"
 	publicNamespace    = metav1.NamespacePublic
@@ -30,8 +33,8 @@ const (
 )
 
 // rbac binds the admin group and lets nodes join with a bootstrap token: a token user may
-// create a CSR, its client CSRs are approved automatically, and so are a node's renewals
-// of its own client certificate.
+// create a CSR (which selfkube's approver decides on, see internal/approver), and a
+// node's renewals of its own client certificate are approved automatically.
 func rbac() []runtime.Object {
 	return append(accessRBAC(), apiProxyRBAC()...)
 }
@@ -51,8 +54,9 @@ func accessRBAC() []runtime.Object {
 	return []runtime.Object{
 		binding("kubeadm:cluster-admins", "cluster-admin", AdminGroup),
 		binding("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", NodeBootstrapGroup),
-		binding("kubeadm:node-autoapprove-bootstrap",
-			"system:certificates.k8s.io:certificatesigningrequests:nodeclient", NodeBootstrapGroup),
+		// No "nodeclient" auto-approval for bootstrap tokens (kubeadm binds one): it would
+		// approve any node name, a control-plane node's too, whose kubelet reads the control
+		// plane's Secrets. selfkube's approver (selfkube-controller) approves new names only.
 		binding("kubeadm:node-autoapprove-certificate-rotation",
 			"system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"),
 		// A joining node checks whether its name is taken before it registers.
@@ -62,7 +66,8 @@ func accessRBAC() []runtime.Object {
 		},
 		binding("kubeadm:get-nodes", "kubeadm:get-nodes", NodeBootstrapGroup),
 		// A joining control-plane node reads the encrypted hand-off of the CA keys with
-		// its token (useless without the certificate key of its join command).
+		// its token (useless without the certificate key of its join command). Only
+		// control-plane join tokens may: a worker's token never sees it.
 		&rbacv1.Role{
 			ObjectMeta: objectMeta(controlPlaneCertsRole, Namespace, labels),
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"},
@@ -71,7 +76,7 @@ func accessRBAC() []runtime.Object {
 		&rbacv1.RoleBinding{
 			ObjectMeta: objectMeta(controlPlaneCertsRole, Namespace, labels),
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controlPlaneCertsRole},
-			Subjects:   group(NodeBootstrapGroup),
+			Subjects:   group(ControlPlaneJoinGroup),
 		},
 		// The apiserver's client certificate for kubelets carries no group (least
 		// privilege): this binding gives it what logs, exec and port-forward need.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,7 +66,8 @@ func (r Result) String() string { return fmt.Sprintf("%s %s", r.Action, r.Path) 
 // algorithm family. Anything else that exists (a certificate without its key, a key
 // that does not match, a leaf that differs from its spec) is an error naming the file
 // and the difference, and nothing is written: every file is checked before any is.
-// Missing files are generated and written atomically, keys 0600 and certificates 0644.
+// Missing files are generated and written atomically, keys 0600 and certificates 0644,
+// into directories that end 0700 however they were made.
 // The results list every file, in Specs order.
 func Ensure(dir string, cfg *config.Config, opts Options) ([]Result, error) {
 	specs, err := Specs(cfg)
@@ -137,6 +139,18 @@ func Ensure(dir string, cfg *config.Config, opts Options) ([]Result, error) {
 	}
 	if opts.DryRun {
 		return results, nil
+	}
+	// The directories hold keys: 0700, also when they existed or hold only reused files.
+	dirs := []string{dir}
+	for _, spec := range specs {
+		if d := filepath.Dir(fileNames(dir, spec)[0]); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		if err := host.EnsurePrivateDir(d); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeFiles(writes); err != nil {
 		return nil, err

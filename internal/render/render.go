@@ -2,8 +2,9 @@
 // (auth/), the static pods a node starts from (bootstrap-manifests/) and the self-hosted
 // control plane (manifests/).
 //
-// Rendering converges: on an existing directory the CA and valid leaves are kept ("using
-// existing …"), a certificate that no longer fits the configuration is an error that
+// Rendering converges: on an existing directory the CA, valid leaves and the apiserver's
+// encryption configuration (tls/encryption-config.yaml, the key of Secrets in etcd) are
+// kept ("using existing …"), a certificate that no longer fits the configuration is an error that
 // names it (never silently replaced), and manifests are rendered again from the current
 // configuration, stale ones removed.
 package render
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
@@ -69,6 +71,12 @@ func Render(dir string, cfg *config.Config, opts Options) (*Result, error) {
 
 	step := opts.Status.Start("certificates")
 	certs, err := pki.Ensure(tlsDir, cfg, pkiOpts)
+	if err == nil && cfg.Cluster.APIServer.EncryptsSecrets() {
+		var enc pki.Result
+		if enc, err = pki.EnsureEncryptionConfig(tlsDir, pkiOpts); err == nil {
+			certs = append(certs, enc)
+		}
+	}
 	step.Done(&err)
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
@@ -112,9 +120,16 @@ func (r *Result) addPKI(dir string, results []pki.Result) error {
 }
 
 func (r *Result) renderManifests(dir string, cfg *config.Config, dryRun bool) error {
+	policy, err := r.writeAuditPolicy(dir, cfg, dryRun)
+	if err != nil {
+		return err
+	}
 	files, err := ReadFiles(dir)
 	if err != nil {
 		return err
+	}
+	if policy != nil {
+		files[manifests.FileAuditPolicy] = policy
 	}
 	if dryRun {
 		// Nothing was written: give the Secrets placeholders for what would have been.
@@ -139,6 +154,50 @@ func (r *Result) renderManifests(dir string, cfg *config.Config, dryRun bool) er
 		}
 	}
 	return nil
+}
+
+// writeAuditPolicy writes the apiserver's audit policy from the configuration into the
+// asset directory, where the temporary apiserver (through the bootstrap copy) and the
+// apiserver Secret take it from, and returns it. With audit logging off it removes a
+// policy an earlier render wrote, and returns nil.
+func (r *Result) writeAuditPolicy(dir string, cfg *config.Config, dryRun bool) ([]byte, error) {
+	file := filepath.Join(dir, filepath.FromSlash(manifests.FileAuditPolicy))
+	audit := &cfg.Cluster.APIServer.Audit
+	if !audit.On() || audit.Policy == nil {
+		if _, err := os.Lstat(file); err != nil {
+			return nil, nil
+		}
+		if !dryRun {
+			if err := os.Remove(file); err != nil {
+				return nil, fmt.Errorf("removing the audit policy of an earlier render: %w", err)
+			}
+		}
+		r.Changes = append(r.Changes, Change{Path: manifests.FileAuditPolicy, Action: "removed stale"})
+		return nil, nil
+	}
+	data, err := EncodeAuditPolicy(audit.Policy)
+	if err != nil {
+		return nil, err
+	}
+	action := string(host.Written)
+	if !dryRun {
+		act, err := host.WriteFile(file, data, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		action = string(act)
+	}
+	r.Changes = append(r.Changes, Change{Path: manifests.FileAuditPolicy, Action: action})
+	return data, nil
+}
+
+// EncodeAuditPolicy is the audit policy file the apiserver reads (--audit-policy-file).
+func EncodeAuditPolicy(p *config.AuditPolicy) ([]byte, error) {
+	data, err := yaml.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the audit policy: %w", err)
+	}
+	return data, nil
 }
 
 // writeAssets writes one manifest folder and removes the YAML files in it that the

@@ -7,15 +7,20 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/pki"
 	"github.com/selfkube/selfkube/test/apiserver"
 )
 
@@ -76,6 +81,7 @@ func TestMinimalConfigRendersCompleteAssetDir(t *testing.T) {
 		"tls/ca.crt", "tls/ca.key", "tls/apiserver.crt", "tls/apiserver-kubelet-client.key", "tls/front-proxy-ca.crt",
 		"tls/front-proxy-client.crt", "tls/sa.key", "tls/sa.pub", "tls/apiserver-etcd-client.crt",
 		"tls/etcd/ca.crt", "tls/etcd/server.crt", "tls/etcd/peer.crt", "tls/etcd/healthcheck-client.crt",
+		"tls/encryption-config.yaml", "tls/audit-policy.yaml",
 		"auth/admin.conf", "auth/super-admin.conf", "auth/controller-manager.conf", "auth/scheduler.conf", "auth/kubelet.conf",
 		"bootstrap-manifests/etcd.yaml", "bootstrap-manifests/kube-apiserver.yaml",
 		"bootstrap-manifests/kube-controller-manager.yaml", "bootstrap-manifests/kube-scheduler.yaml",
@@ -87,7 +93,8 @@ func TestMinimalConfigRendersCompleteAssetDir(t *testing.T) {
 	kinds := map[string]bool{}
 	for f, modeHash := range files {
 		mode := strings.Fields(modeHash)[0]
-		private := strings.HasSuffix(f, ".key") || strings.HasPrefix(f, "auth/") || strings.HasSuffix(f, "-secret.yaml")
+		private := strings.HasSuffix(f, ".key") || strings.HasPrefix(f, "auth/") || strings.HasSuffix(f, "-secret.yaml") ||
+			f == "tls/encryption-config.yaml"
 		if private && mode != "-rw-------" {
 			t.Errorf("%s holds secrets but has mode %s", f, mode)
 		}
@@ -178,6 +185,164 @@ func TestStaleManifestRemoved(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the removal was not reported: %v", res.Changes)
+	}
+}
+
+// apiServerSecret returns the kube-apiserver Secret and DaemonSet command of a render.
+func apiServerSecret(t *testing.T, res *Result) (*corev1.Secret, []string) {
+	t.Helper()
+	var secret *corev1.Secret
+	var cmd []string
+	for _, a := range res.SelfHosted {
+		switch o := a.Object.(type) {
+		case *corev1.Secret:
+			if o.Name == manifests.APIServerSecret {
+				secret = o
+			}
+		case *appsv1.DaemonSet:
+			if o.Name == manifests.APIServerSecret {
+				cmd = o.Spec.Template.Spec.Containers[0].Command
+			}
+		}
+	}
+	if secret == nil || cmd == nil {
+		t.Fatalf("no kube-apiserver Secret (%v) or DaemonSet (%v) rendered", secret, cmd)
+	}
+	return secret, cmd
+}
+
+func TestEncryptionConfigKeptAcrossRenders(t *testing.T) {
+	dir := t.TempDir()
+	res, err := Render(dir, load(t, minimal), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, filepath.FromSlash(manifests.FileEncryptionConfig))
+	first, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("render wrote no encryption configuration: %v", err)
+	}
+	if filepath.Base(path) != pki.EncryptionConfigFile {
+		t.Errorf("manifests.FileEncryptionConfig %s is not pki's %s", manifests.FileEncryptionConfig, pki.EncryptionConfigFile)
+	}
+	if _, err := pki.ParseEncryptionConfig(first); err != nil {
+		t.Errorf("the rendered encryption configuration does not parse: %v", err)
+	}
+	secret, cmd := apiServerSecret(t, res)
+	if string(secret.Data["encryption-config.yaml"]) != string(first) {
+		t.Errorf("the apiserver Secret does not carry the asset's encryption configuration")
+	}
+	if !slices.Contains(cmd, "--encryption-provider-config="+manifests.SecretsMountDir+"/encryption-config.yaml") {
+		t.Errorf("the apiserver is not given the encryption configuration: %v", cmd)
+	}
+
+	// Re-rendered, also when other keys are regenerated, the key stays.
+	for _, f := range []string{"tls/apiserver.crt", "tls/apiserver.key"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err = Render(dir, load(t, minimal), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := os.ReadFile(path)
+	if string(first) != string(again) {
+		t.Errorf("a second render replaced the encryption key")
+	}
+	for _, c := range res.Changes {
+		if c.Path == manifests.FileEncryptionConfig && c.Action != "using existing" {
+			t.Errorf("second render: %s %s, want using existing", c.Action, c.Path)
+		}
+	}
+
+	// Turned off: no flag, no Secret key, and the key is kept for turning it on again.
+	res, err = Render(dir, load(t, minimal+"apiServer:\n  encryptionAtRest: false\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, cmd = apiServerSecret(t, res)
+	if _, ok := secret.Data["encryption-config.yaml"]; ok || slices.ContainsFunc(cmd, func(a string) bool {
+		return strings.HasPrefix(a, "--encryption-provider-config")
+	}) {
+		t.Errorf("encryption at rest off, yet the apiserver gets it: %v", cmd)
+	}
+	if kept, _ := os.ReadFile(path); string(kept) != string(first) {
+		t.Errorf("turning encryption off changed the key file")
+	}
+}
+
+func TestAuditPolicyFollowsTheConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	cfg := load(t, minimal)
+	res, err := Render(dir, cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, filepath.FromSlash(manifests.FileAuditPolicy))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("render wrote no audit policy: %v", err)
+	}
+	var back config.AuditPolicy
+	if err := sigsyaml.UnmarshalStrict(data, &back); err != nil {
+		t.Fatalf("the audit policy file does not decode strictly: %v\n%s", err, data)
+	}
+	if d := cmp.Diff(config.DefaultAuditPolicy(), &back); d != "" {
+		t.Errorf("the audit policy file is not the default policy (-want +got):\n%s", d)
+	}
+	secret, cmd := apiServerSecret(t, res)
+	if string(secret.Data["audit-policy.yaml"]) != string(data) {
+		t.Errorf("the apiserver Secret does not carry the audit policy")
+	}
+	for _, want := range []string{
+		"--audit-policy-file=" + manifests.SecretsMountDir + "/audit-policy.yaml",
+		"--audit-log-path=/var/log/kubernetes/audit/audit.log",
+		"--audit-log-maxage=7", "--audit-log-maxbackup=10", "--audit-log-maxsize=100",
+	} {
+		if !slices.Contains(cmd, want) {
+			t.Errorf("the apiserver lacks %s: %v", want, cmd)
+		}
+	}
+
+	// A changed policy is written again; audit off removes it.
+	res, err = Render(dir, load(t, minimal+"apiServer:\n  audit:\n    policy:\n      rules: [{level: None}]\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path); !strings.Contains(string(data), "level: None") || strings.Contains(string(data), "Metadata") {
+		t.Errorf("the audit policy was not rewritten from the configuration:\n%s", data)
+	}
+	res, err = Render(dir, load(t, minimal+"apiServer:\n  audit:\n    enabled: false\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("audit off, yet %s stays (%v)", path, err)
+	}
+	secret, cmd = apiServerSecret(t, res)
+	if _, ok := secret.Data["audit-policy.yaml"]; ok || slices.ContainsFunc(cmd, func(a string) bool {
+		return strings.HasPrefix(a, "--audit-")
+	}) {
+		t.Errorf("audit off, yet the apiserver gets it: %v", cmd)
+	}
+}
+
+func TestKeyDirectoriesArePrivate(t *testing.T) {
+	dir := t.TempDir()
+	// An operator made the folders beforehand, world-readable.
+	for _, d := range []string{"tls/etcd", "auth"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Render(dir, load(t, minimal), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"tls", "tls/etcd", "auth"} {
+		if st, err := os.Stat(filepath.Join(dir, d)); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v (%v), want 0700", d, st.Mode().Perm(), err)
+		}
 	}
 }
 

@@ -185,6 +185,16 @@ func TestCheckpointer(t *testing.T) {
 		})
 	})
 
+	step(t, "CheckpointAnnotationsCannotBeAbused", func(t *testing.T) {
+		// The pods stay for the reboots below: failover must work with them present.
+		w, err := h.Node(workerName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		startCheckpointAbuse(ctx, t, cs, cpName, workerName, kubeletClient(t, w, server, cfg.CAData))
+		checkCheckpointerUnmoved(ctx, t, cs, cp)
+	})
+
 	step(t, "FiveRebootsInARow", func(t *testing.T) {
 		for i := 1; i <= 5; i++ {
 			booted := time.Now()
@@ -272,7 +282,7 @@ func TestCheckpointer(t *testing.T) {
 	})
 
 	step(t, "FlagChangedThenReboot", func(t *testing.T) {
-		const flag = "--audit-log-maxage=7"
+		const flag = "--max-requests-inflight=401"
 		addAPIServerFlag(ctx, t, cs, flag)
 		checkpoint := cp.HostPath("/etc/kubernetes/checkpoints/kube-apiserver/pod.yaml")
 		wait(ctx, t, 5*time.Minute, "the apiserver checkpoint to follow the new pod", func(ctx context.Context) error {

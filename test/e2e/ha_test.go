@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -73,19 +74,35 @@ func TestHA(t *testing.T) {
 		}
 	})
 	cs := clientAt(t, cps[0].ip)
+	caData := func(t *testing.T) []byte {
+		t.Helper()
+		cfg, err := framework.RestConfig(first.HostPath("/etc/kubernetes/admin.conf"), "https://"+cps[0].ip+":6443")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.CAData
+	}
 
 	step(t, "JoinControlPlanes", func(t *testing.T) {
-		out, err := first.Exec(ctx, bin, "token", "create", "--control-plane", "--print-join-command")
-		if err != nil {
-			t.Fatalf("token create --control-plane: %v\n%s", err, out)
-		}
-		join := strings.Fields(strings.TrimSpace(out))
-		if len(join) < 3 || join[0] != "selfkube" || !strings.Contains(out, "--certificate-key") {
-			t.Fatalf("token create printed no control-plane join command:\n%s", out)
-		}
+		workerToken := tokenClient(t, "https://"+cps[0].ip+":6443", caData(t), flagValue(joinCommandArgs(t, initOut), "--token"))
 		for _, n := range cps[1:] {
+			// One join command per control-plane node: the join deletes the CA hand-off.
+			out, err := first.Exec(ctx, bin, "token", "create", "--control-plane", "--print-join-command")
+			if err != nil {
+				t.Fatalf("token create --control-plane: %v\n%s", err, out)
+			}
+			join := strings.Fields(strings.TrimSpace(out))
+			if len(join) < 3 || join[0] != "selfkube" || !strings.Contains(out, "--certificate-key") {
+				t.Fatalf("token create printed no control-plane join command:\n%s", out)
+			}
+			if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, handOffSecret, metav1.GetOptions{}); err != nil {
+				t.Fatalf("the CA hand-off is not in the cluster after token create --control-plane: %v", err)
+			}
+			if _, err := workerToken.CoreV1().Secrets("kube-system").Get(ctx, handOffSecret, metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+				t.Errorf("GET of the CA hand-off with a worker's token: %v, want Forbidden", err)
+			}
 			start := time.Now()
-			out, err := nodes[n.name].Exec(ctx, append([]string{bin}, join[1:]...)...)
+			out, err = nodes[n.name].Exec(ctx, append([]string{bin}, join[1:]...)...)
 			t.Logf("join --control-plane of %s took %s:\n%s", n.name, time.Since(start).Round(time.Millisecond), out)
 			if err != nil {
 				t.Fatalf("join --control-plane of %s: %v", n.name, err)
@@ -93,6 +110,10 @@ func TestHA(t *testing.T) {
 			if _, err := os.Stat(nodes[n.name].HostPath("/etc/kubernetes/pki/etcd/ca.key")); err != nil {
 				t.Errorf("%s has no etcd CA after joining: %v", n.name, err)
 			}
+			if _, err := cs.CoreV1().Secrets("kube-system").Get(ctx, handOffSecret, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("the CA hand-off is still in the cluster after %s joined: %v", n.name, err)
+			}
+			checkPrivateDirs(t, nodes[n.name], "/var/lib/etcd", "/etc/kubernetes/pki/etcd")
 		}
 	})
 

@@ -286,7 +286,7 @@ func TestSelfkubeInit(t *testing.T) {
 	})
 
 	step(t, "APIServerFlagRollsOut", func(t *testing.T) {
-		const flag = "--audit-log-maxage=7"
+		const flag = "--max-requests-inflight=401"
 		t.Logf("rollout starts at %s", time.Now().Format("15:04:05.000"))
 		defer func() { t.Logf("rollout done at %s", time.Now().Format("15:04:05.000")) }()
 		addAPIServerFlag(ctx, t, cs, flag)
@@ -332,6 +332,8 @@ func TestSelfkubeInit(t *testing.T) {
 			{"tampered cluster-info", "does not match", []string{tamperer, "--token", token, "--discovery-token-ca-cert-hash", pin}},
 			{"unreachable endpoint", "unreachable", []string{ip + ":6444", "--token", token, "--discovery-token-ca-cert-hash", pin, "--discovery-timeout", "3s"}},
 			{"malformed token", "--token", []string{ip + ":6443", "--token", "not-a-token", "--discovery-token-ca-cert-hash", pin}},
+			// The control-plane node's name: its identity reads the control plane's Secrets.
+			{"taken node name", "a node named " + name + " is already in the cluster", []string{ip + ":6443", "--token", token, "--discovery-token-ca-cert-hash", pin, "--node-name", name}},
 		} {
 			before := snapshotDir(t, w.HostPath("/etc/kubernetes"))
 			out, err := w.Exec(ctx, append([]string{bin, "join"}, tc.args...)...)
@@ -381,6 +383,17 @@ func TestSelfkubeInit(t *testing.T) {
 			t.Fatalf("kubeadm join of a selfkube cluster: %v (see %s)", err, k.Dir())
 		}
 		wait(ctx, t, 2*time.Minute, "the kubeadm-joined node Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, "sk3") })
+	})
+
+	step(t, "BootstrapTokenCannotTakeANode", func(t *testing.T) {
+		// The worker join token init printed, against the control-plane node and both workers.
+		token := flagValue(joinCommandArgs(t, initOut), "--token")
+		checkNodeTakeoverRefused(ctx, t, cs, "https://"+ip+":6443", cfg.CAData, token, name, "sk2", "sk3")
+	})
+
+	step(t, "KeysProtectedOnTheNode", func(t *testing.T) {
+		checkSecretsEncryptedAtRest(ctx, t, n)
+		checkPrivateDirs(t, n, "/var/lib/etcd", "/etc/kubernetes/pki/etcd", "/etc/kubernetes/checkpoints")
 	})
 
 	step(t, "NoFailedRequests", func(t *testing.T) {

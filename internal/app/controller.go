@@ -1,0 +1,40 @@
+package app
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/selfkube/selfkube/internal/approver"
+	"github.com/selfkube/selfkube/internal/controller"
+)
+
+func newControllerCommand(e *env) *cobra.Command {
+	opts := controller.DefaultOptions()
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run selfkube's in-cluster controllers (the " + controller.Name + " Deployment)",
+		Long: `Run selfkube's in-cluster controllers. The ` + controller.Name + ` Deployment starts it on
+control-plane nodes; it is not run by hand. Its replicas elect a leader with the Lease
+kube-system/` + controller.Name + `; only the leader acts. It writes nothing on the host.
+
+Controllers:
+
+  bootstrap CSR approver   Approves the kubelet client certificate a joining node asks for
+                           with a bootstrap token, only for a node name that no Node has and
+                           that no token was given since a Node of that name was last
+                           deleted (recorded in the ConfigMap
+                           ` + approver.LedgerNamespace + `/` + approver.LedgerName + `). It denies every other CSR made with a
+                           bootstrap token, with the reason as the CSR's condition and as an
+                           Event (kubectl describe csr NAME). A worker's join token therefore
+                           never yields an existing node's identity, above all not a
+                           control-plane node's, whose kubelet may read the control plane's
+                           Secrets. Renewals of a node's own certificate are approved by
+                           Kubernetes as usual.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return controller.Run(cmd.Context(), opts, e.log) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: the in-cluster configuration)")
+	f.StringVar(&opts.Identity, "identity", "", "leader-election identity (default: $POD_NAME, then the hostname)")
+	f.StringVar(&opts.HealthBindAddress, "health-bind-address", opts.HealthBindAddress, "address of /healthz")
+	return cmd
+}
