@@ -78,7 +78,7 @@ type Data struct {
 	admin   kubernetes.Interface // control plane: a client made with it
 	// adminConf is admin.conf's content (control plane), made once.
 	adminConf []byte
-	etcdID  uint64               // control plane: this node's etcd member
+	etcdID    uint64 // control plane: this node's etcd member
 	// etcdEndpoints are the client URLs of the other members (control plane).
 	etcdEndpoints []string
 }

@@ -24,9 +24,9 @@ const (
 	// ControlPlaneJoinGroup is the extra group of the tokens of control-plane join
 	// commands: only they may read the control-plane certificate hand-off.
 	ControlPlaneJoinGroup = "system:bootstrappers:selfkube:control-plane"
-	componentAccess    = "access-control"
-	clusterInfoName    = "cluster-info"
-	publicNamespace    = metav1.NamespacePublic
+	componentAccess       = "access-control"
+	clusterInfoName       = "cluster-info"
+	publicNamespace       = metav1.NamespacePublic
 	// ControlPlaneCertsSecret is the Secret of the control-plane certificate hand-off.
 	ControlPlaneCertsSecret = "selfkube-control-plane-certs"
 	controlPlaneCertsRole   = "selfkube:control-plane-certs"
