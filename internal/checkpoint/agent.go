@@ -372,13 +372,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// Hand-back timing: how long accepted connections get to send their requests once new
-// ones are held, and how long at most to wait for the checkpoint's listener to go.
-const (
-	fenceSettle  = 300 * time.Millisecond
-	fenceTimeout = 10 * time.Second
-)
-
 // retire retires a checkpoint; when it serves on the node's address, behind a fence
 // (see Fence), so that no connection reaches its listener as it closes.
 func (a *Agent) retire(name string, parent *corev1.Pod) error {
@@ -390,31 +383,7 @@ func (a *Agent) retire(name string, parent *corev1.Pod) error {
 	if sleep == nil {
 		sleep = time.Sleep
 	}
-	release, err := a.Fence.Hold(addr)
-	if err != nil {
-		a.Log.Warn("retiring without holding new connections", "checkpoint", name, "err", err)
-		return a.Store.Retire(name)
-	}
-	defer func() {
-		if err := release(); err != nil {
-			a.Log.Error("releasing held connections", "address", addr.String(), "err", err)
-		}
-	}()
-	sleep(fenceSettle)
-	if err := a.Store.Retire(name); err != nil {
-		return err
-	}
-	for waited := time.Duration(0); ; waited += 50 * time.Millisecond {
-		listening, err := a.Fence.Listening(addr)
-		if err != nil || !listening {
-			return err
-		}
-		if waited >= fenceTimeout {
-			a.Log.Warn("the checkpoint still listens; releasing held connections anyway", "checkpoint", name, "address", addr.String())
-			return nil
-		}
-		sleep(50 * time.Millisecond)
-	}
+	return Fenced(a.Fence, addr, sleep, a.Log.With("checkpoint", name), func() error { return a.Store.Retire(name) })
 }
 
 // fenceAddr is the node address and port a parent's checkpoint serves on, if it names one.

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -33,6 +35,46 @@ type Fence interface {
 	Hold(addr netip.AddrPort) (release func() error, err error)
 	// Listening reports whether a socket listens on addr itself (not on a wildcard).
 	Listening(addr netip.AddrPort) (bool, error)
+}
+
+// Fence timing: how long accepted connections get to send their requests once new ones
+// are held, and how long at most to wait for the listener to go.
+const (
+	fenceSettle  = 300 * time.Millisecond
+	fenceTimeout = 10 * time.Second
+)
+
+// Fenced runs stop, which makes the server listening on addr itself go away, behind a
+// fence: new connections to addr are held, the connections already accepted get a moment
+// to send their requests, stop runs, and the fence is released once nothing listens on
+// addr itself any more (the clients' retransmitted SYNs then reach the server listening on
+// the wildcard address). Without a fence (Hold fails) it runs stop all the same.
+func Fenced(f Fence, addr netip.AddrPort, sleep func(time.Duration), log *slog.Logger, stop func() error) error {
+	release, err := f.Hold(addr)
+	if err != nil {
+		log.Warn("stopping without holding new connections", "address", addr.String(), "err", err)
+		return stop()
+	}
+	defer func() {
+		if err := release(); err != nil {
+			log.Error("releasing held connections", "address", addr.String(), "err", err)
+		}
+	}()
+	sleep(fenceSettle)
+	if err := stop(); err != nil {
+		return err
+	}
+	for waited := time.Duration(0); ; waited += 50 * time.Millisecond {
+		listening, err := f.Listening(addr)
+		if err != nil || !listening {
+			return err
+		}
+		if waited >= fenceTimeout {
+			log.Warn("the server still listens; releasing held connections anyway", "address", addr.String())
+			return nil
+		}
+		sleep(50 * time.Millisecond)
+	}
 }
 
 // fenceTable is the nftables table of the fence (family ip or ip6), present only while

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/bootstrap"
+	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/kubelet"
@@ -38,7 +41,9 @@ const (
 )
 
 // temporaryManifests are the static pods of the temporary control plane.
-var temporaryManifests = []string{"kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"}
+var temporaryManifests = []string{temporaryAPIServer, "kube-controller-manager.yaml", "kube-scheduler.yaml"}
+
+const temporaryAPIServer = "kube-apiserver.yaml"
 
 func (d *Data) tlsDir() string  { return filepath.Join(d.AssetDir(), render.TLSDir) }
 func (d *Data) authDir() string { return filepath.Join(d.AssetDir(), render.AuthDir) }
@@ -453,16 +458,38 @@ func teardown(ctx context.Context, d *Data) error {
 		}
 	}
 	d.State.HandedOverAt = time.Now()
-	for _, m := range temporaryManifests {
+	remove := func(m string) error {
 		p := filepath.Join(d.Layout.ManifestsDir(), m)
 		if !slices.Contains(d.State.Owned, p) {
 			d.Status.Infof("leaving %s: selfkube did not write it", p)
-			continue
+			return nil
 		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("removing the temporary %s: %w", m, err)
 		}
 		d.State.Owned = slices.DeleteFunc(d.State.Owned, func(s string) bool { return s == p })
+		return nil
+	}
+	for _, m := range temporaryManifests {
+		if m == temporaryAPIServer {
+			continue
+		}
+		if err := remove(m); err != nil {
+			return err
+		}
+	}
+	// The temporary apiserver listens on the node's address, the self-hosted one on every
+	// address: new connections go to the temporary one until its listener closes, and one
+	// that arrives as it closes would be reset. Hold them meanwhile; their retransmitted
+	// SYNs reach the self-hosted apiserver.
+	addr, err := netip.ParseAddr(d.Cfg.Node.AdvertiseAddress)
+	if err != nil {
+		return fmt.Errorf("the advertise address %q: %w", d.Cfg.Node.AdvertiseAddress, err)
+	}
+	fence := checkpoint.NFTablesFence{ProcNet: "/proc/thread-self/net"}
+	if err := checkpoint.Fenced(fence, netip.AddrPortFrom(addr, config.DefaultAPIServerPort), time.Sleep, d.Log,
+		func() error { return remove(temporaryAPIServer) }); err != nil {
+		return err
 	}
 	d.State.HandedOver = true
 	if err := d.saveState(); err != nil {

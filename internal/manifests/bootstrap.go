@@ -133,6 +133,9 @@ func apiServerContainer(cfg *config.Config, p filePaths, advertise, bind string)
 	if bind != "" {
 		f["bind-address"] = bind
 		probeHost = bind
+		// Bound to the node's address, it is stopped behind a fence (init's teardown holds
+		// new connections until its listener is gone): it must close the listener at once.
+		f["shutdown-delay-duration"] = "0s"
 	}
 	c := corev1.Container{
 		Name:            nameAPIServer,
