@@ -52,7 +52,13 @@ func tokenClient(t *testing.T, server string, caData []byte, token string) kuber
 // kubeletClient authenticates as a node's kubelet, with its rotated client certificate.
 func kubeletClient(t *testing.T, n *framework.Node, server string, caData []byte) kubernetes.Interface {
 	t.Helper()
-	pem := n.HostPath("/var/lib/kubelet/pki/kubelet-client-current.pem")
+	// kubelet-client-current.pem links to an absolute path inside the node.
+	dir := n.HostPath("/var/lib/kubelet/pki")
+	target, err := os.Readlink(filepath.Join(dir, "kubelet-client-current.pem"))
+	if err != nil {
+		t.Fatalf("the kubelet of %s has no rotated client certificate: %v", n.Name, err)
+	}
+	pem := filepath.Join(dir, filepath.Base(target))
 	cs, err := kubernetes.NewForConfig(&rest.Config{
 		Host: server, Timeout: 10 * time.Second,
 		TLSClientConfig: rest.TLSClientConfig{CAData: caData, CertFile: pem, KeyFile: pem},
