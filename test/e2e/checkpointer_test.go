@@ -6,11 +6,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -362,29 +360,4 @@ func checkpointerMetrics(ctx context.Context, t *testing.T, n *framework.Node) m
 
 // killProcess sends SIGKILL to the processes called comm that run in node's cgroup
 // (nodes share the host's process namespace: pkill would hit every node).
-func killProcess(node, comm string) error {
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return err
-	}
-	killed := 0
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		c, err1 := os.ReadFile(filepath.Join("/proc", p.Name(), "comm"))
-		cg, err2 := os.ReadFile(filepath.Join("/proc", p.Name(), "cgroup"))
-		if err1 != nil || err2 != nil || strings.TrimSpace(string(c)) != comm || !strings.Contains(string(cg), "/selfkube-e2e/"+node+"/") {
-			continue
-		}
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			return fmt.Errorf("killing %s (pid %d): %w", comm, pid, err)
-		}
-		killed++
-	}
-	if killed == 0 {
-		return fmt.Errorf("no %s process runs on node %s", comm, node)
-	}
-	return nil
-}
+func killProcess(node, comm string) error { return killCommand(node, comm, "") }

@@ -9,12 +9,15 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,9 +254,16 @@ func startCheckpointAbuse(ctx context.Context, t *testing.T, admin kubernetes.In
 			t.Fatalf("creating %s/%s: %v", p.Namespace, p.Name, err)
 		}
 	}
+	// A mirror pod, as the worker's kubelet may make one: owned by its Node, in any
+	// namespace, with any annotations.
+	wn, err := admin.CoreV1().Nodes().Get(ctx, worker, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mirror := abusePod(metav1.NamespaceSystem, "abuse-mirror-"+worker, worker, "x/../etcd")
 	mirror.Annotations["kubernetes.io/config.mirror"] = "e2e"
 	mirror.Annotations["kubernetes.io/config.source"] = "file"
+	mirror.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: worker, UID: wn.UID, Controller: ptr.To(true)}}
 	if _, err := workerKubelet.CoreV1().Pods(metav1.NamespaceSystem).Create(ctx, mirror, metav1.CreateOptions{}); ensureCreated(err) != nil {
 		t.Fatalf("the worker's kubelet could not create the mirror pod (the attack needs it): %v", err)
 	}
@@ -315,4 +325,77 @@ func checkCheckpointerUnmoved(ctx context.Context, t *testing.T, admin kubernete
 	if ignored == 0 {
 		t.Errorf("the checkpointer recorded no CheckpointIgnored event for the abusive pods")
 	}
+}
+
+// killJoinAfter starts argv (a selfkube join) on n, waits until its record says phase
+// finished, and SIGKILLs it: a join that stopped half-way, as a crash or a reboot would
+// leave it.
+func killJoinAfter(ctx context.Context, t *testing.T, n *framework.Node, phase string, argv []string) {
+	t.Helper()
+	cmd, err := n.Command(ctx, argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	wait(ctx, t, 4*time.Minute, "the join of "+n.Name+" past its "+phase+" phase", func(context.Context) error {
+		select {
+		case err := <-exited:
+			t.Fatalf("the join ended before it could be killed (%v):\n%s", err, out.String())
+		default:
+		}
+		b, err := os.ReadFile(n.HostPath("/var/lib/selfkube/join.json"))
+		if err != nil {
+			return err
+		}
+		var rec struct{ Done []string }
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return err
+		}
+		if !slices.Contains(rec.Done, phase) {
+			return fmt.Errorf("done: %v", rec.Done)
+		}
+		return nil
+	})
+	if err := killCommand(n.Name, "selfkube", "join"); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	t.Logf("killed the join of %s after its %s phase:\n%s", n.Name, phase, out.String())
+}
+
+// killCommand SIGKILLs the processes of node whose command is comm and, unless arg is
+// empty, with arg among its arguments.
+func killCommand(node, comm, arg string) error {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	killed := 0
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		c, err1 := os.ReadFile(filepath.Join("/proc", p.Name(), "comm"))
+		cg, err2 := os.ReadFile(filepath.Join("/proc", p.Name(), "cgroup"))
+		argv, err3 := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err1 != nil || err2 != nil || err3 != nil || strings.TrimSpace(string(c)) != comm ||
+			!strings.Contains(string(cg), "/selfkube-e2e/"+node+"/") || arg != "" && !slices.Contains(strings.Split(string(argv), "\x00"), arg) {
+			continue
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			return fmt.Errorf("killing %s (pid %d): %w", comm, pid, err)
+		}
+		killed++
+	}
+	if killed == 0 {
+		return fmt.Errorf("no %s %s process runs on node %s", comm, arg, node)
+	}
+	return nil
 }
