@@ -8,11 +8,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/checkpoint/agent"
 	"github.com/selfkube/selfkube/internal/host"
 )
 
 func newCheckpointerCommand(e *env) *cobra.Command {
-	opts := checkpoint.DefaultOptions()
+	opts := agent.DefaultOptions()
 	cmd := &cobra.Command{
 		Use:   "checkpointer",
 		Short: "Keep the self-hosted control plane running through reboots and API outages (the selfkube-checkpointer DaemonSet)",
@@ -36,7 +37,7 @@ What it did shows as Events on its pod (kubectl -n kube-system describe pod
 selfkube-checkpointer-…), in its log, and as Prometheus metrics on
 --metrics-bind-address (/metrics; /healthz for its probes).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return checkpoint.Run(cmd.Context(), opts, e.log) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return agent.Run(cmd.Context(), opts, e.log) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.NodeName, "node-name", "", "this node's name (default: $NODE_NAME)")
@@ -49,7 +50,7 @@ selfkube-checkpointer-…), in its log, and as Prometheus metrics on
 	f.DurationVar(&opts.Interval, "interval", opts.Interval, "how often the API and the runtime are observed")
 
 	l := host.Default
-	boot := checkpoint.BootOptions{
+	boot := agent.BootOptions{
 		Kubeconfig: l.KubeletKubeconfig(), CRISocket: opts.CRISocket,
 		CheckpointsDir: opts.CheckpointsDir, ManifestsDir: l.ManifestsDir(), RuntimeWait: 5 * time.Second,
 	}
@@ -66,7 +67,7 @@ The kubelet drop-in of selfkube runs it as ExecStartPre; it does nothing on a no
 without checkpoints, and nothing when the API answers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			activated, err := checkpoint.Boot(cmd.Context(), boot, e.log)
+			activated, err := agent.Boot(cmd.Context(), boot, e.log)
 			for _, n := range activated {
 				fmt.Fprintf(e.streams.Out, "activated checkpoint %s\n", n)
 			}

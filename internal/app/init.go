@@ -52,7 +52,6 @@ func (e *env) runInit(cmd *cobra.Command, f *initFlags, only string) error {
 		TokenTTL:              f.tokenTTL,
 		Status:                e.status,
 		Log:                   e.log,
-		Out:                   e.streams.Out,
 	}, workflow.Options{Skip: f.skipPhases, Only: only})
 	if errors.Is(err, initcluster.ErrAlreadyInitialized) {
 		fmt.Fprintf(e.streams.Err, "%v\n", err)
@@ -89,8 +88,11 @@ itself answers /readyz and the scheduler, controller-manager and node are Ready 
 remove the temporary static pods (only the files it wrote). A timeout leaves the
 temporary control plane running and says which condition never held.
 
-Run it again after a failure: every phase reuses what exists. On a finished node it
-changes nothing. The join command for further nodes is printed on stdout.`,
+Run it again after a failure: every phase reuses what exists. The node counts as
+initialized only once a run got through every phase it ran (--skip-phases leaves
+phases out by choice; init phase NAME runs one phase and never marks the node
+initialized). On an initialized node init changes nothing, while init phase NAME still
+runs that phase. The join command for further nodes is printed on stdout.`,
 		Example: `  selfkube init --config cluster.yaml
   selfkube init --config cluster.yaml --ignore-preflight-errors=Swap
   selfkube init phase certs --config cluster.yaml`,

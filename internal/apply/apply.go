@@ -6,11 +6,13 @@ package apply
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -18,16 +20,26 @@ import (
 	"k8s.io/client-go/restmapper"
 )
 
-// FieldManager owns every field selfkube sets.
+// FieldManager is selfkube's one field manager: every apply here, and every other write
+// selfkube makes as itself (bootstrap tokens, the certificate hand-off, node labels), owns
+// its fields under this name. (The CSR approver is another actor, with its own.)
 const FieldManager = "selfkube"
 
-// Applier applies objects through the dynamic client.
+// Applier applies objects through the dynamic client, one at a time (it is not for
+// concurrent use).
 type Applier struct {
 	dyn    dynamic.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
-	// DryRun asks the server to validate and admit without storing.
-	DryRun bool
+	// defined holds the kinds of the CRDs applied so far: the API server serves them
+	// once they are established, a moment after the apply.
+	defined map[schema.GroupKind]bool
 }
+
+// establishTimeout bounds the wait for a kind whose CRD was just applied.
+const establishTimeout = 30 * time.Second
+
+// crdKind is the kind of a CustomResourceDefinition.
+var crdKind = schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}
 
 // New builds an Applier for the API server of cfg.
 func New(cfg *rest.Config) (*Applier, error) {
@@ -39,7 +51,13 @@ func New(cfg *rest.Config) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building a discovery client: %w", err)
 	}
-	return &Applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
+	return NewFor(dyn, dc), nil
+}
+
+// NewFor builds an Applier that writes through dyn and maps kinds to resources with dc's
+// answers (cached until a kind is not found). New uses it; tests pass fakes.
+func NewFor(dyn dynamic.Interface, dc discovery.DiscoveryInterface) *Applier {
+	return &Applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
 }
 
 // Object applies one typed object (apiVersion and kind must be set). Conflicts with other
@@ -51,12 +69,14 @@ func (a *Applier) Object(ctx context.Context, obj runtime.Object) error {
 	}
 	u := &unstructured.Unstructured{Object: content}
 	gvk := u.GroupVersionKind()
-	what := fmt.Sprintf("%s %s/%s", gvk.Kind, u.GetNamespace(), u.GetName())
-	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if meta.IsNoMatchError(err) {
-		a.mapper.Reset() // a CRD applied a moment ago
-		mapping, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if gvk.Kind == "" || gvk.Version == "" {
+		return fmt.Errorf("applying %T %q: apiVersion and kind must be set", obj, u.GetName())
 	}
+	what := gvk.Kind + " " + u.GetName()
+	if ns := u.GetNamespace(); ns != "" {
+		what = gvk.Kind + " " + ns + "/" + u.GetName()
+	}
+	mapping, err := a.mapping(ctx, gvk)
 	if err != nil {
 		return fmt.Errorf("applying %s: %w", what, err)
 	}
@@ -65,11 +85,43 @@ func (a *Applier) Object(ctx context.Context, obj runtime.Object) error {
 		ri = a.dyn.Resource(mapping.Resource).Namespace(u.GetNamespace())
 	}
 	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
-	if a.DryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
 	if _, err := ri.Apply(ctx, u.GetName(), u, opts); err != nil {
 		return fmt.Errorf("applying %s: %w", what, err)
 	}
+	if gvk.GroupKind() == crdKind {
+		group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(u.Object, "spec", "names", "kind")
+		if a.defined == nil {
+			a.defined = map[schema.GroupKind]bool{}
+		}
+		a.defined[schema.GroupKind{Group: group, Kind: kind}] = true
+	}
 	return nil
+}
+
+// mapping finds the resource of gvk. Discovery is cached, so a kind it does not know is
+// looked up again; a kind whose CRD this Applier applied is waited for (up to
+// establishTimeout), as the API server serves it only once the CRD is established.
+func (a *Applier) mapping(ctx context.Context, gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if !meta.IsNoMatchError(err) {
+		return m, err
+	}
+	deadline := time.Now().Add(establishTimeout)
+	for {
+		a.mapper.Reset()
+		m, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if !meta.IsNoMatchError(err) || !a.defined[gvk.GroupKind()] {
+			return m, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("its CustomResourceDefinition was applied, yet after %s the API server does not serve it: %w; "+
+				"check the CRD's conditions (kubectl get crd -o yaml)", establishTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for its CustomResourceDefinition to be established: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

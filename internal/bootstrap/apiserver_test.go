@@ -18,7 +18,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/bootstrap"
+	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/test/apiserver"
 )
 
@@ -84,35 +86,48 @@ func TestAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("cluster-info is idempotent and readable anonymously", func(t *testing.T) {
+	t.Run("the shipped cluster-info is idempotent and readable anonymously", func(t *testing.T) {
 		caPEM, err := os.ReadFile(srv.Config.CAFile)
 		if err != nil {
 			t.Fatal(err)
 		}
 		server := srv.Config.Host
-		if err := bootstrap.EnsureClusterInfo(ctx, srv.Client, server, caPEM); err != nil {
-			t.Fatalf("EnsureClusterInfo: %v", err)
+		// What init's apply phase applies: the shipped objects, through its applier.
+		objs, err := manifests.ClusterInfo(server, caPEM)
+		if err != nil {
+			t.Fatal(err)
 		}
+		applier, err := apply.New(srv.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		applyAll := func() {
+			t.Helper()
+			for _, o := range objs {
+				if err := applier.Object(ctx, o); err != nil {
+					t.Fatalf("applying cluster-info: %v", err)
+				}
+			}
+		}
+		applyAll()
 		versions := func() []string {
 			cm, err1 := srv.Client.CoreV1().ConfigMaps("kube-public").Get(ctx, "cluster-info", metav1.GetOptions{})
-			role, err2 := srv.Client.RbacV1().Roles("kube-public").Get(ctx, bootstrap.ClusterInfoRBACName, metav1.GetOptions{})
-			rb, err3 := srv.Client.RbacV1().RoleBindings("kube-public").Get(ctx, bootstrap.ClusterInfoRBACName, metav1.GetOptions{})
+			role, err2 := srv.Client.RbacV1().Roles("kube-public").Get(ctx, manifests.ClusterInfoRBACName, metav1.GetOptions{})
+			rb, err3 := srv.Client.RbacV1().RoleBindings("kube-public").Get(ctx, manifests.ClusterInfoRBACName, metav1.GetOptions{})
 			if err := errors.Join(err1, err2, err3); err != nil {
 				t.Fatalf("reading cluster-info and its RBAC: %v", err)
 			}
 			for _, m := range [][]metav1.ManagedFieldsEntry{cm.ManagedFields, role.ManagedFields, rb.ManagedFields} {
-				if len(m) != 1 || m[0].Manager != "selfkube" || m[0].Operation != metav1.ManagedFieldsOperationApply {
-					t.Fatalf("managed fields = %+v, want one apply by selfkube", m)
+				if len(m) != 1 || m[0].Manager != apply.FieldManager || m[0].Operation != metav1.ManagedFieldsOperationApply {
+					t.Fatalf("managed fields = %+v, want one apply by %s", m, apply.FieldManager)
 				}
 			}
 			return []string{cm.ResourceVersion, role.ResourceVersion, rb.ResourceVersion}
 		}
 		first := versions()
-		if err := bootstrap.EnsureClusterInfo(ctx, srv.Client, server, caPEM); err != nil {
-			t.Fatalf("second EnsureClusterInfo: %v", err)
-		}
+		applyAll()
 		if second := versions(); strings.Join(first, ",") != strings.Join(second, ",") {
-			t.Fatalf("second EnsureClusterInfo changed resource versions %v to %v", first, second)
+			t.Fatalf("applying cluster-info again changed resource versions %v to %v", first, second)
 		}
 
 		anonymous, err := kubernetes.NewForConfig(&rest.Config{Host: srv.Config.Host, TLSClientConfig: rest.TLSClientConfig{CAFile: srv.Config.CAFile}})

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -84,9 +85,9 @@ func UploadCerts(ctx context.Context, client kubernetes.Interface, token Token, 
 		Type: corev1.SecretTypeOpaque,
 		Data: data,
 	}
-	_, err = client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, s, metav1.CreateOptions{FieldManager: FieldManager})
+	_, err = client.CoreV1().Secrets(metav1.NamespaceSystem).Create(ctx, s, metav1.CreateOptions{FieldManager: apply.FieldManager})
 	if apierrors.IsAlreadyExists(err) {
-		_, err = client.CoreV1().Secrets(metav1.NamespaceSystem).Update(ctx, s, metav1.UpdateOptions{FieldManager: FieldManager})
+		_, err = client.CoreV1().Secrets(metav1.NamespaceSystem).Update(ctx, s, metav1.UpdateOptions{FieldManager: apply.FieldManager})
 	}
 	if err != nil {
 		return fmt.Errorf("storing kube-system/%s: %w", CertsSecretName, err)

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"k8s.io/client-go/util/cert"
+
+	"github.com/selfkube/selfkube/internal/kubeconfig"
 )
 
 // CAHashPrefix is the only hash format of a CA pin.
@@ -41,7 +43,7 @@ func CAHashes(caPEM []byte) ([]string, error) {
 // with one hash flag per certificate in caCertPEM. endpoint is host:port or
 // https://host:port. The result contains the token's secret.
 func JoinCommand(endpoint string, token Token, caCertPEM []byte) (string, error) {
-	server, err := NormalizeServer(endpoint)
+	server, err := kubeconfig.NormalizeServer(endpoint)
 	if err != nil {
 		return "", err
 	}

@@ -15,10 +15,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	bootstraputil "k8s.io/cluster-bootstrap/token/util"
-)
 
-// FieldManager is the one field manager selfkube writes with.
-const FieldManager = "selfkube"
+	"github.com/selfkube/selfkube/internal/apply"
+)
 
 // DefaultTTL is how long a token lives when TokenSpec.TTL is zero.
 const DefaultTTL = 24 * time.Hour
@@ -125,7 +124,7 @@ func Create(ctx context.Context, client kubernetes.Interface, spec TokenSpec, no
 	if err != nil {
 		return err
 	}
-	_, err = client.CoreV1().Secrets(secret.Namespace).Create(ctx, secret, metav1.CreateOptions{FieldManager: FieldManager})
+	_, err = client.CoreV1().Secrets(secret.Namespace).Create(ctx, secret, metav1.CreateOptions{FieldManager: apply.FieldManager})
 	switch {
 	case apierrors.IsAlreadyExists(err):
 		return fmt.Errorf("creating Secret %s/%s: %w: token ID %q is taken; generate a new token or delete the old one first",

@@ -1,39 +1,63 @@
-// Package checkpoint keeps the self-hosted control plane of a node alive while the API
-// that would tell the kubelet to run it is down: after a reboot, when an apiserver dies,
-// when the scheduler's pods are deleted.
+// Package checkpoint is the core of the checkpointer, which keeps the self-hosted control
+// plane of a node alive while the API that would tell the kubelet to run it is down:
+// after a reboot, when an apiserver dies, when the scheduler's pods are deleted.
 //
 // For every pod annotated with AnnotationCheckpoint (the apiserver, controller manager
 // and scheduler) that is bound to the node and comes from selfkube's control plane (a
 // kube-system pod controlled by a DaemonSet or ReplicaSet, not a mirror pod, with a
-// valid checkpoint name: see Agent and ValidName), the checkpointer keeps a checkpoint
-// on the node: a sanitized static-pod copy of the newest Ready pod plus the Secrets and
-// ConfigMaps it mounts, as files. A
-// checkpoint is inactive (kept in the checkpoint directory) or active (also in the
-// kubelet's static-pod directory, so the kubelet runs it without the API).
+// valid checkpoint name: see ValidName and package agent), the checkpointer keeps a
+// checkpoint on the node: a sanitized static-pod copy of the newest Ready pod plus the
+// Secrets and ConfigMaps it mounts, as files. A checkpoint is inactive (kept in the
+// checkpoint directory) or active (also in the kubelet's static-pod directory, so the
+// kubelet runs it without the API).
+//
+// This package holds what the checkpointer decides and keeps, and talks to neither the
+// API nor the container runtime: its protocol (the annotations, label, directory and
+// port the manifests use), the decision Next, the sanitizer and the Store on disk.
+// Package agent (internal/checkpoint/agent) observes the API and the runtime, and acts.
 //
 // Whether to activate, retire or remove a checkpoint is the pure function Next over what
-// was observed; the agent only observes and acts. Per checkpoint:
+// was observed; the agent only observes and acts. Per checkpoint on disk:
 //
-//	            parent not running locally for ActivateAfter, and
-//	            the API is unreachable, or the parent was just deleted
-//	            and is Ready nowhere else (its controller is replacing it)
-//	┌──────────┐ ─────────────────────────────────────────▶ ┌────────┐
-//	│ Inactive │                                            │ Active │
-//	└──────────┘ ◀───────────────────────────────────────── └────────┘
-//	     │   a parent on this node has been Ready for RetireAfter and  │
-//	     │   its containers are the ones running here, or no parent is │
-//	     │   bound here and one is Ready on another node (Retire)      │
-//	     │                                                             │
-//	     └────────── no parent bound here for RemoveAfter ─────────────┘
-//	                      (Remove: the checkpoint is deleted)
+//	             Activate: the parent has not run here for ActivateAfter
+//	             (or not since the checkpointer started), and the API is
+//	             unreachable, or the parent was deleted from this node and
+//	             is Ready nowhere else (its controller is replacing it)
+//	┌──────────┐ ─────────────────────────────────────────────▶ ┌────────┐
+//	│ Inactive │                                                │ Active │
+//	└──────────┘ ◀───────────────────────────────────────────── └────────┘
+//	     │  Retire: a parent on this node has been Ready for         │
+//	     │  RetireAfter, with its containers running here;           │
+//	     │  or no parent is bound here and one is Ready on           │
+//	     │  another node                                             │
+//	     │                                                           │
+//	     └───────── Remove: the API answers, and no parent ──────────┘
+//	                has been bound here for RemoveAfter
+//	                and none runs here
+//	                                   │
+//	                                   ▼
+//	                           deleted from disk
+//
+// An active static pod whose checkpoint is not (completely) on disk is retired: nothing
+// could refresh it.
 //
 // It does not flap on what runs here: a retirement because of this node's parent needs
-// that parent running, and an activation needs the parent to have been gone for
-// ActivateAfter, so between two such activations the parent ran and then stayed away for
-// ActivateAfter. A retirement because the component is Ready on another node needs no
-// parent here; the checkpoint is activated again only if no pod is Ready elsewhere any
-// more. An unreachable API never retires or removes anything: it is exactly when a
-// checkpoint is needed.
+// that parent Ready with its containers running here, and an activation needs the parent
+// not to have run here for ActivateAfter, so between such a retirement and the next
+// activation the parent ran and then stayed away for ActivateAfter. That relies on the
+// agent seeing a parent whose containers run here as running (ParentRunning): it learns
+// both from one listing of the container runtime.
+//
+// A retirement because the component is Ready on another node needs no parent here, and
+// nothing holds back what follows it: while no parent runs here, the checkpoint is
+// activated again as soon as the API stops answering or no pod is Ready elsewhere any
+// more, and retired again when the API answers with one Ready elsewhere, until
+// RemoveAfter removes it. The apiserver's
+// checkpoint can alternate so: the checkpointer's API is this node's apiserver, which
+// stops answering once that checkpoint is retired.
+//
+// An unreachable API never retires or removes anything: it is exactly when a checkpoint
+// is needed.
 package checkpoint
 
 import "time"
@@ -81,7 +105,7 @@ type Observed struct {
 	// meaningful when APIReachable.
 	ParentReady bool
 	// ReadyElsewhere: a pod of this component is Ready on another node (only pods that
-	// count, see Agent). Only meaningful when APIReachable.
+	// count, see package agent). Only meaningful when APIReachable.
 	ReadyElsewhere bool
 	// ParentRunning: the container runtime runs a container of a pod of this component
 	// here (the checkpoint's own pod does not count).

@@ -10,8 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-
-	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // File is one file of a checkpoint, relative to its directory.
@@ -29,10 +27,6 @@ type Sources struct {
 // volumesDir is where a checkpoint keeps the files of its Secret and ConfigMap volumes,
 // relative to the checkpoint's directory.
 const volumesDir = "volumes"
-
-// StaticPodName is the name of the static pod a checkpoint runs as; the kubelet appends
-// the node name.
-func StaticPodName(name string) string { return "checkpoint-" + name }
 
 // Sanitize turns a running pod into a static pod the kubelet can start with no API:
 //   - nothing that pins scheduling or needs the API stays: node name, node selector,
@@ -60,8 +54,8 @@ func Sanitize(pod *corev1.Pod, name, dir string, src Sources) (*corev1.Pod, []Fi
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        StaticPodName(name),
 			Namespace:   pod.Namespace,
-			Labels:      map[string]string{manifests.LabelCheckpointOf: name},
-			Annotations: map[string]string{manifests.AnnotationCheckpointOf: name},
+			Labels:      map[string]string{LabelCheckpointOf: name},
+			Annotations: map[string]string{AnnotationCheckpointOf: name},
 		},
 	}
 	spec := pod.Spec.DeepCopy()
@@ -109,10 +103,10 @@ func Sanitize(pod *corev1.Pod, name, dir string, src Sources) (*corev1.Pod, []Fi
 	spec.Volumes = volumes
 
 	var extra map[string][]string
-	if a := pod.Annotations[manifests.AnnotationCheckpointArgs]; a != "" {
+	if a := pod.Annotations[AnnotationCheckpointArgs]; a != "" {
 		if err := json.Unmarshal([]byte(a), &extra); err != nil {
 			return nil, nil, fmt.Errorf("pod %s/%s: annotation %s is not a JSON map of container names to arguments: %w",
-				pod.Namespace, pod.Name, manifests.AnnotationCheckpointArgs, err)
+				pod.Namespace, pod.Name, AnnotationCheckpointArgs, err)
 		}
 	}
 	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {

@@ -1,106 +1,25 @@
 package checkpoint
 
 import (
-	"os"
 	"path"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
-	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/checkpoint/checkpointtest"
 )
 
+// The node and address of checkpointtest.APIServerPod.
 const (
-	testNode   = "cp-1"
-	testHostIP = "172.31.0.2"
-	// The rendered manifests of the default configuration: the pod under test is made
-	// from the real template, so a template change Sanitize cannot handle fails here.
-	renderedDir = "../manifests/testdata/default/manifests/"
+	testNode   = checkpointtest.Node
+	testHostIP = checkpointtest.HostIP
 )
-
-// readRendered decodes one rendered manifest strictly.
-func readRendered(t *testing.T, file string, into any) {
-	t.Helper()
-	data, err := os.ReadFile(renderedDir + file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.UnmarshalStrict(data, into); err != nil {
-		t.Fatalf("decoding %s: %v", file, err)
-	}
-}
-
-// apiServerPod is a pod of the self-hosted apiserver DaemonSet as the API shows it
-// once it runs on testNode: the template plus what the DaemonSet controller, the
-// scheduler, the ServiceAccount admission and the kubelet add. It returns the pod, its
-// DaemonSet and the Secret it mounts.
-func apiServerPod(t *testing.T) (*corev1.Pod, *appsv1.DaemonSet, *corev1.Secret) {
-	t.Helper()
-	ds := &appsv1.DaemonSet{}
-	readRendered(t, "15-kube-apiserver-daemonset.yaml", ds)
-	secret := &corev1.Secret{}
-	readRendered(t, "12-kube-apiserver-secret.yaml", secret)
-
-	tmpl := ds.Spec.Template.DeepCopy()
-	pod := &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}
-	pod.Name, pod.Namespace = "kube-apiserver-x7k2p", ds.Namespace
-	pod.UID, pod.ResourceVersion = "5d0b6a4e-0000-4000-8000-000000000001", "1042"
-	pod.CreationTimestamp = metav1.NewTime(t0)
-	pod.Labels["controller-revision-hash"] = "6f9c8d7b5"
-	pod.Labels["pod-template-generation"] = "1"
-	pod.OwnerReferences = []metav1.OwnerReference{{
-		APIVersion: "apps/v1", Kind: "DaemonSet", Name: ds.Name, Controller: ptr.To(true),
-	}}
-	pod.Spec.NodeName = testNode
-	pod.Spec.SchedulerName = corev1.DefaultSchedulerName
-	pod.Spec.ServiceAccountName, pod.Spec.DeprecatedServiceAccount = "default", "default" //nolint:staticcheck // set as the API does
-	pod.Spec.Priority = ptr.To[int32](2000001000)
-	pod.Spec.PreemptionPolicy = ptr.To(corev1.PreemptLowerPriority)
-	pod.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-			MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{testNode}}},
-		}}},
-	}}
-	// The token volume the ServiceAccount admission adds to a pod that mounts one.
-	pod.Spec.AutomountServiceAccountToken = nil
-	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "kube-api-access-9xw2q", VolumeSource: corev1.VolumeSource{
-		Projected: &corev1.ProjectedVolumeSource{DefaultMode: ptr.To[int32](0o644), Sources: []corev1.VolumeProjection{
-			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}},
-			{ConfigMap: &corev1.ConfigMapProjection{
-				LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
-				Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
-			}},
-			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{
-				Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"},
-			}}}},
-		}},
-	}})
-	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{
-			Name: "kube-api-access-9xw2q", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true,
-		})
-	}
-	pod.Status = corev1.PodStatus{
-		Phase:      corev1.PodRunning,
-		HostIP:     testHostIP,
-		HostIPs:    []corev1.HostIP{{IP: testHostIP}},
-		PodIP:      testHostIP,
-		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
-		ContainerStatuses: []corev1.ContainerStatus{{
-			Name: "kube-apiserver", Ready: true, ContainerID: "containerd://0a1b2c3d",
-		}},
-	}
-	return pod, ds, secret
-}
 
 // secretFiles are the files a Secret volume mounted whole has under volumes/VOLUME.
 func secretFiles(volume string, s *corev1.Secret) []File {
@@ -117,11 +36,11 @@ func secretFiles(volume string, s *corev1.Secret) []File {
 // needs a token, its Secret is files in the checkpoint, no controller adopts its mirror
 // pod, and it serves on the node's address.
 func TestSanitizeAPIServer(t *testing.T) {
-	pod, ds, secret := apiServerPod(t)
+	pod, ds, secret := checkpointtest.APIServerPod(t)
 	before := pod.DeepCopy()
-	dir := path.Join(manifests.CheckpointsDir, manifests.CheckpointAPIServer)
+	dir := path.Join(CheckpointsDir, CheckpointAPIServer)
 
-	got, files, err := Sanitize(pod, manifests.CheckpointAPIServer, dir, Sources{
+	got, files, err := Sanitize(pod, CheckpointAPIServer, dir, Sources{
 		Secrets: map[string]*corev1.Secret{secret.Name: secret},
 	})
 	if err != nil {
@@ -135,8 +54,8 @@ func TestSanitizeAPIServer(t *testing.T) {
 		want := metav1.ObjectMeta{
 			Name:        "checkpoint-kube-apiserver",
 			Namespace:   "kube-system",
-			Labels:      map[string]string{manifests.LabelCheckpointOf: "kube-apiserver"},
-			Annotations: map[string]string{manifests.AnnotationCheckpointOf: "kube-apiserver"},
+			Labels:      map[string]string{LabelCheckpointOf: "kube-apiserver"},
+			Annotations: map[string]string{AnnotationCheckpointOf: "kube-apiserver"},
 		}
 		if diff := cmp.Diff(want, got.ObjectMeta); diff != "" {
 			t.Errorf("metadata (-want +got):\n%s", diff)
@@ -146,8 +65,8 @@ func TestSanitizeAPIServer(t *testing.T) {
 		}
 		// The annotation that makes a pod a parent must not be on the checkpoint: the
 		// runtime would count the checkpoint's own sandbox as its parent running.
-		if _, ok := got.Annotations[manifests.AnnotationCheckpoint]; ok {
-			t.Errorf("the static pod carries %s", manifests.AnnotationCheckpoint)
+		if _, ok := got.Annotations[AnnotationCheckpoint]; ok {
+			t.Errorf("the static pod carries %s", AnnotationCheckpoint)
 		}
 		sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
 		if err != nil {
@@ -404,7 +323,7 @@ func minimalPod(volumes []corev1.Volume, env []corev1.EnvVar) *corev1.Pod {
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: v.Name, MountPath: "/m/" + v.Name})
 	}
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "kube-system", Annotations: map[string]string{manifests.AnnotationCheckpoint: "x"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "kube-system", Annotations: map[string]string{AnnotationCheckpoint: "x"}},
 		Spec:       corev1.PodSpec{NodeName: testNode, HostNetwork: true, Containers: []corev1.Container{c}, Volumes: volumes},
 		Status:     corev1.PodStatus{HostIP: testHostIP},
 	}
@@ -502,7 +421,7 @@ func TestSanitizeErrors(t *testing.T) {
 		name: "malformed checkpoint-args",
 		pod: func() *corev1.Pod {
 			p := minimalPod(nil, nil)
-			p.Annotations[manifests.AnnotationCheckpointArgs] = `["--bind-address=$(HOST_IP)"]`
+			p.Annotations[AnnotationCheckpointArgs] = `["--bind-address=$(HOST_IP)"]`
 			return p
 		}(),
 		wantErr: []string{"selfkube.io/checkpoint-args is not a JSON map of container names to arguments"},
@@ -533,7 +452,7 @@ func TestSanitizeErrors(t *testing.T) {
 // needs; in particular not the CA ConfigMap of a token volume, which is dropped (and
 // which the checkpointer may not be allowed to read).
 func TestSourceNames(t *testing.T) {
-	apiServer, _, _ := apiServerPod(t)
+	apiServer, _, _ := checkpointtest.APIServerPod(t)
 	secretRef := func(name string) *corev1.EnvVarSource {
 		return &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: "k"}}
 	}

@@ -49,28 +49,30 @@ func ValidName(name string) error {
 		return errors.New("invalid checkpoint name \"\": it is empty")
 	}
 	if len(name) > maxNameLen {
-		return fmt.Errorf("invalid checkpoint name %s: it is longer than %d characters", quoteName(name), maxNameLen)
+		return fmt.Errorf("invalid checkpoint name %s: it is longer than %d characters", QuoteName(name), maxNameLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		alnum := 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
 		if !alnum && (c != '-' || i == 0 || i == len(name)-1) {
-			return fmt.Errorf("invalid checkpoint name %s: it must be a DNS label (lower-case letters, digits and '-', starting and ending with a letter or digit)", quoteName(name))
+			return fmt.Errorf("invalid checkpoint name %s: it must be a DNS label (lower-case letters, digits and '-', starting and ending with a letter or digit)", QuoteName(name))
 		}
 	}
 	return nil
 }
 
-// quoteName quotes a name that may come from anywhere for a message, cut short.
-func quoteName(name string) string {
+// QuoteName quotes a checkpoint name that may come from anywhere (any pod's annotation)
+// for a message, cut short.
+func QuoteName(name string) string {
 	if len(name) > maxNameLen+1 {
 		return strconv.Quote(name[:maxNameLen+1]) + "…"
 	}
 	return strconv.Quote(name)
 }
 
-// dir is the directory of checkpoint name.
-func (s Store) dir(name string) (string, error) {
+// DirOf is the directory of checkpoint name (an error for an invalid name): the dir
+// Sanitize makes the checkpoint's volumes point into.
+func (s Store) DirOf(name string) (string, error) {
 	if err := ValidName(name); err != nil {
 		return "", err
 	}
@@ -90,7 +92,7 @@ func (s Store) activePath(name string) (string, error) {
 func entry(dir, name string) (string, error) {
 	p := filepath.Join(dir, name)
 	if name == "." || name == ".." || filepath.Base(p) != name || filepath.Dir(p) != filepath.Clean(dir) {
-		return "", fmt.Errorf("%s is not an entry of %s", quoteName(name), dir)
+		return "", fmt.Errorf("%s is not an entry of %s", QuoteName(name), dir)
 	}
 	return p, nil
 }
@@ -145,7 +147,7 @@ func (s Store) Names() ([]string, error) {
 // Present reports whether a complete checkpoint called name is on disk (never for an
 // invalid name).
 func (s Store) Present(name string) bool {
-	dir, err := s.dir(name)
+	dir, err := s.DirOf(name)
 	if err != nil {
 		return false
 	}
@@ -168,13 +170,13 @@ func (s Store) Active(name string) bool {
 // version had that this one has not. It reports whether anything changed. File paths
 // must stay inside the checkpoint's directory.
 func (s Store) Write(name string, pod *corev1.Pod, files []File) (bool, error) {
-	dir, err := s.dir(name)
+	dir, err := s.DirOf(name)
 	if err != nil {
 		return false, fmt.Errorf("writing checkpoint: %w", err)
 	}
 	for _, f := range files {
 		if !filepath.IsLocal(filepath.FromSlash(f.Path)) {
-			return false, fmt.Errorf("writing checkpoint %s: file %s would leave its directory", name, quoteName(f.Path))
+			return false, fmt.Errorf("writing checkpoint %s: file %s would leave its directory", name, QuoteName(f.Path))
 		}
 	}
 	data, err := yaml.Marshal(pod)
@@ -220,7 +222,7 @@ func (s Store) Write(name string, pod *corev1.Pod, files []File) (bool, error) {
 
 // Activate puts the checkpoint into the kubelet's static-pod directory.
 func (s Store) Activate(name string) error {
-	dir, err := s.dir(name)
+	dir, err := s.DirOf(name)
 	if err != nil {
 		return fmt.Errorf("activating checkpoint: %w", err)
 	}
@@ -252,7 +254,7 @@ func (s Store) Retire(name string) error {
 
 // Remove retires the checkpoint and deletes it.
 func (s Store) Remove(name string) error {
-	dir, err := s.dir(name)
+	dir, err := s.DirOf(name)
 	if err != nil {
 		return fmt.Errorf("removing checkpoint: %w", err)
 	}

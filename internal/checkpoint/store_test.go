@@ -10,7 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
+
+	"github.com/selfkube/selfkube/internal/checkpoint/checkpointtest"
 )
 
 func newStore(t *testing.T) Store {
@@ -25,56 +26,6 @@ func staticPod(name, image string) *corev1.Pod {
 		ObjectMeta: metav1.ObjectMeta{Name: StaticPodName(name), Namespace: "kube-system"},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: image}}},
 	}
-}
-
-// tree is every file under dir by slash path and content, and fails on any file not
-// 0600 or directory below dir not 0700: the checkpoints hold the control plane's
-// credentials.
-func tree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	files := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		want := fs.FileMode(0o600)
-		if d.IsDir() {
-			want = 0o700 | fs.ModeDir
-		}
-		if rel != "." && info.Mode() != want {
-			t.Errorf("%s: mode %v, want %v", rel, info.Mode(), want)
-		}
-		if !d.IsDir() {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			files[filepath.ToSlash(rel)] = string(data)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
-func readPod(t *testing.T, file string) *corev1.Pod {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod := &corev1.Pod{}
-	if err := yaml.UnmarshalStrict(data, pod); err != nil {
-		t.Fatalf("decoding %s: %v", file, err)
-	}
-	return pod
 }
 
 // TestStoreWrite writes versions of one checkpoint in turn and checks after each what is
@@ -150,7 +101,7 @@ func TestStoreWrite(t *testing.T) {
 			} else if info.Mode() != 0o700|fs.ModeDir {
 				t.Errorf("Dir created with mode %v, want 0700", info.Mode())
 			}
-			got := tree(t, s.Dir)
+			got := checkpointtest.Tree(t, s.Dir)
 			want := map[string]string{}
 			for p, data := range tt.wantFiles {
 				want[name+"/"+p] = data
@@ -159,7 +110,7 @@ func TestStoreWrite(t *testing.T) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("files under Dir (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(last, readPod(t, filepath.Join(s.Dir, name, "pod.yaml"))); diff != "" {
+			if diff := cmp.Diff(last, checkpointtest.ReadPod(t, filepath.Join(s.Dir, name, "pod.yaml"))); diff != "" {
 				t.Errorf("pod.yaml (-want +got):\n%s", diff)
 			}
 		})
@@ -413,30 +364,6 @@ func TestEntry(t *testing.T) {
 	}
 }
 
-// snapshot is every file and directory under root, files with their content; the lock
-// file is left out.
-func snapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.Name() == ".lock" {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if d.IsDir() {
-			out[filepath.ToSlash(rel)+"/"] = ""
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		out[filepath.ToSlash(rel)] = string(data)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // realNode is a node's checkpoint and static-pod directories side by side, as under
 // /etc/kubernetes, with etcd's static pod and an active checkpoint of the apiserver.
 func realNode(t *testing.T) Store {
@@ -465,7 +392,7 @@ func TestStoreRefusesInvalidNames(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := realNode(t)
 			root := filepath.Dir(s.Dir)
-			before := snapshot(t, root)
+			before := checkpointtest.Snapshot(t, root)
 			if s.Present(name) {
 				t.Error("Present")
 			}
@@ -480,7 +407,7 @@ func TestStoreRefusesInvalidNames(t *testing.T) {
 					t.Errorf("%s: error %v, want one about an invalid checkpoint name", op, err)
 				}
 			}
-			if diff := cmp.Diff(before, snapshot(t, root)); diff != "" {
+			if diff := cmp.Diff(before, checkpointtest.Snapshot(t, root)); diff != "" {
 				t.Errorf("the disk changed (-before +after):\n%s", diff)
 			}
 		})
@@ -493,11 +420,11 @@ func TestStoreWriteRefusesFilesOutside(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			s := realNode(t)
 			root := filepath.Dir(s.Dir)
-			before := snapshot(t, root)
+			before := checkpointtest.Snapshot(t, root)
 			if _, err := s.Write("kube-apiserver", staticPod("kube-apiserver", "img2"), []File{{Path: p, Data: []byte("x")}}); err == nil {
 				t.Error("Write succeeded")
 			}
-			if diff := cmp.Diff(before, snapshot(t, root)); diff != "" {
+			if diff := cmp.Diff(before, checkpointtest.Snapshot(t, root)); diff != "" {
 				t.Errorf("the disk changed (-before +after):\n%s", diff)
 			}
 		})

@@ -61,7 +61,7 @@ var fieldDocs = map[string]string{
 	"certificates":                "How keys and certificates are made.",
 	"certificates.keyAlgorithm":   "ECDSA-P256, RSA-2048, RSA-3072 or RSA-4096.",
 	"certificates.caValidity":     "Lifetime of a new CA certificate.",
-	"certificates.validity":       "Lifetime of a new leaf certificate; rotate with `selfkube certs`.",
+	"certificates.validity":       "Lifetime of a new leaf certificate. An expired one is reported, not renewed: to make it again,\nremove it and its key from the asset directory's tls/ and run `selfkube render` again.",
 	"proxy":                       "kube-proxy settings.",
 	"proxy.mode":                  "iptables, ipvs or nftables.",
 

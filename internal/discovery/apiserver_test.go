@@ -16,8 +16,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/bootstrap"
 	"github.com/selfkube/selfkube/internal/discovery"
+	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/test/apiserver"
 )
 
@@ -51,9 +53,24 @@ func TestAPIServerWithBootstrapSigner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bootstrap.EnsureClusterInfo(ctx, srv.Client, srv.Config.Host, caPEM); err != nil {
-		t.Fatalf("EnsureClusterInfo: %v", err)
+	// The cluster-info init ships, applied as init's apply phase applies it.
+	clusterInfo, err := manifests.ClusterInfo(srv.Config.Host, caPEM)
+	if err != nil {
+		t.Fatal(err)
 	}
+	applier, err := apply.New(srv.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyClusterInfo := func() {
+		t.Helper()
+		for _, o := range clusterInfo {
+			if err := applier.Object(ctx, o); err != nil {
+				t.Fatalf("applying cluster-info: %v", err)
+			}
+		}
+	}
+	applyClusterInfo()
 	tok, err := bootstrap.GenerateToken()
 	if err != nil {
 		t.Fatal(err)
@@ -82,15 +99,13 @@ func TestAPIServerWithBootstrapSigner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := bootstrap.EnsureClusterInfo(ctx, srv.Client, srv.Config.Host, caPEM); err != nil {
-			t.Fatalf("EnsureClusterInfo: %v", err)
-		}
+		applyClusterInfo()
 		after, err := srv.Client.CoreV1().ConfigMaps("kube-public").Get(ctx, "cluster-info", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if after.ResourceVersion != before.ResourceVersion || after.Data["jws-kubeconfig-"+tok.ID] == "" {
-			t.Fatalf("EnsureClusterInfo changed the signed cluster-info: resourceVersion %s -> %s, keys %d -> %d",
+			t.Fatalf("applying cluster-info again changed the signed cluster-info: resourceVersion %s -> %s, keys %d -> %d",
 				before.ResourceVersion, after.ResourceVersion, len(before.Data), len(after.Data))
 		}
 	})

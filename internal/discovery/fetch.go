@@ -17,6 +17,8 @@ import (
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/selfkube/selfkube/internal/bootstrap"
+	"github.com/selfkube/selfkube/internal/kubeconfig"
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // Defaults of Options.
@@ -74,7 +76,7 @@ func Fetch(ctx context.Context, endpoint string, token bootstrap.Token, pins []s
 	if _, err := bootstrap.ParseToken(token.String()); err != nil {
 		return nil, err
 	}
-	server, err := bootstrap.NormalizeServer(endpoint)
+	server, err := kubeconfig.NormalizeServer(endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -185,11 +187,11 @@ func get(ctx context.Context, server string, tlsConfig *tls.Config) (*corev1.Con
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
-		return nil, fmt.Errorf("%w: GET %s: %s; the control plane has not published cluster-info (yet): wait for it to finish starting, or run its cluster-info step",
+		return nil, fmt.Errorf("%w: GET %s: %s; the control plane has not published cluster-info yet (selfkube init applies it in its apply phase): wait for init there to get that far, or check with `kubectl -n kube-public get configmap cluster-info`",
 			ErrClusterInfoNotFound, url, statusMessage(resp, body))
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return nil, fmt.Errorf("%w: GET %s: %s; the API server needs anonymous authentication enabled and the %s Role and RoleBinding in %s: wait for the control plane to finish starting, or run its cluster-info step",
-			ErrAccessDenied, url, statusMessage(resp, body), bootstrap.ClusterInfoRBACName, metav1.NamespacePublic)
+		return nil, fmt.Errorf("%w: GET %s: %s; the API server needs anonymous authentication enabled and the %s Role and RoleBinding in %s (selfkube init applies them in its apply phase): wait for init there to get that far, or check with `kubectl -n kube-public get role,rolebinding`",
+			ErrAccessDenied, url, statusMessage(resp, body), manifests.ClusterInfoRBACName, metav1.NamespacePublic)
 	default:
 		return nil, fmt.Errorf("%w: GET %s: %s; check that the endpoint is a healthy Kubernetes API server",
 			ErrUnexpectedResponse, url, statusMessage(resp, body))

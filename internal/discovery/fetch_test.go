@@ -83,7 +83,7 @@ var fast = Options{RetryInterval: time.Millisecond, Timeout: time.Minute}
 func TestFetch(t *testing.T) {
 	var cm *corev1.ConfigMap
 	s := newClusterInfoServer(t, func(_ int, w http.ResponseWriter) { serve(w, cm) })
-	cm = signed(t, kubeconfig(t, s.URL, s.caPEM(t)), testToken)
+	cm = signed(t, clusterInfoKubeconfig(t, s.URL, s.caPEM(t)), testToken)
 	pins := []string{pin(t, s.Certificate())}
 
 	for _, endpoint := range []string{s.URL, strings.TrimPrefix(s.URL, "https://")} {
@@ -114,7 +114,7 @@ func TestFetchWaitsForTheSigner(t *testing.T) {
 			serve(w, signed(t, kc, testToken))
 		}
 	})
-	kc = kubeconfig(t, s.URL, s.caPEM(t))
+	kc = clusterInfoKubeconfig(t, s.URL, s.caPEM(t))
 	var progress []string
 	opts := fast
 	opts.Progress = func(format string, args ...any) { progress = append(progress, fmt.Sprintf(format, args...)) }
@@ -150,7 +150,7 @@ func TestFetchErrors(t *testing.T) {
 		{
 			name: "never signed: times out with the last error",
 			respond: func(_ int, w http.ResponseWriter, url string, ca []byte) {
-				serve(w, signed(t, kubeconfig(t, url, ca)))
+				serve(w, signed(t, clusterInfoKubeconfig(t, url, ca)))
 			},
 			timeout:      50 * time.Millisecond,
 			wantErrs:     []error{ErrTimeout, ErrNoSignature},
@@ -160,7 +160,7 @@ func TestFetchErrors(t *testing.T) {
 		{
 			name: "wrong secret is not retried",
 			respond: func(_ int, w http.ResponseWriter, url string, ca []byte) {
-				serve(w, signed(t, kubeconfig(t, url, ca), bootstrap.Token{ID: testToken.ID, Secret: "ffffffffffffffff"}))
+				serve(w, signed(t, clusterInfoKubeconfig(t, url, ca), bootstrap.Token{ID: testToken.ID, Secret: "ffffffffffffffff"}))
 			},
 			wantErrs:     []error{ErrSignatureMismatch},
 			wantRequests: 1,
@@ -168,7 +168,7 @@ func TestFetchErrors(t *testing.T) {
 		{
 			name: "pin does not match the CA",
 			respond: func(_ int, w http.ResponseWriter, url string, ca []byte) {
-				serve(w, signed(t, kubeconfig(t, url, ca), testToken))
+				serve(w, signed(t, clusterInfoKubeconfig(t, url, ca), testToken))
 			},
 			pins:         func(*clusterInfoServer) []string { return []string{pin(t, other)} },
 			wantErrs:     []error{ErrCAHashMismatch},
@@ -177,7 +177,7 @@ func TestFetchErrors(t *testing.T) {
 		{
 			name: "cluster-info names a CA the server's certificate is not from",
 			respond: func(_ int, w http.ResponseWriter, url string, _ []byte) {
-				serve(w, signed(t, kubeconfig(t, url, otherPEM), testToken))
+				serve(w, signed(t, clusterInfoKubeconfig(t, url, otherPEM), testToken))
 			},
 			pins: func(*clusterInfoServer) []string {
 				c, _ := cert.ParseCertsPEM(otherPEM)
@@ -193,7 +193,7 @@ func TestFetchErrors(t *testing.T) {
 				if n > 0 {
 					server = "https://10.6.6.6:6443"
 				}
-				serve(w, signed(t, kubeconfig(t, server, ca), testToken))
+				serve(w, signed(t, clusterInfoKubeconfig(t, server, ca), testToken))
 			},
 			wantErrs:     []error{ErrClusterInfoChanged},
 			wantRequests: 2,
@@ -292,7 +292,7 @@ func TestFetchCancelled(t *testing.T) {
 func TestFetchUnsafeSkipCAVerification(t *testing.T) {
 	var cm *corev1.ConfigMap
 	s := newClusterInfoServer(t, func(_ int, w http.ResponseWriter) { serve(w, cm) })
-	cm = signed(t, kubeconfig(t, s.URL, s.caPEM(t)), testToken)
+	cm = signed(t, clusterInfoKubeconfig(t, s.URL, s.caPEM(t)), testToken)
 	got, err := Fetch(context.Background(), s.URL, testToken, nil, Options{UnsafeSkipCAVerification: true, RetryInterval: time.Millisecond, Timeout: time.Minute})
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)

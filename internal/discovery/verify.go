@@ -117,7 +117,7 @@ func Verify(cm *corev1.ConfigMap, token bootstrap.Token, pins []string, opts Opt
 	}
 	kubeconfig, ok := cm.Data[bootstrapapi.KubeConfigKey]
 	if !ok {
-		return nil, fmt.Errorf("%w: the ConfigMap has no %q key; the control plane has not published cluster-info correctly, re-run its cluster-info step", ErrMalformedKubeconfig, bootstrapapi.KubeConfigKey)
+		return nil, fmt.Errorf("%w: the ConfigMap has no %q key; the control plane has not published cluster-info correctly: inspect it on the control plane with `kubectl -n kube-public get configmap cluster-info -o yaml`", ErrMalformedKubeconfig, bootstrapapi.KubeConfigKey)
 	}
 
 	sigKey := bootstrapapi.JWSSignatureKeyPrefix + token.ID
@@ -160,7 +160,7 @@ func Verify(cm *corev1.ConfigMap, token bootstrap.Token, pins []string, opts Opt
 // parseKubeconfig extracts the cluster from cluster-info's kubeconfig: the current
 // context's cluster if there is one, otherwise the only cluster.
 func parseKubeconfig(data []byte) (*Cluster, error) {
-	fix := "the control plane has published a bad cluster-info; re-run its cluster-info step"
+	fix := "the control plane has published a bad cluster-info: inspect it on the control plane with `kubectl -n kube-public get configmap cluster-info -o yaml`"
 	cfg, err := clientcmd.Load(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v; %s", ErrMalformedKubeconfig, err, fix)

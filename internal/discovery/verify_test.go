@@ -52,8 +52,8 @@ func pin(t *testing.T, c *x509.Certificate) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// kubeconfig renders a cluster-info kubeconfig for server and caPEM.
-func kubeconfig(t *testing.T, server string, caPEM []byte) string {
+// clusterInfoKubeconfig renders a cluster-info kubeconfig, malformed ones too, for server and caPEM.
+func clusterInfoKubeconfig(t *testing.T, server string, caPEM []byte) string {
 	t.Helper()
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters[""] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
@@ -86,7 +86,7 @@ func signed(t *testing.T, kubeconfig string, tokens ...bootstrap.Token) *corev1.
 func TestVerify(t *testing.T) {
 	ca, caPEM := newCA(t)
 	other, otherPEM := newCA(t)
-	good := kubeconfig(t, "https://10.0.0.1:6443", caPEM)
+	good := clusterInfoKubeconfig(t, "https://10.0.0.1:6443", caPEM)
 	goodPin := pin(t, ca)
 	otherToken := bootstrap.Token{ID: "zzzzzz", Secret: "zzzzzzzzzzzzzzzz"}
 
@@ -105,7 +105,7 @@ func TestVerify(t *testing.T) {
 		{name: "valid, one of several pins", cm: signed(t, good, testToken), token: testToken, pins: []string{pin(t, other), goodPin}},
 		{
 			name:  "valid, CA bundle with the pinned CA second",
-			cm:    signed(t, kubeconfig(t, "https://10.0.0.1:6443", append(append([]byte{}, otherPEM...), caPEM...)), testToken),
+			cm:    signed(t, clusterInfoKubeconfig(t, "https://10.0.0.1:6443", append(append([]byte{}, otherPEM...), caPEM...)), testToken),
 			token: testToken, pins: []string{goodPin},
 		},
 		{name: "valid, unsafe skip without pins", cm: signed(t, good, testToken), token: testToken, opts: Options{UnsafeSkipCAVerification: true}},
@@ -125,7 +125,7 @@ func TestVerify(t *testing.T) {
 			name: "tampered kubeconfig",
 			cm: func() *corev1.ConfigMap {
 				cm := signed(t, good, testToken)
-				cm.Data["kubeconfig"] = kubeconfig(t, "https://10.6.6.6:6443", otherPEM)
+				cm.Data["kubeconfig"] = clusterInfoKubeconfig(t, "https://10.6.6.6:6443", otherPEM)
 				return cm
 			}(),
 			token: testToken, pins: []string{pin(t, other)},
@@ -153,9 +153,9 @@ func TestVerify(t *testing.T) {
 		{name: "no pins", cm: signed(t, good, testToken), token: testToken, wantErr: ErrNoPins, wantText: []string{"--discovery-token-ca-cert-hash"}},
 		{name: "no kubeconfig key", cm: &corev1.ConfigMap{Data: map[string]string{}}, token: testToken, pins: []string{goodPin}, wantErr: ErrMalformedKubeconfig},
 		{name: "kubeconfig not YAML", cm: signed(t, "{{{", testToken), token: testToken, pins: []string{goodPin}, wantErr: ErrMalformedKubeconfig},
-		{name: "kubeconfig without CA", cm: signed(t, kubeconfig(t, "https://10.0.0.1:6443", nil), testToken), token: testToken, pins: []string{goodPin}, wantErr: ErrMalformedKubeconfig, wantText: []string{"no certificate-authority-data"}},
-		{name: "kubeconfig with a bad CA", cm: signed(t, kubeconfig(t, "https://10.0.0.1:6443", []byte("junk")), testToken), token: testToken, pins: []string{goodPin}, wantErr: ErrMalformedKubeconfig},
-		{name: "kubeconfig with an http server", cm: signed(t, kubeconfig(t, "http://10.0.0.1:6443", caPEM), testToken), token: testToken, pins: []string{goodPin}, wantErr: ErrMalformedKubeconfig, wantText: []string{"not an https URL"}},
+		{name: "kubeconfig without CA", cm: signed(t, clusterInfoKubeconfig(t, "https://10.0.0.1:6443", nil), testToken), token: testToken, pins: []string{goodPin}, wantErr: ErrMalformedKubeconfig, wantText: []string{"no certificate-authority-data"}},
+		{name: "kubeconfig with a bad CA", cm: signed(t, clusterInfoKubeconfig(t, "https://10.0.0.1:6443", []byte("junk")), testToken), token: testToken, pins: []string{goodPin}, wantErr: ErrMalformedKubeconfig},
+		{name: "kubeconfig with an http server", cm: signed(t, clusterInfoKubeconfig(t, "http://10.0.0.1:6443", caPEM), testToken), token: testToken, pins: []string{goodPin}, wantErr: ErrMalformedKubeconfig, wantText: []string{"not an https URL"}},
 		{
 			name: "kubeconfig with two clusters and no context",
 			cm: func() *corev1.ConfigMap {

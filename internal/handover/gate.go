@@ -43,7 +43,7 @@ const (
 	// NodeReady: the node is Ready (the pod network and kube-proxy work).
 	NodeReady Condition = "node is Ready"
 	// CheckpointPresent: a checkpoint of the apiserver is on disk, so a reboot right
-	// after init recovers. Only required when the checkpointer is installed.
+	// after init recovers. Always required: init always installs the checkpointer.
 	CheckpointPresent Condition = "apiserver checkpoint is on disk"
 )
 

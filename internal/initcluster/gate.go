@@ -11,7 +11,6 @@ import (
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/handover"
-	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // selfHosted reports whether p is a pod of the self-hosted control plane (owned by a
@@ -58,7 +57,7 @@ func (d *Data) observe(ctx context.Context, probe handover.ServingProbe) (handov
 	}
 	o.Held[handover.NodeReady] = nodeReady(node)
 	store := checkpoint.Store{Dir: d.Layout.CheckpointsDir(), ManifestsDir: d.Layout.ManifestsDir()}
-	o.Held[handover.CheckpointPresent] = store.Present(manifests.CheckpointAPIServer)
+	o.Held[handover.CheckpointPresent] = store.Present(checkpoint.CheckpointAPIServer)
 	if apiserverUID != "" {
 		serves, err := probe.ReadyzServedBy(ctx, apiserverUID)
 		if err != nil {

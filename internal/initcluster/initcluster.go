@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -27,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/kubeconfig"
@@ -48,8 +48,6 @@ type Options struct {
 	TokenTTL time.Duration
 	Status   *status.Printer
 	Log      *slog.Logger
-	// Out receives what a script reads: the join command.
-	Out io.Writer
 }
 
 // State is what init records on the node between runs (StateDir/init.json).
@@ -63,7 +61,8 @@ type State struct {
 	// TemporaryLeaders are the lease holders of the temporary scheduler and controller
 	// manager at the teardown, by lease name.
 	TemporaryLeaders map[string]string `json:"temporaryLeaders,omitempty"`
-	// Completed is set when init finished.
+	// Completed is set when a run of the workflow finished: every phase it ran succeeded
+	// (see nextRun). `init phase NAME` never sets it.
 	Completed time.Time `json:"completed,omitempty"`
 }
 
@@ -75,6 +74,9 @@ type Data struct {
 
 	restConfig *rest.Config
 	client     kubernetes.Interface
+	// applierFor builds a phase's applier from the client's configuration; nil is
+	// apply.New (tests pass one over fakes).
+	applierFor func(*rest.Config) (*apply.Applier, error)
 	rendered   *render.Result
 	joinCmd    string
 }
@@ -162,7 +164,7 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "teardown", Short: "removing the temporary control plane", Run: teardown, RunIf: notHanded},
 		{Name: "post-handover", Short: "checking the self-hosted control plane", Run: postHandover},
 		{Name: "addons", Short: "applying kube-proxy, then CoreDNS once kube-proxy is Ready", Run: applyAddons},
-		{Name: "bootstrap-token", Short: "bootstrap token and cluster-info", Run: bootstrapToken},
+		{Name: "bootstrap-token", Short: "bootstrap token for the join command", Run: bootstrapToken},
 		{Name: "kubeadm-compat", Short: "kubeadm-config and kubelet-config, for stock kubeadm join", Run: kubeadmCompat},
 	}}
 }
@@ -170,18 +172,91 @@ func Workflow() *workflow.Workflow[*Data] {
 // ErrAlreadyInitialized says init found a finished node and changed nothing.
 var ErrAlreadyInitialized = errors.New("this node is already initialized")
 
+// runAction is what one init run does on this node.
+type runAction int
+
+const (
+	// runWorkflow runs the selected phases in order, reusing what an earlier run left,
+	// and records that init finished (State.Completed) once every one of them succeeded.
+	runWorkflow runAction = iota
+	// runPhase runs the one phase of `init phase NAME` and leaves State.Completed as it
+	// is: one phase says nothing about the others.
+	runPhase
+	// refuse changes nothing: init finished on this node before (ErrAlreadyInitialized).
+	refuse
+)
+
+func (a runAction) String() string {
+	switch a {
+	case runWorkflow:
+		return "run the workflow"
+	case runPhase:
+		return "run one phase"
+	case refuse:
+		return "refuse"
+	}
+	return fmt.Sprintf("runAction(%d)", int(a))
+}
+
+// nextRun decides what an init run does, from the state earlier runs left and the phase
+// selection. It does no I/O.
+//
+//	selection               not Completed        Completed
+//	whole workflow          runWorkflow          refuse
+//	--skip-phases A,B       runWorkflow          refuse
+//	init phase NAME         runPhase             runPhase
+//
+// Owned and HandedOver never change the answer: a run that stopped part way (before or
+// after the hand-over) is resumed by running the workflow again, whose phases converge
+// and skip the temporary control plane's steps once it was handed over.
+//
+// A workflow run with --skip-phases that succeeds marks the node Completed too: leaving
+// a phase out is the operator's choice, not a failure, and a skipped phase can still be
+// run later with `init phase NAME`, which works on a finished node.
+func nextRun(s State, sel workflow.Options) runAction {
+	switch {
+	case sel.Only != "":
+		return runPhase
+	case !s.Completed.IsZero():
+		return refuse
+	default:
+		return runWorkflow
+	}
+}
+
 // Run runs init's workflow (or the selected phases) on this node. On a node where init
-// finished before it changes nothing and returns ErrAlreadyInitialized.
+// finished before it changes nothing and returns ErrAlreadyInitialized. The node counts
+// as initialized only once a run of the workflow got through every phase it ran: after a
+// failure, running init again resumes (see nextRun).
 func Run(ctx context.Context, cfg *config.Config, opts Options, sel workflow.Options) (*Data, error) {
 	state, err := LoadState(opts.Layout)
 	if err != nil {
 		return nil, err
 	}
 	d := &Data{Options: opts, Cfg: cfg, State: state}
-	if !state.Completed.IsZero() && sel.Only == "" {
-		return d, fmt.Errorf("%w (finished %s): nothing was changed; `selfkube token create --print-join-command` "+
-			"makes a new join command, `selfkube reset` starts over", ErrAlreadyInitialized, state.Completed.Format(time.RFC3339))
-	}
 	sel.Status = opts.Status
-	return d, Workflow().Run(ctx, d, sel)
+	return d, d.run(ctx, Workflow(), sel)
+}
+
+// run runs w on d as nextRun decides and records the end of a workflow run in which
+// every phase succeeded.
+func (d *Data) run(ctx context.Context, w *workflow.Workflow[*Data], sel workflow.Options) error {
+	action := nextRun(d.State, sel)
+	if action == refuse {
+		return fmt.Errorf("%w (finished %s): nothing was changed; `selfkube token create --print-join-command` "+
+			"makes a new join command, `selfkube init phase NAME` runs one phase again, `selfkube reset` starts over",
+			ErrAlreadyInitialized, d.State.Completed.Format(time.RFC3339))
+	}
+	if err := w.Run(ctx, d, sel); err != nil {
+		return err
+	}
+	if action != runWorkflow {
+		return nil
+	}
+	d.State.Completed = time.Now()
+	if err := d.saveState(); err != nil {
+		return fmt.Errorf("every phase succeeded, but recording that init finished failed: %w; "+
+			"run init again to record it (its phases reuse what exists)", err)
+	}
+	return nil
 }

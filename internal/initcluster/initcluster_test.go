@@ -2,23 +2,38 @@ package initcluster
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/util/cert"
 	"k8s.io/utils/ptr"
 
+	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/handover"
 	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/render"
 	"github.com/selfkube/selfkube/internal/workflow"
 )
 
@@ -158,5 +173,214 @@ func TestLeaseTakenOver(t *testing.T) {
 		if got := leaseTakenOver(tc.l, "sk1_old", since); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestNextRunEveryCombination crosses every state an earlier run can leave (Owned,
+// HandedOver, Completed) with every selection: the whole workflow, each phase skipped,
+// each phase run alone.
+func TestNextRunEveryCombination(t *testing.T) {
+	type selection int
+	const (
+		whole selection = iota
+		skipOne
+		onlyOne
+	)
+	// What a run does, by selection and by whether init finished before. Owned and
+	// HandedOver must not matter.
+	want := map[selection]map[bool]runAction{
+		whole:   {false: runWorkflow, true: refuse},
+		skipOne: {false: runWorkflow, true: refuse},
+		onlyOne: {false: runPhase, true: runPhase},
+	}
+	type sel struct {
+		kind selection
+		opts workflow.Options
+	}
+	sels := []sel{{whole, workflow.Options{}}}
+	for _, name := range Workflow().Names() {
+		sels = append(sels, sel{skipOne, workflow.Options{Skip: []string{name}}}, sel{onlyOne, workflow.Options{Only: name}})
+	}
+	finished := time.Unix(1700000000, 0)
+	for _, sl := range sels {
+		for _, completed := range []bool{false, true} {
+			for _, owned := range [][]string{nil, {"/etc/kubernetes/manifests/etcd.yaml"}} {
+				for _, handedOver := range []bool{false, true} {
+					s := State{Owned: owned, HandedOver: handedOver}
+					if completed {
+						s.Completed = finished
+					}
+					if got := nextRun(s, sl.opts); got != want[sl.kind][completed] {
+						t.Errorf("state %+v, selection %+v: %v, want %v", s, sl.opts, got, want[sl.kind][completed])
+					}
+				}
+			}
+		}
+	}
+}
+
+// compatCluster fakes the API for the bootstrap-token and kubeadm-compat phases: a
+// clientset for the token Secret, and a dynamic client whose server-side applies
+// succeed unless failing is set, then the kubeadm-compat ConfigMaps' fail.
+type compatCluster struct {
+	client     *fake.Clientset
+	dyn        *dynamicfake.FakeDynamicClient
+	failing    bool
+	configMaps int // ConfigMap applies that reached the API, failed or not
+}
+
+func newCompatCluster() *compatCluster {
+	c := &compatCluster{client: fake.NewClientset(), dyn: dynamicfake.NewSimpleDynamicClient(runtime.NewScheme())}
+	c.client.Resources = []*metav1.APIResourceList{
+		{GroupVersion: "v1", APIResources: []metav1.APIResource{
+			{Name: "configmaps", Namespaced: true, Kind: "ConfigMap", Verbs: metav1.Verbs{"get", "patch"}}}},
+		{GroupVersion: "rbac.authorization.k8s.io/v1", APIResources: []metav1.APIResource{
+			{Name: "roles", Namespaced: true, Kind: "Role", Verbs: metav1.Verbs{"get", "patch"}},
+			{Name: "rolebindings", Namespaced: true, Kind: "RoleBinding", Verbs: metav1.Verbs{"get", "patch"}}}},
+	}
+	c.dyn.PrependReactor("patch", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		p := a.(k8stesting.PatchAction)
+		if p.GetResource().Resource == "configmaps" {
+			c.configMaps++
+			if c.failing {
+				return true, nil, apierrors.NewServiceUnavailable("injected: etcd is not answering")
+			}
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(p.GetPatch()); err != nil {
+			return true, nil, err
+		}
+		return true, u, nil
+	})
+	return c
+}
+
+// TestRerunAfterKubeadmCompatFails: when the last phase fails, init is not finished, so
+// the next init runs kubeadm-compat again instead of answering "already initialized".
+// The phases before bootstrap-token need a host; here they only record that they ran.
+func TestRerunAfterKubeadmCompatFails(t *testing.T) {
+	l := host.Layout{Root: t.TempDir()}
+	cfg := &config.Config{}
+	config.Default(cfg, config.Host{Hostname: "n1", DefaultAddress: "192.0.2.1"})
+	writeCA(t, filepath.Join(l.AssetDir(), render.TLSDir, "ca.crt"))
+
+	var ran, stubs []string
+	w := Workflow()
+	for i, p := range w.Phases {
+		if p.Name == "bootstrap-token" || p.Name == "kubeadm-compat" {
+			continue
+		}
+		w.Phases[i].Run = func(context.Context, *Data) error { ran = append(ran, p.Name); return nil }
+		if p.RunIf == nil || p.RunIf(&Data{Cfg: cfg}) {
+			stubs = append(stubs, p.Name)
+		}
+	}
+	api := newCompatCluster()
+	opts := Options{Layout: l, TokenTTL: time.Hour, APITimeout: time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// run is Run with the fakes: a new Data with the state on disk, every time.
+	run := func(sel workflow.Options) (*Data, error) {
+		ran = nil
+		state, err := LoadState(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &Data{Options: opts, Cfg: cfg, State: state, client: api.client,
+			applierFor: func(*rest.Config) (*apply.Applier, error) { return apply.NewFor(api.dyn, api.client.Discovery()), nil }}
+		return d, d.run(context.Background(), w, sel)
+	}
+	completed := func() time.Time {
+		s, err := LoadState(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Completed
+	}
+	step := func(what string, sel workflow.Options, wantCompatRuns bool, check func(d *Data, err error)) {
+		t.Helper()
+		before := api.configMaps
+		d, err := run(sel)
+		if got := api.configMaps > before; got != wantCompatRuns {
+			t.Errorf("%s: kubeadm-compat applied ConfigMaps: %v, want %v (err %v)", what, got, wantCompatRuns, err)
+		}
+		check(d, err)
+	}
+
+	api.failing = true
+	step("first init, kubeadm-compat fails", workflow.Options{}, true, func(_ *Data, err error) {
+		if err == nil || !strings.Contains(err.Error(), "phase kubeadm-compat") || errors.Is(err, ErrAlreadyInitialized) {
+			t.Fatalf("err = %v, want phase kubeadm-compat's failure", err)
+		}
+		if c := completed(); !c.IsZero() {
+			t.Errorf("init failed in its last phase, but the node is marked initialized at %s", c)
+		}
+	})
+
+	api.failing = false
+	step("init phase kubeadm-compat", workflow.Options{Only: "kubeadm-compat"}, true, func(_ *Data, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ran) != 0 {
+			t.Errorf("init phase kubeadm-compat also ran %v", ran)
+		}
+		if c := completed(); !c.IsZero() {
+			t.Errorf("one phase marked the node initialized at %s", c)
+		}
+	})
+
+	step("second init", workflow.Options{}, true, func(d *Data, err error) {
+		if err != nil {
+			t.Fatalf("second init: %v", err)
+		}
+		if !slices.Equal(ran, stubs) {
+			t.Errorf("second init ran %v before bootstrap-token, want the whole workflow %v", ran, stubs)
+		}
+		if d.JoinCommand() == "" {
+			t.Error("no join command")
+		}
+		if completed().IsZero() {
+			t.Error("every phase succeeded, but the node is not marked initialized")
+		}
+	})
+	finished := completed()
+
+	step("third init", workflow.Options{}, false, func(_ *Data, err error) {
+		if !errors.Is(err, ErrAlreadyInitialized) {
+			t.Fatalf("third init: %v, want ErrAlreadyInitialized", err)
+		}
+		if len(ran) != 0 {
+			t.Errorf("a finished node ran %v", ran)
+		}
+	})
+
+	step("init phase kubeadm-compat on the finished node", workflow.Options{Only: "kubeadm-compat"}, true, func(_ *Data, err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := completed(); !c.Equal(finished) {
+			t.Errorf("completion moved from %s to %s", finished, c)
+		}
+	})
+}
+
+func writeCA(t *testing.T, path string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := cert.NewSelfSignedCACert(cert.Config{CommonName: "kubernetes"}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := cert.EncodeCertificates(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

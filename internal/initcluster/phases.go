@@ -25,8 +25,8 @@ import (
 
 	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/bootstrap"
-	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/fence"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/kubelet"
@@ -277,11 +277,13 @@ func poll(ctx context.Context, interval, timeout time.Duration, what string, che
 }
 
 func waitAPI(ctx context.Context, d *Data) error {
-	client, _, err := d.Client()
+	client, restCfg, err := d.Client()
 	if err != nil {
 		return err
 	}
-	return poll(ctx, 250*time.Millisecond, d.APITimeout, "waiting for kube-apiserver /readyz", func(ctx context.Context) (bool, error) {
+	what := "waiting for kube-apiserver " + restCfg.Host + "/readyz (see its container and logs: crictl ps -a --name kube-apiserver, " +
+		"then crictl logs <id>; the same for etcd; and the kubelet's log: journalctl -u kubelet)"
+	return poll(ctx, 250*time.Millisecond, d.APITimeout, what, func(ctx context.Context) (bool, error) {
 		_, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err == nil, err
 	})
@@ -394,6 +396,9 @@ func (d *Data) applier() (*apply.Applier, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.applierFor != nil {
+		return d.applierFor(restCfg)
+	}
 	return apply.New(restCfg)
 }
 
@@ -420,13 +425,15 @@ func kubeadmCompat(ctx context.Context, d *Data) error {
 }
 
 func (d *Data) caPool() (*x509.CertPool, error) {
-	pem, err := os.ReadFile(filepath.Join(d.tlsDir(), "ca.crt"))
+	path := filepath.Join(d.tlsDir(), "ca.crt")
+	pem, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("tls/ca.crt holds no certificate")
+		return nil, fmt.Errorf("%s holds no PEM certificate: put the cluster CA's certificate back there (the one that matches ca.key beside it), "+
+			"or run `selfkube reset` to start over", path)
 	}
 	return pool, nil
 }
@@ -486,8 +493,8 @@ func teardown(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("the advertise address %q: %w", d.Cfg.Node.AdvertiseAddress, err)
 	}
-	fence := checkpoint.NFTablesFence{ProcNet: "/proc/thread-self/net"}
-	if err := checkpoint.Fenced(fence, netip.AddrPortFrom(addr, config.DefaultAPIServerPort), time.Sleep, d.Log,
+	nft := fence.NFTables{ProcNet: "/proc/thread-self/net"}
+	if err := fence.Fenced(nft, netip.AddrPortFrom(addr, config.DefaultAPIServerPort), time.Sleep, d.Log,
 		func() error { return remove(temporaryAPIServer) }); err != nil {
 		return err
 	}
@@ -576,11 +583,7 @@ func bootstrapToken(ctx context.Context, d *Data) error {
 		return err
 	}
 	d.joinCmd, err = bootstrap.JoinCommand(d.Cfg.Cluster.ControlPlaneEndpoint, token, ca)
-	if err != nil {
-		return err
-	}
-	d.State.Completed = time.Now()
-	return d.saveState()
+	return err
 }
 
 // JoinCommand is the command that joins further nodes (set by the bootstrap-token phase).

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/bootstrap"
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/host"
@@ -38,48 +40,65 @@ const (
 // controlPlaneCerts fetches the CA keys from the cluster (decrypted with the certificate
 // key) and checks they belong to the CA discovery pinned. It writes nothing.
 func controlPlaneCerts(ctx context.Context, d *Data) error {
-	client, err := kubernetes.NewForConfig(d.tokenConfig())
+	_, err := d.CA(ctx)
+	return err
+}
+
+// CA is the cluster CA handed off to this control-plane join: fetched on first use.
+func (d *Data) CA(ctx context.Context) (*pki.KeyPair, error) {
+	if d.ca != nil {
+		return d.ca, nil
+	}
+	cluster, err := d.Cluster(ctx)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	client, err := d.tokenClient(ctx)
+	if err != nil {
+		return nil, err
 	}
 	files, err := bootstrap.DownloadCerts(ctx, client, d.CertificateKey)
 	if err != nil {
-		return fmt.Errorf("%w\nnothing was written on this node", err)
+		return nil, fmt.Errorf("%w\nnothing was written on this node", err)
 	}
 	for _, n := range []string{HandOffCACert, HandOffCAKey, HandOffEtcdCACert, HandOffEtcdCAKey} {
 		if len(files[n]) == 0 {
-			return fmt.Errorf("the control-plane hand-off lacks %s: make a new join command with `selfkube token create --control-plane --print-join-command`\nnothing was written on this node", n)
+			return nil, fmt.Errorf("the control-plane hand-off lacks %s: make a new join command with `selfkube token create --control-plane --print-join-command`\nnothing was written on this node", n)
 		}
 	}
-	if !bytes.Equal(bytes.TrimSpace(files[HandOffCACert]), bytes.TrimSpace(d.cluster.CAData)) {
-		return fmt.Errorf("the handed-off CA is not the cluster CA that discovery verified: refusing it\nnothing was written on this node")
+	if !bytes.Equal(bytes.TrimSpace(files[HandOffCACert]), bytes.TrimSpace(cluster.CAData)) {
+		return nil, fmt.Errorf("the handed-off CA is not the cluster CA that discovery verified: refusing it\nnothing was written on this node")
 	}
 	ca, err := keyPair(files[HandOffCACert], files[HandOffCAKey])
 	if err != nil {
-		return fmt.Errorf("the handed-off cluster CA: %w", err)
+		return nil, fmt.Errorf("the handed-off cluster CA: %w", err)
 	}
 	if _, err := keyPair(files[HandOffEtcdCACert], files[HandOffEtcdCAKey]); err != nil {
-		return fmt.Errorf("the handed-off etcd CA: %w", err)
+		return nil, fmt.Errorf("the handed-off etcd CA: %w", err)
 	}
 	d.ca, d.handOff = ca, files
-	return nil
+	return ca, nil
 }
 
 // writeEtcdCerts writes the etcd CA of the hand-off and issues this node's etcd
 // certificates with it.
-func writeEtcdCerts(d *Data) error {
-	if d.handOff == nil {
-		return fmt.Errorf("the control-plane hand-off was not fetched: run the whole join, not only its etcd-member phase")
+func writeEtcdCerts(ctx context.Context, d *Data) error {
+	if _, err := d.CA(ctx); err != nil {
+		return err
+	}
+	cfg, err := d.Config(ctx)
+	if err != nil {
+		return err
 	}
 	pkiDir := d.Layout.PKIDir()
 	etcdDir := filepath.Join(pkiDir, "etcd")
 	// Directories that hold keys, or etcd's data (all of the cluster's Secrets), and the
 	// audit log: root's only, whatever created them before.
 	private := []string{etcdDir}
-	if l := d.cfg.Cluster.Etcd.Local; l != nil {
+	if l := cfg.Cluster.Etcd.Local; l != nil {
 		private = append(private, d.Layout.HostPath(l.DataDir))
 	}
-	if a := d.cfg.Cluster.APIServer.Audit; a.On() {
+	if a := cfg.Cluster.APIServer.Audit; a.On() {
 		private = append(private, d.Layout.HostPath(a.LogDir))
 	}
 	for _, dir := range private {
@@ -87,21 +106,21 @@ func writeEtcdCerts(d *Data) error {
 			return err
 		}
 	}
-	if _, err := host.WriteFile(filepath.Join(etcdDir, "ca.crt"), d.handOff[HandOffEtcdCACert], 0o644); err != nil {
+	if err := d.write(filepath.Join(etcdDir, "ca.crt"), d.handOff[HandOffEtcdCACert], 0o644); err != nil {
 		return err
 	}
-	if _, err := host.WriteFile(filepath.Join(etcdDir, "ca.key"), d.handOff[HandOffEtcdCAKey], 0o600); err != nil {
+	if err := d.write(filepath.Join(etcdDir, "ca.key"), d.handOff[HandOffEtcdCAKey], 0o600); err != nil {
 		return err
 	}
 	etcdCA, err := pki.LoadCA(pkiDir, pki.EtcdCA)
 	if err != nil {
 		return err
 	}
-	specs, err := pki.Specs(d.cfg)
+	specs, err := pki.Specs(cfg)
 	if err != nil {
 		return err
 	}
-	c := d.cfg.Cluster.Certificates
+	c := cfg.Cluster.Certificates
 	issuer := pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: time.Now()}
 	for _, s := range specs {
 		if s.Name != pki.EtcdServer && s.Name != pki.EtcdPeer && s.Name != pki.EtcdHealthcheckClient {
@@ -116,10 +135,10 @@ func writeEtcdCerts(d *Data) error {
 			return err
 		}
 		base := filepath.Join(pkiDir, filepath.FromSlash(s.Name))
-		if _, err := host.WriteFile(base+".crt", pki.EncodeCertificate(kp.Cert), 0o644); err != nil {
+		if err := d.write(base+".crt", pki.EncodeCertificate(kp.Cert), 0o644); err != nil {
 			return err
 		}
-		if _, err := host.WriteFile(base+".key", key, 0o600); err != nil {
+		if err := d.write(base+".key", key, 0o600); err != nil {
 			return err
 		}
 	}
@@ -144,24 +163,33 @@ func keyPair(certPEM, keyPEM []byte) (*pki.KeyPair, error) {
 
 // issueKubeconfig signs, with the handed-off CA, the client certificate of the kubeconfig
 // file (kubeconfig.Admin, kubeconfig.Kubelet) and returns that kubeconfig, for server.
-func (d *Data) issueKubeconfig(file, server string) ([]byte, error) {
-	if d.ca == nil {
-		return nil, fmt.Errorf("the cluster CA was not fetched: run the whole join, not only some of its phases")
+func (d *Data) issueKubeconfig(ctx context.Context, file, server string) ([]byte, error) {
+	ca, err := d.CA(ctx)
+	if err != nil {
+		return nil, err
 	}
-	for _, spec := range kubeconfig.Specs(d.cfg) {
+	cfg, err := d.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, spec := range kubeconfig.Specs(cfg) {
 		if spec.File == file {
-			c := d.cfg.Cluster.Certificates
+			c := cfg.Cluster.Certificates
 			issuer := pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: time.Now()}
-			return kubeconfig.Build(spec, server, d.ca, issuer)
+			return kubeconfig.Build(spec, server, ca, issuer)
 		}
 	}
 	return nil, fmt.Errorf("no kubeconfig %s", file)
 }
 
 // adminKubeconfig is admin.conf, made with the handed-off CA (once per join).
-func (d *Data) adminKubeconfig() ([]byte, error) {
+func (d *Data) adminKubeconfig(ctx context.Context) ([]byte, error) {
 	if d.adminConf == nil {
-		data, err := d.issueKubeconfig(kubeconfig.Admin, d.cluster.Server)
+		cluster, err := d.Cluster(ctx)
+		if err != nil {
+			return nil, err
+		}
+		data, err := d.issueKubeconfig(ctx, kubeconfig.Admin, cluster.Server)
 		if err != nil {
 			return nil, err
 		}
@@ -172,11 +200,11 @@ func (d *Data) adminKubeconfig() ([]byte, error) {
 
 // adminClient is a cluster-admin client made with the handed-off CA. It writes nothing:
 // admin.conf is written by the mark-control-plane phase.
-func (d *Data) adminClient() (kubernetes.Interface, error) {
+func (d *Data) adminClient(ctx context.Context) (kubernetes.Interface, error) {
 	if d.admin != nil {
 		return d.admin, nil
 	}
-	data, err := d.adminKubeconfig()
+	data, err := d.adminKubeconfig(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -185,52 +213,80 @@ func (d *Data) adminClient() (kubernetes.Interface, error) {
 		return nil, err
 	}
 	cfg.Timeout = 15 * time.Second
-	d.admin, err = kubernetes.NewForConfig(cfg)
+	d.admin, err = d.client(cfg)
 	return d.admin, err
 }
 
-// etcdMember adds this node to etcd as a learner (it votes only once promoted, so a
-// join that fails half-way never costs the cluster its quorum) and writes its static pod.
-func etcdMember(ctx context.Context, d *Data) error {
-	if err := writeEtcdCerts(d); err != nil {
-		return err
+// etcdMembers are the client URLs of the other control-plane nodes' etcd members, from
+// the Nodes labelled control-plane: found on first use.
+func (d *Data) etcdMembers(ctx context.Context) ([]string, error) {
+	if len(d.etcdEndpoints) > 0 {
+		return d.etcdEndpoints, nil
 	}
-	client, err := d.adminClient()
+	cfg, err := d.Config(ctx)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	client, err := d.adminClient(ctx)
+	if err != nil {
+		return nil, err
 	}
 	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: manifests.LabelControlPlane})
 	if err != nil {
-		return fmt.Errorf("listing the control-plane nodes (their etcd members): %w", err)
+		return nil, fmt.Errorf("listing the control-plane nodes (their etcd members): %w", err)
 	}
-	var endpoints []string
+	var endpoints, names []string
 	for _, n := range nodes.Items {
+		names = append(names, n.Name)
 		for _, a := range n.Status.Addresses {
-			if a.Type == corev1.NodeInternalIP && n.Name != d.cfg.Node.Name {
+			if a.Type == corev1.NodeInternalIP && n.Name != cfg.Node.Name {
 				endpoints = append(endpoints, etcd.ClientURL(a.Address))
 			}
 		}
 	}
 	if len(endpoints) == 0 {
-		return fmt.Errorf("no control-plane node with an address found: is the cluster's etcd local?")
+		return nil, fmt.Errorf("no other control-plane node has an InternalIP address (control-plane nodes: %v), so no etcd member "+
+			"can be asked: a control-plane join needs the cluster's local etcd; check `kubectl get nodes -l %s -o wide`", names, manifests.LabelControlPlane)
 	}
 	d.etcdEndpoints = endpoints
+	return endpoints, nil
+}
+
+// etcdMember adds this node to etcd as a learner (it votes only once promoted, so a
+// join that fails half-way never costs the cluster its quorum) and writes its static pod.
+func etcdMember(ctx context.Context, d *Data) error {
+	cfg, err := d.Config(ctx)
+	if err != nil {
+		return err
+	}
+	etcdYAML := filepath.Join(d.Layout.ManifestsDir(), "etcd.yaml")
+	if _, err := os.Stat(etcdYAML); err == nil && d.Record.Has("etcd-member") {
+		d.Status.Infof("using the etcd member an earlier run of this join added (%s)", etcdYAML)
+		return nil
+	}
+	if err := writeEtcdCerts(ctx, d); err != nil {
+		return err
+	}
+	endpoints, err := d.etcdMembers(ctx)
+	if err != nil {
+		return err
+	}
 	ec, err := etcd.Dial(endpoints, filepath.Join(d.Layout.PKIDir(), "etcd"))
 	if err != nil {
 		return err
 	}
 	defer ec.Close()
-	self, members, err := ec.AddLearner(ctx, etcd.PeerURL(d.cfg.Node.AdvertiseAddress))
+	self, members, err := ec.AddLearner(ctx, etcd.PeerURL(cfg.Node.AdvertiseAddress))
 	if err != nil {
 		return err
 	}
 	d.etcdID = self.ID
-	pod := manifests.EtcdMemberPod(d.cfg, etcd.InitialCluster(members, self, d.cfg.Node.Name))
+	pod := manifests.EtcdMemberPod(cfg, etcd.InitialCluster(members, self, cfg.Node.Name))
 	data, err := manifests.Encode(pod)
 	if err != nil {
 		return err
 	}
-	if _, err := host.WriteFile(filepath.Join(d.Layout.ManifestsDir(), "etcd.yaml"), data, 0o600); err != nil {
+	if err := d.write(etcdYAML, data, 0o600); err != nil {
 		return err
 	}
 	d.Status.Infof("etcd learner %x added; the kubelet starts it", self.ID)
@@ -238,27 +294,35 @@ func etcdMember(ctx context.Context, d *Data) error {
 }
 
 // etcdPromote waits for this node's etcd member to catch up and makes it a voter. It
-// asks the voting members: a learner serves no membership changes.
+// asks the other members: a learner serves no membership changes.
 func etcdPromote(ctx context.Context, d *Data) error {
-	if len(d.etcdEndpoints) == 0 {
-		return fmt.Errorf("the etcd members to ask are unknown: run the etcd-member phase first")
+	cfg, err := d.Config(ctx)
+	if err != nil {
+		return err
 	}
-	ec, err := etcd.Dial(d.etcdEndpoints, filepath.Join(d.Layout.PKIDir(), "etcd"))
+	endpoints, err := d.etcdMembers(ctx)
+	if err != nil {
+		return err
+	}
+	ec, err := etcd.Dial(endpoints, filepath.Join(d.Layout.PKIDir(), "etcd"))
 	if err != nil {
 		return err
 	}
 	defer ec.Close()
 	pctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
-	if d.etcdID == 0 { // a re-run of this phase alone: find the member by its peer URL
+	if d.etcdID == 0 { // resumed, or this phase alone: find the member by its peer URL
 		members, err := ec.Members(pctx)
 		if err != nil {
 			return err
 		}
 		for _, m := range members {
-			if slices.Contains(m.PeerURLs, etcd.PeerURL(d.cfg.Node.AdvertiseAddress)) {
+			if slices.Contains(m.PeerURLs, etcd.PeerURL(cfg.Node.AdvertiseAddress)) {
 				d.etcdID = m.ID
 			}
+		}
+		if d.etcdID == 0 {
+			return fmt.Errorf("etcd has no member with this node's peer URL %s: run the whole join again", etcd.PeerURL(cfg.Node.AdvertiseAddress))
 		}
 	}
 	return ec.Promote(pctx, d.etcdID)
@@ -268,11 +332,19 @@ func etcdPromote(ctx context.Context, d *Data) error {
 // apiservers share (their Secret), so that clients can reach this node's apiserver
 // directly. The apiservers reload it without a restart.
 func apiServerCert(ctx context.Context, d *Data) error {
-	client, err := d.adminClient()
+	cfg, err := d.Config(ctx)
 	if err != nil {
 		return err
 	}
-	specs, err := pki.Specs(d.cfg)
+	ca, err := d.CA(ctx)
+	if err != nil {
+		return err
+	}
+	client, err := d.adminClient(ctx)
+	if err != nil {
+		return err
+	}
+	specs, err := pki.Specs(cfg)
 	if err != nil {
 		return err
 	}
@@ -309,8 +381,8 @@ func apiServerCert(ctx context.Context, d *Data) error {
 			return nil
 		}
 		spec.DNSNames, spec.IPs = old.Cert.DNSNames, old.Cert.IPAddresses
-		c := d.cfg.Cluster.Certificates
-		kp, err := pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: time.Now()}.Issue(spec, d.ca)
+		c := cfg.Cluster.Certificates
+		kp, err := pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: time.Now()}.Issue(spec, ca)
 		if err != nil {
 			return err
 		}
@@ -319,39 +391,47 @@ func apiServerCert(ctx context.Context, d *Data) error {
 			return err
 		}
 		s.Data[certKey], s.Data[keyKey] = pki.EncodeCertificate(kp.Cert), key
-		_, err = client.CoreV1().Secrets(manifests.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: bootstrap.FieldManager})
+		_, err = client.CoreV1().Secrets(manifests.Namespace).Update(ctx, s, metav1.UpdateOptions{FieldManager: apply.FieldManager})
 		return err
 	})
 }
 
 func markControlPlane(ctx context.Context, d *Data) error {
-	client, err := d.adminClient()
+	cfg, err := d.Config(ctx)
+	if err != nil {
+		return err
+	}
+	client, err := d.adminClient(ctx)
 	if err != nil {
 		return err
 	}
 	// admin.conf, as on the first control-plane node (token create runs with it).
-	data, err := d.adminKubeconfig()
+	data, err := d.adminKubeconfig(ctx)
 	if err != nil {
 		return err
 	}
-	if _, err := host.WriteFile(d.Layout.AdminKubeconfig(), data, 0o600); err != nil {
+	if err := d.write(d.Layout.AdminKubeconfig(), data, 0o600); err != nil {
 		return err
 	}
-	return initcluster.MarkControlPlane(ctx, client, d.cfg.Node.Name, d.Node.Taints, d.Timeout)
+	return initcluster.MarkControlPlane(ctx, client, cfg.Node.Name, d.Node.Taints, d.Timeout)
 }
 
 // waitControlPlane waits for the self-hosted apiserver on this node, then spreads the
 // controller manager and scheduler: a Deployment whose replicas all run on one node is
 // restarted, so that its new pods go to other control-plane nodes.
 func waitControlPlane(ctx context.Context, d *Data) error {
-	client, err := d.adminClient()
+	cfg, err := d.Config(ctx)
+	if err != nil {
+		return err
+	}
+	client, err := d.adminClient(ctx)
 	if err != nil {
 		return err
 	}
 	var last string
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, d.Timeout, true, func(ctx context.Context) (bool, error) {
 		pods, err := client.CoreV1().Pods(manifests.Namespace).List(ctx, metav1.ListOptions{
-			LabelSelector: "component=kube-apiserver", FieldSelector: "spec.nodeName=" + d.cfg.Node.Name})
+			LabelSelector: "component=kube-apiserver", FieldSelector: "spec.nodeName=" + cfg.Node.Name})
 		if err != nil {
 			last = err.Error()
 			return false, nil
@@ -367,7 +447,7 @@ func waitControlPlane(ctx context.Context, d *Data) error {
 		return false, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for the self-hosted apiserver on %s: %v (%s)", d.cfg.Node.Name, err, last)
+		return fmt.Errorf("waiting for the self-hosted apiserver on %s: %w (%s): see `kubectl -n kube-system describe pod -l component=kube-apiserver`", cfg.Node.Name, err, last)
 	}
 	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
 		if err := spread(ctx, client, name); err != nil {
@@ -407,7 +487,7 @@ func spread(ctx context.Context, client kubernetes.Interface, name string) error
 		return nil
 	}
 	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"selfkube.io/spread-at":%q}}}}}`, time.Now().UTC().Format(time.RFC3339))
-	_, err = client.AppsV1().Deployments(manifests.Namespace).Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: bootstrap.FieldManager})
+	_, err = client.AppsV1().Deployments(manifests.Namespace).Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: apply.FieldManager})
 	if err != nil {
 		return fmt.Errorf("restarting %s to spread it over the control-plane nodes: %w", name, err)
 	}

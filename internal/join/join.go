@@ -68,9 +68,14 @@ type Options struct {
 	Log              *slog.Logger
 }
 
-// Data is what the phases share.
+// Data is what the phases share. What one phase learns (the verified cluster, its
+// configuration, the handed-off CA) comes from an accessor that works it out on first use,
+// so any phase runs on its own (`join phase NAME`) or with others skipped.
 type Data struct {
 	Options
+	// Record is this join's record on the node (host.Record "join").
+	Record *host.Record
+
 	cluster *discovery.Cluster
 	cfg     *config.Config
 	ca      *pki.KeyPair         // control plane: the cluster CA
@@ -81,6 +86,11 @@ type Data struct {
 	etcdID    uint64 // control plane: this node's etcd member
 	// etcdEndpoints are the client URLs of the other members (control plane).
 	etcdEndpoints []string
+
+	// newClient makes API clients (a fake in tests).
+	newClient func(*rest.Config) (kubernetes.Interface, error)
+	// fetch runs discovery (a fake in tests).
+	fetch func(ctx context.Context) (*discovery.Cluster, error)
 }
 
 // ErrAlreadyJoined says the node has a kubelet kubeconfig already and nothing changed.
@@ -88,7 +98,7 @@ var ErrAlreadyJoined = errors.New("this node already belongs to a cluster")
 
 // Workflow lists join's phases.
 func Workflow() *workflow.Workflow[*Data] {
-	return &workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{
+	return recorded(&workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{
 		{Name: "preflight", Short: "preflight checks", Run: preflight},
 		{Name: "discovery", Short: "discovering and verifying the cluster", Run: discover},
 		{Name: "cluster-config", Short: "reading the cluster configuration", Run: clusterConfig},
@@ -101,19 +111,103 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "mark-control-plane", Short: "labelling the node as control plane", Run: markControlPlane, RunIf: isControlPlane},
 		{Name: "wait-node", Short: "waiting for the node to be Ready", Run: waitNode},
 		{Name: "wait-control-plane", Short: "waiting for the control plane on this node", Run: waitControlPlane, RunIf: isControlPlane},
-	}}
+	}})
 }
 
 func isControlPlane(d *Data) bool { return d.ControlPlane }
 
-// Run joins this node.
-func Run(ctx context.Context, opts Options, sel workflow.Options) error {
-	if _, err := os.Stat(opts.Layout.KubeletKubeconfig()); err == nil && sel.Only == "" {
-		return fmt.Errorf("%w (%s exists): nothing was changed; run `selfkube reset` first to join another cluster",
-			ErrAlreadyJoined, opts.Layout.KubeletKubeconfig())
+// recorded makes each phase of w note in the record that it finished.
+func recorded(w *workflow.Workflow[*Data]) *workflow.Workflow[*Data] {
+	for i := range w.Phases {
+		name, run := w.Phases[i].Name, w.Phases[i].Run
+		w.Phases[i].Run = func(ctx context.Context, d *Data) error {
+			if err := run(ctx, d); err != nil {
+				return err
+			}
+			if d.Record == nil {
+				return nil
+			}
+			return d.Record.Finished(name)
+		}
 	}
+	return w
+}
+
+// ErrUnfinished says an earlier join of this node stopped half-way with other settings.
+var ErrUnfinished = errors.New("an earlier join of this node did not finish")
+
+// Resume is what a run of join does, given what the node holds.
+type Resume int
+
+const (
+	// Fresh: nothing of a join here; run every phase.
+	Fresh Resume = iota
+	// Continue: an earlier join stopped half-way; run every phase again (they converge).
+	Continue
+	// Joined: a join finished here, or the node belongs to a cluster selfkube join did not
+	// make it part of (init, kubeadm): change nothing.
+	Joined
+)
+
+// NodeState is what decides a re-run: the join record and whether the kubelet has a
+// kubeconfig.
+type NodeState struct {
+	Record            host.Record
+	RecordExists      bool
+	KubeletKubeconfig bool
+}
+
+// Rerun decides what a join with opts does on a node in state st, when all phases run
+// (`join phase NAME` runs that phase whatever the state). A join that stopped half-way
+// resumes only with the same node name and role: anything else needs a reset first.
+func Rerun(st NodeState, opts Options) (Resume, error) {
+	switch {
+	case st.RecordExists && st.Record.Completed:
+		return Joined, nil
+	case st.RecordExists:
+		if st.Record.NodeName != "" && opts.Node.Name != "" && st.Record.NodeName != opts.Node.Name ||
+			st.Record.ControlPlane != opts.ControlPlane {
+			return 0, fmt.Errorf("%w: it was a join as node %q (control plane: %v), this one is as %q (control plane: %v): "+
+				"run the same join command again to finish it, or `selfkube reset` to start over", ErrUnfinished,
+				st.Record.NodeName, st.Record.ControlPlane, opts.Node.Name, opts.ControlPlane)
+		}
+		return Continue, nil
+	case st.KubeletKubeconfig:
+		return Joined, nil
+	}
+	return Fresh, nil
+}
+
+// Run joins this node, or finishes a join that stopped half-way.
+func Run(ctx context.Context, opts Options, sel workflow.Options) error {
+	rec, err := host.LoadRecord(opts.Layout, "join")
+	if err != nil {
+		return err
+	}
+	if sel.Only == "" {
+		_, statErr := os.Stat(opts.Layout.KubeletKubeconfig())
+		what, err := Rerun(NodeState{Record: *rec, RecordExists: rec.Exists(), KubeletKubeconfig: statErr == nil}, opts)
+		if err != nil {
+			return err
+		}
+		switch what {
+		case Joined:
+			return fmt.Errorf("%w (%s exists): nothing was changed; run `selfkube reset` first to join another cluster",
+				ErrAlreadyJoined, opts.Layout.KubeletKubeconfig())
+		case Continue:
+			opts.Status.Infof("resuming the join that stopped after %v", rec.Done)
+		}
+	}
+	d := &Data{Options: opts, Record: rec}
 	sel.Status = opts.Status
-	return Workflow().Run(ctx, &Data{Options: opts}, sel)
+	if err := Workflow().Run(ctx, d, sel); err != nil {
+		return err
+	}
+	if sel.Only == "" && len(sel.Skip) == 0 {
+		rec.Completed = true
+		return rec.Save()
+	}
+	return nil
 }
 
 func preflight(_ context.Context, d *Data) error {
@@ -132,45 +226,82 @@ func preflight(_ context.Context, d *Data) error {
 }
 
 func discover(ctx context.Context, d *Data) error {
-	cluster, err := discovery.Fetch(ctx, d.Endpoint, d.Token, d.Pins, discovery.Options{
-		UnsafeSkipCAVerification: d.UnsafeSkipCAVerification,
-		Timeout:                  d.DiscoveryTimeout,
-		RetryInterval:            time.Second,
-		Progress:                 d.Status.Infof,
-	})
-	if err != nil {
-		return fmt.Errorf("%w\nnothing was written on this node", err)
-	}
-	d.cluster = cluster
-	return nil
+	_, err := d.Cluster(ctx)
+	return err
 }
 
-// tokenConfig is a client of the verified cluster that authenticates with the token.
-func (d *Data) tokenConfig() *rest.Config {
-	return &rest.Config{
-		Host:            d.cluster.Server,
-		BearerToken:     d.Token.String(),
-		TLSClientConfig: rest.TLSClientConfig{CAData: d.cluster.CAData},
-		Timeout:         15 * time.Second,
+// Cluster is the verified cluster: discovery runs on first use.
+func (d *Data) Cluster(ctx context.Context) (*discovery.Cluster, error) {
+	if d.cluster != nil {
+		return d.cluster, nil
 	}
+	fetch := d.fetch
+	if fetch == nil {
+		fetch = func(ctx context.Context) (*discovery.Cluster, error) {
+			return discovery.Fetch(ctx, d.Endpoint, d.Token, d.Pins, discovery.Options{
+				UnsafeSkipCAVerification: d.UnsafeSkipCAVerification,
+				Timeout:                  d.DiscoveryTimeout,
+				RetryInterval:            time.Second,
+				Progress:                 d.Status.Infof,
+			})
+		}
+	}
+	cluster, err := fetch(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w\nnothing was written on this node", err)
+	}
+	d.cluster = cluster
+	return cluster, nil
+}
+
+// client makes an API client of cfg.
+func (d *Data) client(cfg *rest.Config) (kubernetes.Interface, error) {
+	if d.newClient != nil {
+		return d.newClient(cfg)
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// tokenClient is a client of the verified cluster that authenticates with the token.
+func (d *Data) tokenClient(ctx context.Context) (kubernetes.Interface, error) {
+	cluster, err := d.Cluster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return d.client(&rest.Config{
+		Host:            cluster.Server,
+		BearerToken:     d.Token.String(),
+		TLSClientConfig: rest.TLSClientConfig{CAData: cluster.CAData},
+		Timeout:         15 * time.Second,
+	})
 }
 
 func clusterConfig(ctx context.Context, d *Data) error {
-	client, err := kubernetes.NewForConfig(d.tokenConfig())
+	_, err := d.Config(ctx)
+	return err
+}
+
+// Config is the cluster's configuration (kube-system/selfkube-config, read with the token)
+// with this node's settings: read on first use.
+func (d *Data) Config(ctx context.Context) (*config.Config, error) {
+	if d.cfg != nil {
+		return d.cfg, nil
+	}
+	client, err := d.tokenClient(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cm, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, manifests.ClusterConfigName, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("reading kube-system/%s with the token: %w\nnothing was written on this node", manifests.ClusterConfigName, err)
+		return nil, fmt.Errorf("reading kube-system/%s with the token: %w\nnothing was written on this node", manifests.ClusterConfigName, err)
 	}
 	js, err := yaml.YAMLToJSON([]byte(cm.Data[manifests.ClusterConfigKey]))
 	if err != nil {
-		return fmt.Errorf("kube-system/%s is damaged: %w", manifests.ClusterConfigName, err)
+		return nil, fmt.Errorf("kube-system/%s is damaged: %w", manifests.ClusterConfigName, err)
 	}
 	cfg := &config.Config{Node: d.Node}
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &cfg.Cluster); err != nil {
-		return fmt.Errorf("kube-system/%s is damaged: %w", manifests.ClusterConfigName, err)
+		return nil, fmt.Errorf("kube-system/%s is damaged: %w", manifests.ClusterConfigName, err)
 	}
 	// A joining node is not at the control-plane endpoint: its address is its own
 	// default-route address unless given (the control plane's defaulting would pick the
@@ -181,23 +312,31 @@ func clusterConfig(ctx context.Context, d *Data) error {
 	}
 	config.Default(cfg, h)
 	if errs := config.Validate(cfg); len(errs) > 0 {
-		return fmt.Errorf("this node's settings are not valid: %v", errs.ToAggregate())
+		return nil, fmt.Errorf("this node's settings are not valid: %v", errs.ToAggregate())
 	}
 	d.cfg = cfg
-	return nil
+	return cfg, nil
 }
 
 // nodeNameFree refuses a name that a Node has: the kubelet would take over that node's
 // identity (and selfkube's approver would deny its certificate anyway). A control-plane
-// node also needs a name that no bootstrap token was ever given a certificate for: such a
+// node also needs a name that no bootstrap token was given a certificate for: such a
 // certificate cannot be revoked, and on a control-plane node the node identity reads the
-// control plane's Secrets.
+// control plane's Secrets. A join resumed after its kubelet phase finds its own Node.
 func nodeNameFree(ctx context.Context, d *Data) error {
-	client, err := kubernetes.NewForConfig(d.tokenConfig())
+	cfg, err := d.Config(ctx)
 	if err != nil {
 		return err
 	}
-	name := d.cfg.Node.Name
+	name := cfg.Node.Name
+	if d.Record != nil && d.Record.NodeName == name && d.Record.Has("kubelet") {
+		d.Status.Infof("node %s is this node's: an earlier run of this join started its kubelet", name)
+		return nil
+	}
+	client, err := d.tokenClient(ctx)
+	if err != nil {
+		return err
+	}
 	_, err = client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case err == nil:
@@ -209,7 +348,7 @@ func nodeNameFree(ctx context.Context, d *Data) error {
 	if !d.ControlPlane {
 		return nil
 	}
-	admin, err := d.adminClient()
+	admin, err := d.adminClient(ctx)
 	if err != nil {
 		return err
 	}
@@ -227,36 +366,61 @@ func nodeNameFree(ctx context.Context, d *Data) error {
 // ErrNodeNameTaken says the node name is not free.
 var ErrNodeNameTaken = errors.New("the node name is taken")
 
+// write records path as this join's, then writes it (host.WriteFile).
+func (d *Data) write(path string, data []byte, mode os.FileMode) error {
+	if d.Record != nil {
+		if err := d.Record.Own(path); err != nil {
+			return err
+		}
+	}
+	_, err := host.WriteFile(path, data, mode)
+	return err
+}
+
 func kubeletStart(ctx context.Context, d *Data) error {
+	cfg, err := d.Config(ctx)
+	if err != nil {
+		return err
+	}
+	cluster, err := d.Cluster(ctx)
+	if err != nil {
+		return err
+	}
+	if d.Record != nil {
+		d.Record.NodeName, d.Record.ControlPlane = cfg.Node.Name, d.ControlPlane
+	}
 	if err := os.MkdirAll(d.Layout.ManifestsDir(), 0o755); err != nil {
 		return err
 	}
-	if _, err := host.WriteFile(filepath.Join(d.Layout.PKIDir(), "ca.crt"), d.cluster.CAData, 0o644); err != nil {
+	if err := d.write(filepath.Join(d.Layout.PKIDir(), "ca.crt"), cluster.CAData, 0o644); err != nil {
 		return err
 	}
 	// The kubelet reaches the API through the node-local load balancer, which starts with
 	// the endpoint and learns every apiserver: the node keeps its API when one dies.
-	proxy, err := manifests.Encode(manifests.APIProxyPod(d.cfg, []string{strings.TrimPrefix(d.cluster.Server, "https://")}))
+	proxy, err := manifests.Encode(manifests.APIProxyPod(cfg, []string{strings.TrimPrefix(cluster.Server, "https://")}))
 	if err != nil {
 		return err
 	}
-	if _, err := host.WriteFile(filepath.Join(d.Layout.ManifestsDir(), manifests.APIProxyManifest), proxy, 0o600); err != nil {
+	if err := d.write(filepath.Join(d.Layout.ManifestsDir(), manifests.APIProxyManifest), proxy, 0o600); err != nil {
 		return err
 	}
-	if d.ControlPlane {
+	switch _, statErr := os.Stat(d.Layout.KubeletKubeconfig()); {
+	case statErr == nil && d.Record != nil && d.Record.Has("kubelet"):
+		d.Status.Infof("using the kubelet's existing kubeconfig %s", d.Layout.KubeletKubeconfig())
+	case d.ControlPlane:
 		// A control-plane node's identity comes only from this path, whose holder proved
 		// the certificate key: its kubelet certificate is signed here, never approved for
 		// a bootstrap token.
-		data, err := d.issueKubeconfig(kubeconfig.Kubelet, manifests.APIProxyServer())
+		data, err := d.issueKubeconfig(ctx, kubeconfig.Kubelet, manifests.APIProxyServer())
 		if err != nil {
 			return err
 		}
-		if _, err := host.WriteFile(d.Layout.KubeletKubeconfig(), data, 0o600); err != nil {
+		if err := d.write(d.Layout.KubeletKubeconfig(), data, 0o600); err != nil {
 			return err
 		}
-	} else {
+	default:
 		kc := clientcmdapi.NewConfig()
-		kc.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: manifests.APIProxyServer(), CertificateAuthorityData: d.cluster.CAData}
+		kc.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: manifests.APIProxyServer(), CertificateAuthorityData: cluster.CAData}
 		kc.AuthInfos["tls-bootstrap-token-user"] = &clientcmdapi.AuthInfo{Token: d.Token.String()}
 		kc.Contexts["tls-bootstrap"] = &clientcmdapi.Context{Cluster: "kubernetes", AuthInfo: "tls-bootstrap-token-user"}
 		kc.CurrentContext = "tls-bootstrap"
@@ -264,11 +428,19 @@ func kubeletStart(ctx context.Context, d *Data) error {
 		if err != nil {
 			return err
 		}
-		if _, err := host.WriteFile(d.Layout.BootstrapKubeletKubeconfig(), data, 0o600); err != nil {
+		if err := d.write(d.Layout.BootstrapKubeletKubeconfig(), data, 0o600); err != nil {
 			return err
 		}
 	}
-	if _, err := kubelet.Write(d.cfg, d.Layout); err != nil {
+	for _, p := range []string{d.Layout.KubeletFlagsEnv(), d.Layout.KubeletConfig()} {
+		if d.Record == nil {
+			break
+		}
+		if err := d.Record.Own(p); err != nil {
+			return err
+		}
+	}
+	if _, err := kubelet.Write(cfg, d.Layout); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, d.Timeout)
@@ -277,19 +449,24 @@ func kubeletStart(ctx context.Context, d *Data) error {
 }
 
 func waitNode(ctx context.Context, d *Data) error {
+	cfg, err := d.Config(ctx)
+	if err != nil {
+		return err
+	}
+	name := cfg.Node.Name
 	var last error
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, d.Timeout, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, d.Timeout, true, func(ctx context.Context) (bool, error) {
 		// The kubelet writes its kubeconfig once its certificate is issued.
-		cfg, err := clientcmd.BuildConfigFromFlags("", d.Layout.KubeletKubeconfig())
+		rc, err := clientcmd.BuildConfigFromFlags("", d.Layout.KubeletKubeconfig())
 		if err != nil {
 			last = fmt.Errorf("the kubelet has no client certificate yet: %w", err)
 			return false, nil
 		}
-		client, err := kubernetes.NewForConfig(cfg)
+		client, err := d.client(rc)
 		if err != nil {
 			return false, err
 		}
-		n, err := client.CoreV1().Nodes().Get(ctx, d.cfg.Node.Name, metav1.GetOptions{})
+		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			last = err
 			return false, nil
@@ -299,11 +476,12 @@ func waitNode(ctx context.Context, d *Data) error {
 				return true, nil
 			}
 		}
-		last = fmt.Errorf("node %s is registered but not Ready", d.cfg.Node.Name)
+		last = fmt.Errorf("node %s is registered but not Ready", name)
 		return false, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for node %s: %v (last: %v): check the kubelet's log", d.cfg.Node.Name, err, last)
+		return fmt.Errorf("waiting for node %s: %w (last: %v): check the kubelet's log (journalctl -u kubelet) "+
+			"and, for a worker, its certificate request (kubectl get csr)", name, err, last)
 	}
 	// The token is not needed any more; the kubelet renews its own certificate.
 	if err := os.Remove(d.Layout.BootstrapKubeletKubeconfig()); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -1,8 +1,13 @@
-// Package kubeconfig makes the kubeconfig files of the control plane and the first node:
-// admin.conf, super-admin.conf, controller-manager.conf, scheduler.conf and kubelet.conf.
-// Each embeds the cluster CA and a client certificate signed by it, and points at the
+// Package kubeconfig owns every kubeconfig selfkube makes.
+//
+// Ensure makes the files of the control plane and the first node: admin.conf,
+// super-admin.conf, controller-manager.conf, scheduler.conf and kubelet.conf. Each embeds
+// the cluster CA and a client certificate signed by it (Build), and points at the
 // control-plane endpoint. Ensure follows pki.Ensure's rules: reuse what fits, generate
 // what is missing, refuse (naming the file) what differs, check everything first.
+//
+// The other shapes are pure functions: ClusterOnly (cluster-info's discovery document),
+// ForToken (a kubelet's bootstrap kubeconfig) and ForServiceAccount (a pod's, kube-proxy's).
 package kubeconfig
 
 import (

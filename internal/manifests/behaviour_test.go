@@ -18,6 +18,7 @@ import (
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
 )
 
@@ -366,8 +367,8 @@ func TestAPIServerDaemonSetSurgesWithoutUnavailability(t *testing.T) {
 	if len(c.Env) != 1 || c.Env[0].Name != "HOST_IP" || c.Env[0].ValueFrom.FieldRef.FieldPath != "status.hostIP" {
 		t.Errorf("HOST_IP does not come from status.hostIP: %+v", c.Env)
 	}
-	if ds.Spec.Template.Annotations[AnnotationCheckpoint] != "kube-apiserver" {
-		t.Errorf("pod template lacks %s", AnnotationCheckpoint)
+	if ds.Spec.Template.Annotations[checkpoint.AnnotationCheckpoint] != checkpoint.CheckpointAPIServer {
+		t.Errorf("pod template lacks %s=%s", checkpoint.AnnotationCheckpoint, checkpoint.CheckpointAPIServer)
 	}
 }
 

@@ -8,21 +8,15 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
 )
 
-const (
-	nameCheckpointer = "selfkube-checkpointer"
-	// CheckpointsDir is where the checkpointer keeps the checkpoints on a node.
-	CheckpointsDir = "/etc/kubernetes/checkpoints"
-	// CheckpointerMetricsPort is the checkpointer's metrics and health port, on the
-	// node's loopback address.
-	CheckpointerMetricsPort = 10267
-)
+const nameCheckpointer = "selfkube-checkpointer"
 
 // checkpointer runs `selfkube checkpointer` on every control-plane node: it keeps a
-// checkpoint of the pods annotated with AnnotationCheckpoint bound to its node, and
-// starts them as static pods when the API cannot tell the kubelet to run them.
+// checkpoint of the pods annotated with checkpoint.AnnotationCheckpoint bound to its
+// node, and starts them as static pods when the API cannot tell the kubelet to run them.
 //
 // Its role can read the pods of kube-system and, by name, only the Secrets those pods
 // mount; it writes Events. It reaches the API through this node's own apiserver (it
@@ -31,13 +25,13 @@ const (
 func checkpointer(cfg *config.Config) []runtime.Object {
 	labels := appLabels(nameCheckpointer, componentControlPlane)
 	manifestsVol, manifestsMount := hostPathVolume("manifests", "/etc/kubernetes/manifests", corev1.HostPathDirectoryOrCreate, false)
-	checkpointsVol, checkpointsMount := hostPathVolume("checkpoints", CheckpointsDir, corev1.HostPathDirectoryOrCreate, false)
+	checkpointsVol, checkpointsMount := hostPathVolume("checkpoints", checkpoint.CheckpointsDir, corev1.HostPathDirectoryOrCreate, false)
 	socketDir := criSocketDir(cfg.Node.CRISocket)
 	runtimeVol, runtimeMount := hostPathVolume("runtime", socketDir, corev1.HostPathDirectory, false)
 	fieldEnv := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
-	health := probe("127.0.0.1", CheckpointerMetricsPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
+	health := probe("127.0.0.1", checkpoint.CheckpointerMetricsPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
 	ds := hostAgentDaemonSet(nameCheckpointer, labels)
 	spec := &ds.Spec.Template.Spec
 	spec.NodeSelector = map[string]string{LabelControlPlane: ""}
@@ -51,7 +45,7 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 		Command: []string{"/usr/local/bin/selfkube", "checkpointer",
 			"--node-name=$(NODE_NAME)", "--pod-name=$(POD_NAME)",
 			"--cri-socket=" + cfg.Node.CRISocket,
-			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(CheckpointerMetricsPort)},
+			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(checkpoint.CheckpointerMetricsPort)},
 		Env: []corev1.EnvVar{
 			fieldEnv("NODE_NAME", "spec.nodeName"),
 			fieldEnv("POD_NAME", "metadata.name"),

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
 )
 
@@ -101,7 +102,7 @@ func podTemplate(name string, labels map[string]string, spec corev1.PodSpec) cor
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{
 			Labels:      labels,
-			Annotations: map[string]string{AnnotationCheckpoint: name},
+			Annotations: map[string]string{checkpoint.AnnotationCheckpoint: name},
 		},
 		Spec: spec,
 	}
@@ -126,13 +127,13 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 	spec.TerminationGracePeriodSeconds = ptr.To[int64](apiServerTerminationSeconds)
 
 	labels, selector := controlPlaneLabels(nameAPIServer)
-	template := podTemplate(nameAPIServer, labels, spec)
+	template := podTemplate(checkpoint.CheckpointAPIServer, labels, spec)
 	// A checkpoint serves on the node's address only, like the temporary apiserver of
 	// init: when the self-hosted apiserver (on every address) starts beside it, each one's
 	// loopback connections reach itself, never the other's listener. It stops at once when
 	// retired: the checkpointer holds new connections meanwhile (the fence port).
-	template.Annotations[AnnotationCheckpointArgs] = `{"` + nameAPIServer + `":["--bind-address=$(HOST_IP)","--shutdown-delay-duration=0s"]}`
-	template.Annotations[AnnotationCheckpointFencePort] = strconv.Itoa(apiServerPort)
+	template.Annotations[checkpoint.AnnotationCheckpointArgs] = `{"` + nameAPIServer + `":["--bind-address=$(HOST_IP)","--shutdown-delay-duration=0s"]}`
+	template.Annotations[checkpoint.AnnotationCheckpointFencePort] = strconv.Itoa(apiServerPort)
 	return &appsv1.DaemonSet{
 		ObjectMeta: objectMeta(nameAPIServer, Namespace, appLabels(nameAPIServer, componentControlPlane)),
 		Spec: appsv1.DaemonSetSpec{

@@ -43,25 +43,9 @@ const (
 
 	// AnnotationTemporary marks the static pods that the pivot removes.
 	AnnotationTemporary = "selfkube.io/temporary"
-	// AnnotationCheckpoint marks pod templates whose pods the checkpointer keeps
-	// running while the API is unreachable; the value names the checkpoint (one per
-	// component and node).
-	AnnotationCheckpoint = "selfkube.io/checkpoint"
 	// APIServerSecret and ControllerManagerSecret are the Secrets of those components.
 	APIServerSecret         = nameAPIServer
 	ControllerManagerSecret = nameControllerManager
-	// CheckpointAPIServer is the name of the apiserver's checkpoint.
-	CheckpointAPIServer = nameAPIServer
-	// AnnotationCheckpointArgs holds arguments, as a JSON map from container name to a
-	// list, that a checkpoint's containers get in addition to the pod's.
-	AnnotationCheckpointArgs = "selfkube.io/checkpoint-args"
-	// AnnotationCheckpointFencePort names the port a checkpoint serves on at the node's
-	// address: its hand-back holds new connections there until it stopped listening.
-	AnnotationCheckpointFencePort = "selfkube.io/checkpoint-fence-port"
-	// AnnotationCheckpointOf and LabelCheckpointOf mark the static pod of a checkpoint,
-	// with the checkpoint's name.
-	AnnotationCheckpointOf = "selfkube.io/checkpoint-of"
-	LabelCheckpointOf      = "selfkube.io/checkpoint-of"
 
 	// LabelManagedBy is on every object selfkube renders, with the value ManagedBy.
 	LabelManagedBy = "app.kubernetes.io/managed-by"

@@ -9,13 +9,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
 	componentbaseconfigv1alpha1 "k8s.io/component-base/config/v1alpha1"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/kubeconfig"
 )
 
 const (
@@ -74,24 +74,10 @@ func kubeProxyConfigMap(cfg *config.Config) (*corev1.ConfigMap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding the KubeProxyConfiguration: %w", err)
 	}
-	kubeconfig := clientcmdv1.Config{
-		APIVersion: "v1",
-		Kind:       "Config",
-		Clusters: []clientcmdv1.NamedCluster{{Name: "default", Cluster: clientcmdv1.Cluster{
-			Server:               ProxyAPIProxyServer(),
-			CertificateAuthority: serviceAccountDir + "/ca.crt",
-		}}},
-		AuthInfos: []clientcmdv1.NamedAuthInfo{{Name: "default", AuthInfo: clientcmdv1.AuthInfo{
-			TokenFile: serviceAccountDir + "/token",
-		}}},
-		Contexts: []clientcmdv1.NamedContext{{Name: "default", Context: clientcmdv1.Context{
-			Cluster: "default", AuthInfo: "default", Namespace: "default",
-		}}},
-		CurrentContext: "default",
-	}
-	kubeconfigYAML, err := yaml.Marshal(&kubeconfig)
+	kubeconfigYAML, err := kubeconfig.ForServiceAccount(ProxyAPIProxyServer(),
+		serviceAccountDir+"/ca.crt", serviceAccountDir+"/token")
 	if err != nil {
-		return nil, fmt.Errorf("encoding kube-proxy's kubeconfig: %w", err)
+		return nil, fmt.Errorf("making kube-proxy's kubeconfig: %w", err)
 	}
 	return &corev1.ConfigMap{
 		ObjectMeta: objectMeta(nameProxy, Namespace, appLabels(nameProxy, componentNetworking)),

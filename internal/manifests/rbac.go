@@ -7,10 +7,10 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
-	"sigs.k8s.io/yaml"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/pki"
 )
 
@@ -25,8 +25,11 @@ const (
 	// commands: only they may read the control-plane certificate hand-off.
 	ControlPlaneJoinGroup = "system:bootstrappers:selfkube:control-plane"
 	componentAccess       = "access-control"
-	clusterInfoName       = "cluster-info"
-	publicNamespace       = metav1.NamespacePublic
+	// ClusterInfoRBACName names the Role and RoleBinding that let anonymous clients read
+	// cluster-info.
+	ClusterInfoRBACName = "kubeadm:bootstrap-signer-clusterinfo"
+	// AnonymousUser is the user of unauthenticated requests.
+	AnonymousUser = "system:anonymous"
 	// ControlPlaneCertsSecret is the Secret of the control-plane certificate hand-off.
 	ControlPlaneCertsSecret = "selfkube-control-plane-certs"
 	controlPlaneCertsRole   = "selfkube:control-plane-certs"
@@ -88,44 +91,50 @@ func accessRBAC() []runtime.Object {
 	}
 }
 
-// clusterInfo is the public discovery document of token-based joins: a kubeconfig with
-// the API endpoint and CA certificate in kube-public/cluster-info, readable anonymously.
-// The controller manager's bootstrapsigner adds the token signatures to it.
+// clusterInfo is the cluster-info that init applies: ClusterInfo for the control-plane
+// endpoint and the cluster CA.
 func clusterInfo(cfg *config.Config, files Files) ([]runtime.Object, error) {
 	ca, err := files.need(FileCACert, "the cluster-info ConfigMap")
 	if err != nil {
 		return nil, err
 	}
-	kubeconfig := clientcmdv1.Config{
-		APIVersion: "v1",
-		Kind:       "Config",
-		Clusters: []clientcmdv1.NamedCluster{{Name: "", Cluster: clientcmdv1.Cluster{
-			Server:                   "https://" + cfg.Cluster.ControlPlaneEndpoint,
-			CertificateAuthorityData: ca,
-		}}},
-	}
-	data, err := yaml.Marshal(&kubeconfig)
+	return ClusterInfo(kubeconfig.Server(cfg), ca)
+}
+
+// ClusterInfo is the public discovery document of token-based joins, and the RBAC that
+// lets anonymous clients read it: kube-public/cluster-info holds a kubeconfig with the API
+// server (host:port or https://host:port) and the CA bundle caPEM, and no credentials.
+// The controller manager's bootstrapsigner adds the token signatures to it; the document
+// is deterministic, so applying it again does not make the signer sign again. The objects
+// have apiVersion and kind set, so they can be applied as they are.
+func ClusterInfo(server string, caPEM []byte) ([]runtime.Object, error) {
+	data, err := kubeconfig.ClusterOnly(server, caPEM)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the cluster-info kubeconfig: %w", err)
+		return nil, fmt.Errorf("making the cluster-info kubeconfig: %w", err)
 	}
-	labels := appLabels(clusterInfoName, componentAccess)
-	role := "kubeadm:bootstrap-signer-clusterinfo"
+	labels := appLabels(bootstrapapi.ConfigMapClusterInfo, componentAccess)
+	rbacKind := func(kind string) metav1.TypeMeta {
+		return metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: kind}
+	}
 	return []runtime.Object{
 		&corev1.ConfigMap{
-			ObjectMeta: objectMeta(clusterInfoName, publicNamespace, labels),
-			Data:       map[string]string{"kubeconfig": string(data)},
+			TypeMeta:   metav1.TypeMeta{APIVersion: corev1.SchemeGroupVersion.String(), Kind: "ConfigMap"},
+			ObjectMeta: objectMeta(bootstrapapi.ConfigMapClusterInfo, metav1.NamespacePublic, labels),
+			Data:       map[string]string{bootstrapapi.KubeConfigKey: string(data)},
 		},
 		&rbacv1.Role{
-			ObjectMeta: objectMeta(role, publicNamespace, labels),
+			TypeMeta:   rbacKind("Role"),
+			ObjectMeta: objectMeta(ClusterInfoRBACName, metav1.NamespacePublic, labels),
 			Rules: []rbacv1.PolicyRule{{
 				APIGroups: []string{""}, Resources: []string{"configmaps"},
-				ResourceNames: []string{clusterInfoName}, Verbs: []string{"get"},
+				ResourceNames: []string{bootstrapapi.ConfigMapClusterInfo}, Verbs: []string{"get"},
 			}},
 		},
 		&rbacv1.RoleBinding{
-			ObjectMeta: objectMeta(role, publicNamespace, labels),
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "system:anonymous"}},
+			TypeMeta:   rbacKind("RoleBinding"),
+			ObjectMeta: objectMeta(ClusterInfoRBACName, metav1.NamespacePublic, labels),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ClusterInfoRBACName},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: AnonymousUser}},
 		},
 	}, nil
 }

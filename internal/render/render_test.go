@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/internal/pki"
@@ -346,22 +347,19 @@ func TestKeyDirectoriesArePrivate(t *testing.T) {
 	}
 }
 
-// TestRenderedManifestsApplyToRealAPIServer server-side applies, with dry-run, every
-// object render produces against a real kube-apiserver: what the API would refuse
-// (a wrong field, a bad value, a missing required field) fails here, not on a node.
+// TestRenderedManifestsApplyToRealAPIServer applies every object render produces to a real
+// kube-apiserver with init's applier (internal/apply), in the order init applies them:
+// what the API would refuse (a wrong field, a bad value, a missing required field) fails
+// here, not on a node. The bootstrap pods are applied too, as the mirror pods of the
+// static pods the kubelet reports. Each configuration gets its own server, as a cluster
+// would (pods are immutable, so two configurations cannot share one).
 func TestRenderedManifestsApplyToRealAPIServer(t *testing.T) {
-	srv := apiserver.Start(t)
-	// Without a controller-manager nobody makes kube-system's default ServiceAccount,
-	// which the static pods (as mirror pods) are admitted against.
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "kube-system"}}
-	if _, err := srv.Client.CoreV1().ServiceAccounts("kube-system").Create(context.Background(), sa, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	for name, yaml := range map[string]string{
 		"defaults":      minimal,
 		"external-etcd": minimal + "etcd:\n  external:\n    endpoints: [https://192.0.2.40:2379]\n    caFile: /a\n    certFile: /b\n    keyFile: /c\n",
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			res, err := Render(t.TempDir(), load(t, yaml), Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -370,10 +368,21 @@ func TestRenderedManifestsApplyToRealAPIServer(t *testing.T) {
 			if len(assets) < 20 {
 				t.Fatalf("only %d objects rendered", len(assets))
 			}
+			srv := apiserver.Start(t)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
+			// Without a controller-manager nobody makes kube-system's default
+			// ServiceAccount, which the static pods (as mirror pods) are admitted against.
+			sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "kube-system"}}
+			if _, err := srv.Client.CoreV1().ServiceAccounts("kube-system").Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			applier, err := apply.New(srv.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, a := range assets {
-				if err := srv.ApplyDryRun(ctx, a.Object); err != nil {
+				if err := applier.Object(ctx, a.Object); err != nil {
 					t.Errorf("%s: %v", a.Path, err)
 				}
 			}

@@ -13,7 +13,6 @@ import (
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/initcluster"
-	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // Options of a reset.
@@ -42,8 +41,10 @@ func Plan(opts Options) ([]string, error) {
 		return nil, err
 	}
 	paths := append(active, state.Owned...)
-	// Static pods a join writes (an init records its own in the state).
-	paths = append(paths, filepath.Join(l.ManifestsDir(), manifests.APIProxyManifest), filepath.Join(l.ManifestsDir(), "etcd.yaml"))
+	// What a join wrote, by its record (an init records its own in the state).
+	if rec, err := host.LoadRecord(l, "join"); err == nil {
+		paths = append(paths, rec.Owned...)
+	}
 	paths = append(paths, l.CheckpointsDir(),
 		l.BootstrapSecretsDir(), l.PKIDir(),
 		l.AdminKubeconfig(), l.SuperAdminKubeconfig(), l.KubeletKubeconfig(), l.BootstrapKubeletKubeconfig(),

@@ -4,7 +4,7 @@
 //
 //	srv := apiserver.Start(t)
 //	_, err := srv.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
-//	err = srv.ApplyDryRun(ctx, obj)
+//	applier, err := apply.New(srv.Config) // internal/apply: what init applies with
 //
 // Binaries are looked up in $SELFKUBE_CACHE (default /var/cache/selfkube-test) for
 // $KUBE_VERSION (default v1.36.3) and $ETCD_VERSION (default v3.6.6); when they are missing the
@@ -26,11 +26,8 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 )
 
 // Defaults of the environment variables that locate the binaries (the layout is in hack/README.md).
@@ -50,11 +47,8 @@ const logTailBytes = 32 << 10
 type Server struct {
 	// Config reaches the API server as a member of system:masters.
 	Config *rest.Config
-	// Client and Dynamic are clients built from Config.
-	Client  kubernetes.Interface
-	Dynamic dynamic.Interface
-	// Mapper maps kinds to resources through the server's discovery.
-	Mapper *restmapper.DeferredDiscoveryRESTMapper
+	// Client is a client built from Config.
+	Client kubernetes.Interface
 	// EtcdURL is etcd's client URL.
 	EtcdURL string
 	// Dir holds the PKI, etcd's data and the logs until the test ends.
@@ -196,10 +190,6 @@ func (s *Server) start(ctx context.Context, bins Binaries) error {
 	if s.Client, err = kubernetes.NewForConfig(s.Config); err != nil {
 		return fmt.Errorf("building a client: %w", err)
 	}
-	if s.Dynamic, err = dynamic.NewForConfig(s.Config); err != nil {
-		return fmt.Errorf("building a dynamic client: %w", err)
-	}
-	s.Mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(s.Client.Discovery()))
 	ready := func(ctx context.Context) error {
 		body, err := s.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		if err != nil {

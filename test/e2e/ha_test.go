@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,10 +103,18 @@ func TestHA(t *testing.T) {
 				t.Errorf("GET of the CA hand-off with a worker's token: %v, want Forbidden", err)
 			}
 			start := time.Now()
+			if n.name == "ha3" {
+				// Killed once its kubelet runs (an unpromoted etcd learner, a node not yet
+				// labelled), the same command finishes the join.
+				killJoinAfter(ctx, t, nodes[n.name], "kubelet", append([]string{bin}, join[1:]...))
+			}
 			out, err = nodes[n.name].Exec(ctx, append([]string{bin}, join[1:]...)...)
 			t.Logf("join --control-plane of %s took %s:\n%s", n.name, time.Since(start).Round(time.Millisecond), out)
 			if err != nil {
 				t.Fatalf("join --control-plane of %s: %v", n.name, err)
+			}
+			if n.name == "ha3" && !strings.Contains(out, "resuming the join") {
+				t.Errorf("the second join of ha3 did not say it resumed:\n%s", out)
 			}
 			if _, err := os.Stat(nodes[n.name].HostPath("/etc/kubernetes/pki/etcd/ca.key")); err != nil {
 				t.Errorf("%s has no etcd CA after joining: %v", n.name, err)
@@ -114,6 +123,22 @@ func TestHA(t *testing.T) {
 				t.Errorf("the CA hand-off is still in the cluster after %s joined: %v", n.name, err)
 			}
 			checkPrivateDirs(t, nodes[n.name], "/var/lib/etcd", "/etc/kubernetes/pki/etcd")
+		}
+	})
+
+	step(t, "JoinedNodeRejoinChangesNothing", func(t *testing.T) {
+		// A finished join run again (its hand-off is gone, its token may be) changes nothing.
+		out, err := first.Exec(ctx, bin, "token", "create", "--control-plane", "--print-join-command")
+		if err != nil {
+			t.Fatalf("token create --control-plane: %v\n%s", err, out)
+		}
+		before := snapshotDir(t, nodes["ha2"].HostPath("/etc/kubernetes"))
+		out, err = nodes["ha2"].Exec(ctx, append([]string{bin}, strings.Fields(strings.TrimSpace(out))[1:]...)...)
+		if err != nil || !strings.Contains(out, "already belongs to a cluster") {
+			t.Errorf("join of the joined ha2: %v\n%s", err, out)
+		}
+		if after := snapshotDir(t, nodes["ha2"].HostPath("/etc/kubernetes")); !slices.Equal(before, after) {
+			t.Errorf("a second join changed ha2's /etc/kubernetes")
 		}
 	})
 

@@ -1,4 +1,10 @@
-package checkpoint
+// Package agent is the checkpointer at work on a node: it observes the API and the
+// container runtime (over CRI), keeps the checkpoints of package checkpoint up to date,
+// carries out what checkpoint.Next decides, retires a checkpoint that serves on the
+// node's address behind a fence (package fence), and counts what it did in Metrics.
+// `selfkube checkpointer` runs it (Run); `selfkube checkpointer boot` activates the
+// checkpoints a rebooted node needs before the kubelet starts (Boot).
+package agent
 
 import (
 	"context"
@@ -16,29 +22,31 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/fence"
 )
 
 // Agent is the checkpointer of one node. Its lifecycle:
 //
 //	Run ─▶ every Interval: Sync (observe the API and the runtime, refresh checkpoints,
-//	       decide with Next, act) ─▶ ctx done: return, leaving every checkpoint as it is
+//	       decide with checkpoint.Next, act)
+//	    ─▶ ctx done: return, leaving every checkpoint as it is
 //
 // Leaving them is right: an active checkpoint is what keeps the control plane up, and
 // a checkpointer that restarts picks up where it stopped.
 //
-// Which pods count: only pods of Namespace annotated with AnnotationCheckpoint that are
-// not mirror pods, whose controller is a DaemonSet or a ReplicaSet, and whose annotation
-// is a valid checkpoint name (ValidName). A node can create mirror pods in any
-// namespace with any annotations, but NodeRestriction lets it give them no owner but its
-// own Node. Every other annotated pod is ignored, with one CheckpointIgnored Event per
+// Which pods count: only pods of Namespace annotated with checkpoint.AnnotationCheckpoint
+// that are not mirror pods, whose controller is a DaemonSet or a ReplicaSet, and whose
+// annotation is a valid checkpoint name (checkpoint.ValidName). A node can create mirror
+// pods in any namespace with any annotations, but NodeRestriction lets it give them no
+// owner but its own Node. Every other annotated pod is ignored, with one CheckpointIgnored Event per
 // pod. Pods bound to other nodes only tell whether a checkpoint's component is Ready
 // elsewhere: the checkpoints decided on are those on this node's disk and those of pods
 // bound to this node.
 type Agent struct {
 	Client   kubernetes.Interface
 	Runtime  Runtime
-	Store    Store
+	Store    checkpoint.Store
 	NodeName string
 	// Namespace whose annotated pods are checkpointed (kube-system).
 	Namespace string
@@ -52,12 +60,12 @@ type Agent struct {
 	Metrics      *Metrics
 	Now          func() time.Time
 	// Fence, if set, holds new connections while a checkpoint that serves on the node's
-	// address (AnnotationCheckpointFencePort) is retired.
-	Fence Fence
+	// address (checkpoint.AnnotationCheckpointFencePort) is retired.
+	Fence fence.Fence
 	// Sleep waits during a fenced hand-back (time.Sleep if nil).
 	Sleep func(time.Duration)
 
-	states    map[string]State
+	states    map[string]checkpoint.State
 	refreshed map[string]refresh
 	// ignored: the pods ignored in the last pod list, each reported once.
 	ignored map[types.UID]bool
@@ -100,7 +108,7 @@ type parents struct {
 // Sync is one round: observe, refresh, decide, act.
 func (a *Agent) Sync(ctx context.Context) error {
 	if a.states == nil {
-		a.states, a.refreshed = map[string]State{}, map[string]refresh{}
+		a.states, a.refreshed = map[string]checkpoint.State{}, map[string]refresh{}
 	}
 	now := a.Now()
 	octx, cancel := context.WithTimeout(ctx, a.Timeout)
@@ -154,14 +162,14 @@ func (a *Agent) Sync(ctx context.Context) error {
 		if p == nil {
 			p = &parents{}
 		}
-		o := Observed{
+		o := checkpoint.Observed{
 			At: now, APIReachable: reachable,
 			ParentBound: p.bound, ParentReady: p.ready != nil, ReadyElsewhere: p.readyElsewhere,
 			ParentRunning: local.Running[name],
 			Present:       a.Store.Present(name), Active: a.Store.Active(name),
 		}
 		prev, seen := a.states[name]
-		s, action := Next(prev, o)
+		s, action := checkpoint.Next(prev, o)
 		a.states[name] = s
 		if !seen && o.Active && a.Events != nil {
 			// Activated before this agent ran: at boot, or by a checkpointer before it.
@@ -170,7 +178,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		if err := a.act(name, action, p.ready); err != nil {
 			return err
 		}
-		a.Metrics.setActive(name, o.Active && action != Retire && action != Remove || action == Activate)
+		a.Metrics.setActive(name, o.Active && action != checkpoint.Retire && action != checkpoint.Remove || action == checkpoint.Activate)
 	}
 	return nil
 }
@@ -190,7 +198,7 @@ func (a *Agent) parents(pods []corev1.Pod, local Local) (map[string]*parents, []
 	var ignored []ignoredPod
 	for i := range pods {
 		pod := &pods[i]
-		name, annotated := pod.Annotations[manifests.AnnotationCheckpoint]
+		name, annotated := pod.Annotations[checkpoint.AnnotationCheckpoint]
 		if !annotated {
 			continue
 		}
@@ -230,7 +238,7 @@ func (a *Agent) distrust(pod *corev1.Pod, name string) string {
 	if !controlledBySelfkube(metav1.GetControllerOf(pod)) {
 		return "its controller is not a DaemonSet or a ReplicaSet"
 	}
-	if err := ValidName(name); err != nil {
+	if err := checkpoint.ValidName(name); err != nil {
 		return err.Error()
 	}
 	return ""
@@ -256,9 +264,9 @@ func (a *Agent) reportIgnored(ignored []ignoredPod) {
 			continue
 		}
 		msg := fmt.Sprintf("checkpointer on node %s ignores pod %s/%s (node %q) annotated %s=%s: %s",
-			a.NodeName, ig.pod.Namespace, ig.pod.Name, ig.pod.Spec.NodeName, manifests.AnnotationCheckpoint, quoteName(ig.name), ig.why)
+			a.NodeName, ig.pod.Namespace, ig.pod.Name, ig.pod.Spec.NodeName, checkpoint.AnnotationCheckpoint, checkpoint.QuoteName(ig.name), ig.why)
 		a.Log.Warn("ignoring an annotated pod", "pod", ig.pod.Namespace+"/"+ig.pod.Name, "node", ig.pod.Spec.NodeName,
-			"checkpoint", quoteName(ig.name), "reason", ig.why)
+			"checkpoint", checkpoint.QuoteName(ig.name), "reason", ig.why)
 		if a.Events != nil {
 			a.Events.Event(corev1.EventTypeWarning, "CheckpointIgnored", msg)
 		}
@@ -294,8 +302,8 @@ func (a *Agent) refresh(ctx context.Context, name string, pod *corev1.Pod, now t
 	if r, ok := a.refreshed[name]; ok && r.version == version && now.Sub(r.at) < a.RefreshEvery && a.Store.Present(name) {
 		return nil
 	}
-	src := Sources{Secrets: map[string]*corev1.Secret{}, ConfigMaps: map[string]*corev1.ConfigMap{}}
-	secrets, configMaps := SourceNames(&pod.Spec)
+	src := checkpoint.Sources{Secrets: map[string]*corev1.Secret{}, ConfigMaps: map[string]*corev1.ConfigMap{}}
+	secrets, configMaps := checkpoint.SourceNames(&pod.Spec)
 	for _, n := range secrets {
 		s, err := a.Client.CoreV1().Secrets(pod.Namespace).Get(ctx, n, metav1.GetOptions{})
 		if err != nil {
@@ -310,11 +318,11 @@ func (a *Agent) refresh(ctx context.Context, name string, pod *corev1.Pod, now t
 		}
 		src.ConfigMaps[n] = cm
 	}
-	dir, err := a.Store.dir(name)
+	dir, err := a.Store.DirOf(name)
 	if err != nil {
 		return err
 	}
-	static, files, err := Sanitize(pod, name, dir, src)
+	static, files, err := checkpoint.Sanitize(pod, name, dir, src)
 	if err != nil {
 		return err
 	}
@@ -336,21 +344,21 @@ func (a *Agent) refresh(ctx context.Context, name string, pod *corev1.Pod, now t
 }
 
 // act carries out action; parent is the Ready pod the checkpoint hands back to, if any.
-func (a *Agent) act(name string, action Action, parent *corev1.Pod) error {
+func (a *Agent) act(name string, action checkpoint.Action, parent *corev1.Pod) error {
 	var err error
 	var msg string
 	switch action {
-	case None:
+	case checkpoint.None:
 		return nil
-	case Activate:
+	case checkpoint.Activate:
 		err = a.Store.Activate(name)
 		msg = fmt.Sprintf("activated checkpoint %s on node %s: its pods cannot come from the API now, so the kubelet runs the checkpoint", name, a.NodeName)
-	case Retire:
+	case checkpoint.Retire:
 		err = a.retire(name, parent)
 		msg = fmt.Sprintf("retired checkpoint %s on node %s: a self-hosted pod is Ready and runs here again", name, a.NodeName)
-	case Remove:
+	case checkpoint.Remove:
 		err = a.Store.Remove(name)
-		msg = fmt.Sprintf("removed checkpoint %s on node %s: no pod of it has been bound here for %s", name, a.NodeName, RemoveAfter)
+		msg = fmt.Sprintf("removed checkpoint %s on node %s: no pod of it has been bound here for %s", name, a.NodeName, checkpoint.RemoveAfter)
 	}
 	if err != nil {
 		return err
@@ -373,7 +381,7 @@ func contains(list []string, s string) bool {
 }
 
 // retire retires a checkpoint; when it serves on the node's address, behind a fence
-// (see Fence), so that no connection reaches its listener as it closes.
+// (see package fence), so that no connection reaches its listener as it closes.
 func (a *Agent) retire(name string, parent *corev1.Pod) error {
 	addr, fenced := fenceAddr(parent)
 	if !fenced || a.Fence == nil {
@@ -383,7 +391,7 @@ func (a *Agent) retire(name string, parent *corev1.Pod) error {
 	if sleep == nil {
 		sleep = time.Sleep
 	}
-	return Fenced(a.Fence, addr, sleep, a.Log.With("checkpoint", name), func() error { return a.Store.Retire(name) })
+	return fence.Fenced(a.Fence, addr, sleep, a.Log.With("checkpoint", name), func() error { return a.Store.Retire(name) })
 }
 
 // fenceAddr is the node address and port a parent's checkpoint serves on, if it names one.
@@ -391,7 +399,7 @@ func fenceAddr(parent *corev1.Pod) (netip.AddrPort, bool) {
 	if parent == nil {
 		return netip.AddrPort{}, false
 	}
-	port, err := strconv.ParseUint(parent.Annotations[manifests.AnnotationCheckpointFencePort], 10, 16)
+	port, err := strconv.ParseUint(parent.Annotations[checkpoint.AnnotationCheckpointFencePort], 10, 16)
 	if err != nil {
 		return netip.AddrPort{}, false
 	}

@@ -1,4 +1,4 @@
-package checkpoint
+package agent
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/fence"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -36,9 +38,9 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		CRISocket:          "unix:///run/containerd/containerd.sock",
-		CheckpointsDir:     manifests.CheckpointsDir,
+		CheckpointsDir:     checkpoint.CheckpointsDir,
 		ManifestsDir:       "/etc/kubernetes/manifests",
-		MetricsBindAddress: fmt.Sprintf("127.0.0.1:%d", manifests.CheckpointerMetricsPort),
+		MetricsBindAddress: fmt.Sprintf("127.0.0.1:%d", checkpoint.CheckpointerMetricsPort),
 		Interval:           time.Second,
 	}
 }
@@ -75,14 +77,14 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	fence := NFTablesFence{ProcNet: "/proc/thread-self/net"}
-	if err := fence.Clear(); err != nil {
+	nft := fence.NFTables{ProcNet: "/proc/thread-self/net"}
+	if err := nft.Clear(); err != nil {
 		log.Warn("cannot check for a fence left behind; hand-backs will not hold connections", "err", err)
 	}
 	a := &Agent{
-		Fence:  fence,
+		Fence:  nft,
 		Client: client, Runtime: rt, NodeName: opts.NodeName, Namespace: manifests.Namespace,
-		Store:    Store{Dir: opts.CheckpointsDir, ManifestsDir: opts.ManifestsDir},
+		Store:    checkpoint.Store{Dir: opts.CheckpointsDir, ManifestsDir: opts.ManifestsDir},
 		Interval: opts.Interval, Timeout: 2 * time.Second, RefreshEvery: 5 * time.Minute,
 		Log: log, Metrics: metrics, Now: time.Now,
 	}
@@ -139,7 +141,7 @@ type BootOptions struct {
 // is retired or removed here: the agent does that once the API is back. It returns the
 // checkpoints it activated.
 func Boot(ctx context.Context, opts BootOptions, log *slog.Logger) ([]string, error) {
-	store := Store{Dir: opts.CheckpointsDir, ManifestsDir: opts.ManifestsDir}
+	store := checkpoint.Store{Dir: opts.CheckpointsDir, ManifestsDir: opts.ManifestsDir}
 	names, err := store.Names()
 	if err != nil || len(names) == 0 {
 		return nil, err
@@ -158,13 +160,11 @@ func Boot(ctx context.Context, opts BootOptions, log *slog.Logger) ([]string, er
 	var activated []string
 	now := time.Now()
 	for _, name := range names {
-		// Without credentials the binding is unknown: when the API answers, assume the
-		// pod is bound here, which makes Next wait for the agent.
-		o := Observed{
-			At: now, APIReachable: reachable, ParentBound: true,
+		seen := checkpoint.Observed{
+			At: now, APIReachable: reachable,
 			ParentRunning: local.Running[name], Present: store.Present(name), Active: store.Active(name),
 		}
-		if _, a := Next(State{}, o); a == Activate {
+		if activateAtBoot(seen) {
 			if err := store.Activate(name); err != nil {
 				return activated, err
 			}
@@ -172,6 +172,19 @@ func Boot(ctx context.Context, opts BootOptions, log *slog.Logger) ([]string, er
 		}
 	}
 	return activated, nil
+}
+
+// activateAtBoot is Boot's decision for one checkpoint: whether checkpoint.Next activates
+// it on a first observation (a fresh State). seen is what Boot can observe: whether the
+// API answers, whether the parent runs here, and the disk. Without credentials Boot
+// cannot list pods, so the rest is assumed: the parent is bound here, not Ready, and
+// Ready nowhere else, which makes Next leave the checkpoint to the agent when the API
+// answers. Only an activation is carried out: Boot never retires or removes.
+func activateAtBoot(seen checkpoint.Observed) bool {
+	o := seen
+	o.ParentBound, o.ParentReady, o.ReadyElsewhere = true, false, false
+	_, a := checkpoint.Next(checkpoint.State{}, o)
+	return a == checkpoint.Activate
 }
 
 // observeWithin asks the runtime until it answers or wait passes; a runtime that does

@@ -1,4 +1,4 @@
-package checkpoint
+package agent
 
 import (
 	"bytes"
@@ -24,6 +24,8 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/checkpoint/checkpointtest"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -48,7 +50,7 @@ func (e *recordedEvents) Event(eventType, reason, message string) {
 // moves, and checks after every sync what is on disk, which events were recorded, and
 // at the end the metrics.
 func TestAgentSync(t *testing.T) {
-	const name = manifests.CheckpointAPIServer
+	const name = checkpoint.CheckpointAPIServer
 	// The container the API says the parent runs (see apiServerPod).
 	const parentContainer = "0a1b2c3d"
 	runningParent := Local{
@@ -57,9 +59,9 @@ func TestAgentSync(t *testing.T) {
 	}
 
 	// present writes the checkpoint the agent would have written from the parent.
-	present := func(t *testing.T, s Store, pod *corev1.Pod, secret *corev1.Secret) {
+	present := func(t *testing.T, s checkpoint.Store, pod *corev1.Pod, secret *corev1.Secret) {
 		t.Helper()
-		static, files, err := Sanitize(pod, name, filepath.Join(s.Dir, name), Sources{Secrets: map[string]*corev1.Secret{secret.Name: secret}})
+		static, files, err := checkpoint.Sanitize(pod, name, filepath.Join(s.Dir, name), checkpoint.Sources{Secrets: map[string]*corev1.Secret{secret.Name: secret}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,7 +69,7 @@ func TestAgentSync(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	active := func(t *testing.T, s Store, pod *corev1.Pod, secret *corev1.Secret) {
+	active := func(t *testing.T, s checkpoint.Store, pod *corev1.Pod, secret *corev1.Secret) {
 		t.Helper()
 		present(t, s, pod, secret)
 		if err := s.Activate(name); err != nil {
@@ -87,28 +89,28 @@ func TestAgentSync(t *testing.T) {
 		listErr bool // the API does not answer
 		local   Local
 		rtErr   error
-		setup   func(t *testing.T, s Store, pod *corev1.Pod, secret *corev1.Secret)
+		setup   func(t *testing.T, s checkpoint.Store, pod *corev1.Pod, secret *corev1.Secret)
 		steps   []step
 		// wantMetrics are lines the metrics text must contain at the end.
 		wantMetrics []string
 		// wantHealthy: /healthz, the checkpointer's liveness probe, answers OK at the end.
 		wantHealthy bool
-		check       func(t *testing.T, s Store, secret *corev1.Secret)
+		check       func(t *testing.T, s checkpoint.Store, secret *corev1.Secret)
 	}{{
 		name:        "Ready parent running here is checkpointed, not activated",
 		wantHealthy: true,
 		local:       runningParent,
 		steps: []step{
 			{wantPresent: true},
-			{advance: RetireAfter + ActivateAfter, wantPresent: true}, // nothing new to write
+			{advance: checkpoint.RetireAfter + checkpoint.ActivateAfter, wantPresent: true}, // nothing new to write
 		},
 		wantMetrics: []string{
 			`selfkube_checkpointer_writes_total{checkpoint="kube-apiserver"} 1`,
 			`selfkube_checkpointer_checkpoint_active{checkpoint="kube-apiserver"} 0`,
 			"selfkube_checkpointer_api_reachable 1",
 		},
-		check: func(t *testing.T, s Store, secret *corev1.Secret) {
-			got := tree(t, filepath.Join(s.Dir, name, volumesDir))
+		check: func(t *testing.T, s checkpoint.Store, secret *corev1.Secret) {
+			got := checkpointtest.Tree(t, filepath.Join(s.Dir, name, "volumes"))
 			want := map[string]string{}
 			for k, v := range secret.Data {
 				want["secrets/"+k] = string(v)
@@ -116,16 +118,16 @@ func TestAgentSync(t *testing.T) {
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Secret files (-want +got):\n%s", diff)
 			}
-			pod := readPod(t, filepath.Join(s.Dir, name, podFile))
+			pod := checkpointtest.ReadPod(t, filepath.Join(s.Dir, name, "pod.yaml"))
 			if pod.Name != "checkpoint-kube-apiserver" {
 				t.Errorf("checkpoint pod name = %q", pod.Name)
 			}
 			// The static pod mounts the files just written.
 			// (and the audit log's host directory, second)
-			if v := pod.Spec.Volumes; len(v) != 2 || v[0].HostPath == nil || v[0].HostPath.Path != filepath.Join(s.Dir, name, volumesDir, "secrets") {
-				t.Errorf("checkpoint volumes = %+v, want first a hostPath of %s", v, filepath.Join(s.Dir, name, volumesDir, "secrets"))
+			if v := pod.Spec.Volumes; len(v) != 2 || v[0].HostPath == nil || v[0].HostPath.Path != filepath.Join(s.Dir, name, "volumes", "secrets") {
+				t.Errorf("checkpoint volumes = %+v, want first a hostPath of %s", v, filepath.Join(s.Dir, name, "volumes", "secrets"))
 			}
-			if got := tree(t, s.ManifestsDir); len(got) != 0 {
+			if got := checkpointtest.Tree(t, s.ManifestsDir); len(got) != 0 {
 				t.Errorf("static pods written while the parent runs: %v", got)
 			}
 		},
@@ -139,11 +141,11 @@ func TestAgentSync(t *testing.T) {
 			Running:    map[string]bool{name: true},
 			Containers: map[string]bool{"e5f6a7b8": true},
 		},
-		steps: []step{{}, {advance: RetireAfter}},
+		steps: []step{{}, {advance: checkpoint.RetireAfter}},
 		wantMetrics: []string{
 			"selfkube_checkpointer_api_reachable 1",
 		},
-		check: func(t *testing.T, s Store, _ *corev1.Secret) {
+		check: func(t *testing.T, s checkpoint.Store, _ *corev1.Secret) {
 			if _, err := os.Stat(filepath.Join(s.Dir, name)); !os.IsNotExist(err) {
 				t.Errorf("a checkpoint directory was created: %v", err)
 			}
@@ -156,15 +158,15 @@ func TestAgentSync(t *testing.T) {
 		setup:       present,
 		steps: []step{
 			{wantPresent: true, wantActive: true, wantEvents: []string{"CheckpointActivated"}},
-			{advance: RemoveAfter * 2, wantPresent: true, wantActive: true}, // an unreachable API never retires or removes
+			{advance: checkpoint.RemoveAfter * 2, wantPresent: true, wantActive: true}, // an unreachable API never retires or removes
 		},
 		wantMetrics: []string{
 			`selfkube_checkpointer_actions_total{checkpoint="kube-apiserver",action="Activate"} 1`,
 			`selfkube_checkpointer_checkpoint_active{checkpoint="kube-apiserver"} 1`,
 			"selfkube_checkpointer_api_reachable 0",
 		},
-		check: func(t *testing.T, s Store, _ *corev1.Secret) {
-			want, _ := os.ReadFile(filepath.Join(s.Dir, name, podFile))
+		check: func(t *testing.T, s checkpoint.Store, _ *corev1.Secret) {
+			want, _ := os.ReadFile(filepath.Join(s.Dir, name, "pod.yaml"))
 			got, err := os.ReadFile(filepath.Join(s.ManifestsDir, "checkpoint-kube-apiserver.yaml"))
 			if err != nil || !bytes.Equal(got, want) {
 				t.Errorf("the kubelet's manifest is not the checkpoint's pod (err %v)", err)
@@ -177,9 +179,9 @@ func TestAgentSync(t *testing.T) {
 		setup:       active,
 		steps: []step{
 			{wantPresent: true, wantActive: true, wantEvents: []string{"CheckpointActive"}},
-			{advance: RetireAfter - time.Millisecond, wantPresent: true, wantActive: true},
+			{advance: checkpoint.RetireAfter - time.Millisecond, wantPresent: true, wantActive: true},
 			{advance: time.Millisecond, wantPresent: true, wantEvents: []string{"CheckpointRetired"}},
-			{advance: RetireAfter, wantPresent: true}, // stays retired and on disk
+			{advance: checkpoint.RetireAfter, wantPresent: true}, // stays retired and on disk
 		},
 		wantMetrics: []string{
 			`selfkube_checkpointer_actions_total{checkpoint="kube-apiserver",action="Retire"} 1`,
@@ -192,7 +194,7 @@ func TestAgentSync(t *testing.T) {
 		setup:   present,
 		steps: []step{
 			{wantErr: "observing the container runtime: connection refused", wantPresent: true},
-			{advance: RemoveAfter, wantErr: "observing the container runtime", wantPresent: true},
+			{advance: checkpoint.RemoveAfter, wantErr: "observing the container runtime", wantPresent: true},
 		},
 	}, {
 		name:  "runtime error with the parent Ready: nothing is retired or written",
@@ -200,12 +202,12 @@ func TestAgentSync(t *testing.T) {
 		setup: active,
 		steps: []step{
 			{wantErr: "observing the container runtime", wantPresent: true, wantActive: true},
-			{advance: RetireAfter * 2, wantErr: "observing the container runtime", wantPresent: true, wantActive: true},
+			{advance: checkpoint.RetireAfter * 2, wantErr: "observing the container runtime", wantPresent: true, wantActive: true},
 		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pod, _, secret := apiServerPod(t)
+			pod, _, secret := checkpointtest.APIServerPod(t)
 			// The API has the apiserver's pod, bound to this node and Ready, and its Secret.
 			client := fake.NewClientset(pod, secret)
 			if tt.listErr {
@@ -290,29 +292,73 @@ func TestAgentSync(t *testing.T) {
 }
 
 // disk is everything in the store's two directories.
-func disk(t *testing.T, s Store) map[string]string {
+func disk(t *testing.T, s checkpoint.Store) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for dir, prefix := range map[string]string{s.Dir: "checkpoints/", s.ManifestsDir: "manifests/"} {
 		if _, err := os.Stat(dir); os.IsNotExist(err) {
 			continue
 		}
-		for p, data := range tree(t, dir) {
+		for p, data := range checkpointtest.Tree(t, dir) {
 			out[prefix+p] = data
 		}
 	}
 	return out
 }
 
-const otherNode = "cp-2"
+const (
+	testNode  = checkpointtest.Node
+	otherNode = "cp-2"
+)
 
-// annotatedPod is a Ready pod of podName bound to node and annotated with checkpoint,
-// controlled by a DaemonSet, whose one container is "c-" + podName.
-func annotatedPod(podName, node, checkpoint string) *corev1.Pod {
+// t0 is when the fixtures' apiserver pod was created; the tests' clocks start there.
+var t0 = checkpointtest.Created
+
+// newStore is an empty store. Dir does not exist yet: the store creates it, as on a
+// fresh node.
+func newStore(t *testing.T) checkpoint.Store {
+	t.Helper()
+	return checkpoint.Store{Dir: filepath.Join(t.TempDir(), "checkpoints"), ManifestsDir: t.TempDir()}
+}
+
+// realNode is a node's checkpoint and static-pod directories side by side, as under
+// /etc/kubernetes, with etcd's static pod and an active checkpoint of the apiserver.
+func realNode(t *testing.T) checkpoint.Store {
+	t.Helper()
+	root := t.TempDir()
+	s := checkpoint.Store{Dir: filepath.Join(root, "checkpoints"), ManifestsDir: filepath.Join(root, "manifests")}
+	if err := os.MkdirAll(s.ManifestsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.ManifestsDir, "etcd.yaml"), []byte("etcd"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: checkpoint.StaticPodName(checkpoint.CheckpointAPIServer), Namespace: manifests.Namespace},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "kube-apiserver", Image: "img"}}},
+	}
+	if _, err := s.Write(checkpoint.CheckpointAPIServer, pod, []checkpoint.File{{Path: "volumes/v/f", Data: []byte("secret")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Activate(checkpoint.CheckpointAPIServer); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := s.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	return s
+}
+
+// annotatedPod is a Ready pod of podName bound to node and annotated with the checkpoint
+// name, controlled by a DaemonSet, whose one container is "c-" + podName.
+func annotatedPod(podName, node, name string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: podName, Namespace: manifests.Namespace, UID: types.UID("uid-" + podName),
-			Annotations: map[string]string{manifests.AnnotationCheckpoint: checkpoint},
+			Annotations: map[string]string{checkpoint.AnnotationCheckpoint: name},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "apps/v1", Kind: "DaemonSet", Name: "kube-apiserver", UID: "uid-ds", Controller: ptr.To(true),
 			}},
@@ -327,8 +373,8 @@ func annotatedPod(podName, node, checkpoint string) *corev1.Pod {
 
 // mirrorPod is what a kubelet (or anyone with its identity) may create: a pod bound to
 // itself with any annotations, owned by its Node at most (NodeRestriction).
-func mirrorPod(podName, node, checkpoint string) *corev1.Pod {
-	p := annotatedPod(podName, node, checkpoint)
+func mirrorPod(podName, node, name string) *corev1.Pod {
+	p := annotatedPod(podName, node, name)
 	p.Annotations[corev1.MirrorPodAnnotationKey] = "5e1f"
 	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: node, UID: "uid-node", Controller: ptr.To(true)}}
 	return p
@@ -417,7 +463,7 @@ func TestAgentParents(t *testing.T) {
 	}, {
 		name: "not annotated",
 		pod: with(annotatedPod("a", testNode, ""), func(p *corev1.Pod) {
-			delete(p.Annotations, manifests.AnnotationCheckpoint)
+			delete(p.Annotations, checkpoint.AnnotationCheckpoint)
 			p.OwnerReferences = nil
 		}),
 		want: map[string]want{},
@@ -456,7 +502,7 @@ func TestAgentIgnoresForgedPods(t *testing.T) {
 	forged := func(node string) []*corev1.Pod {
 		return []*corev1.Pod{
 			mirrorPod("etcd-"+node, node, "x/../etcd"),
-			mirrorPod("apiserver-"+node, node, manifests.CheckpointAPIServer),
+			mirrorPod("apiserver-"+node, node, checkpoint.CheckpointAPIServer),
 			mirrorPod("dir-"+node, node, "../checkpoints/kube-apiserver"),
 		}
 	}
@@ -478,7 +524,7 @@ func TestAgentIgnoresForgedPods(t *testing.T) {
 			// The apiserver's checkpoint stands in: its DaemonSet pod here is gone.
 			store := realNode(t)
 			root := filepath.Dir(store.Dir)
-			before := snapshot(t, root)
+			before := checkpointtest.Snapshot(t, root)
 			var objs []runtime.Object
 			local := Local{Running: map[string]bool{}, Containers: map[string]bool{}}
 			for _, p := range tt.pods {
@@ -494,20 +540,20 @@ func TestAgentIgnoresForgedPods(t *testing.T) {
 				Log: slog.New(slog.DiscardHandler), Events: events, Metrics: NewMetrics(),
 				Now: func() time.Time { return now },
 			}
-			for i, advance := range []time.Duration{0, RetireAfter + ActivateAfter, RetireAfter} {
+			for i, advance := range []time.Duration{0, checkpoint.RetireAfter + checkpoint.ActivateAfter, checkpoint.RetireAfter} {
 				now = now.Add(advance)
 				if err := a.Sync(context.Background()); err != nil {
 					t.Fatalf("sync %d: %v", i, err)
 				}
-				if diff := cmp.Diff(before, snapshot(t, root)); diff != "" {
+				if diff := cmp.Diff(before, checkpointtest.Snapshot(t, root)); diff != "" {
 					t.Fatalf("sync %d changed the disk (-before +after):\n%s", i, diff)
 				}
 			}
 			if data, err := os.ReadFile(filepath.Join(store.ManifestsDir, "etcd.yaml")); err != nil || string(data) != "etcd" {
 				t.Errorf("etcd's static pod: %q, %v", data, err)
 			}
-			if !store.Present(manifests.CheckpointAPIServer) || !store.Active(manifests.CheckpointAPIServer) {
-				t.Errorf("the apiserver's checkpoint: present %v, active %v; want both", store.Present(manifests.CheckpointAPIServer), store.Active(manifests.CheckpointAPIServer))
+			if !store.Present(checkpoint.CheckpointAPIServer) || !store.Active(checkpoint.CheckpointAPIServer) {
+				t.Errorf("the apiserver's checkpoint: present %v, active %v; want both", store.Present(checkpoint.CheckpointAPIServer), store.Active(checkpoint.CheckpointAPIServer))
 			}
 			// One Event per forged pod, at the first sync only, then the checkpoint's.
 			want := slices.Repeat([]string{"CheckpointIgnored"}, len(tt.pods))
@@ -536,7 +582,7 @@ func TestAgentIgnoresForgedPods(t *testing.T) {
 // TestAgentIgnoredOncePerPod: a kube-system pod with the annotation but no DaemonSet or
 // ReplicaSet controlling it is not checkpointed, and reported once, not at every sync.
 func TestAgentIgnoredOncePerPod(t *testing.T) {
-	pod, _, secret := apiServerPod(t)
+	pod, _, secret := checkpointtest.APIServerPod(t)
 	pod.OwnerReferences = nil // created by hand
 	client := fake.NewClientset(pod, secret)
 	store := newStore(t)
@@ -544,14 +590,14 @@ func TestAgentIgnoredOncePerPod(t *testing.T) {
 	now := t0
 	a := &Agent{
 		Client: client, Store: store, NodeName: testNode, Namespace: manifests.Namespace,
-		Runtime:  &fakeRuntime{local: Local{Running: map[string]bool{manifests.CheckpointAPIServer: true}, Containers: map[string]bool{"0a1b2c3d": true}}},
+		Runtime:  &fakeRuntime{local: Local{Running: map[string]bool{checkpoint.CheckpointAPIServer: true}, Containers: map[string]bool{"0a1b2c3d": true}}},
 		Interval: time.Second, Timeout: time.Minute, RefreshEvery: time.Hour,
 		Log: slog.New(slog.DiscardHandler), Events: events, Metrics: NewMetrics(),
 		Now: func() time.Time { return now },
 	}
 	sync := func(wantEvents int) {
 		t.Helper()
-		now = now.Add(RetireAfter)
+		now = now.Add(checkpoint.RetireAfter)
 		if err := a.Sync(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -570,7 +616,7 @@ func TestAgentIgnoredOncePerPod(t *testing.T) {
 			t.Errorf("event %q does not contain %q", events.messages[0], s)
 		}
 	}
-	if store.Present(manifests.CheckpointAPIServer) {
+	if store.Present(checkpoint.CheckpointAPIServer) {
 		t.Error("the ignored pod was checkpointed")
 	}
 
@@ -600,7 +646,7 @@ func TestAgentRemotePods(t *testing.T) {
 	a := &Agent{
 		Client: fake.NewClientset(
 			annotatedPod("foo-1", otherNode, "kube-foo"),
-			annotatedPod("apiserver-1", otherNode, manifests.CheckpointAPIServer),
+			annotatedPod("apiserver-1", otherNode, checkpoint.CheckpointAPIServer),
 		),
 		Runtime: &fakeRuntime{local: Local{Running: map[string]bool{}, Containers: map[string]bool{}}},
 		Store:   store, NodeName: testNode, Namespace: manifests.Namespace,
@@ -615,14 +661,14 @@ func TestAgentRemotePods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{manifests.CheckpointAPIServer}, names); diff != "" {
+	if diff := cmp.Diff([]string{checkpoint.CheckpointAPIServer}, names); diff != "" {
 		t.Errorf("checkpoints (-want +got):\n%s", diff)
 	}
 	if _, seen := a.states["kube-foo"]; seen {
 		t.Error("a name only another node has was decided on")
 	}
-	if store.Active(manifests.CheckpointAPIServer) || !store.Present(manifests.CheckpointAPIServer) {
-		t.Errorf("the apiserver's checkpoint: active %v, present %v; want retired and kept", store.Active(manifests.CheckpointAPIServer), store.Present(manifests.CheckpointAPIServer))
+	if store.Active(checkpoint.CheckpointAPIServer) || !store.Present(checkpoint.CheckpointAPIServer) {
+		t.Errorf("the apiserver's checkpoint: active %v, present %v; want retired and kept", store.Active(checkpoint.CheckpointAPIServer), store.Present(checkpoint.CheckpointAPIServer))
 	}
 	if diff := cmp.Diff([]string{"CheckpointActive", "CheckpointRetired"}, events.reasons); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)

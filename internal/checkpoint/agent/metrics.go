@@ -1,4 +1,4 @@
-package checkpoint
+package agent
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/selfkube/selfkube/internal/checkpoint"
 )
 
 // Metrics are the checkpointer's counters, served in the Prometheus text format.
@@ -24,7 +26,7 @@ func NewMetrics() *Metrics {
 	return &Metrics{actions: map[[2]string]int{}, writes: map[string]int{}, active: map[string]bool{}}
 }
 
-func (m *Metrics) count(name string, a Action) {
+func (m *Metrics) count(name string, a checkpoint.Action) {
 	if m == nil {
 		return
 	}

@@ -1,4 +1,20 @@
-package checkpoint
+// Package fence stops a server that listens on a host's own address, while another one
+// listens on the wildcard address of the same port, without losing a connection.
+//
+// The more specific listener gets every new connection to the address while it exists.
+// When it stops, an HTTP server closes its listener and, at the same moment, starts
+// refusing requests on connections it accepted but has not read yet: a client
+// connecting in that instant gets its connection closed without an answer. selfkube
+// stops such a server in two places: the checkpointer retires a checkpoint of the apiserver
+// (which listens on the node's address) under the self-hosted apiserver (on every
+// address), and `selfkube init` stops the temporary apiserver in the same position.
+//
+// So the stop goes (Fenced): hold new connections to the address (drop TCP SYNs:
+// clients retransmit them after a second), let the connections already accepted send
+// their requests, stop the server, wait until its listener is gone, release. The
+// retransmitted SYNs reach the server on the wildcard address. A client waits about a
+// second; none fails.
+package fence
 
 import (
 	"bufio"
@@ -16,19 +32,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A fence makes a hand-back lose no connection. A checkpoint of the apiserver listens on
-// the node's address, the self-hosted apiserver on every address; the more specific
-// listener gets every new connection to the node's address while it exists. When it
-// stops, an HTTP server closes its listener and, at the same moment, starts refusing
-// requests on connections it accepted but has not read yet: a client connecting in that
-// instant gets its connection closed without an answer.
-//
-// So the hand-back goes: hold new connections to the address (drop TCP SYNs: clients
-// retransmit them after a second), let the connections already accepted send their
-// requests, retire the checkpoint, wait until its listener is gone, release. The
-// retransmitted SYNs reach the self-hosted apiserver. A client waits about a second;
-// none fails.
-
 // Fence holds new TCP connections to an address and port.
 type Fence interface {
 	// Hold drops new connections to addr until release is called.
@@ -37,11 +40,13 @@ type Fence interface {
 	Listening(addr netip.AddrPort) (bool, error)
 }
 
-// Fence timing: how long accepted connections get to send their requests once new ones
-// are held, and how long at most to wait for the listener to go.
+// Timing of Fenced.
 const (
-	fenceSettle  = 300 * time.Millisecond
-	fenceTimeout = 10 * time.Second
+	// Settle is how long the connections already accepted get to send their requests
+	// once new ones are held.
+	Settle = 300 * time.Millisecond
+	// Timeout is how long at most Fenced waits for the listener to go.
+	Timeout = 10 * time.Second
 )
 
 // Fenced runs stop, which makes the server listening on addr itself go away, behind a
@@ -60,7 +65,7 @@ func Fenced(f Fence, addr netip.AddrPort, sleep func(time.Duration), log *slog.L
 			log.Error("releasing held connections", "address", addr.String(), "err", err)
 		}
 	}()
-	sleep(fenceSettle)
+	sleep(Settle)
 	if err := stop(); err != nil {
 		return err
 	}
@@ -69,7 +74,7 @@ func Fenced(f Fence, addr netip.AddrPort, sleep func(time.Duration), log *slog.L
 		if err != nil || !listening {
 			return err
 		}
-		if waited >= fenceTimeout {
+		if waited >= Timeout {
 			log.Warn("the server still listens; releasing held connections anyway", "address", addr.String())
 			return nil
 		}
@@ -77,18 +82,19 @@ func Fenced(f Fence, addr netip.AddrPort, sleep func(time.Duration), log *slog.L
 	}
 }
 
-// fenceTable is the nftables table of the fence (family ip or ip6), present only while
-// a fence is held.
-const fenceTable = "selfkube-handback"
+// table is the nftables table of the fence (family ip or ip6), present only while a
+// fence is held.
+const table = "selfkube-handback"
 
-// NFTablesFence is a Fence in the calling process's network namespace.
-type NFTablesFence struct {
+// NFTables is a Fence in the calling process's network namespace.
+type NFTables struct {
 	// ProcNet is /proc/net of that namespace.
 	ProcNet string
 }
 
-// Clear removes a fence a killed checkpointer left behind.
-func (f NFTablesFence) Clear() error {
+// Clear removes a fence a killed process (a checkpointer, or `selfkube init`) left
+// behind.
+func (f NFTables) Clear() error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("opening an nftables connection: %w", err)
@@ -99,7 +105,7 @@ func (f NFTablesFence) Clear() error {
 			return fmt.Errorf("listing nftables tables: %w", err)
 		}
 		for _, t := range tables {
-			if t.Name == fenceTable {
+			if t.Name == table {
 				c.DelTable(t)
 			}
 		}
@@ -111,7 +117,7 @@ func (f NFTablesFence) Clear() error {
 }
 
 // Hold implements Fence.
-func (f NFTablesFence) Hold(addr netip.AddrPort) (func() error, error) {
+func (f NFTables) Hold(addr netip.AddrPort) (func() error, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("opening an nftables connection (the checkpointer needs CAP_NET_ADMIN): %w", err)
@@ -120,7 +126,7 @@ func (f NFTablesFence) Hold(addr netip.AddrPort) (func() error, error) {
 	if addr.Addr().Is6() {
 		family, offset = nftables.TableFamilyIPv6, 24
 	}
-	t := &nftables.Table{Name: fenceTable, Family: family}
+	t := &nftables.Table{Name: table, Family: family}
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
@@ -159,7 +165,7 @@ func (f NFTablesFence) Hold(addr netip.AddrPort) (func() error, error) {
 }
 
 // Listening implements Fence from /proc/net/tcp (tcp6).
-func (f NFTablesFence) Listening(addr netip.AddrPort) (bool, error) {
+func (f NFTables) Listening(addr netip.AddrPort) (bool, error) {
 	file := "tcp"
 	if addr.Addr().Is6() {
 		file = "tcp6"

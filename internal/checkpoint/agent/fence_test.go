@@ -1,4 +1,4 @@
-package checkpoint
+package agent
 
 import (
 	"log/slog"
@@ -12,13 +12,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/fence"
 )
 
 // recordingFence logs what the hand-back does, in order, and reports the listener gone
 // after listens calls.
 type recordingFence struct {
-	store  Store
+	store  checkpoint.Store
 	name   string
 	listen int
 	log    []string
@@ -44,7 +45,7 @@ func TestRetireBehindFence(t *testing.T) {
 	parent := func(annotated bool) *corev1.Pod {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{}}, Status: corev1.PodStatus{HostIP: "172.31.0.31"}}
 		if annotated {
-			p.Annotations[manifests.AnnotationCheckpointFencePort] = "6443"
+			p.Annotations[checkpoint.AnnotationCheckpointFencePort] = "6443"
 		}
 		return p
 	}
@@ -60,7 +61,7 @@ func TestRetireBehindFence(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			store := Store{Dir: filepath.Join(dir, "checkpoints"), ManifestsDir: filepath.Join(dir, "manifests")}
+			store := checkpoint.Store{Dir: filepath.Join(dir, "checkpoints"), ManifestsDir: filepath.Join(dir, "manifests")}
 			if _, err := store.Write("kube-apiserver", pod, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -79,8 +80,8 @@ func TestRetireBehindFence(t *testing.T) {
 			if store.Active("kube-apiserver") || !store.Present("kube-apiserver") {
 				t.Errorf("after retire: active %v present %v, want inactive and present", store.Active("kube-apiserver"), store.Present("kube-apiserver"))
 			}
-			if tc.want != nil && slept < fenceSettle {
-				t.Errorf("accepted connections got %s to send their requests, want at least %s", slept, fenceSettle)
+			if tc.want != nil && slept < fence.Settle {
+				t.Errorf("accepted connections got %s to send their requests, want at least %s", slept, fence.Settle)
 			}
 			if _, err := os.Stat(filepath.Join(store.ManifestsDir, "checkpoint-kube-apiserver.yaml")); !os.IsNotExist(err) {
 				t.Errorf("static pod still there: %v", err)

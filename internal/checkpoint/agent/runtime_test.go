@@ -1,4 +1,4 @@
-package checkpoint
+package agent
 
 import (
 	"testing"
@@ -6,6 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -20,8 +21,8 @@ func TestLocal(t *testing.T) {
 			Annotations: annotations,
 		}
 	}
-	checkpoint := func(name string) map[string]string {
-		return map[string]string{manifests.AnnotationCheckpoint: name}
+	annotated := func(name string) map[string]string {
+		return map[string]string{checkpoint.AnnotationCheckpoint: name}
 	}
 	tests := []struct {
 		name      string
@@ -29,28 +30,28 @@ func TestLocal(t *testing.T) {
 		want      map[string]bool
 	}{{
 		name:      "the self-hosted apiserver in kube-system",
-		sandboxes: []*runtimeapi.PodSandbox{sandbox("s1", "kube-system", checkpoint("kube-apiserver"))},
+		sandboxes: []*runtimeapi.PodSandbox{sandbox("s1", "kube-system", annotated("kube-apiserver"))},
 		want:      map[string]bool{"kube-apiserver": true},
 	}, {
 		name:      "a user's pod in default annotated as the apiserver",
-		sandboxes: []*runtimeapi.PodSandbox{sandbox("s1", "default", checkpoint("kube-apiserver"))},
+		sandboxes: []*runtimeapi.PodSandbox{sandbox("s1", "default", annotated("kube-apiserver"))},
 		want:      map[string]bool{},
 	}, {
 		name:      "a sandbox without metadata",
-		sandboxes: []*runtimeapi.PodSandbox{{Id: "s1", Annotations: checkpoint("kube-apiserver")}},
+		sandboxes: []*runtimeapi.PodSandbox{{Id: "s1", Annotations: annotated("kube-apiserver")}},
 		want:      map[string]bool{},
 	}, {
 		name: "invalid names in kube-system",
 		sandboxes: []*runtimeapi.PodSandbox{
-			sandbox("s1", "kube-system", checkpoint("x/../etcd")),
-			sandbox("s2", "kube-system", checkpoint("Kube-apiserver")),
-			sandbox("s3", "kube-system", checkpoint("")),
+			sandbox("s1", "kube-system", annotated("x/../etcd")),
+			sandbox("s2", "kube-system", annotated("Kube-apiserver")),
+			sandbox("s3", "kube-system", annotated("")),
 		},
 		want: map[string]bool{},
 	}, {
 		name: "the checkpoint's own static pod does not count",
 		sandboxes: []*runtimeapi.PodSandbox{sandbox("s1", "kube-system", map[string]string{
-			manifests.AnnotationCheckpoint: "kube-apiserver", manifests.AnnotationCheckpointOf: "kube-apiserver",
+			checkpoint.AnnotationCheckpoint: "kube-apiserver", checkpoint.AnnotationCheckpointOf: "kube-apiserver",
 		})},
 		want: map[string]bool{},
 	}, {

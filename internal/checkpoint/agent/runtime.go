@@ -1,4 +1,4 @@
-package checkpoint
+package agent
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -75,10 +76,10 @@ func local(sandboxes []*runtimeapi.PodSandbox, containers []*runtimeapi.Containe
 	l := Local{Running: map[string]bool{}, Containers: map[string]bool{}}
 	parentOf := map[string]string{} // sandbox ID → checkpoint name
 	for _, s := range sandboxes {
-		if s.GetMetadata().GetNamespace() != namespace || s.Annotations[manifests.AnnotationCheckpointOf] != "" {
+		if s.GetMetadata().GetNamespace() != namespace || s.Annotations[checkpoint.AnnotationCheckpointOf] != "" {
 			continue
 		}
-		if name := s.Annotations[manifests.AnnotationCheckpoint]; ValidName(name) == nil {
+		if name := s.Annotations[checkpoint.AnnotationCheckpoint]; checkpoint.ValidName(name) == nil {
 			parentOf[s.Id] = name
 		}
 	}

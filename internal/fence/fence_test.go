@@ -1,4 +1,4 @@
-package checkpoint
+package fence
 
 import (
 	"net"
@@ -63,7 +63,7 @@ func TestFenceInNetns(t *testing.T) {
 				c.Close()
 			}
 		}()
-		f := NFTablesFence{ProcNet: "/proc/thread-self/net"}
+		f := NFTables{ProcNet: "/proc/thread-self/net"}
 		if ok, err := f.Listening(addr); err != nil || !ok {
 			t.Errorf("Listening(%s) = %v, %v; want true", addr, ok, err)
 		}
