@@ -28,7 +28,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -419,12 +418,7 @@ func kubeletStart(ctx context.Context, d *Data) error {
 			return err
 		}
 	default:
-		kc := clientcmdapi.NewConfig()
-		kc.Clusters["kubernetes"] = &clientcmdapi.Cluster{Server: manifests.APIProxyServer(), CertificateAuthorityData: cluster.CAData}
-		kc.AuthInfos["tls-bootstrap-token-user"] = &clientcmdapi.AuthInfo{Token: d.Token.String()}
-		kc.Contexts["tls-bootstrap"] = &clientcmdapi.Context{Cluster: "kubernetes", AuthInfo: "tls-bootstrap-token-user"}
-		kc.CurrentContext = "tls-bootstrap"
-		data, err := clientcmd.Write(*kc)
+		data, err := kubeconfig.ForToken(manifests.APIProxyServer(), cluster.CAData, d.Token.String())
 		if err != nil {
 			return err
 		}

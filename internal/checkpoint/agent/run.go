@@ -20,6 +20,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/fence"
+	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -53,7 +54,7 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	if opts.NodeName == "" {
 		return errors.New("the node name is unknown: pass --node-name or set NODE_NAME")
 	}
-	cfg, err := restConfig(opts.Kubeconfig)
+	cfg, err := kubeconfig.RESTConfig(opts.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -108,21 +109,6 @@ type podEvents struct {
 
 func (p podEvents) Event(eventType, reason, message string) {
 	p.rec.Event(p.ref, eventType, reason, message)
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("loading the in-cluster configuration (outside a pod, pass --kubeconfig): %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", kubeconfig, err)
-	}
-	return cfg, nil
 }
 
 // BootOptions are the settings of `selfkube checkpointer boot`.
