@@ -369,6 +369,19 @@ func killJoinAfter(ctx context.Context, t *testing.T, n *framework.Node, phase s
 	t.Logf("killed the join of %s after its %s phase:\n%s", n.Name, phase, out.String())
 }
 
+// inNodeCgroup says whether a /proc/PID/cgroup text puts the process in node's cgroup
+// or below it: a command the harness runs sits in the node's cgroup itself, a container
+// below it.
+func inNodeCgroup(cgroups, node string) bool {
+	dir := "/selfkube-e2e/" + node
+	for _, l := range strings.Split(cgroups, "\n") {
+		if strings.HasSuffix(l, dir) || strings.Contains(l, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 // killCommand SIGKILLs the processes of node whose command is comm and, unless arg is
 // empty, with arg among its arguments.
 func killCommand(node, comm, arg string) error {
@@ -386,7 +399,7 @@ func killCommand(node, comm, arg string) error {
 		cg, err2 := os.ReadFile(filepath.Join("/proc", p.Name(), "cgroup"))
 		argv, err3 := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
 		if err1 != nil || err2 != nil || err3 != nil || strings.TrimSpace(string(c)) != comm ||
-			!strings.Contains(string(cg), "/selfkube-e2e/"+node+"/") || arg != "" && !slices.Contains(strings.Split(string(argv), "\x00"), arg) {
+			!inNodeCgroup(string(cg), node) || arg != "" && !slices.Contains(strings.Split(string(argv), "\x00"), arg) {
 			continue
 		}
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
