@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/selfkube/selfkube/internal/apiproxy"
+	"github.com/selfkube/selfkube/internal/component"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -30,7 +31,13 @@ endpoints of the kubernetes Service, which it reads every --discover-interval wi
 kubelet's or kube-proxy's credentials (--kubeconfig). On the host it listens on --listen
 and writes only --state-file.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return apiproxy.Run(cmd.Context(), opts, e.log) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			run, components, err := apiproxy.Components(opts, e.log)
+			if err != nil {
+				return err
+			}
+			return component.Run(cmd.Context(), run, components...)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Listen, "listen", opts.Listen, "address to listen on")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/checkpoint/agent"
+	"github.com/selfkube/selfkube/internal/component"
 	"github.com/selfkube/selfkube/internal/host"
 )
 
@@ -37,7 +38,13 @@ What it did shows as Events on its pod (kubectl -n kube-system describe pod
 selfkube-checkpointer-…), in its log, and as Prometheus metrics on
 --metrics-bind-address (/metrics; /healthz for its probes).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return agent.Run(cmd.Context(), opts, e.log) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			run, components, err := agent.Components(opts, e.log)
+			if err != nil {
+				return err
+			}
+			return component.Run(cmd.Context(), run, components...)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.NodeName, "node-name", "", "this node's name (default: $NODE_NAME)")

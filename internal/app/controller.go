@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/selfkube/selfkube/internal/approver"
+	"github.com/selfkube/selfkube/internal/component"
 	"github.com/selfkube/selfkube/internal/controller"
 )
 
@@ -30,7 +31,13 @@ Controllers:
                            Secrets. Renewals of a node's own certificate are approved by
                            Kubernetes as usual.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return controller.Run(cmd.Context(), opts, e.log) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			run, components, err := controller.Components(opts, e.log)
+			if err != nil {
+				return err
+			}
+			return component.Run(cmd.Context(), run, components...)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: the in-cluster configuration)")

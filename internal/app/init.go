@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/initcluster"
-	"github.com/selfkube/selfkube/internal/reset"
 	"github.com/selfkube/selfkube/internal/workflow"
 )
 
@@ -114,77 +112,5 @@ runs that phase. The join command for further nodes is printed on stdout.`,
 		phase.AddCommand(sub)
 	}
 	cmd.AddCommand(phase)
-	return cmd
-}
-
-func newResetCommand(e *env) *cobra.Command {
-	var (
-		file                      string
-		removeEtcd, force, dryRun bool
-	)
-	cmd := &cobra.Command{
-		Use:   "reset",
-		Short: "Remove what selfkube put on this node",
-		Long: `Remove what selfkube put on this node so it can be used again: the static-pod
-manifests selfkube wrote (and no others), /etc/kubernetes/pki, the temporary
-credentials, the kubeconfigs in /etc/kubernetes, the kubelet's configuration and
-certificates, and /var/lib/selfkube. etcd's data (the cluster's state) is kept unless
---remove-etcd-data is given.
-
-The kubelet and the container runtime are not stopped: stop the kubelet first
-(systemctl stop kubelet) and remove leftover containers with your runtime's tools.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := reset.Options{Layout: host.Default, RemoveEtcdData: removeEtcd, DryRun: true}
-			if file != "" {
-				cfg, err := config.LoadFile(file, e.host())
-				if err != nil {
-					return err
-				}
-				if cfg.Cluster.Etcd.Local != nil {
-					opts.EtcdDataDir = cfg.Cluster.Etcd.Local.DataDir
-				}
-			}
-			paths, err := reset.Run(opts)
-			if err != nil {
-				return err
-			}
-			if len(paths) == 0 {
-				fmt.Fprintln(e.streams.Err, "nothing of selfkube's is on this node")
-				return nil
-			}
-			fmt.Fprintf(e.streams.Err, "reset removes:\n  %s\n", strings.Join(paths, "\n  "))
-			if dryRun {
-				return nil
-			}
-			if !force {
-				fmt.Fprint(e.streams.Err, "proceed? [y/N] ")
-				answer, _ := bufio.NewReader(e.streams.In).ReadString('\n')
-				if strings.TrimSpace(strings.ToLower(answer)) != "y" {
-					return errors.New("aborted: nothing was removed (pass --force to skip the question)")
-				}
-			}
-			opts.DryRun = false
-			// A control-plane node leaves etcd first, so the others keep their quorum.
-			switch member, err := reset.LeaveEtcd(cmd.Context(), host.Default); {
-			case errors.Is(err, reset.ErrLastMember):
-				fmt.Fprintf(e.streams.Err, "etcd member %s is the cluster's last: it is not removed from etcd\n", member)
-			case err != nil:
-				fmt.Fprintf(e.streams.Err, "WARNING: could not remove etcd member %s (%v): remove it from a remaining control-plane node "+
-					"with `etcdctl member remove`, or the cluster counts it in its quorum\n", member, err)
-			case member != "":
-				fmt.Fprintf(e.streams.Err, "removed etcd member %s\n", member)
-			}
-			if _, err := reset.Run(opts); err != nil {
-				return err
-			}
-			fmt.Fprintln(e.streams.Err, "done")
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&file, "config", "", "configuration file, to find etcd's data directory")
-	cmd.Flags().BoolVar(&removeEtcd, "remove-etcd-data", false, "also delete etcd's data directory: the cluster's state is lost")
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not ask for confirmation")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be removed and remove nothing")
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/join"
+	"github.com/selfkube/selfkube/internal/node"
 	"github.com/selfkube/selfkube/internal/workflow"
 )
 
@@ -100,7 +101,7 @@ control-plane node: it fetches the CA keys the cluster holds encrypted for it (a
 deletes them from the cluster when it is done: make one join command per node), signs
 its kubelet's certificate itself, joins etcd as a learner and is promoted once it caught
 up, is added to the apiserver certificate, and is labelled
-node-role.kubernetes.io/control-plane, so the apiserver and checkpointer DaemonSets run
+` + node.LabelControlPlane + `, so the apiserver and checkpointer DaemonSets run
 there; the controller manager and scheduler spread onto it.
 
   ` + strings.Join(join.Workflow().Names(), " → "),

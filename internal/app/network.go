@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/selfkube/selfkube/internal/component"
 	"github.com/selfkube/selfkube/internal/network"
 )
 
@@ -21,7 +22,13 @@ selfkube-network DaemonSet, not by hand. It waits until the node has a pod CIDR
 masquerades pod traffic that leaves the cluster. On exit it leaves all of that in place,
 so pods keep their network while the agent restarts.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return network.Run(cmd.Context(), opts, e.log) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			run, components, err := network.Components(opts, e.log)
+			if err != nil {
+				return err
+			}
+			return component.Run(cmd.Context(), run, components...)
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.NodeName, "node-name", "", "this node's name (default: $NODE_NAME)")

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,14 +8,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/selfkube/selfkube/internal/bootstrap"
 	"github.com/selfkube/selfkube/internal/host"
-	"github.com/selfkube/selfkube/internal/join"
-	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 func newTokenCommand(e *env) *cobra.Command {
@@ -67,7 +63,7 @@ lets its bearer register a node; it expires (24h by default).`,
 			var files map[string][]byte
 			if cp {
 				// Read everything before anything is created.
-				if files, err = controlPlaneHandOff(cmd.Context(), c, etcdPKI); err != nil {
+				if files, err = bootstrap.GatherHandOff(cmd.Context(), c, etcdPKI); err != nil {
 					return err
 				}
 			}
@@ -175,30 +171,4 @@ lets its bearer register a node; it expires (24h by default).`,
 	}
 	cmd.AddCommand(create, list, del)
 	return cmd
-}
-
-// controlPlaneHandOff gathers what a joining control-plane node needs: the cluster CA
-// from the controller manager's Secret, the etcd CA from this node's disk.
-func controlPlaneHandOff(ctx context.Context, c kubernetes.Interface, etcdPKI string) (map[string][]byte, error) {
-	s, err := c.CoreV1().Secrets(manifests.Namespace).Get(ctx, manifests.ControllerManagerSecret, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("reading the cluster CA from kube-system/%s: %w", manifests.ControllerManagerSecret, err)
-	}
-	files := map[string][]byte{
-		join.HandOffCACert: s.Data[manifests.SecretKey(manifests.FileCACert)],
-		join.HandOffCAKey:  s.Data[manifests.SecretKey(manifests.FileCAKey)],
-	}
-	for name, file := range map[string]string{join.HandOffEtcdCACert: "ca.crt", join.HandOffEtcdCAKey: "ca.key"} {
-		data, err := os.ReadFile(filepath.Join(etcdPKI, file))
-		if err != nil {
-			return nil, fmt.Errorf("reading the etcd CA: %w: run this on a control-plane node (or pass --etcd-pki-dir)", err)
-		}
-		files[name] = data
-	}
-	for name, data := range files {
-		if len(data) == 0 {
-			return nil, fmt.Errorf("the control-plane hand-off has no %s", name)
-		}
-	}
-	return files, nil
 }

@@ -7,7 +7,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +35,47 @@ const ControlPlaneGroup = manifests.ControlPlaneJoinGroup
 // ControlPlaneTTL is how long a control-plane join token, and so the hand-off it owns,
 // lives unless told otherwise: the CA keys stay in the cluster, encrypted, no longer.
 const ControlPlaneTTL = 2 * time.Hour
+
+// The files of the control-plane hand-off, by name.
+const (
+	HandOffCACert     = "ca.crt"
+	HandOffCAKey      = "ca.key"
+	HandOffEtcdCACert = "etcd-ca.crt"
+	HandOffEtcdCAKey  = "etcd-ca.key"
+)
+
+// GatherHandOff collects what a joining control-plane node needs: the cluster CA from the
+// controller manager's Secret, the etcd CA from this node's etcd PKI directory.
+func GatherHandOff(ctx context.Context, c kubernetes.Interface, etcdPKIDir string) (map[string][]byte, error) {
+	s, err := c.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, manifests.ControllerManagerSecret, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the cluster CA from kube-system/%s: %w", manifests.ControllerManagerSecret, err)
+	}
+	files := map[string][]byte{
+		HandOffCACert: s.Data[manifests.SecretKey(manifests.FileCACert)],
+		HandOffCAKey:  s.Data[manifests.SecretKey(manifests.FileCAKey)],
+	}
+	for name, file := range map[string]string{HandOffEtcdCACert: "ca.crt", HandOffEtcdCAKey: "ca.key"} {
+		p := filepath.Join(etcdPKIDir, file)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading the etcd CA: %w: run this on a control-plane node (or pass --etcd-pki-dir)", err)
+		}
+		files[name] = data
+	}
+	for name, key := range map[string]string{HandOffCACert: manifests.FileCACert, HandOffCAKey: manifests.FileCAKey} {
+		if len(files[name]) == 0 {
+			return nil, fmt.Errorf("the Secret kube-system/%s has no %s: the control plane's Secrets are damaged",
+				manifests.ControllerManagerSecret, manifests.SecretKey(key))
+		}
+	}
+	for _, name := range []string{HandOffEtcdCACert, HandOffEtcdCAKey} {
+		if len(files[name]) == 0 {
+			return nil, fmt.Errorf("%s is empty: this node's etcd CA is damaged", filepath.Join(etcdPKIDir, strings.TrimPrefix(name, "etcd-")))
+		}
+	}
+	return files, nil
+}
 
 // CertificateKeyLength is the length of a certificate key in bytes (AES-256).
 const CertificateKeyLength = 32

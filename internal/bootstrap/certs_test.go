@@ -2,13 +2,18 @@ package bootstrap
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 func TestCertsHandOff(t *testing.T) {
@@ -78,4 +83,46 @@ func TestCertsHandOff(t *testing.T) {
 			t.Errorf("err = %v, want advice to make a new join command", err)
 		}
 	})
+}
+
+func TestGatherHandOff(t *testing.T) {
+	ctx := context.Background()
+	etcdDir := t.TempDir()
+	for name, data := range map[string]string{"ca.crt": "etcd cert", "ca.key": "etcd key"} {
+		if err := os.WriteFile(filepath.Join(etcdDir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := func(data map[string][]byte) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: manifests.ControllerManagerSecret}, Data: data}
+	}
+	full := map[string][]byte{
+		manifests.SecretKey(manifests.FileCACert): []byte("cluster cert"),
+		manifests.SecretKey(manifests.FileCAKey):  []byte("cluster key"),
+	}
+
+	got, err := GatherHandOff(ctx, fake.NewClientset(secret(full)), etcdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{HandOffCACert: "cluster cert", HandOffCAKey: "cluster key", HandOffEtcdCACert: "etcd cert", HandOffEtcdCAKey: "etcd key"}
+	if len(got) != len(want) {
+		t.Errorf("hand-off holds %d files, want %d", len(got), len(want))
+	}
+	for name, data := range want {
+		if string(got[name]) != data {
+			t.Errorf("%s = %q, want %q", name, got[name], data)
+		}
+	}
+
+	noKey := map[string][]byte{manifests.SecretKey(manifests.FileCACert): []byte("cluster cert")}
+	if _, err := GatherHandOff(ctx, fake.NewClientset(secret(noKey)), etcdDir); err == nil || !strings.Contains(err.Error(), manifests.SecretKey(manifests.FileCAKey)) {
+		t.Errorf("a Secret without the CA key: %v", err)
+	}
+	if _, err := GatherHandOff(ctx, fake.NewClientset(), etcdDir); err == nil || !strings.Contains(err.Error(), manifests.ControllerManagerSecret) {
+		t.Errorf("no Secret: %v", err)
+	}
+	if _, err := GatherHandOff(ctx, fake.NewClientset(secret(full)), t.TempDir()); err == nil || !strings.Contains(err.Error(), "control-plane node") {
+		t.Errorf("not a control-plane node: %v", err)
+	}
 }

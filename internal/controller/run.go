@@ -3,11 +3,12 @@
 // (a Lease in kube-system); only the leader runs the controllers. Today it runs one: the
 // approver of bootstrap kubelet certificates (internal/approver).
 //
-// Lifecycle:
+// It runs as a component.Component (Controller, after its component.Events; the lifecycle
+// shared by selfkube's in-cluster agents). While running, the leader election goes:
 //
-//	start ─▶ campaigning ─(lease won)─▶ leading: informers + controllers
+//	Start ─▶ campaigning ─(lease won)─▶ leading: informers + controllers
 //	              ▲                          │
-//	              └──── exit, restarted ◀────┘ lease lost (never lead twice)
+//	              └──── exit, restarted ◀────┘ lease lost (Failed; never lead twice)
 package controller
 
 import (
@@ -15,23 +16,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/selfkube/selfkube/internal/approver"
-	"github.com/selfkube/selfkube/internal/kubeconfig"
+	"github.com/selfkube/selfkube/internal/component"
 )
 
 // Name of the Deployment, its ServiceAccount, its Lease and its Events' source.
@@ -53,72 +50,136 @@ func DefaultOptions() Options {
 	return Options{HealthBindAddress: fmt.Sprintf("127.0.0.1:%d", DefaultHealthPort), LeaseNamespace: metav1.NamespaceSystem}
 }
 
-// Run campaigns for the lease and, while it leads, runs the controllers. It returns when
-// ctx is done, or with an error when leadership is lost (the pod restarts and campaigns
-// again: no controller ever runs twice at once).
-func Run(ctx context.Context, opts Options, log *slog.Logger) error {
-	cfg, err := kubeconfig.RESTConfig(opts.Kubeconfig)
+// Components are what `selfkube controller` runs with component.Run: its Events, then the
+// Controller; /healthz on HealthBindAddress.
+func Components(opts Options, log *slog.Logger) (component.Options, []component.Component, error) {
+	run := component.Options{Address: opts.HealthBindAddress, Log: log}
+	client, err := component.Client(opts.Kubeconfig, "")
 	if err != nil {
-		return err
+		return run, nil, err
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	id, err := component.PodName(opts.Identity)
 	if err != nil {
-		return fmt.Errorf("creating the API client: %w", err)
+		return run, nil, fmt.Errorf("no leader-election identity: pass --identity: %w", err)
 	}
-	id := opts.Identity
-	if id == "" {
-		id = os.Getenv("POD_NAME")
-	}
-	if id == "" {
-		if id, err = os.Hostname(); err != nil {
-			return fmt.Errorf("no leader-election identity: pass --identity: %w", err)
-		}
-	}
-
-	ln, err := net.Listen("tcp", opts.HealthBindAddress)
-	if err != nil {
-		return fmt.Errorf("serving /healthz on %s: %w", opts.HealthBindAddress, err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	events := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: Name})
-
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: opts.LeaseNamespace, Name: Name},
-		Client:     client.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: id, EventRecorder: events},
-	}
-	var lost error
-	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		LeaseDuration:   15 * time.Second,
-		RenewDeadline:   10 * time.Second,
-		RetryPeriod:     2 * time.Second,
-		ReleaseOnCancel: true,
-		Name:            Name,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				log.Info("leading", "identity", id)
-				if err := runControllers(ctx, client, events, log); err != nil {
-					log.Error("controllers stopped", "err", err)
-				}
-			},
-			OnStoppedLeading: func() {
-				if ctx.Err() == nil {
-					lost = errors.New("lost the leader lease: exiting so that a restart campaigns again")
-				}
-			},
-		},
-	})
-	return lost
+	events := &component.Events{Client: client, Source: corev1.EventSource{Component: Name}}
+	return run, []component.Component{events, New(client, events, id, opts.LeaseNamespace, log)}, nil
 }
+
+// Controller campaigns for the lease and, while it leads, runs the controllers. It is a
+// component.Component and a component.Failer:
+//
+//	Init    builds the leader elector (the Lease LeaseNamespace/Name, held by identity)
+//	Start   campaigns; once leading, runs the controllers
+//	Stop    ends the controllers and releases the lease
+//	Failed  delivers an error when the lease is lost: the process exits, the pod
+//	        restarts and campaigns again, so no controller ever runs twice at once
+type Controller struct {
+	client        kubernetes.Interface
+	events        *component.Events
+	id, namespace string
+	log           *slog.Logger
+	life          component.Lifecycle
+	elector       *leaderelection.LeaderElector
+	ctx           context.Context // of Start: ended by Stop
+	cancel        context.CancelFunc
+	done          chan struct{} // closed when the elector has returned
+	failed        chan error
+
+	mu       sync.Mutex
+	stopping bool
+	leading  sync.WaitGroup // the controllers while leading
+}
+
+// New returns a controller in state created. events records its Events; it must be
+// initialized before the controller (component.Run in that order).
+func New(client kubernetes.Interface, events *component.Events, identity, leaseNamespace string, log *slog.Logger) *Controller {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Controller{client: client, events: events, id: identity, namespace: leaseNamespace, log: log, failed: make(chan error, 1)}
+	c.life.Name = Name
+	return c
+}
+
+// Init implements component.Component.
+func (c *Controller) Init(_ context.Context) error {
+	return c.life.Init(func() error {
+		if c.events.Recorder() == nil {
+			return errors.New("initializing the controller: its Events are not initialized")
+		}
+		lock := &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: c.namespace, Name: Name},
+			Client:     c.client.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: c.id, EventRecorder: c.events.Recorder()},
+		}
+		elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   15 * time.Second,
+			RenewDeadline:   10 * time.Second,
+			RetryPeriod:     2 * time.Second,
+			ReleaseOnCancel: true,
+			Name:            Name,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					c.mu.Lock()
+					if c.stopping {
+						c.mu.Unlock()
+						return
+					}
+					c.leading.Add(1)
+					c.mu.Unlock()
+					defer c.leading.Done()
+					c.log.Info("leading", "identity", c.id)
+					if err := runControllers(ctx, c.client, c.events.Recorder(), c.log); err != nil {
+						c.log.Error("controllers stopped", "err", err)
+					}
+				},
+				OnStoppedLeading: func() {
+					if c.ctx.Err() == nil {
+						c.failed <- errors.New("lost the leader lease: exiting so that a restart campaigns again")
+					}
+				},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("initializing the leader election: %w", err)
+		}
+		c.elector = elector
+		return nil
+	})
+}
+
+// Start implements component.Component.
+func (c *Controller) Start(ctx context.Context) error {
+	return c.life.Start(func() error {
+		c.ctx, c.cancel = context.WithCancel(ctx)
+		c.done = make(chan struct{})
+		go func() {
+			defer close(c.done)
+			c.elector.Run(c.ctx)
+		}()
+		return nil
+	})
+}
+
+// Stop implements component.Component.
+func (c *Controller) Stop() error {
+	return c.life.Stop(func(from component.State) error {
+		if from == component.Running {
+			c.mu.Lock()
+			c.stopping = true
+			c.mu.Unlock()
+			c.cancel()
+			<-c.done // the lease is released
+			c.leading.Wait()
+		}
+		return nil
+	})
+}
+
+// Failed implements component.Failer.
+func (c *Controller) Failed() <-chan error { return c.failed }
 
 func runControllers(ctx context.Context, client kubernetes.Interface, events record.EventRecorder, log *slog.Logger) error {
 	csrs := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,

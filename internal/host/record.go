@@ -8,26 +8,47 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
-// Record is what one selfkube command (join; init keeps its own state for now) did on this
-// node, kept between runs in StateDir as <command>.json (0600, no secrets): the files it
-// wrote, the phases that finished, and whether the whole run finished. A run that stopped
-// half-way resumes from it; `selfkube reset` removes what it owns.
+// Record is what one selfkube command (init, join) did on this node, kept between runs in
+// StateDir as <command>.json (0600, no secrets): the files it wrote, the phases that
+// finished, and when the whole run finished. It is the one ledger of a node: a run that
+// stopped half-way resumes from it, and `selfkube reset` removes what it owns.
 type Record struct {
 	// Owned lists the files the command wrote, by path.
 	Owned []string `json:"owned,omitempty"`
 	// Done lists the phases that finished, in order.
 	Done []string `json:"done,omitempty"`
-	// Completed is set when every phase of the run finished.
-	Completed bool `json:"completed,omitempty"`
+	// Completed is when a run of the whole workflow finished; zero until then.
+	Completed time.Time `json:"completed,omitzero"`
 	// NodeName and ControlPlane say what the run made this node.
 	NodeName     string `json:"nodeName,omitempty"`
 	ControlPlane bool   `json:"controlPlane,omitempty"`
+	// HandOver is init's hand-over from its temporary control plane, once it began.
+	HandOver *HandOver `json:"handOver,omitempty"`
 
 	path   string
 	exists bool
 }
+
+// HandOver is what init remembers of its hand-over from the temporary control plane to
+// the self-hosted one.
+type HandOver struct {
+	// Started is when the teardown of the temporary control plane began.
+	Started time.Time `json:"started"`
+	// TemporaryLeaders are the lease holders of the temporary scheduler and controller
+	// manager at the teardown, by lease name: their successors must differ.
+	TemporaryLeaders map[string]string `json:"temporaryLeaders,omitempty"`
+	// Finished is set once the temporary control plane is gone.
+	Finished bool `json:"finished,omitempty"`
+}
+
+// IsCompleted reports whether a run of the whole workflow finished.
+func (r *Record) IsCompleted() bool { return !r.Completed.IsZero() }
+
+// HandedOver reports whether init's hand-over finished.
+func (r *Record) HandedOver() bool { return r.HandOver != nil && r.HandOver.Finished }
 
 // LoadRecord reads command's record; a missing file is an empty record that Exists says
 // was never saved.
@@ -73,6 +94,18 @@ func (r *Record) Own(path string) error {
 	}
 	return r.Save()
 }
+
+// Disown records that the command removed path, which it wrote.
+func (r *Record) Disown(path string) error {
+	if !slices.Contains(r.Owned, path) {
+		return nil
+	}
+	r.Owned = slices.DeleteFunc(r.Owned, func(p string) bool { return p == path })
+	return r.Save()
+}
+
+// Owns reports whether the command wrote path.
+func (r *Record) Owns(path string) bool { return slices.Contains(r.Owned, path) }
 
 // Finished records that phase finished. It is saved only once the command wrote something
 // (Own): a run that failed before writing anything leaves no record.

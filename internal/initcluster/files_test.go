@@ -22,7 +22,12 @@ func testData(t *testing.T) *Data {
 	if errs := config.Validate(cfg); len(errs) > 0 {
 		t.Fatal(errs.ToAggregate())
 	}
-	return &Data{Options: Options{Layout: host.Layout{Root: t.TempDir()}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, Cfg: cfg}
+	l := host.Layout{Root: t.TempDir()}
+	rec, err := LoadRecord(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Data{Options: Options{Layout: l, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, Cfg: cfg, Record: rec}
 }
 
 func mode(t *testing.T, p string) fs.FileMode {
@@ -54,7 +59,7 @@ func TestFilePhasesMakePrivateDirectories(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	for _, phase := range []func(context.Context, *Data) error{certs, kubeconfigs, etcd, temporaryControlPlane} {
+	for _, phase := range []func(context.Context, *Data) error{certs, kubeconfigs, etcdStaticPod, temporaryControlPlane} {
 		if err := phase(ctx, d); err != nil {
 			t.Fatal(err)
 		}

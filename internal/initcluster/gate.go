@@ -10,7 +10,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/handover"
+	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/node"
 )
 
 // selfHosted reports whether p is a pod of the self-hosted control plane (owned by a
@@ -31,31 +34,31 @@ func (d *Data) observe(ctx context.Context, probe handover.ServingProbe) (handov
 	if err != nil {
 		return o, err
 	}
-	pods, err := client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: labelName})
+	pods, err := client.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: manifests.ComponentSelector("")})
 	if err != nil {
 		return o, err
 	}
 	var apiserverUID string
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		ready := podReady(p)
-		switch p.Labels[labelName] {
-		case "kube-apiserver":
+		ready := node.PodReady(p)
+		switch p.Labels[manifests.LabelName] {
+		case manifests.APIServer:
 			if selfHosted(p, "DaemonSet") && p.Spec.NodeName == d.Cfg.Node.Name && ready {
 				o.Held[handover.APIServerPodReady] = true
 				apiserverUID = string(p.UID)
 			}
-		case "kube-scheduler":
+		case manifests.Scheduler:
 			o.Held[handover.SchedulerReady] = o.Held[handover.SchedulerReady] || selfHosted(p, "ReplicaSet") && ready
-		case "kube-controller-manager":
+		case manifests.ControllerManager:
 			o.Held[handover.ControllerManagerReady] = o.Held[handover.ControllerManagerReady] || selfHosted(p, "ReplicaSet") && ready
 		}
 	}
-	node, err := client.CoreV1().Nodes().Get(ctx, d.Cfg.Node.Name, metav1.GetOptions{})
+	n, err := client.CoreV1().Nodes().Get(ctx, d.Cfg.Node.Name, metav1.GetOptions{})
 	if err != nil {
 		return o, err
 	}
-	o.Held[handover.NodeReady] = nodeReady(node)
+	o.Held[handover.NodeReady] = node.Ready(n)
 	store := checkpoint.Store{Dir: d.Layout.CheckpointsDir(), ManifestsDir: d.Layout.ManifestsDir()}
 	o.Held[handover.CheckpointPresent] = store.Present(checkpoint.CheckpointAPIServer)
 	if apiserverUID != "" {
@@ -73,7 +76,7 @@ func handoverGate(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	probe := handover.ServingProbe{Addr: fmt.Sprintf("127.0.0.1:%d", 6443), TLS: tlsCfg, Proc: "/proc", Attempts: 16}
+	probe := handover.ServingProbe{Addr: fmt.Sprintf("127.0.0.1:%d", config.DefaultAPIServerPort), TLS: tlsCfg, Proc: "/proc", Attempts: 16}
 	required := handover.Conditions
 	start := time.Now()
 	gate := handover.New(required, start.Add(d.HandoverTimeout))

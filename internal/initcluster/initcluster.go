@@ -11,13 +11,10 @@ package initcluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -50,76 +47,31 @@ type Options struct {
 	Log      *slog.Logger
 }
 
-// State is what init records on the node between runs (StateDir/init.json).
-type State struct {
-	// Owned lists the static-pod manifests selfkube wrote, by path.
-	Owned []string `json:"owned,omitempty"`
-	// HandedOver is set once the temporary control plane was torn down.
-	HandedOver bool `json:"handedOver,omitempty"`
-	// HandedOverAt is when the teardown started.
-	HandedOverAt time.Time `json:"handedOverAt,omitempty"`
-	// TemporaryLeaders are the lease holders of the temporary scheduler and controller
-	// manager at the teardown, by lease name.
-	TemporaryLeaders map[string]string `json:"temporaryLeaders,omitempty"`
-	// Completed is set when a run of the workflow finished: every phase it ran succeeded
-	// (see nextRun). `init phase NAME` never sets it.
-	Completed time.Time `json:"completed,omitempty"`
-}
-
 // Data is what the phases share.
 type Data struct {
 	Options
-	Cfg   *config.Config
-	State State
+	Cfg *config.Config
+	// Record is init's record on this node (host.Record "init"): the static pods it
+	// wrote, its phases, the hand-over, and whether it finished.
+	Record *host.Record
 
 	restConfig *rest.Config
 	client     kubernetes.Interface
 	// applierFor builds a phase's applier from the client's configuration; nil is
 	// apply.New (tests pass one over fakes).
 	applierFor func(*rest.Config) (*apply.Applier, error)
-	rendered   *render.Result
+	pass       *render.Pass
 	joinCmd    string
 }
 
 // AssetDir is where init renders the cluster's assets on this node.
 func (d *Data) AssetDir() string { return d.Layout.AssetDir() }
 
-func (d *Data) statePath() string { return filepath.Join(d.Layout.StateDir(), "init.json") }
+// LoadRecord reads init's record of an earlier run on this node; a missing file is a
+// fresh node.
+func LoadRecord(layout host.Layout) (*host.Record, error) { return host.LoadRecord(layout, "init") }
 
-// LoadState reads the state of an earlier run; a missing file is a fresh node.
-func LoadState(layout host.Layout) (State, error) {
-	var s State
-	data, err := os.ReadFile(filepath.Join(layout.StateDir(), "init.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
-		return s, fmt.Errorf("reading selfkube's state: %w", err)
-	}
-	if err := json.Unmarshal(data, &s); err != nil {
-		return s, fmt.Errorf("%s is damaged (%v): run `selfkube reset` to start over", filepath.Join(layout.StateDir(), "init.json"), err)
-	}
-	return s, nil
-}
-
-func (d *Data) saveState() error {
-	data, err := json.MarshalIndent(d.State, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = host.WriteFile(d.statePath(), data, 0o600)
-	return err
-}
-
-func (d *Data) own(path string) error {
-	for _, p := range d.State.Owned {
-		if p == path {
-			return nil
-		}
-	}
-	d.State.Owned = append(d.State.Owned, path)
-	return d.saveState()
-}
+func (d *Data) own(path string) error { return d.Record.Own(path) }
 
 // Client returns a client for the local API server with the break-glass credentials:
 // init runs before the RBAC that admin.conf relies on exists. It talks to this node's
@@ -146,7 +98,7 @@ func (d *Data) Client() (kubernetes.Interface, *rest.Config, error) {
 }
 
 func localEtcd(d *Data) bool { return d.Cfg.Cluster.Etcd.Local != nil }
-func notHanded(d *Data) bool { return !d.State.HandedOver }
+func notHanded(d *Data) bool { return !d.Record.HandedOver() }
 
 // Workflow lists init's phases in order.
 func Workflow() *workflow.Workflow[*Data] {
@@ -155,7 +107,7 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "certs", Short: "certificates", Run: certs},
 		{Name: "kubeconfigs", Short: "kubeconfigs", Run: kubeconfigs},
 		{Name: "kubelet", Short: "kubelet configuration and start", Run: kubeletStart},
-		{Name: "etcd", Short: "etcd static pod", Run: etcd, RunIf: localEtcd},
+		{Name: "etcd", Short: "etcd static pod", Run: etcdStaticPod, RunIf: localEtcd},
 		{Name: "control-plane", Short: "temporary control plane (static pods)", Run: temporaryControlPlane, RunIf: notHanded},
 		{Name: "wait-api", Short: "waiting for the API", Run: waitAPI},
 		{Name: "mark-control-plane", Short: "labelling and tainting the node", Run: markControlPlane},
@@ -177,9 +129,9 @@ type runAction int
 
 const (
 	// runWorkflow runs the selected phases in order, reusing what an earlier run left,
-	// and records that init finished (State.Completed) once every one of them succeeded.
+	// and records that init finished (Record.Completed) once every one of them succeeded.
 	runWorkflow runAction = iota
-	// runPhase runs the one phase of `init phase NAME` and leaves State.Completed as it
+	// runPhase runs the one phase of `init phase NAME` and leaves Record.Completed as it
 	// is: one phase says nothing about the others.
 	runPhase
 	// refuse changes nothing: init finished on this node before (ErrAlreadyInitialized).
@@ -206,18 +158,18 @@ func (a runAction) String() string {
 //	--skip-phases A,B       runWorkflow          refuse
 //	init phase NAME         runPhase             runPhase
 //
-// Owned and HandedOver never change the answer: a run that stopped part way (before or
+// Owned and HandOver never change the answer: a run that stopped part way (before or
 // after the hand-over) is resumed by running the workflow again, whose phases converge
 // and skip the temporary control plane's steps once it was handed over.
 //
 // A workflow run with --skip-phases that succeeds marks the node Completed too: leaving
 // a phase out is the operator's choice, not a failure, and a skipped phase can still be
 // run later with `init phase NAME`, which works on a finished node.
-func nextRun(s State, sel workflow.Options) runAction {
+func nextRun(r host.Record, sel workflow.Options) runAction {
 	switch {
 	case sel.Only != "":
 		return runPhase
-	case !s.Completed.IsZero():
+	case r.IsCompleted():
 		return refuse
 	default:
 		return runWorkflow
@@ -229,11 +181,11 @@ func nextRun(s State, sel workflow.Options) runAction {
 // as initialized only once a run of the workflow got through every phase it ran: after a
 // failure, running init again resumes (see nextRun).
 func Run(ctx context.Context, cfg *config.Config, opts Options, sel workflow.Options) (*Data, error) {
-	state, err := LoadState(opts.Layout)
+	rec, err := LoadRecord(opts.Layout)
 	if err != nil {
 		return nil, err
 	}
-	d := &Data{Options: opts, Cfg: cfg, State: state}
+	d := &Data{Options: opts, Cfg: cfg, Record: rec}
 	sel.Status = opts.Status
 	return d, d.run(ctx, Workflow(), sel)
 }
@@ -241,20 +193,21 @@ func Run(ctx context.Context, cfg *config.Config, opts Options, sel workflow.Opt
 // run runs w on d as nextRun decides and records the end of a workflow run in which
 // every phase succeeded.
 func (d *Data) run(ctx context.Context, w *workflow.Workflow[*Data], sel workflow.Options) error {
-	action := nextRun(d.State, sel)
+	action := nextRun(*d.Record, sel)
 	if action == refuse {
 		return fmt.Errorf("%w (finished %s): nothing was changed; `selfkube token create --print-join-command` "+
 			"makes a new join command, `selfkube init phase NAME` runs one phase again, `selfkube reset` starts over",
-			ErrAlreadyInitialized, d.State.Completed.Format(time.RFC3339))
+			ErrAlreadyInitialized, d.Record.Completed.Format(time.RFC3339))
 	}
+	sel.Finished = d.Record.Finished
 	if err := w.Run(ctx, d, sel); err != nil {
 		return err
 	}
 	if action != runWorkflow {
 		return nil
 	}
-	d.State.Completed = time.Now()
-	if err := d.saveState(); err != nil {
+	d.Record.Completed = time.Now()
+	if err := d.Record.Save(); err != nil {
 		return fmt.Errorf("every phase succeeded, but recording that init finished failed: %w; "+
 			"run init again to record it (its phases reuse what exists)", err)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/handover"
 	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/internal/render"
 	"github.com/selfkube/selfkube/internal/workflow"
 )
@@ -62,20 +63,24 @@ func TestEvaluatePreflight(t *testing.T) {
 	}
 }
 
-func TestStateRoundTripAndFinishedNode(t *testing.T) {
+func TestRecordRoundTripAndFinishedNode(t *testing.T) {
 	l := host.Layout{Root: t.TempDir()}
-	d := &Data{Options: Options{Layout: l}}
+	rec, err := LoadRecord(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Data{Options: Options{Layout: l}, Record: rec}
 	if err := d.own("/etc/kubernetes/manifests/etcd.yaml"); err != nil {
 		t.Fatal(err)
 	}
 	_ = d.own("/etc/kubernetes/manifests/etcd.yaml")
-	d.State.Completed = time.Unix(1700000000, 0)
-	if err := d.saveState(); err != nil {
+	d.Record.Completed = time.Unix(1700000000, 0)
+	if err := d.Record.Save(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := LoadState(l)
-	if err != nil || len(s.Owned) != 1 || !s.Completed.Equal(d.State.Completed) {
-		t.Fatalf("state %+v %v", s, err)
+	s, err := LoadRecord(l)
+	if err != nil || len(s.Owned) != 1 || !s.Completed.Equal(d.Record.Completed) {
+		t.Fatalf("record %+v %v", s, err)
 	}
 	cfg := &config.Config{}
 	config.Default(cfg, config.Host{Hostname: "n", DefaultAddress: "192.0.2.1"})
@@ -92,7 +97,7 @@ func pod(name, label, ownerKind, node string, ready bool) *corev1.Pod {
 	}
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-system", UID: types.UID(name + "-uid"),
-			Labels: map[string]string{labelName: label}},
+			Labels: map[string]string{manifests.LabelName: label}},
 		Spec:   corev1.PodSpec{NodeName: node},
 		Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: status}}},
 	}
@@ -206,7 +211,7 @@ func TestNextRunEveryCombination(t *testing.T) {
 		for _, completed := range []bool{false, true} {
 			for _, owned := range [][]string{nil, {"/etc/kubernetes/manifests/etcd.yaml"}} {
 				for _, handedOver := range []bool{false, true} {
-					s := State{Owned: owned, HandedOver: handedOver}
+					s := host.Record{Owned: owned, HandOver: &host.HandOver{Finished: handedOver}}
 					if completed {
 						s.Completed = finished
 					}
@@ -271,7 +276,7 @@ func TestRerunAfterKubeadmCompatFails(t *testing.T) {
 			continue
 		}
 		w.Phases[i].Run = func(context.Context, *Data) error { ran = append(ran, p.Name); return nil }
-		if p.RunIf == nil || p.RunIf(&Data{Cfg: cfg}) {
+		if p.RunIf == nil || p.RunIf(&Data{Cfg: cfg, Record: &host.Record{}}) {
 			stubs = append(stubs, p.Name)
 		}
 	}
@@ -280,16 +285,16 @@ func TestRerunAfterKubeadmCompatFails(t *testing.T) {
 	// run is Run with the fakes: a new Data with the state on disk, every time.
 	run := func(sel workflow.Options) (*Data, error) {
 		ran = nil
-		state, err := LoadState(l)
+		rec, err := LoadRecord(l)
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := &Data{Options: opts, Cfg: cfg, State: state, client: api.client,
+		d := &Data{Options: opts, Cfg: cfg, Record: rec, client: api.client,
 			applierFor: func(*rest.Config) (*apply.Applier, error) { return apply.NewFor(api.dyn, api.client.Discovery()), nil }}
 		return d, d.run(context.Background(), w, sel)
 	}
 	completed := func() time.Time {
-		s, err := LoadState(l)
+		s, err := LoadRecord(l)
 		if err != nil {
 			t.Fatal(err)
 		}

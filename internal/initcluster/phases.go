@@ -11,17 +11,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/bootstrap"
@@ -31,19 +26,14 @@ import (
 	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/kubelet"
 	"github.com/selfkube/selfkube/internal/manifests"
-	"github.com/selfkube/selfkube/internal/pki"
+	"github.com/selfkube/selfkube/internal/node"
 	"github.com/selfkube/selfkube/internal/render"
 )
 
-const (
-	labelControlPlane = "node-role.kubernetes.io/control-plane"
-	labelName         = "app.kubernetes.io/name"
-)
-
 // temporaryManifests are the static pods of the temporary control plane.
-var temporaryManifests = []string{temporaryAPIServer, "kube-controller-manager.yaml", "kube-scheduler.yaml"}
+var temporaryManifests = []string{temporaryAPIServer, manifests.ControllerManagerStaticPod, manifests.SchedulerStaticPod}
 
-const temporaryAPIServer = "kube-apiserver.yaml"
+const temporaryAPIServer = manifests.APIServerStaticPod
 
 func (d *Data) tlsDir() string  { return filepath.Join(d.AssetDir(), render.TLSDir) }
 func (d *Data) authDir() string { return filepath.Join(d.AssetDir(), render.AuthDir) }
@@ -54,28 +44,16 @@ func (d *Data) report(lines []string) {
 	}
 }
 
+// certs ensures the CAs, certificates and keys (and the key of Secrets in etcd): made
+// once, kept like the CA.
 func certs(_ context.Context, d *Data) error {
-	res, err := pki.Ensure(d.tlsDir(), d.Cfg, pki.Options{})
-	if err == nil && d.Cfg.Cluster.APIServer.EncryptsSecrets() {
-		// The key of Secrets in etcd: made once, kept like the CA.
-		var enc pki.Result
-		if enc, err = pki.EnsureEncryptionConfig(d.tlsDir(), pki.Options{}); err == nil {
-			res = append(res, enc)
-		}
-	}
-	for _, r := range res {
-		d.Log.Debug(r.String())
-	}
+	_, err := d.render().Certificates()
 	return err
 }
 
 func kubeconfigs(_ context.Context, d *Data) error {
-	res, err := kubeconfig.Ensure(d.authDir(), d.tlsDir(), d.Cfg, pki.Options{})
-	if err != nil {
+	if _, err := d.render().Kubeconfigs(); err != nil {
 		return err
-	}
-	for _, r := range res {
-		d.Log.Debug(r.String())
 	}
 	return d.copyFiles(map[string]string{
 		filepath.Join(d.authDir(), kubeconfig.Admin):      d.Layout.AdminKubeconfig(),
@@ -135,19 +113,18 @@ func (d *Data) copyTree(src, dst string) error {
 	return d.copyFiles(files)
 }
 
-// renderAssets renders the whole asset directory once per run (it converges: the PKI
-// and kubeconfigs of the earlier phases are reused).
-func (d *Data) renderAssets() (*render.Result, error) {
-	if d.rendered != nil {
-		return d.rendered, nil
+// render is this run's one pass over the asset directory: the certs and kubeconfigs
+// phases run its first steps, the first phase that needs the manifests the rest (and any
+// step no earlier phase of this run did, for `init phase NAME`).
+func (d *Data) render() *render.Pass {
+	if d.pass == nil {
+		d.pass = render.NewPass(d.AssetDir(), d.Cfg, render.Options{Log: d.Log})
 	}
-	res, err := render.Render(d.AssetDir(), d.Cfg, render.Options{})
-	if err != nil {
-		return nil, err
-	}
-	d.rendered = res
-	return res, nil
+	return d.pass
 }
+
+// renderAssets returns the rendered objects, rendering what this run has not yet.
+func (d *Data) renderAssets() (*render.Result, error) { return d.render().Manifests() }
 
 // tcpMigrateReq is the sysctl that makes a closing SO_REUSEPORT listener hand its queued
 // connections to another listener of the group instead of resetting them: without it a
@@ -213,7 +190,7 @@ func (d *Data) writeStaticPod(name string) error {
 	return fmt.Errorf("no static pod %s was rendered", name)
 }
 
-func etcd(_ context.Context, d *Data) error {
+func etcdStaticPod(_ context.Context, d *Data) error {
 	// etcd's data is every Secret of the cluster: 0700 before etcd starts (and on a
 	// directory a previous run or another tool left with another mode).
 	if err := host.EnsurePrivateDir(d.Layout.HostPath(d.Cfg.Cluster.Etcd.Local.DataDir)); err != nil {
@@ -222,7 +199,7 @@ func etcd(_ context.Context, d *Data) error {
 	if err := d.copyTree(filepath.Join(d.tlsDir(), "etcd"), filepath.Join(d.Layout.PKIDir(), "etcd")); err != nil {
 		return err
 	}
-	return d.writeStaticPod("etcd.yaml")
+	return d.writeStaticPod(manifests.EtcdStaticPod)
 }
 
 func temporaryControlPlane(_ context.Context, d *Data) error {
@@ -255,27 +232,6 @@ func temporaryControlPlane(_ context.Context, d *Data) error {
 	return nil
 }
 
-// poll runs check every interval until it returns true, an error that is not
-// retriable, or the timeout; the last error is kept for the message.
-func poll(ctx context.Context, interval, timeout time.Duration, what string, check func(context.Context) (bool, error)) error {
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
-		ok, err := check(ctx)
-		if err != nil {
-			last = err
-			return false, nil
-		}
-		return ok, nil
-	})
-	if err != nil {
-		if last != nil {
-			return fmt.Errorf("%s: gave up after %s (last error: %v)", what, timeout, last)
-		}
-		return fmt.Errorf("%s: gave up after %s", what, timeout)
-	}
-	return nil
-}
-
 func waitAPI(ctx context.Context, d *Data) error {
 	client, restCfg, err := d.Client()
 	if err != nil {
@@ -283,7 +239,7 @@ func waitAPI(ctx context.Context, d *Data) error {
 	}
 	what := "waiting for kube-apiserver " + restCfg.Host + "/readyz (see its container and logs: crictl ps -a --name kube-apiserver, " +
 		"then crictl logs <id>; the same for etcd; and the kubelet's log: journalctl -u kubelet)"
-	return poll(ctx, 250*time.Millisecond, d.APITimeout, what, func(ctx context.Context) (bool, error) {
+	return node.Poll(ctx, 250*time.Millisecond, d.APITimeout, what, func(ctx context.Context) (bool, error) {
 		_, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		return err == nil, err
 	})
@@ -294,45 +250,7 @@ func markControlPlane(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	return MarkControlPlane(ctx, client, d.Cfg.Node.Name, d.Cfg.Node.Taints, d.APITimeout)
-}
-
-// MarkControlPlane waits for node name to register, then labels it a control-plane
-// node (the self-hosted control plane's DaemonSets follow the label) and adds taints
-// (nil: the control-plane NoSchedule taint; empty: none). It converges: a node that has
-// both is left alone.
-func MarkControlPlane(ctx context.Context, client kubernetes.Interface, name string, taints []corev1.Taint, timeout time.Duration) error {
-	if taints == nil {
-		taints = []corev1.Taint{{Key: labelControlPlane, Effect: corev1.TaintEffectNoSchedule}}
-	}
-	return poll(ctx, 250*time.Millisecond, timeout, "waiting for node "+name+" to register", func(ctx context.Context) (bool, error) {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			changed := false
-			if _, ok := node.Labels[labelControlPlane]; !ok {
-				if node.Labels == nil {
-					node.Labels = map[string]string{}
-				}
-				node.Labels[labelControlPlane] = ""
-				changed = true
-			}
-			for _, t := range taints {
-				if !slices.ContainsFunc(node.Spec.Taints, func(x corev1.Taint) bool { return x.MatchTaint(&t) }) {
-					node.Spec.Taints = append(node.Spec.Taints, t)
-					changed = true
-				}
-			}
-			if !changed {
-				return nil
-			}
-			_, err = client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{FieldManager: apply.FieldManager})
-			return err
-		})
-		return err == nil, err
-	})
+	return node.MarkControlPlane(ctx, client, d.Cfg.Node.Name, d.Cfg.Node.Taints, d.APITimeout)
 }
 
 func applySelfHosted(ctx context.Context, d *Data) error { return d.applyAssets(ctx, false) }
@@ -375,14 +293,14 @@ func (d *Data) waitKubeProxy(ctx context.Context) error {
 		return err
 	}
 	what := "waiting for kube-proxy on node " + d.Cfg.Node.Name + " to be Ready (see kubectl -n kube-system describe pod -l " + manifests.ProxySelector + ")"
-	return poll(ctx, 500*time.Millisecond, d.APITimeout, what, func(ctx context.Context) (bool, error) {
+	return node.Poll(ctx, 500*time.Millisecond, d.APITimeout, what, func(ctx context.Context) (bool, error) {
 		pods, err := client.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{
 			LabelSelector: manifests.ProxySelector, FieldSelector: "spec.nodeName=" + d.Cfg.Node.Name})
 		if err != nil {
 			return false, err
 		}
 		for i := range pods.Items {
-			if podReady(&pods.Items[i]) {
+			if node.PodReady(&pods.Items[i]) {
 				return true, nil
 			}
 		}
@@ -457,25 +375,27 @@ func teardown(ctx context.Context, d *Data) error {
 	}
 	// Who leads now is the temporary control plane (it started first): remember it, so
 	// that post-handover can tell a successor from the old leader's last renewals.
-	d.State.TemporaryLeaders = map[string]string{}
+	h := &host.HandOver{Started: time.Now(), TemporaryLeaders: map[string]string{}}
 	for _, name := range leaderLeases {
 		l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
 		if err == nil && l.Spec.HolderIdentity != nil {
-			d.State.TemporaryLeaders[name] = *l.Spec.HolderIdentity
+			h.TemporaryLeaders[name] = *l.Spec.HolderIdentity
 		}
 	}
-	d.State.HandedOverAt = time.Now()
+	d.Record.HandOver = h
+	if err := d.Record.Save(); err != nil {
+		return err
+	}
 	remove := func(m string) error {
 		p := filepath.Join(d.Layout.ManifestsDir(), m)
-		if !slices.Contains(d.State.Owned, p) {
+		if !d.Record.Owns(p) {
 			d.Status.Infof("leaving %s: selfkube did not write it", p)
 			return nil
 		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("removing the temporary %s: %w", m, err)
 		}
-		d.State.Owned = slices.DeleteFunc(d.State.Owned, func(s string) bool { return s == p })
-		return nil
+		return d.Record.Disown(p)
 	}
 	for _, m := range temporaryManifests {
 		if m == temporaryAPIServer {
@@ -498,8 +418,8 @@ func teardown(ctx context.Context, d *Data) error {
 		func() error { return remove(temporaryAPIServer) }); err != nil {
 		return err
 	}
-	d.State.HandedOver = true
-	if err := d.saveState(); err != nil {
+	d.Record.HandOver.Finished = true
+	if err := d.Record.Save(); err != nil {
 		return err
 	}
 	// The kubelet stops the temporary pods now; they have read their credentials long
@@ -516,24 +436,28 @@ func postHandover(ctx context.Context, d *Data) error {
 		return err
 	}
 	for _, lease := range leaderLeases {
-		old := d.State.TemporaryLeaders[lease]
-		err := poll(ctx, 250*time.Millisecond, d.APITimeout, "waiting for a self-hosted "+lease+" to lead", func(ctx context.Context) (bool, error) {
+		var old string
+		var started time.Time
+		if h := d.Record.HandOver; h != nil {
+			old, started = h.TemporaryLeaders[lease], h.Started
+		}
+		err := node.Poll(ctx, 250*time.Millisecond, d.APITimeout, "waiting for a self-hosted "+lease+" to lead", func(ctx context.Context) (bool, error) {
 			l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
 			if err != nil {
 				return false, err
 			}
-			return leaseTakenOver(l, old, d.State.HandedOverAt), nil
+			return leaseTakenOver(l, old, started), nil
 		})
 		if err != nil {
 			return err
 		}
 	}
-	return poll(ctx, 500*time.Millisecond, d.APITimeout, "waiting for node "+d.Cfg.Node.Name+" to be Ready", func(ctx context.Context) (bool, error) {
+	return node.Poll(ctx, 500*time.Millisecond, d.APITimeout, "waiting for node "+d.Cfg.Node.Name+" to be Ready", func(ctx context.Context) (bool, error) {
 		n, err := client.CoreV1().Nodes().Get(ctx, d.Cfg.Node.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
-		return nodeReady(n), nil
+		return node.Ready(n), nil
 	})
 }
 
@@ -542,27 +466,6 @@ func postHandover(ctx context.Context, d *Data) error {
 func leaseTakenOver(l *coordinationv1.Lease, oldHolder string, since time.Time) bool {
 	return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" && *l.Spec.HolderIdentity != oldHolder &&
 		l.Spec.RenewTime != nil && l.Spec.RenewTime.After(since)
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func podReady(p *corev1.Pod) bool {
-	if p.DeletionTimestamp != nil {
-		return false
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func bootstrapToken(ctx context.Context, d *Data) error {

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // Check is one preflight check. Run returns nil when the host passes.
@@ -36,11 +39,11 @@ func checks(d *Data, resuming bool) []Check {
 		return nil
 	}})
 	if !resuming {
-		for _, port := range []int{6443, 2379, 2380, 10250, 10257, 10259} {
+		for _, port := range []int{config.DefaultAPIServerPort, etcd.ClientPort, etcd.PeerPort, manifests.KubeletPort, manifests.ControllerManagerPort, manifests.SchedulerPort} {
 			cs = append(cs, Check{Name: fmt.Sprintf("Port-%d", port), Run: portFree(port)})
 		}
 		cs = append(cs, Check{Name: "StaticPodsAvailable", Run: func() error {
-			for _, f := range []string{"kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml", "etcd.yaml"} {
+			for _, f := range append(slices.Clone(temporaryManifests), manifests.EtcdStaticPod) {
 				if _, err := os.Stat(filepath.Join(l.ManifestsDir(), f)); err == nil {
 					return fmt.Errorf("%s exists and was not written by selfkube init: is another control plane (kubeadm?) on this host? "+
 						"remove it, or run `selfkube reset`", filepath.Join(l.ManifestsDir(), f))
@@ -145,7 +148,7 @@ func evaluate(cs []Check, ignore []string) (errs, warnings []string) {
 }
 
 func preflight(_ context.Context, d *Data) error {
-	resuming := len(d.State.Owned) > 0
+	resuming := len(d.Record.Owned) > 0
 	if _, err := os.Stat(d.Layout.AssetDir()); err == nil {
 		resuming = true
 	}

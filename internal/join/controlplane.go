@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
@@ -23,18 +22,10 @@ import (
 	"github.com/selfkube/selfkube/internal/bootstrap"
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/host"
-	"github.com/selfkube/selfkube/internal/initcluster"
 	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/node"
 	"github.com/selfkube/selfkube/internal/pki"
-)
-
-// The files of the control-plane hand-off (bootstrap.UploadCerts), by name.
-const (
-	HandOffCACert     = "ca.crt"
-	HandOffCAKey      = "ca.key"
-	HandOffEtcdCACert = "etcd-ca.crt"
-	HandOffEtcdCAKey  = "etcd-ca.key"
 )
 
 // controlPlaneCerts fetches the CA keys from the cluster (decrypted with the certificate
@@ -61,19 +52,19 @@ func (d *Data) CA(ctx context.Context) (*pki.KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w\nnothing was written on this node", err)
 	}
-	for _, n := range []string{HandOffCACert, HandOffCAKey, HandOffEtcdCACert, HandOffEtcdCAKey} {
+	for _, n := range []string{bootstrap.HandOffCACert, bootstrap.HandOffCAKey, bootstrap.HandOffEtcdCACert, bootstrap.HandOffEtcdCAKey} {
 		if len(files[n]) == 0 {
 			return nil, fmt.Errorf("the control-plane hand-off lacks %s: make a new join command with `selfkube token create --control-plane --print-join-command`\nnothing was written on this node", n)
 		}
 	}
-	if !bytes.Equal(bytes.TrimSpace(files[HandOffCACert]), bytes.TrimSpace(cluster.CAData)) {
+	if !bytes.Equal(bytes.TrimSpace(files[bootstrap.HandOffCACert]), bytes.TrimSpace(cluster.CAData)) {
 		return nil, fmt.Errorf("the handed-off CA is not the cluster CA that discovery verified: refusing it\nnothing was written on this node")
 	}
-	ca, err := keyPair(files[HandOffCACert], files[HandOffCAKey])
+	ca, err := keyPair(files[bootstrap.HandOffCACert], files[bootstrap.HandOffCAKey])
 	if err != nil {
 		return nil, fmt.Errorf("the handed-off cluster CA: %w", err)
 	}
-	if _, err := keyPair(files[HandOffEtcdCACert], files[HandOffEtcdCAKey]); err != nil {
+	if _, err := keyPair(files[bootstrap.HandOffEtcdCACert], files[bootstrap.HandOffEtcdCAKey]); err != nil {
 		return nil, fmt.Errorf("the handed-off etcd CA: %w", err)
 	}
 	d.ca, d.handOff = ca, files
@@ -106,10 +97,10 @@ func writeEtcdCerts(ctx context.Context, d *Data) error {
 			return err
 		}
 	}
-	if err := d.write(filepath.Join(etcdDir, "ca.crt"), d.handOff[HandOffEtcdCACert], 0o644); err != nil {
+	if err := d.write(filepath.Join(etcdDir, "ca.crt"), d.handOff[bootstrap.HandOffEtcdCACert], 0o644); err != nil {
 		return err
 	}
-	if err := d.write(filepath.Join(etcdDir, "ca.key"), d.handOff[HandOffEtcdCAKey], 0o600); err != nil {
+	if err := d.write(filepath.Join(etcdDir, "ca.key"), d.handOff[bootstrap.HandOffEtcdCAKey], 0o600); err != nil {
 		return err
 	}
 	etcdCA, err := pki.LoadCA(pkiDir, pki.EtcdCA)
@@ -231,7 +222,7 @@ func (d *Data) etcdMembers(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: manifests.LabelControlPlane})
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: node.LabelControlPlane})
 	if err != nil {
 		return nil, fmt.Errorf("listing the control-plane nodes (their etcd members): %w", err)
 	}
@@ -246,7 +237,7 @@ func (d *Data) etcdMembers(ctx context.Context) ([]string, error) {
 	}
 	if len(endpoints) == 0 {
 		return nil, fmt.Errorf("no other control-plane node has an InternalIP address (control-plane nodes: %v), so no etcd member "+
-			"can be asked: a control-plane join needs the cluster's local etcd; check `kubectl get nodes -l %s -o wide`", names, manifests.LabelControlPlane)
+			"can be asked: a control-plane join needs the cluster's local etcd; check `kubectl get nodes -l %s -o wide`", names, node.LabelControlPlane)
 	}
 	d.etcdEndpoints = endpoints
 	return endpoints, nil
@@ -259,7 +250,7 @@ func etcdMember(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	etcdYAML := filepath.Join(d.Layout.ManifestsDir(), "etcd.yaml")
+	etcdYAML := filepath.Join(d.Layout.ManifestsDir(), manifests.EtcdStaticPod)
 	if _, err := os.Stat(etcdYAML); err == nil && d.Record.Has("etcd-member") {
 		d.Status.Infof("using the etcd member an earlier run of this join added (%s)", etcdYAML)
 		return nil
@@ -413,7 +404,7 @@ func markControlPlane(ctx context.Context, d *Data) error {
 	if err := d.write(d.Layout.AdminKubeconfig(), data, 0o600); err != nil {
 		return err
 	}
-	return initcluster.MarkControlPlane(ctx, client, cfg.Node.Name, d.Node.Taints, d.Timeout)
+	return node.MarkControlPlane(ctx, client, cfg.Node.Name, d.Node.Taints, d.Timeout)
 }
 
 // waitControlPlane waits for the self-hosted apiserver on this node, then spreads the
@@ -428,26 +419,22 @@ func waitControlPlane(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	var last string
-	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, d.Timeout, true, func(ctx context.Context) (bool, error) {
+	what := "waiting for the self-hosted apiserver on " + cfg.Node.Name + " to be Ready (see `kubectl -n kube-system describe pod -l " + manifests.ComponentSelector(manifests.APIServer) + "`)"
+	err = node.Poll(ctx, 500*time.Millisecond, d.Timeout, what, func(ctx context.Context) (bool, error) {
 		pods, err := client.CoreV1().Pods(manifests.Namespace).List(ctx, metav1.ListOptions{
-			LabelSelector: "component=kube-apiserver", FieldSelector: "spec.nodeName=" + cfg.Node.Name})
+			LabelSelector: manifests.ComponentSelector(manifests.APIServer), FieldSelector: "spec.nodeName=" + cfg.Node.Name})
 		if err != nil {
-			last = err.Error()
-			return false, nil
+			return false, err
 		}
-		for _, p := range pods.Items {
-			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-					return true, nil
-				}
+		for i := range pods.Items {
+			if node.PodReady(&pods.Items[i]) {
+				return true, nil
 			}
 		}
-		last = fmt.Sprintf("%d apiserver pods on the node, none Ready", len(pods.Items))
-		return false, nil
+		return false, fmt.Errorf("%d apiserver pods on the node, none Ready", len(pods.Items))
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for the self-hosted apiserver on %s: %w (%s): see `kubectl -n kube-system describe pod -l component=kube-apiserver`", cfg.Node.Name, err, last)
+		return err
 	}
 	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
 		if err := spread(ctx, client, name); err != nil {

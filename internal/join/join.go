@@ -21,10 +21,8 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -39,6 +37,7 @@ import (
 	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/kubelet"
 	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/node"
 	"github.com/selfkube/selfkube/internal/pki"
 	"github.com/selfkube/selfkube/internal/status"
 	"github.com/selfkube/selfkube/internal/workflow"
@@ -54,8 +53,7 @@ type Options struct {
 	// UnsafeSkipCAVerification trusts whatever CA cluster-info names (the caller warns).
 	UnsafeSkipCAVerification bool
 	// Node describes this machine (name, addresses, CRI socket, labels).
-	Node                  config.NodeConfiguration
-	IgnorePreflightErrors []string
+	Node config.NodeConfiguration
 	// ControlPlane makes this node a control-plane node: a member of etcd, with the
 	// self-hosted apiserver, controller manager and scheduler spread onto it.
 	ControlPlane bool
@@ -97,7 +95,7 @@ var ErrAlreadyJoined = errors.New("this node already belongs to a cluster")
 
 // Workflow lists join's phases.
 func Workflow() *workflow.Workflow[*Data] {
-	return recorded(&workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{
+	return &workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{
 		{Name: "preflight", Short: "preflight checks", Run: preflight},
 		{Name: "discovery", Short: "discovering and verifying the cluster", Run: discover},
 		{Name: "cluster-config", Short: "reading the cluster configuration", Run: clusterConfig},
@@ -110,27 +108,10 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "mark-control-plane", Short: "labelling the node as control plane", Run: markControlPlane, RunIf: isControlPlane},
 		{Name: "wait-node", Short: "waiting for the node to be Ready", Run: waitNode},
 		{Name: "wait-control-plane", Short: "waiting for the control plane on this node", Run: waitControlPlane, RunIf: isControlPlane},
-	}})
+	}}
 }
 
 func isControlPlane(d *Data) bool { return d.ControlPlane }
-
-// recorded makes each phase of w note in the record that it finished.
-func recorded(w *workflow.Workflow[*Data]) *workflow.Workflow[*Data] {
-	for i := range w.Phases {
-		name, run := w.Phases[i].Name, w.Phases[i].Run
-		w.Phases[i].Run = func(ctx context.Context, d *Data) error {
-			if err := run(ctx, d); err != nil {
-				return err
-			}
-			if d.Record == nil {
-				return nil
-			}
-			return d.Record.Finished(name)
-		}
-	}
-	return w
-}
 
 // ErrUnfinished says an earlier join of this node stopped half-way with other settings.
 var ErrUnfinished = errors.New("an earlier join of this node did not finish")
@@ -161,7 +142,7 @@ type NodeState struct {
 // resumes only with the same node name and role: anything else needs a reset first.
 func Rerun(st NodeState, opts Options) (Resume, error) {
 	switch {
-	case st.RecordExists && st.Record.Completed:
+	case st.RecordExists && st.Record.IsCompleted():
 		return Joined, nil
 	case st.RecordExists:
 		if st.Record.NodeName != "" && opts.Node.Name != "" && st.Record.NodeName != opts.Node.Name ||
@@ -199,11 +180,12 @@ func Run(ctx context.Context, opts Options, sel workflow.Options) error {
 	}
 	d := &Data{Options: opts, Record: rec}
 	sel.Status = opts.Status
+	sel.Finished = rec.Finished
 	if err := Workflow().Run(ctx, d, sel); err != nil {
 		return err
 	}
 	if sel.Only == "" && len(sel.Skip) == 0 {
-		rec.Completed = true
+		rec.Completed = time.Now()
 		return rec.Save()
 	}
 	return nil
@@ -448,34 +430,29 @@ func waitNode(ctx context.Context, d *Data) error {
 		return err
 	}
 	name := cfg.Node.Name
-	var last error
-	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, d.Timeout, true, func(ctx context.Context) (bool, error) {
+	what := "waiting for node " + name + " to be Ready (check the kubelet's log (journalctl -u kubelet) " +
+		"and, for a worker, its certificate request (kubectl get csr))"
+	err = node.Poll(ctx, 250*time.Millisecond, d.Timeout, what, func(ctx context.Context) (bool, error) {
 		// The kubelet writes its kubeconfig once its certificate is issued.
 		rc, err := clientcmd.BuildConfigFromFlags("", d.Layout.KubeletKubeconfig())
 		if err != nil {
-			last = fmt.Errorf("the kubelet has no client certificate yet: %w", err)
-			return false, nil
+			return false, fmt.Errorf("the kubelet has no client certificate yet: %w", err)
 		}
 		client, err := d.client(rc)
 		if err != nil {
-			return false, err
+			return false, node.Terminal(err)
 		}
 		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			last = err
-			return false, nil
+			return false, err
 		}
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-				return true, nil
-			}
+		if !node.Ready(n) {
+			return false, fmt.Errorf("node %s is registered but not Ready", name)
 		}
-		last = fmt.Errorf("node %s is registered but not Ready", name)
-		return false, nil
+		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for node %s: %w (last: %v): check the kubelet's log (journalctl -u kubelet) "+
-			"and, for a worker, its certificate request (kubectl get csr)", name, err, last)
+		return err
 	}
 	// The token is not needed any more; the kubelet renews its own certificate.
 	if err := os.Remove(d.Layout.BootstrapKubeletKubeconfig()); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -33,10 +34,10 @@ func TestRerun(t *testing.T) {
 	}{
 		{name: "no record, no kubeconfig", st: NodeState{}, opts: worker, want: Fresh},
 		{name: "no record, kubeconfig (init or kubeadm made this node)", st: NodeState{KubeletKubeconfig: true}, opts: worker, want: Joined},
-		{name: "a record never saved counts as none", st: NodeState{Record: host.Record{NodeName: "node-a", Completed: true}}, opts: worker, want: Fresh},
-		{name: "completed", st: NodeState{RecordExists: true, Record: host.Record{Completed: true, NodeName: "node-b"}, KubeletKubeconfig: true}, opts: worker, want: Joined},
-		{name: "completed, kubeconfig gone", st: NodeState{RecordExists: true, Record: host.Record{Completed: true, NodeName: "node-b"}}, opts: worker, want: Joined},
-		{name: "completed as another node and role", st: NodeState{RecordExists: true, Record: host.Record{Completed: true, NodeName: "node-a"}}, opts: cp, want: Joined},
+		{name: "a record never saved counts as none", st: NodeState{Record: host.Record{NodeName: "node-a", Completed: time.Unix(1700000000, 0)}}, opts: worker, want: Fresh},
+		{name: "completed", st: NodeState{RecordExists: true, Record: host.Record{Completed: time.Unix(1700000000, 0), NodeName: "node-b"}, KubeletKubeconfig: true}, opts: worker, want: Joined},
+		{name: "completed, kubeconfig gone", st: NodeState{RecordExists: true, Record: host.Record{Completed: time.Unix(1700000000, 0), NodeName: "node-b"}}, opts: worker, want: Joined},
+		{name: "completed as another node and role", st: NodeState{RecordExists: true, Record: host.Record{Completed: time.Unix(1700000000, 0), NodeName: "node-a"}}, opts: cp, want: Joined},
 		{name: "unfinished, same name and role", st: NodeState{RecordExists: true, Record: host.Record{NodeName: "node-b", Done: []string{"preflight"}}}, opts: worker, want: Continue},
 		{name: "unfinished control plane, same", st: NodeState{RecordExists: true, Record: host.Record{NodeName: "node-b", ControlPlane: true}, KubeletKubeconfig: true}, opts: cp, want: Continue},
 		{name: "unfinished with kubeconfig", st: NodeState{RecordExists: true, Record: host.Record{NodeName: "node-b", Done: []string{"kubelet"}}, KubeletKubeconfig: true}, opts: worker, want: Continue},
@@ -121,7 +122,7 @@ func TestRunOnAJoinedNode(t *testing.T) {
 	}{
 		{
 			name:      "completed record",
-			record:    &host.Record{Completed: true, NodeName: "node-b", Done: []string{"preflight", "kubelet"}},
+			record:    &host.Record{Completed: time.Unix(1700000000, 0), NodeName: "node-b", Done: []string{"preflight", "kubelet"}},
 			kubeconf:  true,
 			opts:      Options{Node: config.NodeConfiguration{Name: "node-b"}},
 			wantIs:    ErrAlreadyJoined,
@@ -130,7 +131,7 @@ func TestRunOnAJoinedNode(t *testing.T) {
 		},
 		{
 			name:      "completed record, skipping phases",
-			record:    &host.Record{Completed: true, NodeName: "node-b"},
+			record:    &host.Record{Completed: time.Unix(1700000000, 0), NodeName: "node-b"},
 			sel:       workflow.Options{Skip: []string{"preflight", "discovery"}},
 			wantIs:    ErrAlreadyJoined,
 			wantFiles: []string{recordFile},
@@ -161,7 +162,7 @@ func TestRunOnAJoinedNode(t *testing.T) {
 		{
 			// `join phase NAME` runs that phase whatever the state.
 			name:      "one phase on a completed node",
-			record:    &host.Record{Completed: true, NodeName: "node-b"},
+			record:    &host.Record{Completed: time.Unix(1700000000, 0), NodeName: "node-b"},
 			opts:      Options{Node: config.NodeConfiguration{Name: "node-b"}},
 			sel:       workflow.Options{Only: "preflight"},
 			wantMsg:   "phase preflight",
@@ -269,80 +270,6 @@ func TestWriteOwnsBeforeWriting(t *testing.T) {
 		})
 	}
 
-	t.Run("no record", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "f")
-		if err := (&Data{}).write(path, []byte("data"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := os.ReadFile(path); err != nil || string(got) != "data" {
-			t.Errorf("%s = %q, %v", path, got, err)
-		}
-	})
-}
-
-func TestRecordedPhases(t *testing.T) {
-	tests := []struct {
-		name     string
-		failAt   string
-		owns     bool // a phase writes something, so the record is saved
-		wantDone []string
-		wantSave bool
-		wantErr  bool
-	}{
-		{name: "all succeed, nothing written", wantDone: []string{"one", "two", "three"}},
-		{name: "all succeed, one writes", owns: true, wantDone: []string{"one", "two", "three"}, wantSave: true},
-		{name: "second fails", failAt: "two", owns: true, wantDone: []string{"one"}, wantSave: true, wantErr: true},
-		{name: "first fails", failAt: "one", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			l := host.Layout{Root: t.TempDir()}
-			rec, err := host.LoadRecord(l, "join")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ph := func(name string) workflow.Phase[*Data] {
-				return workflow.Phase[*Data]{Name: name, Short: name, Run: func(_ context.Context, d *Data) error {
-					if name == tt.failAt {
-						return errors.New("boom")
-					}
-					if name == "one" && tt.owns {
-						return d.write(filepath.Join(l.Root, "owned"), []byte("x"), 0o600)
-					}
-					return nil
-				}}
-			}
-			w := recorded(&workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{ph("one"), ph("two"), ph("three")}})
-			err = w.Run(context.Background(), &Data{Options: Options{Layout: l}, Record: rec}, workflow.Options{})
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
-			}
-			if d := cmp.Diff(tt.wantDone, rec.Done, cmpopts.EquateEmpty()); d != "" {
-				t.Errorf("Done (-want +got):\n%s", d)
-			}
-			saved, err := host.LoadRecord(l, "join")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if saved.Exists() != tt.wantSave {
-				t.Fatalf("record saved: %v, want %v", saved.Exists(), tt.wantSave)
-			}
-			if tt.wantSave {
-				if d := cmp.Diff(tt.wantDone, saved.Done, cmpopts.EquateEmpty()); d != "" {
-					t.Errorf("saved Done (-want +got):\n%s", d)
-				}
-			}
-		})
-	}
-
-	t.Run("no record", func(t *testing.T) {
-		w := recorded(&workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{
-			{Name: "one", Run: func(context.Context, *Data) error { return nil }},
-		}})
-		if err := w.Run(context.Background(), &Data{}, workflow.Options{}); err != nil {
-			t.Fatal(err)
-		}
-	})
 }
 
 func TestRecordSavedOnlyOnceOwning(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/node"
 )
 
 const nameCheckpointer = "selfkube-checkpointer"
@@ -34,7 +35,7 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 	health := probe("127.0.0.1", checkpoint.CheckpointerMetricsPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
 	ds := hostAgentDaemonSet(nameCheckpointer, labels)
 	spec := &ds.Spec.Template.Spec
-	spec.NodeSelector = map[string]string{LabelControlPlane: ""}
+	spec.NodeSelector = map[string]string{node.LabelControlPlane: ""}
 	spec.Tolerations = controlPlaneTolerations()
 	spec.SecurityContext = runtimeDefaultSeccomp()
 	spec.Volumes = []corev1.Volume{manifestsVol, checkpointsVol, runtimeVol}

@@ -14,6 +14,7 @@ import (
 	"github.com/selfkube/selfkube/internal/approver"
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/controller"
+	"github.com/selfkube/selfkube/internal/node"
 )
 
 const nameController = controller.Name
@@ -47,7 +48,7 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 				Spec: corev1.PodSpec{
 					HostNetwork:        true,
 					DNSPolicy:          corev1.DNSDefault,
-					NodeSelector:       map[string]string{LabelControlPlane: ""},
+					NodeSelector:       map[string]string{node.LabelControlPlane: ""},
 					Tolerations:        controlPlaneTolerations(),
 					PriorityClassName:  priorityClusterCritical,
 					ServiceAccountName: nameController,

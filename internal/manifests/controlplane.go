@@ -14,6 +14,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/node"
 )
 
 // secretFiles lists the asset files each self-hosted component's Secret holds: only what
@@ -87,7 +88,7 @@ func controlPlanePodSpec(c corev1.Container, priority string) corev1.PodSpec {
 	return corev1.PodSpec{
 		Containers:                   []corev1.Container{c},
 		HostNetwork:                  true,
-		NodeSelector:                 map[string]string{LabelControlPlane: ""},
+		NodeSelector:                 map[string]string{node.LabelControlPlane: ""},
 		Tolerations:                  controlPlaneTolerations(),
 		PriorityClassName:            priority,
 		AutomountServiceAccountToken: ptr.To(false),

@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/etcd"
 )
 
 const (
@@ -50,11 +51,45 @@ const (
 	// LabelManagedBy is on every object selfkube renders, with the value ManagedBy.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	ManagedBy      = "selfkube"
-	labelName      = "app.kubernetes.io/name"
+	// LabelName names the component of a self-hosted pod ("kube-apiserver"). The static
+	// pods of the temporary control plane and of etcd do not carry it, so it selects the
+	// self-hosted pods only (ComponentSelector).
+	LabelName      = "app.kubernetes.io/name"
+	labelName      = LabelName
 	labelComponent = "app.kubernetes.io/component"
+)
 
-	// LabelControlPlane is the node-role label control-plane nodes carry (value "").
-	LabelControlPlane = "node-role.kubernetes.io/control-plane"
+// The control-plane components, by the name their pods, Secrets and leases carry.
+const (
+	APIServer         = nameAPIServer
+	ControllerManager = nameControllerManager
+	Scheduler         = nameScheduler
+)
+
+// ComponentSelector is the label selector of the self-hosted pods of component (one of
+// the names above); "" selects every self-hosted component.
+func ComponentSelector(component string) string {
+	if component == "" {
+		return LabelName
+	}
+	return LabelName + "=" + component
+}
+
+// The static-pod files in the kubelet's manifest directory: etcd's on every
+// control-plane node, the others of init's temporary control plane.
+const (
+	EtcdStaticPod              = nameEtcd + ".yaml"
+	APIServerStaticPod         = nameAPIServer + ".yaml"
+	ControllerManagerStaticPod = nameControllerManager + ".yaml"
+	SchedulerStaticPod         = nameScheduler + ".yaml"
+)
+
+// Ports a control-plane node serves on, besides the apiserver's (config.DefaultAPIServerPort)
+// and etcd's (etcd.ClientPort, etcd.PeerPort).
+const (
+	KubeletPort           = 10250
+	ControllerManagerPort = controllerManagerPort
+	SchedulerPort         = schedulerPort
 )
 
 // Paths of the asset files, relative to the asset directory.
@@ -99,8 +134,8 @@ const (
 	apiServerPort           = config.DefaultAPIServerPort
 	controllerManagerPort   = 10257
 	schedulerPort           = 10259
-	etcdClientPort          = 2379
-	etcdPeerPort            = 2380
+	etcdClientPort          = etcd.ClientPort
+	etcdPeerPort            = etcd.PeerPort
 	etcdMetricsPort         = 2381
 	priorityNodeCritical    = "system-node-critical"
 	priorityClusterCritical = "system-cluster-critical"

@@ -11,9 +11,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/client-go/kubernetes/scheme"
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 
 	"github.com/selfkube/selfkube/internal/config"
 )
@@ -112,6 +114,32 @@ func render(t testing.TB, cfg *config.Config) []Asset {
 	return append(boot, hosted...)
 }
 
+// renderNodeSide builds what join writes on a node (the api-proxy of a worker, the etcd
+// member of a control-plane node) and the kubeadm-compat objects init publishes, under
+// paths of their own, so that the golden files pin them too.
+func renderNodeSide(t testing.TB, cfg *config.Config) []Asset {
+	t.Helper()
+	assets := []Asset{{Path: "join/api-proxy.yaml", Object: APIProxyPod(cfg, []string{"192.0.2.10:6443", "192.0.2.11:6443"})}}
+	if cfg.Cluster.Etcd.Local != nil { // a control-plane join runs an etcd member only then
+		initial := "node0=https://192.0.2.9:2380," + cfg.Node.Name + "=https://" + cfg.Node.AdvertiseAddress + ":2380"
+		assets = append(assets, Asset{Path: "join/etcd-member.yaml", Object: EtcdMemberPod(cfg, initial)})
+	}
+	kc := &kubeletv1beta1.KubeletConfiguration{CgroupDriver: "systemd", ClusterDomain: cfg.Cluster.Networking.DNSDomain, ClusterDNS: []string{"10.96.0.10"}}
+	compat, err := KubeadmCompat(cfg, kc)
+	if err != nil {
+		t.Fatalf("KubeadmCompat: %v", err)
+	}
+	for _, o := range compat {
+		m, err := meta.Accessor(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind := strings.ToLower(o.GetObjectKind().GroupVersionKind().Kind)
+		assets = append(assets, Asset{Path: "kubeadm-compat/" + kind + "-" + m.GetName() + ".yaml", Object: o})
+	}
+	return assets
+}
+
 var cases = map[string]func(testing.TB) *config.Config{
 	"default": defaultConfig,
 	"custom":  customConfig,
@@ -121,7 +149,8 @@ func TestGolden(t *testing.T) {
 	for name, mk := range cases {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("testdata", name)
-			assets := render(t, mk(t))
+			cfg := mk(t)
+			assets := append(render(t, cfg), renderNodeSide(t, cfg)...)
 			if *update {
 				if err := os.RemoveAll(dir); err != nil {
 					t.Fatal(err)

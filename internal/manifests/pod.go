@@ -5,6 +5,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/selfkube/selfkube/internal/node"
 )
 
 // httpsProbe probes a control-plane component on the node's loopback address. Components
@@ -97,7 +99,7 @@ func secretVolume(secret string) (corev1.Volume, corev1.VolumeMount) {
 // what lifts those conditions.
 func controlPlaneTolerations() []corev1.Toleration {
 	return []corev1.Toleration{
-		{Key: LabelControlPlane, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+		{Key: node.TaintControlPlane, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
 		{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists},
 		{Key: "node.kubernetes.io/unreachable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
 		{Key: "node.kubernetes.io/network-unavailable", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},

@@ -19,10 +19,12 @@ import (
 	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/selfkube/selfkube/internal/component"
 )
 
-// Config is what an Agent needs. Run builds it from Options with the real kernel; tests
-// build it with fakes.
+// Config is what an Agent needs. Components builds it from Options with the real
+// kernel; tests build it with fakes.
 type Config struct {
 	// NodeName is the Node this agent runs on.
 	NodeName string
@@ -48,25 +50,24 @@ type Config struct {
 // the bridge CNI conflist for them, keeps a route to every other node's pod CIDRs
 // through that node's InternalIP, and masquerades pod traffic that leaves the cluster.
 //
-// Lifecycle (shared by selfkube's in-cluster agents):
-//
-//	New ──▶ created ──Init──▶ initialized ──Start──▶ running ──Stop──▶ stopped
-//	                                                    │
-//	                                     Ready() != nil until the conflist is written
-//	                                     for the Node's pod CIDRs, nil from then on
+// It is a component.Component (the lifecycle shared by selfkube's in-cluster agents; see
+// the state diagram there) and a component.Readier: Ready() != nil until the conflist is
+// written for the Node's pod CIDRs, nil from then on.
 //
 // Init checks the configuration and the conf dir and prepares the Node informer; Start
 // starts the informer and the sync loop and returns at once; Stop ends both and waits for
-// them. Every Node event and every ResyncPeriod triggers one sync; a failed sync is
-// retried with backoff. Stop leaves the conflist, the routes and the masquerade rules in
-// place, so pods keep working while the agent restarts. Methods called out of order
-// return an error.
+// them, and releases the route table and nftables connection Components opened. Every
+// Node event and every ResyncPeriod triggers one sync; a failed sync is retried with
+// backoff. Stop leaves the conflist, the routes and the masquerade rules in place, so
+// pods keep working while the agent restarts. Methods called out of order return a
+// *component.OrderError.
 type Agent struct {
 	cfg Config
 	log *slog.Logger
+	// release closes what Components opened; nil for an agent built by New alone.
+	release func()
 
-	mu      sync.Mutex
-	state   string
+	life    component.Lifecycle
 	factory informers.SharedInformerFactory
 	lister  listersv1.NodeLister
 	synced  cache.InformerSynced
@@ -78,13 +79,7 @@ type Agent struct {
 	lastSkipped string
 }
 
-const (
-	stateCreated     = "created"
-	stateInitialized = "initialized"
-	stateRunning     = "running"
-	stateStopped     = "stopped"
-	syncKey          = "sync"
-)
+const syncKey = "sync"
 
 // New returns an agent in state created.
 func New(cfg Config) *Agent {
@@ -92,16 +87,17 @@ func New(cfg Config) *Agent {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, log: log.With("component", "network"), state: stateCreated}
+	a := &Agent{cfg: cfg, log: log.With("component", "network")}
+	a.life.Name = "network agent"
+	return a
 }
 
-// Init implements the lifecycle.
+// Init implements component.Component.
 func (a *Agent) Init(_ context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.state != stateCreated {
-		return fmt.Errorf("network agent: Init in state %s, expected %s", a.state, stateCreated)
-	}
+	return a.life.Init(a.init)
+}
+
+func (a *Agent) init() error {
 	var errs []error
 	if a.cfg.NodeName == "" {
 		errs = append(errs, errors.New("no node name: set NODE_NAME from the downward API (spec.nodeName) or pass --node-name"))
@@ -136,18 +132,16 @@ func (a *Agent) Init(_ context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("initializing the network agent: watching nodes: %w", err)
 	}
-	a.state = stateInitialized
 	return nil
 }
 
-// Start implements the lifecycle. It does not wait for the API server: the sync loop
-// waits for the Node informer's first list.
+// Start implements component.Component. It does not wait for the API server: the sync
+// loop waits for the Node informer's first list.
 func (a *Agent) Start(ctx context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.state != stateInitialized {
-		return fmt.Errorf("network agent: Start in state %s, expected %s", a.state, stateInitialized)
-	}
+	return a.life.Start(func() error { a.start(ctx); return nil })
+}
+
+func (a *Agent) start(ctx context.Context) {
 	ctx, a.cancel = context.WithCancel(ctx)
 	a.factory.Start(ctx.Done())
 	a.done.Add(2)
@@ -169,32 +163,30 @@ func (a *Agent) Start(ctx context.Context) error {
 			}
 		}
 	}()
-	a.state = stateRunning
 	a.log.Info("network agent started", "node", a.cfg.NodeName, "conflist", a.cfg.ConflistPath)
-	return nil
 }
 
-// Stop implements the lifecycle. It leaves the conflist, routes and rules in place.
+// Stop implements component.Component. It leaves the conflist, routes and rules in place.
 func (a *Agent) Stop() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	switch a.state {
-	case stateStopped:
+	return a.life.Stop(func(from component.State) error {
+		switch from {
+		case component.Running:
+			a.cancel()
+			a.queue.ShutDown()
+			a.done.Wait()
+			a.factory.Shutdown()
+		case component.Initialized:
+			a.queue.ShutDown()
+		}
+		if a.release != nil {
+			a.release()
+		}
+		a.log.Info("network agent stopped; conflist and routes left in place")
 		return nil
-	case stateRunning:
-		a.cancel()
-		a.queue.ShutDown()
-		a.done.Wait()
-		a.factory.Shutdown()
-	case stateInitialized:
-		a.queue.ShutDown()
-	}
-	a.state = stateStopped
-	a.log.Info("network agent stopped; conflist and routes left in place")
-	return nil
+	})
 }
 
-// Ready implements the lifecycle: nil once the conflist for the Node's pod CIDRs has
+// Ready implements component.Readier: nil once the conflist for the Node's pod CIDRs has
 // been written (or found up to date).
 func (a *Agent) Ready() error {
 	if a.ready.Load() {

@@ -281,17 +281,23 @@ func TestParseClusterCIDRs(t *testing.T) {
 	}
 }
 
-// Run fails before touching the host when it cannot build its client or parse a flag.
-func TestRunErrors(t *testing.T) {
+// Components fails before touching the host when it cannot build its client, parse a
+// flag or learn the node name.
+func TestComponentsErrors(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	opts := DefaultOptions()
 	opts.NodeName = "a"
 	opts.Kubeconfig = filepath.Join(t.TempDir(), "missing.conf")
-	if err := Run(context.Background(), opts, log); err == nil || !strings.Contains(err.Error(), "loading the client configuration") {
+	if _, _, err := Components(opts, log); err == nil || !strings.Contains(err.Error(), "missing.conf") {
 		t.Errorf("missing kubeconfig: %v", err)
 	}
 	opts.ClusterCIDRs = []string{"nonsense"}
-	if err := Run(context.Background(), opts, log); err == nil || !strings.Contains(err.Error(), "--cluster-cidr") {
+	if _, _, err := Components(opts, log); err == nil || !strings.Contains(err.Error(), "--cluster-cidr") {
 		t.Errorf("bad --cluster-cidr: %v", err)
+	}
+	t.Setenv("NODE_NAME", "")
+	opts.NodeName = ""
+	if _, _, err := Components(opts, log); err == nil || !strings.Contains(err.Error(), "--node-name") {
+		t.Errorf("no node name: %v", err)
 	}
 }

@@ -7,7 +7,8 @@
 //   - `selfkube network install-cni` (init container, InstallCNI): copies the CNI plugins
 //     bridge, host-local, loopback and portmap from the image's /opt/cni/bin to the host's
 //     /opt/cni/bin, each atomically, skipping files already identical.
-//   - `selfkube network` (main container, Run and Agent): waits until kube-controller-manager
+//   - `selfkube network` (main container, Components and Agent, run by component.Run):
+//     waits until kube-controller-manager
 //     (--allocate-node-cidrs) sets spec.podCIDRs of its Node, writes the bridge conflist
 //     (DesiredConflist) to the host's /etc/cni/net.d, which makes the kubelet Ready, and
 //     keeps a route to every other node's pod CIDRs via that node's InternalIP

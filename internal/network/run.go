@@ -1,23 +1,19 @@
 package network
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	"github.com/selfkube/selfkube/internal/component"
 )
 
 // Options are the settings of `selfkube network`, one flag each.
 type Options struct {
-	// NodeName (--node-name) is this node's name; empty means the NODE_NAME variable.
+	// NodeName (--node-name) is this node's name; empty means the NODE_NAME variable
+	// (component.NodeName).
 	NodeName string
 	// Kubeconfig (--kubeconfig) is a kubeconfig file; empty means the in-cluster config.
 	Kubeconfig string
@@ -43,27 +39,31 @@ func DefaultOptions() Options {
 	}
 }
 
-// Run runs the agent until ctx is done (SIGTERM), then stops it, leaving the conflist,
-// routes and masquerade rules in place. It returns early only if the agent cannot start.
-func Run(ctx context.Context, opts Options, log *slog.Logger) error {
-	if opts.NodeName == "" {
-		opts.NodeName = os.Getenv("NODE_NAME")
+// Components are what `selfkube network` runs with component.Run: the agent, with the
+// API client, this host's route table and (unless NoMasquerade) its nftables connection,
+// which the agent's Stop releases. Run stops it on SIGTERM, leaving the conflist, routes
+// and masquerade rules in place. Nothing on the host is touched when the node name, a
+// flag or the client configuration is wrong.
+func Components(opts Options, log *slog.Logger) (component.Options, []component.Component, error) {
+	run := component.Options{Log: log}
+	nodeName, err := component.NodeName(opts.NodeName)
+	if err != nil {
+		return run, nil, err
 	}
 	clusterCIDRs, err := parseClusterCIDRs(opts.ClusterCIDRs)
 	if err != nil {
-		return err
+		return run, nil, err
 	}
-	client, err := newClient(opts.Kubeconfig)
+	client, err := component.Client(opts.Kubeconfig, "selfkube-network")
 	if err != nil {
-		return err
+		return run, nil, err
 	}
 	routes, err := NewKernelRoutes()
 	if err != nil {
-		return err
+		return run, nil, err
 	}
-	defer routes.Close()
 	cfg := Config{
-		NodeName:     opts.NodeName,
+		NodeName:     nodeName,
 		Client:       client,
 		ConflistPath: filepath.Join(opts.CNIConfDir, opts.ConflistName),
 		ClusterCIDRs: clusterCIDRs,
@@ -74,19 +74,14 @@ func Run(ctx context.Context, opts Options, log *slog.Logger) error {
 	if !opts.NoMasquerade {
 		m, err := NewNFTablesMasquerade()
 		if err != nil {
-			return err
+			routes.Close()
+			return run, nil, err
 		}
 		cfg.Masquerade = m
 	}
 	agent := New(cfg)
-	if err := agent.Init(ctx); err != nil {
-		return err
-	}
-	if err := agent.Start(ctx); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return agent.Stop()
+	agent.release = routes.Close
+	return run, []component.Component{agent}, nil
 }
 
 func parseClusterCIDRs(ss []string) ([]netip.Prefix, error) {
@@ -99,26 +94,4 @@ func parseClusterCIDRs(ss []string) ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
-}
-
-func newClient(kubeconfig string) (kubernetes.Interface, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-		if errors.Is(err, rest.ErrNotInCluster) {
-			err = fmt.Errorf("%w; run in a pod with a service account or pass --kubeconfig", err)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading the client configuration: %w", err)
-	}
-	cfg.UserAgent = "selfkube-network"
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
-	}
-	return client, nil
 }

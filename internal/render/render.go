@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,6 +48,9 @@ type Options struct {
 	Now func() time.Time
 	// Status shows progress; nil is quiet.
 	Status *status.Printer
+	// Log, when set, receives each certificate and kubeconfig made or reused, at debug
+	// level.
+	Log *slog.Logger
 }
 
 // Change is one file Render wrote, reused or removed (or would, in a dry run).
@@ -65,15 +69,49 @@ type Result struct {
 
 // Render converges dir onto cfg.
 func Render(dir string, cfg *config.Config, opts Options) (*Result, error) {
-	res := &Result{}
-	pkiOpts := pki.Options{DryRun: opts.DryRun, Now: opts.Now}
-	tlsDir, authDir := filepath.Join(dir, TLSDir), filepath.Join(dir, AuthDir)
+	return NewPass(dir, cfg, opts).Manifests()
+}
 
-	step := opts.Status.Start("certificates")
-	certs, err := pki.Ensure(tlsDir, cfg, pkiOpts)
-	if err == nil && cfg.Cluster.APIServer.EncryptsSecrets() {
+// Pass renders one asset directory in order, each step at most once: certificates, then
+// kubeconfigs (signed by those certificates), then manifests (which carry both). A
+// command that needs the steps at different times (init's certs, kubeconfigs and
+// static-pod phases) runs them through one Pass; a step asked for before the one it
+// depends on runs that one first.
+type Pass struct {
+	dir  string
+	cfg  *config.Config
+	opts Options
+	res  Result
+	done int // steps done: 1 certificates, 2 kubeconfigs, 3 manifests
+}
+
+// NewPass starts a render of dir for cfg.
+func NewPass(dir string, cfg *config.Config, opts Options) *Pass {
+	return &Pass{dir: dir, cfg: cfg, opts: opts}
+}
+
+func (p *Pass) log(results []pki.Result) {
+	if p.opts.Log == nil {
+		return
+	}
+	for _, r := range results {
+		p.opts.Log.Debug(r.String())
+	}
+}
+
+func (p *Pass) pkiOptions() pki.Options { return pki.Options{DryRun: p.opts.DryRun, Now: p.opts.Now} }
+
+// Certificates ensures the CAs, certificates, keys and the encryption configuration.
+func (p *Pass) Certificates() (*Result, error) {
+	if p.done >= 1 {
+		return &p.res, nil
+	}
+	step := p.opts.Status.Start("certificates")
+	tlsDir := filepath.Join(p.dir, TLSDir)
+	certs, err := pki.Ensure(tlsDir, p.cfg, p.pkiOptions())
+	if err == nil && p.cfg.Cluster.APIServer.EncryptsSecrets() {
 		var enc pki.Result
-		if enc, err = pki.EnsureEncryptionConfig(tlsDir, pkiOpts); err == nil {
+		if enc, err = pki.EnsureEncryptionConfig(tlsDir, p.pkiOptions()); err == nil {
 			certs = append(certs, enc)
 		}
 	}
@@ -81,27 +119,53 @@ func Render(dir string, cfg *config.Config, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
-	if err := res.addPKI(dir, certs); err != nil {
+	p.log(certs)
+	if err := p.res.addPKI(p.dir, certs); err != nil {
 		return nil, err
 	}
+	p.done = 1
+	return &p.res, nil
+}
 
-	step = opts.Status.Start("kubeconfigs")
-	confs, err := kubeconfig.Ensure(authDir, tlsDir, cfg, pkiOpts)
+// Kubeconfigs ensures the kubeconfigs of the components and the administrators.
+func (p *Pass) Kubeconfigs() (*Result, error) {
+	if p.done >= 2 {
+		return &p.res, nil
+	}
+	if _, err := p.Certificates(); err != nil {
+		return nil, err
+	}
+	step := p.opts.Status.Start("kubeconfigs")
+	confs, err := kubeconfig.Ensure(filepath.Join(p.dir, AuthDir), filepath.Join(p.dir, TLSDir), p.cfg, p.pkiOptions())
 	step.Done(&err)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfigs: %w", err)
 	}
-	if err := res.addPKI(dir, confs); err != nil {
+	p.log(confs)
+	if err := p.res.addPKI(p.dir, confs); err != nil {
 		return nil, err
 	}
+	p.done = 2
+	return &p.res, nil
+}
 
-	step = opts.Status.Start("manifests")
-	err = res.renderManifests(dir, cfg, opts.DryRun)
+// Manifests renders the static pods and the self-hosted objects; the Result then holds
+// them and every change of the pass.
+func (p *Pass) Manifests() (*Result, error) {
+	if p.done >= 3 {
+		return &p.res, nil
+	}
+	if _, err := p.Kubeconfigs(); err != nil {
+		return nil, err
+	}
+	step := p.opts.Status.Start("manifests")
+	err := p.res.renderManifests(p.dir, p.cfg, p.opts.DryRun)
 	step.Done(&err)
 	if err != nil {
 		return nil, err
 	}
-	return res, nil
+	p.done = 3
+	return &p.res, nil
 }
 
 func (r *Result) addPKI(dir string, results []pki.Result) error {

@@ -132,6 +132,48 @@ func TestRenderAgainKeepsEverything(t *testing.T) {
 	}
 }
 
+func TestPassRunsEachStepOnceInOrder(t *testing.T) {
+	dir := t.TempDir()
+	p := NewPass(dir, load(t, minimal), Options{})
+	count := func(res *Result, prefix string) int {
+		n := 0
+		for _, c := range res.Changes {
+			if strings.HasPrefix(c.Path, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	res, err := p.Certificates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := count(res, "tls/")
+	if certs == 0 || count(res, "auth/") != 0 || len(res.Bootstrap) != 0 {
+		t.Fatalf("after Certificates: %d tls changes, %d auth changes, %d static pods", certs, count(res, "auth/"), len(res.Bootstrap))
+	}
+	if _, err := p.Certificates(); err != nil {
+		t.Fatal(err)
+	}
+	// Manifests runs the step not yet done (kubeconfigs) first, and not Certificates again.
+	res, err = p.Manifests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if count(res, "auth/") == 0 || len(res.Bootstrap) == 0 || len(res.SelfHosted) == 0 {
+		t.Fatalf("after Manifests: %d auth changes, %d static pods, %d self-hosted objects", count(res, "auth/"), len(res.Bootstrap), len(res.SelfHosted))
+	}
+	// The audit policy is written by the manifests step into tls/; the certificates are
+	// there once each.
+	if got := count(res, "tls/") - count(res, "tls/audit-policy.yaml"); got != certs {
+		t.Errorf("%d certificate changes after the whole pass, %d after its first step: a step ran twice", got, certs)
+	}
+	again, err := p.Manifests()
+	if err != nil || len(again.Changes) != len(res.Changes) {
+		t.Errorf("a second Manifests changed the result: %d changes, then %d (%v)", len(res.Changes), len(again.Changes), err)
+	}
+}
+
 func TestDryRunWritesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "assets")
 	res, err := Render(dir, load(t, minimal), Options{DryRun: true})

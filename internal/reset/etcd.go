@@ -11,6 +11,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // ErrLastMember says this node's etcd member is the cluster's only one: it stays (and
@@ -21,7 +22,7 @@ var ErrLastMember = errors.New("this node runs the last etcd member")
 // their quorum without it. It returns the member's name, or "" when the node runs no
 // etcd member.
 func LeaveEtcd(ctx context.Context, l host.Layout) (string, error) {
-	manifest, err := os.ReadFile(filepath.Join(l.ManifestsDir(), "etcd.yaml"))
+	manifest, err := os.ReadFile(filepath.Join(l.ManifestsDir(), manifests.EtcdStaticPod))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}

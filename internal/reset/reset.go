@@ -2,17 +2,19 @@
 package reset
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
-	"github.com/selfkube/selfkube/internal/initcluster"
 )
 
 // Options of a reset.
@@ -24,26 +26,29 @@ type Options struct {
 	EtcdDataDir string
 	// DryRun lists what would be removed.
 	DryRun bool
+	// Confirm is asked, with the paths, before anything changes; nil proceeds. Its error
+	// (the operator said no) stops the reset with nothing changed.
+	Confirm func(paths []string) error
+	// Out receives what the reset does, for the operator; nil is quiet.
+	Out io.Writer
 }
 
 // Plan lists the paths a reset removes, in order. Static pods are only those selfkube
 // recorded as its own.
 func Plan(opts Options) ([]string, error) {
 	l := opts.Layout
-	state, err := initcluster.LoadState(l)
-	if err != nil {
-		// A damaged state file is no reason to keep a node from being reset.
-		state = initcluster.State{}
-	}
 	// Active checkpoints first: the kubelet stops their pods.
 	active, err := filepath.Glob(filepath.Join(l.ManifestsDir(), checkpoint.StaticPodName("*")+".yaml"))
 	if err != nil {
 		return nil, err
 	}
-	paths := append(active, state.Owned...)
-	// What a join wrote, by its record (an init records its own in the state).
-	if rec, err := host.LoadRecord(l, "join"); err == nil {
-		paths = append(paths, rec.Owned...)
+	paths := active
+	// What init and join wrote, by their records. A damaged record is no reason to keep
+	// a node from being reset: the fixed paths below still go.
+	for _, command := range []string{"init", "join"} {
+		if rec, err := host.LoadRecord(l, command); err == nil {
+			paths = append(paths, rec.Owned...)
+		}
 	}
 	paths = append(paths, l.CheckpointsDir(),
 		l.BootstrapSecretsDir(), l.PKIDir(),
@@ -74,11 +79,39 @@ func Plan(opts Options) ([]string, error) {
 	return existing, nil
 }
 
-// Run removes what Plan lists and returns it.
-func Run(opts Options) ([]string, error) {
+// Run resets the node: it lists what Plan found, asks Confirm, takes this node's member
+// out of etcd (so that the other control-plane nodes keep their quorum without it), and
+// removes the paths. It returns the paths (those it would remove, on a dry run).
+func Run(ctx context.Context, opts Options) ([]string, error) {
+	out := opts.Out
+	if out == nil {
+		out = io.Discard
+	}
 	paths, err := Plan(opts)
-	if err != nil || opts.DryRun {
-		return paths, err
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		fmt.Fprintln(out, "nothing of selfkube's is on this node")
+		return nil, nil
+	}
+	fmt.Fprintf(out, "reset removes:\n  %s\n", strings.Join(paths, "\n  "))
+	if opts.DryRun {
+		return paths, nil
+	}
+	if opts.Confirm != nil {
+		if err := opts.Confirm(paths); err != nil {
+			return nil, err
+		}
+	}
+	switch member, err := LeaveEtcd(ctx, opts.Layout); {
+	case errors.Is(err, ErrLastMember):
+		fmt.Fprintf(out, "etcd member %s is the cluster's last: it is not removed from etcd\n", member)
+	case err != nil:
+		fmt.Fprintf(out, "WARNING: could not remove etcd member %s (%v): remove it from a remaining control-plane node "+
+			"with `etcdctl member remove`, or the cluster counts it in its quorum\n", member, err)
+	case member != "":
+		fmt.Fprintf(out, "removed etcd member %s\n", member)
 	}
 	for _, p := range paths {
 		if err := remove(p); err != nil {

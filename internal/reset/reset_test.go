@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/selfkube/selfkube/internal/host"
-	"github.com/selfkube/selfkube/internal/initcluster"
 )
 
 func TestResetRemovesOnlyWhatSelfkubeOwns(t *testing.T) {
@@ -28,13 +27,13 @@ func TestResetRemovesOnlyWhatSelfkubeOwns(t *testing.T) {
 	for _, p := range []string{ours, theirs, etcdData, filepath.Join(l.PKIDir(), "ca.crt"), l.KubeletConfig(), l.AdminKubeconfig()} {
 		touch(p)
 	}
-	state, _ := json.Marshal(initcluster.State{Owned: []string{ours}})
+	state, _ := json.Marshal(host.Record{Owned: []string{ours}})
 	touch(filepath.Join(l.StateDir(), "init.json"))
 	if err := os.WriteFile(filepath.Join(l.StateDir(), "init.json"), state, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	planned, err := Run(Options{Layout: l, DryRun: true})
+	planned, err := Run(context.Background(), Options{Layout: l, DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +43,7 @@ func TestResetRemovesOnlyWhatSelfkubeOwns(t *testing.T) {
 	if !slices.Contains(planned, ours) || slices.Contains(planned, theirs) {
 		t.Errorf("plan %v", planned)
 	}
-	if _, err := Run(Options{Layout: l}); err != nil {
+	if _, err := Run(context.Background(), Options{Layout: l}); err != nil {
 		t.Fatal(err)
 	}
 	for _, gone := range []string{ours, l.PKIDir(), l.KubeletConfig(), l.AdminKubeconfig(), l.StateDir()} {
@@ -57,7 +56,7 @@ func TestResetRemovesOnlyWhatSelfkubeOwns(t *testing.T) {
 			t.Errorf("%s was removed: %v", kept, err)
 		}
 	}
-	if _, err := Run(Options{Layout: l, RemoveEtcdData: true}); err != nil {
+	if _, err := Run(context.Background(), Options{Layout: l, RemoveEtcdData: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(etcdData); !os.IsNotExist(err) {

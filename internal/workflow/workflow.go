@@ -47,6 +47,10 @@ type Options struct {
 	Only string
 	// Status shows progress; nil is quiet.
 	Status *status.Printer
+	// Finished, when set, is told each phase that succeeded, before the next one runs
+	// (a command records it, so that a re-run knows how far an earlier one got). Its
+	// error stops the run.
+	Finished func(phase string) error
 }
 
 // Run runs the selected phases in order and stops at the first error, which names the phase.
@@ -72,6 +76,11 @@ func (w *Workflow[D]) Run(ctx context.Context, d D, opts Options) error {
 		step.Done(&err)
 		if err != nil {
 			return fmt.Errorf("phase %s: %w", p.Name, err)
+		}
+		if opts.Finished != nil {
+			if err := opts.Finished(p.Name); err != nil {
+				return fmt.Errorf("phase %s succeeded, but recording it failed: %w", p.Name, err)
+			}
 		}
 	}
 	return nil

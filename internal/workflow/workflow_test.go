@@ -79,3 +79,34 @@ func TestCancelledContextStops(t *testing.T) {
 		t.Errorf("err = %v, ran %v", err, d.ran)
 	}
 }
+
+func TestFinishedHearsEachSucceededPhase(t *testing.T) {
+	var finished []string
+	record := func(phase string) error { finished = append(finished, phase); return nil }
+	d := &data{}
+	if err := testWorkflow("etcd").Run(context.Background(), d, Options{Finished: record}); err != nil {
+		t.Fatal(err) // etcd does not run (RunIf false), so nothing fails
+	}
+	if diff := cmp.Diff([]string{"preflight", "certs", "wait"}, finished); diff != "" {
+		t.Errorf("finished (-want +got):\n%s", diff)
+	}
+
+	finished = nil
+	d = &data{local: true}
+	err := testWorkflow("etcd").Run(context.Background(), d, Options{Finished: record})
+	if err == nil || len(finished) != 2 || finished[1] != "certs" {
+		t.Errorf("failing phase: err %v, finished %v (want preflight, certs)", err, finished)
+	}
+
+	// A record that cannot be written stops the run before the next phase.
+	d = &data{local: true}
+	err = testWorkflow("").Run(context.Background(), d, Options{Finished: func(p string) error {
+		if p == "certs" {
+			return errors.New("disk full")
+		}
+		return nil
+	}})
+	if err == nil || !strings.Contains(err.Error(), "disk full") || len(d.ran) != 2 {
+		t.Errorf("err %v, ran %v (want the run stopped after certs)", err, d.ran)
+	}
+}

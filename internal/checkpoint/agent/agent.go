@@ -2,12 +2,14 @@
 // container runtime (over CRI), keeps the checkpoints of package checkpoint up to date,
 // carries out what checkpoint.Next decides, retires a checkpoint that serves on the
 // node's address behind a fence (package fence), and counts what it did in Metrics.
-// `selfkube checkpointer` runs it (Run); `selfkube checkpointer boot` activates the
-// checkpoints a rebooted node needs before the kubelet starts (Boot).
+// `selfkube checkpointer` runs it (Components, run by component.Run); `selfkube
+// checkpointer boot` activates the checkpoints a rebooted node needs before the kubelet
+// starts (Boot).
 package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -23,17 +25,24 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/component"
 	"github.com/selfkube/selfkube/internal/fence"
+	"github.com/selfkube/selfkube/internal/node"
 )
 
-// Agent is the checkpointer of one node. Its lifecycle:
+// Agent is the checkpointer of one node. It is a component.Component (see the state
+// diagram there) and a component.Healther:
 //
-//	Run ─▶ every Interval: Sync (observe the API and the runtime, refresh checkpoints,
-//	       decide with checkpoint.Next, act)
-//	    ─▶ ctx done: return, leaving every checkpoint as it is
+//	Init  checks the fields and removes a fence a killed checkpointer left behind
+//	Start every Interval: Sync (observe the API and the runtime, refresh checkpoints,
+//	      decide with checkpoint.Next, act)
+//	Stop  ends the syncs and waits for the one under way, leaving every checkpoint as it
+//	      is, and releases what Components opened
+//	Healthy  nil while syncs keep running (one within the last 30 s)
 //
-// Leaving them is right: an active checkpoint is what keeps the control plane up, and
-// a checkpointer that restarts picks up where it stopped.
+// Leaving the checkpoints is right: an active checkpoint is what keeps the control plane
+// up, and a checkpointer that restarts picks up where it stopped. Sync may also be called
+// on its own, without the lifecycle.
 //
 // Which pods count: only pods of Namespace annotated with checkpoint.AnnotationCheckpoint
 // that are not mirror pods, whose controller is a DaemonSet or a ReplicaSet, and whose
@@ -69,7 +78,17 @@ type Agent struct {
 	refreshed map[string]refresh
 	// ignored: the pods ignored in the last pod list, each reported once.
 	ignored map[types.UID]bool
+
+	life   component.Lifecycle
+	cancel context.CancelFunc
+	done   chan struct{}
+	// release closes what Components opened; metricsAddr is only logged.
+	release     func()
+	metricsAddr string
 }
+
+// healthyWithin is how long the agent stays healthy without a sync.
+const healthyWithin = 30 * time.Second
 
 // EventSink records what the agent did, for `kubectl get events`. The type is
 // corev1.EventTypeNormal or corev1.EventTypeWarning.
@@ -82,8 +101,86 @@ type refresh struct {
 	at      time.Time
 }
 
-// Run syncs until ctx is done.
-func (a *Agent) Run(ctx context.Context) error {
+// fenceClearer is a Fence that can remove a fence left behind (fence.NFTables).
+type fenceClearer interface {
+	Clear() error
+}
+
+// Init implements component.Component.
+func (a *Agent) Init(_ context.Context) error {
+	return a.life.Init(func() error {
+		var errs []error
+		if a.NodeName == "" {
+			errs = append(errs, errors.New("no node name"))
+		}
+		if a.Client == nil {
+			errs = append(errs, errors.New("no Kubernetes client"))
+		}
+		if a.Runtime == nil {
+			errs = append(errs, errors.New("no container runtime"))
+		}
+		if a.Interval <= 0 || a.Timeout <= 0 {
+			errs = append(errs, fmt.Errorf("interval %s, timeout %s: must be positive", a.Interval, a.Timeout))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("initializing the checkpointer: %w", err)
+		}
+		if a.Log == nil {
+			a.Log = slog.New(slog.DiscardHandler)
+		}
+		if a.Now == nil {
+			a.Now = time.Now
+		}
+		if a.Metrics == nil {
+			a.Metrics = NewMetrics()
+		}
+		if c, ok := a.Fence.(fenceClearer); ok {
+			if err := c.Clear(); err != nil {
+				a.Log.Warn("cannot check for a fence left behind; hand-backs will not hold connections", "err", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Start implements component.Component: it syncs at once and every Interval until ctx
+// ends or Stop is called.
+func (a *Agent) Start(ctx context.Context) error {
+	return a.life.Start(func() error {
+		ctx, a.cancel = context.WithCancel(ctx)
+		a.done = make(chan struct{})
+		go func() {
+			defer close(a.done)
+			a.loop(ctx)
+		}()
+		a.Log.Info("checkpointer started", "node", a.NodeName, "checkpoints", a.Store.Dir, "metrics", a.metricsAddr)
+		return nil
+	})
+}
+
+// Stop implements component.Component. It leaves every checkpoint as it is.
+func (a *Agent) Stop() error {
+	return a.life.Stop(func(from component.State) error {
+		if from == component.Running {
+			a.cancel()
+			<-a.done
+		}
+		if a.release != nil {
+			a.release()
+		}
+		return nil
+	})
+}
+
+// Healthy implements component.Healther: nil while syncs keep running.
+func (a *Agent) Healthy() error {
+	if a.Metrics == nil || a.Now == nil {
+		return errors.New("the checkpointer is not initialized")
+	}
+	return a.Metrics.Healthy(a.Now(), healthyWithin)
+}
+
+func (a *Agent) loop(ctx context.Context) {
 	t := time.NewTicker(a.Interval)
 	defer t.Stop()
 	for {
@@ -92,7 +189,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 		}
 	}
@@ -214,7 +311,8 @@ func (a *Agent) parents(pods []corev1.Pod, local Local) (map[string]*parents, []
 			p = &parents{}
 			out[name] = p
 		}
-		ready := podReady(pod)
+		// node.PodReady also refuses a terminating pod; such pods were skipped above.
+		ready := node.PodReady(pod)
 		if pod.Spec.NodeName != a.NodeName {
 			p.readyElsewhere = p.readyElsewhere || ready
 			continue
@@ -272,15 +370,6 @@ func (a *Agent) reportIgnored(ignored []ignoredPod) {
 		}
 	}
 	a.ignored = seen
-}
-
-func podReady(pod *corev1.Pod) bool {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func runsHere(pod *corev1.Pod, local Local) bool {

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -279,10 +277,8 @@ func TestAgentSync(t *testing.T) {
 					t.Errorf("metrics lack %q:\n%s", line, b.String())
 				}
 			}
-			rec := httptest.NewRecorder()
-			a.Metrics.Handler(a.Now, 30*time.Second).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
-			if got := rec.Code == http.StatusOK; got != tt.wantHealthy {
-				t.Errorf("/healthz answers %d %q; want healthy %v", rec.Code, rec.Body, tt.wantHealthy)
+			if err := a.Healthy(); (err == nil) != tt.wantHealthy {
+				t.Errorf("Healthy() = %v; want healthy %v", err, tt.wantHealthy)
 			}
 			if tt.check != nil {
 				tt.check(t, store, secret)

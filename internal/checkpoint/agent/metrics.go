@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -115,22 +116,19 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// Handler serves /metrics, and /healthz: healthy while syncs keep running.
-func (m *Metrics) Handler(now func() time.Time, stale time.Duration) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		_, _ = m.WriteTo(w)
-	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		m.mu.Lock()
-		last := m.lastSync
-		m.mu.Unlock()
-		if last.IsZero() || now().Sub(last) > stale {
-			http.Error(w, "no sync for "+stale.String(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ok")
-	})
-	return mux
+// ServeHTTP serves the metrics (component.Options.Metrics serves it on /metrics).
+func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	_, _ = m.WriteTo(w)
+}
+
+// Healthy returns nil when a sync ran within stale of now: the checkpointer's /healthz.
+func (m *Metrics) Healthy(now time.Time, stale time.Duration) error {
+	m.mu.Lock()
+	last := m.lastSync
+	m.mu.Unlock()
+	if last.IsZero() || now.Sub(last) > stale {
+		return errors.New("no sync for " + stale.String())
+	}
+	return nil
 }

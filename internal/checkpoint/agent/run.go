@@ -2,25 +2,18 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/component"
 	"github.com/selfkube/selfkube/internal/fence"
-	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -46,69 +39,56 @@ func DefaultOptions() Options {
 	}
 }
 
-// Run runs the agent until ctx is done.
-func Run(ctx context.Context, opts Options, log *slog.Logger) error {
-	if opts.NodeName == "" {
-		opts.NodeName = os.Getenv("NODE_NAME")
-	}
-	if opts.NodeName == "" {
-		return errors.New("the node name is unknown: pass --node-name or set NODE_NAME")
-	}
-	cfg, err := kubeconfig.RESTConfig(opts.Kubeconfig)
+// Components are what `selfkube checkpointer` runs with component.Run: the Events of the
+// checkpointer's own pod (when PodName is set: `kubectl describe pod` shows them), then
+// the agent, with its API client and CRI connection (which the agent's Stop closes). The
+// options serve the agent's /healthz and /metrics on MetricsBindAddress.
+func Components(opts Options, log *slog.Logger) (component.Options, []component.Component, error) {
+	metrics := NewMetrics()
+	run := component.Options{Address: opts.MetricsBindAddress, Metrics: metrics, Log: log}
+	nodeName, err := component.NodeName(opts.NodeName)
 	if err != nil {
-		return err
+		return run, nil, err
 	}
-	cfg.Timeout = 0 // per request, from the agent's contexts
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := component.Client(opts.Kubeconfig, "")
 	if err != nil {
-		return fmt.Errorf("creating the API client: %w", err)
+		return run, nil, err
 	}
 	rt, err := DialCRI(opts.CRISocket)
 	if err != nil {
-		return err
-	}
-	defer rt.Close()
-
-	metrics := NewMetrics()
-	ln, err := net.Listen("tcp", opts.MetricsBindAddress)
-	if err != nil {
-		return fmt.Errorf("serving metrics on %s: %w", opts.MetricsBindAddress, err)
-	}
-	srv := &http.Server{Handler: metrics.Handler(time.Now, 30*time.Second), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-
-	nft := fence.NFTables{ProcNet: "/proc/thread-self/net"}
-	if err := nft.Clear(); err != nil {
-		log.Warn("cannot check for a fence left behind; hand-backs will not hold connections", "err", err)
+		return run, nil, err
 	}
 	a := &Agent{
-		Fence:  nft,
-		Client: client, Runtime: rt, NodeName: opts.NodeName, Namespace: manifests.Namespace,
+		Fence:  fence.NFTables{ProcNet: "/proc/thread-self/net"},
+		Client: client, Runtime: rt, NodeName: nodeName, Namespace: manifests.Namespace,
 		Store:    checkpoint.Store{Dir: opts.CheckpointsDir, ManifestsDir: opts.ManifestsDir},
 		Interval: opts.Interval, Timeout: 2 * time.Second, RefreshEvery: 5 * time.Minute,
 		Log: log, Metrics: metrics, Now: time.Now,
+		release: func() { _ = rt.Close() }, metricsAddr: opts.MetricsBindAddress,
 	}
-	if opts.PodName != "" {
-		// Events go to the checkpointer's own pod: `kubectl describe pod` shows them.
-		// The broadcaster retries, so events of an outage arrive when the API is back.
-		b := record.NewBroadcaster(record.WithContext(ctx))
-		b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events(manifests.Namespace)})
-		defer b.Shutdown()
-		rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "selfkube-checkpointer", Host: opts.NodeName})
-		a.Events = podEvents{rec: rec, ref: &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: manifests.Namespace, Name: opts.PodName}}
+	a.life.Name = "checkpointer"
+	if opts.PodName == "" {
+		return run, []component.Component{a}, nil
 	}
-	log.Info("checkpointer started", "node", opts.NodeName, "checkpoints", opts.CheckpointsDir, "metrics", opts.MetricsBindAddress)
-	return a.Run(ctx)
+	// The broadcaster retries, so events of an outage arrive when the API is back.
+	events := &component.Events{
+		Client: client, Namespace: manifests.Namespace,
+		Source: corev1.EventSource{Component: "selfkube-checkpointer", Host: nodeName},
+	}
+	a.Events = podEvents{events: events, ref: &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: manifests.Namespace, Name: opts.PodName}}
+	return run, []component.Component{events, a}, nil
 }
 
+// podEvents records on the checkpointer's pod, once events is initialized.
 type podEvents struct {
-	rec record.EventRecorder
-	ref *corev1.ObjectReference
+	events *component.Events
+	ref    *corev1.ObjectReference
 }
 
 func (p podEvents) Event(eventType, reason, message string) {
-	p.rec.Event(p.ref, eventType, reason, message)
+	if rec := p.events.Recorder(); rec != nil {
+		rec.Event(p.ref, eventType, reason, message)
+	}
 }
 
 // BootOptions are the settings of `selfkube checkpointer boot`.

@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/selfkube/selfkube/internal/node"
 )
 
 // Poll calls check every interval until it returns nil or ctx ends; the error then says
@@ -64,25 +66,13 @@ func NodesReady(ctx context.Context, cs kubernetes.Interface, names ...string) e
 	return nil
 }
 
-// NodeReady reports the node's Ready condition.
-func NodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// PodReady reports the pod's Ready condition.
-func PodReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
+// NodeReady and PodReady are the product's predicates, so the tests wait for what
+// selfkube waits for: a node's Ready condition; a pod's Ready condition, a terminating
+// pod counting as not Ready.
+var (
+	NodeReady = node.Ready
+	PodReady  = node.PodReady
+)
 
 // Terminated reports whether a pod has finished for good (Succeeded or Failed, such as
 // a pod the kubelet preempted to admit a critical one): its controller replaces it, and
