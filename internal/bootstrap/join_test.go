@@ -1,38 +1,17 @@
 package bootstrap
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"testing"
 
-	"k8s.io/client-go/util/cert"
+	"github.com/selfkube/selfkube/internal/pki/pkitest"
 )
 
-// newCA returns a fresh self-signed CA certificate and its PEM.
-func newCA(t *testing.T) (*x509.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := cert.NewSelfSignedCACert(cert.Config{CommonName: "kubernetes"}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemBytes, err := cert.EncodeCertificates(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca, pemBytes
-}
-
 func TestJoinCommand(t *testing.T) {
-	ca, caPEM := newCA(t)
+	ca, caPEM := pkitest.NewCA(t)
 	// The pin computed independently: SHA-256 over the DER SubjectPublicKeyInfo.
 	spki, err := x509.MarshalPKIXPublicKey(ca.PublicKey)
 	if err != nil {
@@ -54,7 +33,7 @@ func TestJoinCommand(t *testing.T) {
 	}
 
 	// A bundle (CA rotation) pins every CA.
-	other, otherPEM := newCA(t)
+	other, otherPEM := pkitest.NewCA(t)
 	got, err = JoinCommand("10.0.0.1:6443", testToken, append(append([]byte{}, caPEM...), otherPEM...))
 	if err != nil {
 		t.Fatalf("JoinCommand with a bundle: %v", err)
@@ -65,7 +44,7 @@ func TestJoinCommand(t *testing.T) {
 }
 
 func TestJoinCommandErrors(t *testing.T) {
-	_, caPEM := newCA(t)
+	_, caPEM := pkitest.NewCA(t)
 	if _, err := JoinCommand("10.0.0.1:6443", Token{ID: "abcdef"}, caPEM); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("bad token: error = %v", err)
 	}

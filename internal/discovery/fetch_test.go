@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/util/cert"
 
 	"github.com/selfkube/selfkube/internal/bootstrap"
+	"github.com/selfkube/selfkube/internal/pki/pkitest"
 )
 
 // clusterInfoServer is an httptest TLS server that answers GET cluster-info with the
@@ -133,8 +134,8 @@ func TestFetchWaitsForTheSigner(t *testing.T) {
 }
 
 func TestFetchErrors(t *testing.T) {
-	_, otherPEM := newCA(t)
-	other, _ := newCA(t)
+	_, otherPEM := pkitest.NewCA(t)
+	other, _ := pkitest.NewCA(t)
 
 	tests := []struct {
 		name string
@@ -262,7 +263,7 @@ func TestFetchUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	_, caPEM := newCA(t)
+	_, caPEM := pkitest.NewCA(t)
 	ca, _ := cert.ParseCertsPEM(caPEM)
 
 	opts := fast

@@ -1,9 +1,6 @@
 package discovery
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -15,31 +12,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/client-go/util/cert"
 	"k8s.io/cluster-bootstrap/token/jws"
 
 	"github.com/selfkube/selfkube/internal/bootstrap"
+	"github.com/selfkube/selfkube/internal/pki/pkitest"
 )
 
 var testToken = bootstrap.Token{ID: "abcdef", Secret: "0123456789abcdef"}
-
-// newCA returns a fresh self-signed CA certificate and its PEM.
-func newCA(t *testing.T) (*x509.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := cert.NewSelfSignedCACert(cert.Config{CommonName: "kubernetes"}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemBytes, err := cert.EncodeCertificates(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca, pemBytes
-}
 
 // pin is the CA pin computed here independently of the code under test.
 func pin(t *testing.T, c *x509.Certificate) string {
@@ -84,8 +63,8 @@ func signed(t *testing.T, kubeconfig string, tokens ...bootstrap.Token) *corev1.
 }
 
 func TestVerify(t *testing.T) {
-	ca, caPEM := newCA(t)
-	other, otherPEM := newCA(t)
+	ca, caPEM := pkitest.NewCA(t)
+	other, otherPEM := pkitest.NewCA(t)
 	good := clusterInfoKubeconfig(t, "https://10.0.0.1:6443", caPEM)
 	goodPin := pin(t, ca)
 	otherToken := bootstrap.Token{ID: "zzzzzz", Secret: "zzzzzzzzzzzzzzzz"}
@@ -196,7 +175,7 @@ func TestVerify(t *testing.T) {
 }
 
 func TestVerifyPicksCurrentContext(t *testing.T) {
-	ca, caPEM := newCA(t)
+	ca, caPEM := pkitest.NewCA(t)
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["a"] = &clientcmdapi.Cluster{Server: "https://a:6443", CertificateAuthorityData: caPEM}
 	cfg.Clusters["b"] = &clientcmdapi.Cluster{Server: "https://b:6443", CertificateAuthorityData: caPEM}

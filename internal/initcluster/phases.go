@@ -159,9 +159,7 @@ func kubeletStart(ctx context.Context, d *Data) error {
 		return err
 	}
 	d.report(lines)
-	ctx, cancel := context.WithTimeout(ctx, d.APITimeout)
-	defer cancel()
-	return kubelet.WaitHealthy(ctx, kubelet.HealthzURL)
+	return kubelet.WaitHealthy(ctx, kubelet.HealthzURL, d.APITimeout)
 }
 
 // writeStaticPod writes one rendered static pod into the kubelet's directory and records

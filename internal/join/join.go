@@ -419,9 +419,7 @@ func kubeletStart(ctx context.Context, d *Data) error {
 	if _, err := kubelet.Write(cfg, d.Layout); err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, d.Timeout)
-	defer cancel()
-	return kubelet.WaitHealthy(wctx, kubelet.HealthzURL)
+	return kubelet.WaitHealthy(ctx, kubelet.HealthzURL, d.Timeout)
 }
 
 func waitNode(ctx context.Context, d *Data) error {

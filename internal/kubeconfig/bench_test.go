@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/config/configtest"
 	"github.com/selfkube/selfkube/internal/pki"
 )
 
@@ -14,7 +15,7 @@ import (
 func BenchmarkEnsureAll(b *testing.B) {
 	for _, alg := range []string{config.KeyAlgorithmECDSAP256, config.KeyAlgorithmRSA2048} {
 		b.Run(alg, func(b *testing.B) {
-			cfg := testConfig(b, func(c *config.Config) { c.Cluster.Certificates.KeyAlgorithm = alg })
+			cfg := configtest.Config(b, func(c *config.Config) { c.Cluster.Certificates.KeyAlgorithm = alg })
 			root := b.TempDir()
 			for b.Loop() {
 				dir, err := os.MkdirTemp(root, "assets-")

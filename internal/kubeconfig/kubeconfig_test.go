@@ -16,23 +16,11 @@ import (
 	"k8s.io/client-go/util/cert"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/config/configtest"
 	"github.com/selfkube/selfkube/internal/pki"
 )
 
 var testNow = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-
-func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
-	t.Helper()
-	cfg := &config.Config{}
-	if mutate != nil {
-		mutate(cfg)
-	}
-	config.Default(cfg, config.Host{Hostname: "node1", DefaultAddress: "192.0.2.10"})
-	if errs := config.Validate(cfg); len(errs) > 0 {
-		t.Fatalf("test configuration is not valid: %v", errs)
-	}
-	return cfg
-}
 
 func opts(dryRun bool) pki.Options {
 	return pki.Options{DryRun: dryRun, Now: func() time.Time { return testNow }}
@@ -50,7 +38,7 @@ func assets(t testing.TB, cfg *config.Config) (pkiDir, authDir string) {
 }
 
 func TestEnsureIdentities(t *testing.T) {
-	cfg := testConfig(t, func(c *config.Config) { c.Cluster.ControlPlaneEndpoint = "api.example.com:8443" })
+	cfg := configtest.Config(t, func(c *config.Config) { c.Cluster.ControlPlaneEndpoint = "api.example.com:8443" })
 	pkiDir, authDir := assets(t, cfg)
 	results, err := Ensure(authDir, pkiDir, cfg, opts(false))
 	if err != nil {
@@ -137,7 +125,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 }
 
 func TestEnsureIsIdempotent(t *testing.T) {
-	cfg := testConfig(t, nil)
+	cfg := configtest.Config(t, nil)
 	pkiDir, authDir := assets(t, cfg)
 	if _, err := Ensure(authDir, pkiDir, cfg, opts(false)); err != nil {
 		t.Fatal(err)
@@ -199,7 +187,7 @@ func TestEnsureRejectsWhatDiffers(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig(t, nil)
+			cfg := configtest.Config(t, nil)
 			pkiDir, authDir := assets(t, cfg)
 			if tc.setup != nil {
 				tc.setup(cfg)
@@ -229,7 +217,7 @@ func TestEnsureRejectsWhatDiffers(t *testing.T) {
 }
 
 func TestEnsureDryRun(t *testing.T) {
-	cfg := testConfig(t, nil)
+	cfg := configtest.Config(t, nil)
 	t.Run("without a CA", func(t *testing.T) {
 		dir := t.TempDir()
 		pkiDir, authDir := filepath.Join(dir, pki.Dir), filepath.Join(dir, Dir)

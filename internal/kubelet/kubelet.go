@@ -25,6 +25,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/node"
 )
 
 const systemdResolvConf = "/run/systemd/resolve/resolv.conf"
@@ -134,29 +135,24 @@ func Write(cfg *config.Config, layout host.Layout) ([]string, error) {
 	return report, nil
 }
 
-// WaitHealthy polls the kubelet's healthz until it answers ok or ctx ends.
-func WaitHealthy(ctx context.Context, url string) error {
+// WaitHealthy polls the kubelet's healthz until it answers ok, timeout passes or ctx ends.
+func WaitHealthy(ctx context.Context, url string, timeout time.Duration) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{}}}
-	var last error
-	for {
+	what := "waiting for the kubelet to be healthy at " + url + " (is it running? check its service: " +
+		"systemctl status kubelet, journalctl -u kubelet, and /var/lib/kubelet/config.yaml)"
+	return node.Poll(ctx, 200*time.Millisecond, timeout, what, func(ctx context.Context) (bool, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return err
+			return false, node.Terminal(err)
 		}
 		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
+		if err != nil {
+			return false, err
 		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the kubelet did not become healthy at %s (last: %v): is it running? "+
-				"check its service (systemctl status kubelet / journalctl -u kubelet) and /var/lib/kubelet/config.yaml", url, last)
-		case <-time.After(200 * time.Millisecond):
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, fmt.Errorf("status %s", resp.Status)
 		}
-	}
+		return true, nil
+	})
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/selfkube/selfkube/internal/config/configtest"
 )
 
 func TestEncryptionConfigGeneratedOnceAndKept(t *testing.T) {
@@ -136,7 +138,7 @@ func TestEnsureMakesKeyDirectoriesPrivate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg := testConfig(t, nil)
+	cfg := configtest.Config(t, nil)
 	for run := 0; run < 2; run++ { // generating, then reusing everything
 		if _, err := Ensure(dir, cfg, clock(testNow)); err != nil {
 			t.Fatal(err)

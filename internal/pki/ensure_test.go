@@ -19,22 +19,10 @@ import (
 	"k8s.io/client-go/util/cert"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/config/configtest"
 )
 
 var testNow = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-
-func testConfig(t testing.TB, mutate func(*config.Config)) *config.Config {
-	t.Helper()
-	cfg := &config.Config{}
-	if mutate != nil {
-		mutate(cfg)
-	}
-	config.Default(cfg, config.Host{Hostname: "node1", DefaultAddress: "192.0.2.10"})
-	if errs := config.Validate(cfg); len(errs) > 0 {
-		t.Fatalf("test configuration is not valid: %v", errs)
-	}
-	return cfg
-}
 
 func clock(t time.Time) Options { return Options{Now: func() time.Time { return t }} }
 
@@ -87,7 +75,7 @@ func TestEnsureGeneratesAVerifiablePKI(t *testing.T) {
 		t.Run(alg, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "tls")
 			caValidity, validity := 5*365*24*time.Hour, 90*24*time.Hour
-			cfg := testConfig(t, func(c *config.Config) {
+			cfg := configtest.Config(t, func(c *config.Config) {
 				c.Cluster.Certificates.KeyAlgorithm = alg
 				c.Cluster.Certificates.CAValidity = &metav1.Duration{Duration: caValidity}
 				c.Cluster.Certificates.Validity = &metav1.Duration{Duration: validity}
@@ -243,7 +231,7 @@ func TestEnsureSANs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if _, err := Ensure(dir, testConfig(t, tc.mutate), clock(testNow)); err != nil {
+			if _, err := Ensure(dir, configtest.Config(t, tc.mutate), clock(testNow)); err != nil {
 				t.Fatal(err)
 			}
 			for file, want := range map[string][]string{"apiserver.crt": tc.wantAPI, "etcd/server.crt": tc.wantEtcd, "etcd/peer.crt": tc.wantPeer} {
@@ -259,7 +247,7 @@ func TestEnsureSANs(t *testing.T) {
 
 func TestEnsureIsIdempotent(t *testing.T) {
 	dir := t.TempDir()
-	cfg := testConfig(t, nil)
+	cfg := configtest.Config(t, nil)
 	if _, err := Ensure(dir, cfg, clock(testNow)); err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +377,7 @@ func TestEnsureRejectsWhatDiffers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			cfg := testConfig(t, nil)
+			cfg := configtest.Config(t, nil)
 			if _, err := Ensure(dir, cfg, clock(testNow)); err != nil {
 				t.Fatal(err)
 			}
@@ -436,7 +424,7 @@ func removeFiles(t *testing.T, dir string, names ...string) {
 
 func TestEnsureDryRunWritesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
-	cfg := testConfig(t, nil)
+	cfg := configtest.Config(t, nil)
 	planned, err := Ensure(dir, cfg, Options{DryRun: true, Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)
@@ -456,7 +444,7 @@ func TestEnsureDryRunWritesNothing(t *testing.T) {
 func TestEnsureRegeneratesMissingLeaf(t *testing.T) {
 	// A short-lived CA: a leaf made late in its life must not outlive it.
 	dir := t.TempDir()
-	cfg := testConfig(t, func(c *config.Config) {
+	cfg := configtest.Config(t, func(c *config.Config) {
 		c.Cluster.Certificates.CAValidity = &metav1.Duration{Duration: 30 * time.Hour}
 		c.Cluster.Certificates.Validity = &metav1.Duration{Duration: 24 * time.Hour}
 	})
@@ -490,7 +478,7 @@ func TestEnsureRegeneratesMissingLeaf(t *testing.T) {
 
 func TestEnsureExternalEtcd(t *testing.T) {
 	dir := t.TempDir()
-	cfg := testConfig(t, func(c *config.Config) {
+	cfg := configtest.Config(t, func(c *config.Config) {
 		c.Cluster.Etcd.External = &config.ExternalEtcd{Endpoints: []string{"https://etcd.example.com:2379"},
 			CAFile: "/etc/etcd/ca.crt", CertFile: "/etc/etcd/client.crt", KeyFile: "/etc/etcd/client.key"}
 	})
@@ -514,7 +502,7 @@ func TestLoadCA(t *testing.T) {
 	if _, err := LoadCA(dir, CA); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("LoadCA of an empty directory: %v, want fs.ErrNotExist", err)
 	}
-	if _, err := Ensure(dir, testConfig(t, nil), clock(testNow)); err != nil {
+	if _, err := Ensure(dir, configtest.Config(t, nil), clock(testNow)); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{CA, FrontProxyCA, EtcdCA} {

@@ -17,17 +17,16 @@ import (
 // Poll calls check every interval until it returns nil or ctx ends; the error then says
 // what was awaited and what the last check saw.
 func Poll(ctx context.Context, interval time.Duration, what string, check func(context.Context) error) error {
-	var last error
-	for {
-		if last = check(ctx); last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w; last seen: %v", what, ctx.Err(), last)
-		case <-time.After(interval):
-		}
+	timeout := 24 * time.Hour // ctx bounds the wait
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = time.Until(deadline)
 	}
+	return node.Poll(ctx, interval, timeout, "waiting for "+what, func(ctx context.Context) (bool, error) {
+		if err := check(ctx); err != nil {
+			return false, err
+		}
+		return true, nil
+	})
 }
 
 // Readyz checks the apiserver's /readyz once.
