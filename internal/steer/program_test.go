@@ -1,0 +1,222 @@
+package steer
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// group is listeners sharing one port, as apiservers do.
+type group struct {
+	port      int
+	listeners []*net.TCPListener
+	fds       []int
+}
+
+func reusePort(mptcp bool) *net.ListenConfig {
+	lc := &net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	lc.SetMultipathTCP(mptcp)
+	return lc
+}
+
+func newGroup(t *testing.T, n int) *group {
+	t.Helper()
+	g := &group{}
+	for i := 0; i < n; i++ {
+		addr := "127.0.0.1:0"
+		if i > 0 {
+			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(g.port))
+		}
+		l, err := reusePort(false).Listen(context.Background(), "tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		g.port = l.Addr().(*net.TCPAddr).Port
+		g.listeners = append(g.listeners, l.(*net.TCPListener))
+		g.fds = append(g.fds, rawFD(t, l.(*net.TCPListener)))
+	}
+	return g
+}
+
+func rawFD(t *testing.T, l *net.TCPListener) int {
+	t.Helper()
+	rc, err := l.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// dial connects once, from srcPort when it is not 0, and returns which listener accepted
+// (-1: none accepted within the limit).
+func (g *group) dial(t *testing.T, srcPort int) int {
+	t.Helper()
+	d := net.Dialer{Timeout: 300 * time.Millisecond}
+	if srcPort != 0 {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: srcPort}
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
+		}
+	}
+	c, err := d.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(g.port)))
+	if err != nil {
+		return -1
+	}
+	defer func() {
+		c.(*net.TCPConn).SetLinger(0) // no TIME_WAIT: the probe port is reused at once
+		c.Close()
+	}()
+	for i, l := range g.listeners {
+		l.SetDeadline(time.Now().Add(20 * time.Millisecond))
+		if a, err := l.Accept(); err == nil {
+			a.(*net.TCPConn).SetLinger(0)
+			a.Close()
+			return i
+		}
+	}
+	return -1
+}
+
+func load(t *testing.T) *Program {
+	t.Helper()
+	p, err := Load(47000)
+	if err != nil {
+		if os.Geteuid() != 0 && (errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission)) {
+			t.Skipf("loading eBPF needs root: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestNewConnectionsGoOnlyToReadyListeners(t *testing.T) {
+	p := load(t)
+	g := newGroup(t, 3)
+	if err := p.Attach(g.fds[0]); err != nil {
+		t.Fatal(err)
+	}
+	for slot, fd := range g.fds {
+		if err := p.SetSlot(slot, fd); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Nothing ready: the kernel spreads connections as it would without the program.
+	seen := map[int]int{}
+	for i := 0; i < 60; i++ {
+		seen[g.dial(t, 0)]++
+	}
+	if seen[-1] > 0 || len(seen) < 2 {
+		t.Errorf("with no ready listener, 60 connections went to %v: want the kernel's spread over all three", seen)
+	}
+
+	// Only listener 2 ready (the old apiserver), 0 and 1 starting: every new connection
+	// goes to 2.
+	if err := p.SetReady([]int{2}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 40; i++ {
+		if got := g.dial(t, 0); got != 2 {
+			t.Fatalf("connection %d went to listener %d, only 2 is ready", i, got)
+		}
+	}
+
+	// 0 and 1 ready, 2 stopping: spread over 0 and 1, never 2.
+	if err := p.SetReady([]int{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	seen = map[int]int{}
+	for i := 0; i < 60; i++ {
+		seen[g.dial(t, 0)]++
+	}
+	if seen[2] > 0 || seen[-1] > 0 || seen[0] == 0 || seen[1] == 0 {
+		t.Errorf("with 0 and 1 ready, 60 connections went to %v", seen)
+	}
+
+	// A ready listener that closes leaves its slot by itself: until the agent notices,
+	// the next ready one gets its connections, never the stopping listener 2.
+	g.listeners[1].Close()
+	g.listeners = g.listeners[:1]
+	for i := 0; i < 20; i++ {
+		if got := g.dial(t, 0); got != 0 {
+			t.Fatalf("after listener 1 closed, connection %d went to %d", i, got)
+		}
+	}
+}
+
+func TestProbeReachesTheListenerOfItsSlot(t *testing.T) {
+	p := load(t)
+	g := newGroup(t, 3)
+	if err := p.Attach(g.fds[0]); err != nil {
+		t.Fatal(err)
+	}
+	for slot, fd := range g.fds {
+		if err := p.SetSlot(slot, fd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only 0 is ready, but a probe asks each listener, not yet ready ones included.
+	if err := p.SetReady([]int{0}); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 3; round++ {
+		for slot := range g.fds {
+			if got := g.dial(t, int(p.ProbePort(slot))); got != slot {
+				t.Errorf("round %d: the probe of slot %d reached listener %d", round, slot, got)
+			}
+		}
+	}
+	// An empty slot reaches nobody rather than some other listener.
+	if err := p.SetSlot(1, -1); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.dial(t, int(p.ProbePort(1))); got != -1 {
+		t.Errorf("the probe of an empty slot reached listener %d", got)
+	}
+	if got := g.dial(t, int(p.ProbePort(Slots))); got != 0 {
+		t.Errorf("a connection from beyond the probe ports went to %d, want the ready listener 0", got)
+	}
+}
+
+func TestMultipathListenerIsRefusedWithAReason(t *testing.T) {
+	p := load(t)
+	l, err := reusePort(true).Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if b, err := os.ReadFile("/proc/sys/net/mptcp/enabled"); err != nil || string(b) != "1\n" {
+		t.Skip("this kernel has no MPTCP enabled")
+	}
+	err = p.SetSlot(0, rawFD(t, l.(*net.TCPListener)))
+	if !errors.Is(err, ErrMultipath) {
+		t.Errorf("an MPTCP listener: %v, want ErrMultipath", err)
+	}
+}
+
+func TestLoadRefusesBadProbePorts(t *testing.T) {
+	for _, base := range []uint16{0, 65530} {
+		if _, err := Load(base); err == nil {
+			t.Errorf("probe base %d accepted", base)
+		}
+	}
+}
