@@ -150,7 +150,9 @@ func TestSanitizeAPIServer(t *testing.T) {
 		if diff := cmp.Diff(append(slices.Clone(orig.Args), "--bind-address=$(HOST_IP)", "--shutdown-delay-duration=0s"), c.Args); diff != "" {
 			t.Errorf("args (-want +got):\n%s", diff)
 		}
-		if diff := cmp.Diff([]corev1.EnvVar{{Name: "HOST_IP", Value: testHostIP}}, c.Env); diff != "" {
+		// Literal variables stay (the rendered apiserver listens on plain TCP), the
+		// downward-API one becomes the node's address.
+		if diff := cmp.Diff([]corev1.EnvVar{{Name: "GODEBUG", Value: "multipathtcp=0"}, {Name: "HOST_IP", Value: testHostIP}}, c.Env); diff != "" {
 			t.Errorf("env (-want +got):\n%s", diff)
 		}
 		wantMounts := []corev1.VolumeMount{{Name: "secrets", MountPath: "/etc/kubernetes/secrets", ReadOnly: true},

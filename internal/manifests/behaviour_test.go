@@ -364,8 +364,16 @@ func TestAPIServerDaemonSetSurgesWithoutUnavailability(t *testing.T) {
 	if got := flagValues(c.Command, "advertise-address"); !slices.Equal(got, []string{"$(HOST_IP)"}) {
 		t.Errorf("--advertise-address = %v", got)
 	}
-	if len(c.Env) != 1 || c.Env[0].Name != "HOST_IP" || c.Env[0].ValueFrom.FieldRef.FieldPath != "status.hostIP" {
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	if e, ok := env["HOST_IP"]; !ok || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "status.hostIP" {
 		t.Errorf("HOST_IP does not come from status.hostIP: %+v", c.Env)
+	}
+	// Only a plain TCP listener can be steered (internal/steer): no MPTCP.
+	if env["GODEBUG"].Value != "multipathtcp=0" {
+		t.Errorf("GODEBUG = %q, want multipathtcp=0", env["GODEBUG"].Value)
 	}
 	if ds.Spec.Template.Annotations[checkpoint.AnnotationCheckpoint] != checkpoint.CheckpointAPIServer {
 		t.Errorf("pod template lacks %s=%s", checkpoint.AnnotationCheckpoint, checkpoint.CheckpointAPIServer)

@@ -142,7 +142,11 @@ func apiServerContainer(cfg *config.Config, p filePaths, advertise, bind string)
 		Image:           cfg.Cluster.Image(config.ImageAPIServer),
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Command:         f.command(nameAPIServer, cfg.Cluster.APIServer.ExtraArgs),
-		Resources:       requests(250, 0),
+		// Plain TCP listeners, not MPTCP (Go's default since 1.24): only a TCP listener
+		// can be steered, so that a starting apiserver gets no connection before it is
+		// ready (internal/steer, docs/no-api-gap.md).
+		Env:       []corev1.EnvVar{{Name: "GODEBUG", Value: "multipathtcp=0"}},
+		Resources: requests(250, 0),
 	}
 	componentProbes(&c, probeHost, apiServerPort, "/livez", "/readyz")
 	return c

@@ -311,7 +311,7 @@ func TestHA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := probe(ctx, t, other, workerName, fmt.Sprintf(
+		out, err := probePod(ctx, t, other, workerName, fmt.Sprintf(
 			"for i in $(seq 90); do timeout 2 wget -q -O- http://%s/ && exit 0; sleep 1; done; exit 1", svc.Spec.ClusterIP))
 		if err != nil {
 			t.Errorf("a Service created while ha1 was off never answered on the worker (its kube-proxy lost the API?): %v\n%s", err, out)

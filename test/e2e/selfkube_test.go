@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/selfkube/selfkube/test/e2e/framework"
+	"github.com/selfkube/selfkube/test/e2e/probe"
 )
 
 // selfkubeConfig is the configuration the selfkube suites init with: the local images,
@@ -287,26 +288,49 @@ func TestSelfkubeInit(t *testing.T) {
 
 	step(t, "APIServerFlagRollsOut", func(t *testing.T) {
 		const flag = "--max-requests-inflight=401"
-		t.Logf("rollout starts at %s", time.Now().Format("15:04:05.000"))
-		defer func() { t.Logf("rollout done at %s", time.Now().Format("15:04:05.000")) }()
-		addAPIServerFlag(ctx, t, cs, flag)
-		wait(ctx, t, 5*time.Minute, "the new apiserver pod to replace the old one", func(ctx context.Context) error {
-			ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if !daemonSetRolledOut(ds) {
-				return fmt.Errorf("rollout in progress: %+v", ds.Status)
-			}
-			pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-apiserver"})
-			if err != nil {
-				return err
-			}
-			if len(pods.Items) != 1 || !slices.Contains(pods.Items[0].Spec.Containers[0].Command, flag) || !framework.PodReady(&pods.Items[0]) {
-				return fmt.Errorf("want one Ready apiserver pod with %s, have %d pods", flag, len(pods.Items))
-			}
-			return nil
+		targets := availabilityTargets(ctx, t, cs, n, "https://"+ip+":6443")
+		rep, informed := measureAvailability(ctx, t, cs, "apiserver-flag-one-node", targets, func() {
+			t.Logf("rollout starts at %s", time.Now().Format("15:04:05.000"))
+			defer func() { t.Logf("rollout done at %s", time.Now().Format("15:04:05.000")) }()
+			addAPIServerFlag(ctx, t, cs, flag)
+			wait(ctx, t, 5*time.Minute, "the new apiserver pod to replace the old one", func(ctx context.Context) error {
+				ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if !daemonSetRolledOut(ds) {
+					return fmt.Errorf("rollout in progress: %+v", ds.Status)
+				}
+				pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-apiserver"})
+				if err != nil {
+					return err
+				}
+				if len(pods.Items) != 1 || !slices.Contains(pods.Items[0].Spec.Containers[0].Command, flag) || !framework.PodReady(&pods.Items[0]) {
+					return fmt.Errorf("want one Ready apiserver pod with %s, have %d pods", flag, len(pods.Items))
+				}
+				return nil
+			})
 		})
+		// An honest measurement: every target answered, and the prober kept its rate.
+		for _, tr := range rep.Targets {
+			if tr.OK == 0 || float64(tr.Counted) < probe.MinSentRatio*tr.Intended {
+				t.Errorf("%s: %d answered of %d counted, %.0f intended: the measurement is not valid", tr.Name, tr.OK, tr.Counted, tr.Intended)
+			}
+		}
+		// What holds today: the open keep-alive connection stays with the old apiserver
+		// until it closes, and the informer misses no object.
+		if tr, _ := rep.Target("RBAC user keep-alive"); tr.Failed > 0 {
+			t.Errorf("the keep-alive client lost %d requests:\n%s", tr.Failed, rep.String())
+		}
+		if err := informed.Err(); err != nil {
+			t.Errorf("the informer: %v", err)
+		}
+		// Not yet: a new connection can reach the new apiserver before it is ready (403,
+		// or no answer within 2 s). The issue "No API gap for any client" is open for it
+		// (docs/no-api-gap.md); the figures above are its measurement.
+		if err := rep.Err(); err != nil {
+			t.Logf("known gap, not yet closed: %v", err)
+		}
 	})
 
 	step(t, "JoinRejectsBadInput", func(t *testing.T) {

@@ -102,8 +102,8 @@ func webPods(ctx context.Context, cs kubernetes.Interface, nodes []string) (map[
 
 var probeCount int
 
-// probe runs script in a busybox pod on node and returns its output; the pod must exit 0.
-func probe(ctx context.Context, t *testing.T, cs kubernetes.Interface, node, script string) (string, error) {
+// probePod runs script in a busybox pod on node and returns its output; the pod must exit 0.
+func probePod(ctx context.Context, t *testing.T, cs kubernetes.Interface, node, script string) (string, error) {
 	t.Helper()
 	probeCount++
 	name := fmt.Sprintf("probe-%s-%d", node, probeCount)
@@ -166,7 +166,7 @@ func checkPodToPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, n
 		fmt.Fprintf(&script, "echo %s=$(timeout 10 wget -q -O- http://%s:%d/ || echo FAILED); ", n, web[n].Status.PodIP, webPort)
 	}
 	for _, from := range nodes {
-		out, err := probe(ctx, t, cs, from, script.String())
+		out, err := probePod(ctx, t, cs, from, script.String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +199,7 @@ func checkServiceSpread(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 	// 45 new connections: with 3 backends, missing one by chance has probability 3·(2/3)^45 ≈ 4e-8.
 	script := fmt.Sprintf("for i in $(seq 45); do timeout 5 wget -q -O- http://%s/ || echo FAILED; done", svc.Spec.ClusterIP)
 	for _, from := range nodes {
-		out, err := probe(ctx, t, cs, from, script)
+		out, err := probePod(ctx, t, cs, from, script)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +232,7 @@ func checkDNS(ctx context.Context, t *testing.T, cs kubernetes.Interface, node s
 		t.Fatalf("reading Service: %v", err)
 	}
 	name := webName + ".default.svc.cluster.local"
-	out, err := probe(ctx, t, cs, node, "for i in 1 2 3 4 5; do nslookup "+name+" && exit 0; sleep 2; done; exit 1")
+	out, err := probePod(ctx, t, cs, node, "for i in 1 2 3 4 5; do nslookup "+name+" && exit 0; sleep 2; done; exit 1")
 	if err != nil {
 		t.Fatalf("resolving %s: %v", name, err)
 	}

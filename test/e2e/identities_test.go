@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/keyutil"
+
+	"github.com/selfkube/selfkube/test/e2e/framework"
+	"github.com/selfkube/selfkube/test/e2e/probe"
+)
+
+// probeNamespace holds what the availability probes read and the informer watches.
+const probeNamespace = "e2e-probe"
+
+// availabilityTargets sets up, with the set-up client cs, the three identities an
+// availability figure counts (none of them in system:masters, so each one is authorized
+// like a real client): a user certificate bound to the `view` ClusterRole by RBAC, a
+// ServiceAccount token bound to a namespaced Role, and node n's kubelet credential.
+// server is the URL every target talks to.
+func availabilityTargets(ctx context.Context, t *testing.T, cs kubernetes.Interface, n *framework.Node, server string) []probe.Target {
+	t.Helper()
+	caData, err := os.ReadFile(n.HostPath("/etc/kubernetes/pki/ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsFor := func() rest.TLSClientConfig { return rest.TLSClientConfig{CAData: caData} }
+	ensure := func(what string, err error) {
+		t.Helper()
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("creating %s: %v", what, err)
+		}
+	}
+
+	// A user authorized by RBAC: a client certificate from the cluster CA.
+	const user = "e2e-prober"
+	certPEM, keyPEM := userCertificate(t, n.HostPath("/var/lib/selfkube/assets/tls"), user)
+	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}, metav1.CreateOptions{})
+	ensure("the prober user's binding", err)
+
+	// A ServiceAccount with a Role in one namespace.
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: probeNamespace}}, metav1.CreateOptions{})
+	ensure("the probe namespace", err)
+	_, err = cs.CoreV1().ServiceAccounts(probeNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "prober"}}, metav1.CreateOptions{})
+	ensure("the prober ServiceAccount", err)
+	_, err = cs.RbacV1().Roles(probeNamespace).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "prober"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}}},
+	}, metav1.CreateOptions{})
+	ensure("the prober Role", err)
+	_, err = cs.RbacV1().RoleBindings(probeNamespace).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "prober"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "prober"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prober", Namespace: probeNamespace}},
+	}, metav1.CreateOptions{})
+	ensure("the prober RoleBinding", err)
+	tr, err := cs.CoreV1().ServiceAccounts(probeNamespace).CreateToken(ctx, "prober", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrTo[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("a token for the prober ServiceAccount: %v", err)
+	}
+
+	// The node's kubelet: its rotated client certificate.
+	dir := n.HostPath("/var/lib/kubelet/pki")
+	link, err := os.Readlink(filepath.Join(dir, "kubelet-client-current.pem"))
+	if err != nil {
+		t.Fatalf("the kubelet of %s has no rotated client certificate: %v", n.Name, err)
+	}
+	kubeletPEM := filepath.Join(dir, filepath.Base(link))
+
+	userTarget := probe.Target{Name: "RBAC user", Path: "/api/v1/namespaces/default/configmaps?limit=1",
+		Config: &rest.Config{Host: server, TLSClientConfig: rest.TLSClientConfig{CAData: caData, CertData: certPEM, KeyData: keyPEM}}}
+	saCfg := &rest.Config{Host: server, BearerToken: tr.Status.Token, TLSClientConfig: tlsFor()}
+	return []probe.Target{
+		userTarget,
+		{Name: "ServiceAccount", Path: "/api/v1/namespaces/" + probeNamespace + "/configmaps?limit=1", Config: saCfg},
+		{Name: "kubelet", Path: "/api/v1/nodes/" + n.Name,
+			Config: &rest.Config{Host: server, TLSClientConfig: rest.TLSClientConfig{CAData: caData, CertFile: kubeletPEM, KeyFile: kubeletPEM}}},
+		probe.KeepAlive(userTarget),
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// userCertificate issues a client certificate for user (no groups) from the cluster CA
+// in tlsDir, as an administrator would for a person.
+func userCertificate(t *testing.T, tlsDir, user string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	caCertPEM, err := os.ReadFile(filepath.Join(tlsDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(caCertPEM)
+	if block == nil {
+		t.Fatal("ca.crt holds no PEM")
+	}
+	caCert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKeyAny, err := keyutil.PrivateKeyFromFile(filepath.Join(tlsDir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, ok := caKeyAny.(crypto.Signer)
+	if !ok {
+		t.Fatalf("the CA key is a %T", caKeyAny)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: user},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// measureAvailability probes targets while during runs, from their first 2xx, and has an
+// informer (of the first target's identity) see ConfigMaps written at 5/s meanwhile. It
+// logs the table and returns the prober's report and the informer's.
+func measureAvailability(ctx context.Context, t *testing.T, cs kubernetes.Interface, scenario string, targets []probe.Target, during func()) (probe.Report, probe.InformerReport) {
+	t.Helper()
+	p, err := probe.Start(ctx, probe.Options{}, targets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inf, err := probe.StartInformerForConfig(ctx, targets[0].Config, probeNamespace, "e2e-scenario")
+	if err != nil {
+		p.Stop()
+		t.Fatal(err)
+	}
+	defer inf.Stop()
+	// Every target answers before the scenario starts: the window opens at its first 2xx.
+	time.Sleep(2 * time.Second)
+	written := make(chan probe.Written, 1)
+	wctx, stopWriting := context.WithCancel(ctx)
+	go func() {
+		w, _ := probe.WriteConfigMaps(wctx, cs, probeNamespace, "e2e-scenario="+scenario, 1000, 5)
+		written <- w
+	}()
+	during()
+	time.Sleep(3 * time.Second) // what the last change costs shows after it
+	stopWriting()
+	rep := p.Stop()
+	w := <-written
+	ir := inf.Check(ctx, w, 10*time.Second)
+	t.Logf("availability during %s (new TLS connection per request at 20/s, 2 s limit; keep-alive at 5/s):\n%s\ninformer: %+v", scenario, rep.Table(), ir)
+	return rep, ir
+}
