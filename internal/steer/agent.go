@@ -434,7 +434,7 @@ func (a *Agent) place(next State, slotted []Assignment, addrs map[uint64]netip.A
 		}
 		h, ok := found[s.Inode]
 		if !ok {
-			warnOnce(s.Inode, "no process found holding a listener: the agent needs the host's PID namespace and CAP_SYS_PTRACE; retrying")
+			warnOnce(s.Inode, "no process found holding a listener: the agent needs the host's PID namespace and CAP_SYS_PTRACE (and CAP_DAC_READ_SEARCH for a server of another user); retrying")
 			drop(s.Inode, true)
 			continue
 		}

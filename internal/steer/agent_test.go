@@ -188,7 +188,11 @@ func TestAgentSteersNewConnectionsToReadyServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := startAgent(t, g)
+	start := time.Now()
 	waitFor(t, "the new agent has B ready", func() bool { return isReady(b, srvB) })
+	if took := time.Since(start); took > 800*time.Millisecond {
+		t.Errorf("the new agent took %s to take B over, want a few rounds", took)
+	}
 	srvC := g.add(t, "C", http.StatusServiceUnavailable)
 	waitFor(t, "the new agent has C slotted", func() bool { return isSlotted(b, srvC) })
 	only(t, g, 40, "B")

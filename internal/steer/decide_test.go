@@ -67,6 +67,12 @@ func TestDecide(t *testing.T) {
 		probes: map[uint64]bool{10: fail},
 		want:   st(map[uint64]Entry{10: {Slot: 0, Failures: 1}}),
 	}, {
+		name:   "a pass after failures starts counting passes",
+		prev:   st(map[uint64]Entry{10: {Slot: 0, Failures: 3}}),
+		seen:   []uint64{10},
+		probes: map[uint64]bool{10: pass},
+		want:   st(map[uint64]Entry{10: {Slot: 0, Passes: 1}}),
+	}, {
 		name:   "passes go on counting; ready stays",
 		prev:   st(map[uint64]Entry{10: {Slot: 0, Passes: 7, Ready: true}}),
 		seen:   []uint64{10},
