@@ -2,9 +2,6 @@ package initcluster
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -26,7 +23,6 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
-	"k8s.io/client-go/util/cert"
 	"k8s.io/utils/ptr"
 
 	"github.com/selfkube/selfkube/internal/apply"
@@ -34,6 +30,7 @@ import (
 	"github.com/selfkube/selfkube/internal/handover"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/pki/pkitest"
 	"github.com/selfkube/selfkube/internal/render"
 	"github.com/selfkube/selfkube/internal/workflow"
 )
@@ -370,18 +367,7 @@ func TestRerunAfterKubeadmCompatFails(t *testing.T) {
 
 func writeCA(t *testing.T, path string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := cert.NewSelfSignedCACert(cert.Config{CommonName: "kubernetes"}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := cert.EncodeCertificates(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, data := pkitest.NewCA(t)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}

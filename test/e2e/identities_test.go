@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -83,13 +85,7 @@ func availabilityTargets(ctx context.Context, t *testing.T, cs kubernetes.Interf
 		t.Fatalf("a token for the prober ServiceAccount: %v", err)
 	}
 
-	// The node's kubelet: its rotated client certificate.
-	dir := n.HostPath("/var/lib/kubelet/pki")
-	link, err := os.Readlink(filepath.Join(dir, "kubelet-client-current.pem"))
-	if err != nil {
-		t.Fatalf("the kubelet of %s has no rotated client certificate: %v", n.Name, err)
-	}
-	kubeletPEM := filepath.Join(dir, filepath.Base(link))
+	kubeletPEM := kubeletCredential(t, n)
 
 	userTarget := probe.Target{Name: "RBAC user", Path: "/api/v1/namespaces/default/configmaps?limit=1",
 		Config: &rest.Config{Host: server, TLSClientConfig: rest.TLSClientConfig{CAData: caData, CertData: certPEM, KeyData: keyPEM}}}

@@ -55,13 +55,7 @@ func tokenClient(t *testing.T, server string, caData []byte, token string) kuber
 // kubeletClient authenticates as a node's kubelet, with its rotated client certificate.
 func kubeletClient(t *testing.T, n *framework.Node, server string, caData []byte) kubernetes.Interface {
 	t.Helper()
-	// kubelet-client-current.pem links to an absolute path inside the node.
-	dir := n.HostPath("/var/lib/kubelet/pki")
-	target, err := os.Readlink(filepath.Join(dir, "kubelet-client-current.pem"))
-	if err != nil {
-		t.Fatalf("the kubelet of %s has no rotated client certificate: %v", n.Name, err)
-	}
-	pem := filepath.Join(dir, filepath.Base(target))
+	pem := kubeletCredential(t, n)
 	cs, err := kubernetes.NewForConfig(&rest.Config{
 		Host: server, Timeout: 10 * time.Second,
 		TLSClientConfig: rest.TLSClientConfig{CAData: caData, CertFile: pem, KeyFile: pem},
@@ -70,6 +64,19 @@ func kubeletClient(t *testing.T, n *framework.Node, server string, caData []byte
 		t.Fatal(err)
 	}
 	return cs
+}
+
+// kubeletCredential is the file (certificate and key) of node n's rotated kubelet client
+// certificate, as the test sees it.
+func kubeletCredential(t *testing.T, n *framework.Node) string {
+	t.Helper()
+	// kubelet-client-current.pem links to an absolute path inside the node.
+	dir := n.HostPath("/var/lib/kubelet/pki")
+	target, err := os.Readlink(filepath.Join(dir, "kubelet-client-current.pem"))
+	if err != nil {
+		t.Fatalf("the kubelet of %s has no rotated client certificate: %v", n.Name, err)
+	}
+	return filepath.Join(dir, filepath.Base(target))
 }
 
 // requestNodeCertificate asks, as cs, for a kubelet client certificate of node name: the
