@@ -21,8 +21,12 @@ at all. This agent attaches an eBPF program to the port's listeners, asks each
 apiserver for /readyz through its own listener, and lets the kernel choose only among
 the ready ones; connections already open are never moved. See docs/no-api-gap.md.
 
-It runs in the selfkube-checkpointer pod on control-plane nodes, not by hand, and needs
-the host's PID namespace and CAP_BPF, CAP_NET_ADMIN and CAP_SYS_PTRACE.`,
+It is not deployed yet: a pod's readiness is still decided by the kubelet through the
+shared port, which steering alone cannot make right (docs/no-api-gap.md says what comes
+next). It is meant to run once per control-plane node, in the host's PID and network
+namespaces, with CAP_BPF and CAP_SYS_PTRACE and a seccomp profile that allows bpf() and
+pidfd_getfd(). It changes no file on the host; its program stays attached to the port's
+listeners until they close.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Log = e.log
