@@ -117,12 +117,9 @@ func (p *Program) instructions() asm.Instructions {
 		asm.LoadMem(asm.R2, asm.R8, 8, asm.Word),
 		asm.JGE.Reg(asm.R7, asm.R2, "spread"),
 		asm.StoreMem(asm.RFP, -12, asm.R7, asm.Word),
-		asm.Mov.Reg(asm.R1, asm.R6),
-		asm.LoadMapPtr(asm.R2, p.sockets.FD()),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, -12),
-		asm.Mov.Imm(asm.R4, 0),
-		asm.FnSkSelectReuseport.Call(),
+	}
+	insns = append(insns, p.selectSlotAt(-12)...)
+	insns = append(insns,
 		asm.JEq.Imm(asm.R0, 0, "pass"),
 		asm.Mov.Imm(asm.R0, skDrop), // the slot is empty: this probe reaches nobody
 		asm.Return(),
@@ -131,7 +128,7 @@ func (p *Program) instructions() asm.Instructions {
 		asm.JEq.Imm(asm.R7, 0, "pass"),
 		asm.LoadMem(asm.R9, asm.R6, offHash, asm.Word),
 		asm.Mod.Reg32(asm.R9, asm.R7),
-	}
+	)
 	// Try ready[R9], ready[R9+1], … (mod n), at most n of them: a ready listener that
 	// closed leaves an empty socket slot until the agent notices, and the next ready one
 	// takes its connections meanwhile.
@@ -150,12 +147,9 @@ func (p *Program) instructions() asm.Instructions {
 			asm.JEq.Imm(asm.R0, 0, next),
 			asm.LoadMem(asm.R3, asm.R0, 0, asm.Word),
 			asm.StoreMem(asm.RFP, -16, asm.R3, asm.Word),
-			asm.Mov.Reg(asm.R1, asm.R6),
-			asm.LoadMapPtr(asm.R2, p.sockets.FD()),
-			asm.Mov.Reg(asm.R3, asm.RFP),
-			asm.Add.Imm(asm.R3, -16),
-			asm.Mov.Imm(asm.R4, 0),
-			asm.FnSkSelectReuseport.Call(),
+		)
+		insns = append(insns, p.selectSlotAt(-16)...)
+		insns = append(insns,
 			asm.JEq.Imm(asm.R0, 0, "pass"),
 			// R9 = (R9 + 1) mod n
 			asm.Add.Imm(asm.R9, 1),
@@ -167,6 +161,19 @@ func (p *Program) instructions() asm.Instructions {
 		asm.Mov.Imm(asm.R0, skPass).WithSymbol("pass"),
 		asm.Return(),
 	)
+}
+
+// selectSlotAt selects, for this connection, the listener whose slot number is stored on
+// the stack at off (R0 = 0 on success; R1-R5 clobbered).
+func (p *Program) selectSlotAt(off int32) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.LoadMapPtr(asm.R2, p.sockets.FD()),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, off),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnSkSelectReuseport.Call(),
+	}
 }
 
 // ProbePort is the source port whose connections go to the listener in slot.
