@@ -30,7 +30,8 @@ const volumesDir = "volumes"
 
 // Sanitize turns a running pod into a static pod the kubelet can start with no API:
 //   - nothing that pins scheduling or needs the API stays: node name, node selector,
-//     affinity, tolerations, service account and its token volumes, status;
+//     affinity, tolerations, service account and its token volumes, readiness gates,
+//     status;
 //   - Secret and ConfigMap volumes (also inside projected volumes) become hostPath
 //     volumes of files in the checkpoint, dir being where the checkpoint lives on the
 //     host;
@@ -72,6 +73,9 @@ func Sanitize(pod *corev1.Pod, name, dir string, src Sources) (*corev1.Pod, []Fi
 	spec.TopologySpreadConstraints = nil
 	spec.SchedulingGates = nil
 	spec.ResourceClaims = nil
+	// A readiness gate is a condition an agent sets through the API on the parent's pod;
+	// the mirror pod of a checkpoint would wait for it forever.
+	spec.ReadinessGates = nil
 
 	var files []File
 	var volumes []corev1.Volume

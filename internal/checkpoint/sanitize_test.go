@@ -85,6 +85,9 @@ func TestSanitizeAPIServer(t *testing.T) {
 	})
 
 	t.Run("scheduling and API access", func(t *testing.T) {
+		if len(before.Spec.ReadinessGates) == 0 {
+			t.Error("the rendered apiserver pod has no readiness gate: this test no longer shows that Sanitize drops it")
+		}
 		s := got.Spec
 		for _, c := range []struct {
 			field string
@@ -98,6 +101,7 @@ func TestSanitizeAPIServer(t *testing.T) {
 			{"serviceAccountName", s.ServiceAccountName != "" || s.DeprecatedServiceAccount != ""}, //nolint:staticcheck // must be cleared too
 			{"priority", s.Priority != nil},
 			{"preemptionPolicy", s.PreemptionPolicy != nil},
+			{"readinessGates", s.ReadinessGates != nil},
 		} {
 			if c.bad {
 				t.Errorf("spec.%s is kept", c.field)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/steer"
 )
 
 // podSpec returns the pod spec an object runs, if it runs pods.
@@ -641,6 +642,71 @@ func BenchmarkRenderDefault(b *testing.B) {
 		for _, a := range append(boot, hosted...) {
 			if _, err := Encode(a.Object); err != nil {
 				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestAPIServerPodsAreGatedWhereTheSteerRuns: an apiserver pod is Ready only once
+// selfkube-apiserver-steer sets its readiness gate, so the steer must run on every node
+// the apiserver DaemonSet runs on, whatever taints and conditions that node has; and it
+// must see the apiservers' processes and listeners (host PID and network namespaces)
+// and probe them with the CA that signed their certificates.
+func TestAPIServerPodsAreGatedWhereTheSteerRuns(t *testing.T) {
+	assets := render(t, defaultConfig(t))
+	api := find[*appsv1.DaemonSet](t, assets, "manifests/15-kube-apiserver-daemonset.yaml").Spec.Template.Spec
+	st := find[*appsv1.DaemonSet](t, assets, "manifests/87-selfkube-apiserver-steer-daemonset.yaml").Spec.Template.Spec
+	if !slices.Contains(api.ReadinessGates, corev1.PodReadinessGate{ConditionType: steer.ConditionServing}) {
+		t.Errorf("the apiserver pods have no readiness gate %s: the kubelet's probe through the shared port decides alone", steer.ConditionServing)
+	}
+	if diff := cmp.Diff(api.NodeSelector, st.NodeSelector); diff != "" {
+		t.Errorf("node selectors differ (-apiserver +steer):\n%s", diff)
+	}
+	for _, tol := range api.Tolerations {
+		if !slices.Contains(st.Tolerations, tol) {
+			t.Errorf("the steer lacks the apiserver's toleration %+v: an apiserver there would never be Ready", tol)
+		}
+	}
+	if !st.HostPID || !st.HostNetwork {
+		t.Errorf("hostPID %v, hostNetwork %v: the steer must see the host's processes and listeners", st.HostPID, st.HostNetwork)
+	}
+	sc := st.Containers[0].SecurityContext
+	if sc == nil || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Add, []corev1.Capability{"BPF", "SYS_PTRACE"}) ||
+		!slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || (sc.Privileged != nil && *sc.Privileged) {
+		t.Errorf("security context %+v: want only CAP_BPF and CAP_SYS_PTRACE, not privileged", sc)
+	}
+}
+
+// TestSteerRoleCannotReachSecrets: the steer's API identity may read pods and set their
+// status (the gate) and write Events; no Secret, no write to a pod's spec, nothing
+// cluster-wide.
+func TestSteerRoleCannotReachSecrets(t *testing.T) {
+	assets := render(t, defaultConfig(t))
+	role := find[*rbacv1.Role](t, assets, "manifests/82-selfkube-apiserver-steer-role.yaml")
+	allowed := map[string][]string{"pods": {"get", "list", "watch"}, "pods/status": {"patch"}, "events": {"create", "patch"}}
+	for _, r := range role.Rules {
+		if !slices.Equal(r.APIGroups, []string{""}) {
+			t.Errorf("rule %+v: API groups beyond core", r)
+		}
+		for _, res := range r.Resources {
+			want, ok := allowed[res]
+			if !ok {
+				t.Errorf("rule %+v grants %s", r, res)
+				continue
+			}
+			for _, v := range r.Verbs {
+				if !slices.Contains(want, v) {
+					t.Errorf("rule %+v grants %s on %s", r, v, res)
+				}
+			}
+		}
+	}
+	for _, a := range assets {
+		if b, ok := a.Object.(*rbacv1.ClusterRoleBinding); ok {
+			for _, s := range b.Subjects {
+				if s.Name == nameSteer {
+					t.Errorf("%s binds the steer cluster-wide", a.Path)
+				}
 			}
 		}
 	}

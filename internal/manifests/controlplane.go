@@ -15,6 +15,7 @@ import (
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/node"
+	"github.com/selfkube/selfkube/internal/steer"
 )
 
 // secretFiles lists the asset files each self-hosted component's Secret holds: only what
@@ -126,6 +127,10 @@ func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 	// before CoreDNS can, also when etcd or an OIDC issuer is named by DNS.
 	spec.DNSPolicy = corev1.DNSDefault
 	spec.TerminationGracePeriodSeconds = ptr.To[int64](apiServerTerminationSeconds)
+	// Ready only once selfkube-apiserver-steer has seen this pod's own listener answer
+	// /readyz: the kubelet's probe goes through the shared port, where another pod's
+	// apiserver may answer it (docs/no-api-gap.md).
+	spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: steer.ConditionServing}}
 
 	labels, selector := controlPlaneLabels(nameAPIServer)
 	template := podTemplate(checkpoint.CheckpointAPIServer, labels, spec)

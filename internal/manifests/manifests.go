@@ -236,6 +236,7 @@ const (
 	stageClusterInfo       = 60
 	stageNetwork           = 70
 	stageCheckpointer      = 80
+	stageSteer             = 82
 	stageController        = 90
 )
 
@@ -300,6 +301,7 @@ func SelfHosted(cfg *config.Config, files Files) ([]Asset, error) {
 	}
 
 	add(stageCheckpointer, checkpointer(cfg)...)
+	add(stageSteer, apiServerSteer(cfg)...)
 	add(stageController, selfkubeController(cfg)...)
 
 	var assets []Asset

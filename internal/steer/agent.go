@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/selfkube/selfkube/internal/component"
 )
@@ -26,6 +27,8 @@ const (
 	DefaultProc         = "/proc"
 	DefaultInterval     = 100 * time.Millisecond
 	DefaultProbeTimeout = time.Second
+	// DefaultHealthPort is the loopback port of the agent's /healthz, /readyz and /metrics.
+	DefaultHealthPort = 10276
 )
 
 // stuckAfter is how long the loop may go without a round before Healthy fails.
@@ -52,6 +55,15 @@ type Options struct {
 	Interval time.Duration
 	// ProbeTimeout bounds each probe (default 1 s).
 	ProbeTimeout time.Duration
+	// Address is the address of the listeners to steer; the zero Addr means the
+	// unspecified one (0.0.0.0 or ::), where the self-hosted apiservers listen. A
+	// listener on another address (init's temporary apiserver, a checkpoint: both on
+	// the node's address) is a reuseport group of its own that the agent leaves alone.
+	Address netip.Addr
+	// Gate, if set, is told after every round which pods' listeners are ready: by pod
+	// UID, true for a pod with a ready listener, false for one whose listener failed its
+	// last probe; a pod the agent cannot tell yet is absent.
+	Gate interface{ Observe(map[types.UID]bool) }
 	// Log receives the agent's progress; nil discards it.
 	Log *slog.Logger
 }
@@ -145,8 +157,9 @@ type Agent struct {
 
 	// The loop's own.
 	state     State
-	pids      map[uint64]int // the process found holding each slotted listener
-	applied   []int          // the ready list the kernel has; valid if appliedOK
+	pids      map[uint64]int       // the process found holding each slotted listener
+	podUIDs   map[uint64]types.UID // the pod of that process, if it is in one
+	applied   []int                // the ready list the kernel has; valid if appliedOK
 	appliedOK bool
 	retry     map[uint64]time.Time // listeners not to try to slot before then
 	excluded  map[uint64]bool      // MPTCP listeners, warned about once
@@ -169,6 +182,7 @@ func NewAgent(opts Options) *Agent {
 		opts:     opts,
 		log:      log.With("component", "steer", "port", opts.Port),
 		pids:     map[uint64]int{},
+		podUIDs:  map[uint64]types.UID{},
 		retry:    map[uint64]time.Time{},
 		excluded: map[uint64]bool{},
 		warned:   map[uint64]bool{},
@@ -288,6 +302,11 @@ func (a *Agent) round(ctx context.Context) {
 		a.fail(err)
 		return
 	}
+	for inode, addr := range addrs {
+		if !a.steered(addr.Addr()) {
+			delete(addrs, inode)
+		}
+	}
 	a.lastErr = ""
 	now := time.Now()
 	for _, m := range []map[uint64]bool{a.excluded, a.warned} {
@@ -336,6 +355,7 @@ func (a *Agent) round(ctx context.Context) {
 		}
 		a.log.Info(fmt.Sprintf("apiserver listener pid %d (slot %d) closed: new connections go to %s", a.pids[f.Inode], f.Slot, a.destination()), "inode", f.Inode)
 		delete(a.pids, f.Inode)
+		delete(a.podUIDs, f.Inode)
 	}
 	a.place(next, ch.Slotted, addrs, now)
 	for _, inode := range ch.Unslotted {
@@ -354,6 +374,39 @@ func (a *Agent) round(ctx context.Context) {
 	a.mu.Lock()
 	a.observed = next
 	a.mu.Unlock()
+	if a.opts.Gate != nil {
+		a.opts.Gate.Observe(podVerdicts(next, a.podUIDs))
+	}
+}
+
+// steered says whether a listener on addr is one the agent steers (Options.Address).
+func (a *Agent) steered(addr netip.Addr) bool {
+	if !a.opts.Address.IsValid() {
+		return addr.IsUnspecified()
+	}
+	return addr.Unmap() == a.opts.Address.Unmap()
+}
+
+// podVerdicts are the verdicts of Options.Gate: a pod is serving if one of its
+// listeners is ready, not serving if none is and one failed its last probe, and unknown
+// (absent) otherwise.
+func podVerdicts(s State, pods map[uint64]types.UID) map[types.UID]bool {
+	v := map[types.UID]bool{}
+	for inode, e := range s.Listeners {
+		uid, ok := pods[inode]
+		if !ok || uid == "" {
+			continue
+		}
+		switch {
+		case e.Ready:
+			v[uid] = true
+		case e.Failures > 0:
+			if !v[uid] {
+				v[uid] = false
+			}
+		}
+	}
+	return v
 }
 
 // destination says where the kernel sends new connections now.
@@ -455,8 +508,10 @@ func (a *Agent) place(next State, slotted []Assignment, addrs map[uint64]netip.A
 			drop(s.Inode, true)
 		default:
 			a.pids[s.Inode] = h.pid
+			uid := types.UID(PodUID(a.opts.Proc, h.pid))
+			a.podUIDs[s.Inode] = uid
 			delete(a.warned, s.Inode)
-			a.log.Info(fmt.Sprintf("apiserver listener pid %d found: slot %d, not ready until %d probes pass", h.pid, s.Slot, ReadyAfter), "inode", s.Inode, "addr", l.Addr.String(), "fd", h.fd)
+			a.log.Info(fmt.Sprintf("apiserver listener pid %d found: slot %d, not ready until %d probes pass", h.pid, s.Slot, ReadyAfter), "inode", s.Inode, "addr", l.Addr.String(), "fd", h.fd, "pod", uid)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/selfkube/selfkube/internal/component"
 )
@@ -113,7 +117,8 @@ func startAgent(t *testing.T, g *tlsGroup) *Agent {
 	t.Helper()
 	a := NewAgent(Options{
 		Port: g.port, ProbeBase: safeProbeBase(t, 1), CAFile: g.pki.caFile, Interval: 50 * time.Millisecond, ProbeTimeout: 500 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Address: loopback,
+		Log:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err := a.Init(context.Background()); err != nil {
 		if os.Geteuid() != 0 {
@@ -215,7 +220,7 @@ func TestAgentLeavesOutMultipathListeners(t *testing.T) {
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
 	var logs strings.Builder
-	a := NewAgent(Options{Port: port, ProbeBase: safeProbeBase(t, 2), CAFile: pki.caFile, Interval: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+	a := NewAgent(Options{Port: port, ProbeBase: safeProbeBase(t, 2), CAFile: pki.caFile, Interval: 20 * time.Millisecond, Address: loopback, Log: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
 	if err := a.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -305,5 +310,58 @@ func TestEphemeralProbePorts(t *testing.T) {
 	write("ip_local_port_range", "junk")
 	if _, err := ephemeralProbePorts(proc, 32768); err == nil {
 		t.Error("bad port range: no error")
+	}
+}
+
+// loopback is where the test servers listen: the agents of the tests steer that address.
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+// TestAgentLeavesOtherAddressesAlone: a listener on an address the agent does not
+// steer (as init's temporary apiserver and a checkpoint listen on the node's address,
+// beside the self-hosted apiserver on every address) gets no slot and no program.
+func TestAgentLeavesOtherAddressesAlone(t *testing.T) {
+	pki := newTestPKI(t)
+	g := newTLSGroup(t, pki)
+	s := g.add(t, "loopback", http.StatusOK)
+	var logs strings.Builder
+	a := NewAgent(Options{Port: g.port, ProbeBase: safeProbeBase(t, 3), CAFile: pki.caFile, Interval: 20 * time.Millisecond,
+		Address: netip.MustParseAddr("127.0.0.2"), Log: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+	if err := a.Init(context.Background()); err != nil {
+		if os.Geteuid() != 0 {
+			t.Skipf("the agent needs root: %v", err)
+		}
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if isSlotted(a, s) {
+		t.Errorf("the listener on 127.0.0.1 got a slot from an agent that steers 127.0.0.2:\n%s", logs.String())
+	}
+	if a.Ready() == nil {
+		t.Error("the agent says it attached its program, to a listener it must leave alone")
+	}
+}
+
+func TestPodVerdicts(t *testing.T) {
+	const podA, podB, podC, podD = "uid-a", "uid-b", "uid-c", "uid-d"
+	s := State{Listeners: map[uint64]Entry{
+		1: {Slot: 0, Passes: 3, Ready: true}, // podA: ready
+		2: {Slot: 1, Failures: 1},            // podB: failed its last probe
+		3: {Slot: 2, Passes: 1},              // podC: one pass, not yet ready
+		4: {Slot: 3},                         // podC's second listener: new
+		5: {Slot: 4, Failures: 2},            // podD: failed…
+		6: {Slot: 5, Passes: 2, Ready: true}, // …and ready on another listener
+		7: {Slot: 6, Passes: 2, Ready: true}, // a process in no pod
+		8: {Slot: 7, Failures: 1},            // a listener whose holder was not looked up
+	}}
+	pods := map[uint64]types.UID{1: podA, 2: podB, 3: podC, 4: podC, 5: podD, 6: podD, 7: ""}
+	want := map[types.UID]bool{podA: true, podB: false, podD: true}
+	if diff := cmp.Diff(want, podVerdicts(s, pods)); diff != "" {
+		t.Errorf("verdicts (-want +got):\n%s", diff)
 	}
 }

@@ -300,3 +300,62 @@ func ephemeralProbePorts(proc string, base uint16) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// PodUID returns the UID of the pod whose container runs process pid, read from
+// PROC/PID/cgroup, or "" for a process outside any pod (or one that ended).
+func PodUID(proc string, pid int) string {
+	data, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "cgroup"))
+	if err != nil {
+		return ""
+	}
+	return podUIDFromCgroup(string(data))
+}
+
+// podUIDFromCgroup finds the pod in the cgroup paths of /proc/PID/cgroup, as the
+// kubelet names pod cgroups with either driver:
+//
+//	cgroupfs: …/kubepods/burstable/pod6f1c0b8e-5a2b-4c3d-9e8f-0123456789ab/<container>
+//	systemd:  …/kubepods-burstable-pod6f1c0b8e_5a2b_4c3d_9e8f_0123456789ab.slice/cri-containerd-<container>.scope
+//
+// The paths may be relative to the reader's cgroup namespace ("/../../kubepods…").
+func podUIDFromCgroup(content string) string {
+	for line := range strings.Lines(content) {
+		// hierarchy-ID:controllers:path
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for seg := range strings.SplitSeq(parts[2], "/") {
+			seg = strings.TrimSuffix(seg, ".slice")
+			i := strings.LastIndex(seg, "pod")
+			if i < 0 || (i > 0 && seg[i-1] != '-') {
+				continue
+			}
+			uid := strings.ReplaceAll(seg[i+len("pod"):], "_", "-")
+			if validUID(uid) {
+				return uid
+			}
+		}
+	}
+	return ""
+}
+
+// validUID says whether s is a UUID in its 8-4-4-4-12 hexadecimal form.
+func validUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -278,3 +278,44 @@ func TestListenersAndDuplicateOfThisProcess(t *testing.T) {
 		t.Errorf("after one closed: %v", left)
 	}
 }
+
+func TestPodUIDFromCgroup(t *testing.T) {
+	const uid = "6f1c0b8e-5a2b-4c3d-9e8f-0123456789ab"
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"cgroup v2, cgroupfs driver", "0::/kubepods/burstable/pod" + uid + "/0123abcd\n", uid},
+		{"cgroup v2, systemd driver", "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod6f1c0b8e_5a2b_4c3d_9e8f_0123456789ab.slice/cri-containerd-0123abcd.scope\n", uid},
+		{"guaranteed pod, systemd driver", "0::/kubepods.slice/kubepods-pod6f1c0b8e_5a2b_4c3d_9e8f_0123456789ab.slice/cri-containerd-0123abcd.scope\n", uid},
+		{"cgroup v1 under a node's prefix", "9:name=systemd:/\n4:memory:/node1/kubepods/besteffort/pod" + uid + "/0123abcd\n1:cpu:/\n", uid},
+		{"relative to the reader's cgroup namespace", "0::/../../pod" + uid + "/0123abcd\n", uid},
+		{"a process outside any pod", "0::/system.slice/containerd.service\n", ""},
+		{"a word that starts with pod", "0::/podman/pod" + uid + "x/abc\n", ""},
+		{"a name that ends in pod and a UID", "0::/mypod" + uid + "/abc\n", ""},
+		{"upper-case is not how the kubelet writes it", "0::/kubepods/pod" + strings.ToUpper(uid) + "/abc\n", ""},
+		{"empty", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := podUIDFromCgroup(tc.content); got != tc.want {
+				t.Errorf("podUIDFromCgroup(%q) = %q, want %q", tc.content, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPodUIDOfProcess(t *testing.T) {
+	proc := t.TempDir()
+	const uid = "6f1c0b8e-5a2b-4c3d-9e8f-0123456789ab"
+	if err := os.MkdirAll(filepath.Join(proc, "42"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(proc, "42", "cgroup"), []byte("0::/kubepods/pod"+uid+"/c\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := PodUID(proc, 42); got != uid {
+		t.Errorf("PodUID(42) = %q, want %q", got, uid)
+	}
+	if got := PodUID(proc, 43); got != "" {
+		t.Errorf("PodUID of a process that is gone = %q, want \"\"", got)
+	}
+}
