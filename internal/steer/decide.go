@@ -21,6 +21,12 @@ type Entry struct {
 	Passes, Failures int
 	// Ready says new connections may go to the listener.
 	Ready bool
+	// Draining says the listener was ready and its last probes failed while it still
+	// listens: its server may still serve (an apiserver answers /readyz with an error
+	// through its shutdown delay, and serves every other request), so new connections
+	// go to it while no listener is ready. It ends when the listener is ready again or
+	// gone.
+	Draining bool
 }
 
 // State is every slotted listener, by socket inode. The zero State has none. Decide
@@ -29,16 +35,23 @@ type State struct {
 	Listeners map[uint64]Entry
 }
 
-// Ready returns the slots of the ready listeners, sorted.
+// Ready returns the slots new connections go to, sorted: those of the ready listeners,
+// or, while none is ready, those of the draining ones.
 func (s State) Ready() []int {
-	var slots []int
+	var ready, draining []int
 	for _, e := range s.Listeners {
-		if e.Ready {
-			slots = append(slots, e.Slot)
+		switch {
+		case e.Ready:
+			ready = append(ready, e.Slot)
+		case e.Draining:
+			draining = append(draining, e.Slot)
 		}
 	}
-	slices.Sort(slots)
-	return slots
+	if len(ready) == 0 {
+		ready = draining
+	}
+	slices.Sort(ready)
+	return ready
 }
 
 // Assignment is a listener and its slot.
@@ -74,8 +87,10 @@ type Changes struct {
 //	not in prev, in seen     → new: the lowest free slot, 0 probes, not ready;
 //	                           no free slot (Slots taken): Unslotted, left out
 //	in prev, not in seen     → gone: its slot is free (for a new listener of this step too)
-//	in prev and seen, probed → a pass:    Passes+1, Failures=0; ready once Passes ≥ ReadyAfter
-//	                           a failure: Failures+1, Passes=0; not ready (UnreadyAfter = 1)
+//	in prev and seen, probed → a pass:    Passes+1, Failures=0; ready (and no longer
+//	                                      draining) once Passes ≥ ReadyAfter
+//	                           a failure: Failures+1, Passes=0; not ready (UnreadyAfter = 1);
+//	                                      draining if it was ready or draining
 //	in prev and seen, no probe result → unchanged
 //
 // A new listener's probe result, if any, is ignored: it has no slot to be probed
@@ -85,7 +100,9 @@ type Changes struct {
 //	state:    new(s) → 1/0  →  2/0  →  3/0  →  0/1  →  1/0  →  2/0      (passes/failures)
 //	ready:     no      no      YES     YES     no      no      YES
 //
-// The ready slots are those of the ready listeners, sorted by slot. New listeners take
+// The ready slots are those of the ready listeners, sorted by slot; while there is none,
+// those of the draining listeners (an old apiserver in its shutdown delay still serves,
+// a starting one does not). New listeners take
 // slots in the order of their inodes, so the result does not depend on the order of seen.
 func Decide(prev State, seen []uint64, probes map[uint64]bool) (State, Changes) {
 	next := State{Listeners: make(map[uint64]Entry, len(seen))}
@@ -107,12 +124,13 @@ func Decide(prev State, seen []uint64, probes map[uint64]bool) (State, Changes) 
 				e.Passes++
 				e.Failures = 0
 				if e.Passes >= ReadyAfter {
-					e.Ready = true
+					e.Ready, e.Draining = true, false
 				}
 			} else {
 				e.Failures++
 				e.Passes = 0
 				if e.Failures >= UnreadyAfter {
+					e.Draining = e.Draining || e.Ready
 					e.Ready = false
 				}
 			}

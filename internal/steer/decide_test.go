@@ -84,8 +84,42 @@ func TestDecide(t *testing.T) {
 		prev:   st(map[uint64]Entry{10: {Slot: 0, Passes: 7, Ready: true}, 20: {Slot: 1, Passes: 3, Ready: true}}),
 		seen:   []uint64{10, 20},
 		probes: map[uint64]bool{10: fail, 20: pass},
-		want:   st(map[uint64]Entry{10: {Slot: 0, Failures: 1}, 20: {Slot: 1, Passes: 4, Ready: true}}),
+		want:   st(map[uint64]Entry{10: {Slot: 0, Failures: 1, Draining: true}, 20: {Slot: 1, Passes: 4, Ready: true}}),
 		ch:     Changes{BecameUnready: []Assignment{{10, 0}}, Ready: []int{1}, ReadyChanged: true},
+	}, {
+		name:   "the only ready listener fails: it drains, and keeps new connections while no other is ready",
+		prev:   st(map[uint64]Entry{10: {Slot: 0, Passes: 7, Ready: true}, 20: {Slot: 1, Passes: 1}}),
+		seen:   []uint64{10, 20},
+		probes: map[uint64]bool{10: fail, 20: fail},
+		want:   st(map[uint64]Entry{10: {Slot: 0, Failures: 1, Draining: true}, 20: {Slot: 1, Failures: 1}}),
+		ch:     Changes{BecameUnready: []Assignment{{10, 0}}, Ready: []int{0}},
+	}, {
+		name:   "a draining listener keeps draining through failures and a single pass",
+		prev:   st(map[uint64]Entry{10: {Slot: 0, Failures: 4, Draining: true}, 20: {Slot: 1, Failures: 1, Draining: true}}),
+		seen:   []uint64{10, 20},
+		probes: map[uint64]bool{10: fail, 20: pass},
+		want:   st(map[uint64]Entry{10: {Slot: 0, Failures: 5, Draining: true}, 20: {Slot: 1, Passes: 1, Draining: true}}),
+		ch:     Changes{Ready: []int{0, 1}},
+	}, {
+		name:   "a listener becomes ready: the draining ones get no new connection",
+		prev:   st(map[uint64]Entry{10: {Slot: 0, Failures: 4, Draining: true}, 20: {Slot: 1, Passes: 1}}),
+		seen:   []uint64{10, 20},
+		probes: map[uint64]bool{10: fail, 20: pass},
+		want:   st(map[uint64]Entry{10: {Slot: 0, Failures: 5, Draining: true}, 20: {Slot: 1, Passes: 2, Ready: true}}),
+		ch:     Changes{BecameReady: []Assignment{{20, 1}}, Ready: []int{1}, ReadyChanged: true},
+	}, {
+		name:   "a draining listener that is ready again stops draining",
+		prev:   st(map[uint64]Entry{10: {Slot: 0, Passes: 1, Draining: true}}),
+		seen:   []uint64{10},
+		probes: map[uint64]bool{10: pass},
+		want:   st(map[uint64]Entry{10: {Slot: 0, Passes: 2, Ready: true}}),
+		ch:     Changes{BecameReady: []Assignment{{10, 0}}, Ready: []int{0}},
+	}, {
+		name: "a draining listener that is gone leaves the list",
+		prev: st(map[uint64]Entry{10: {Slot: 0, Failures: 4, Draining: true}, 20: {Slot: 1, Passes: 1}}),
+		seen: []uint64{20},
+		want: st(map[uint64]Entry{20: {Slot: 1, Passes: 1}}),
+		ch:   Changes{Freed: []Assignment{{10, 0}}, ReadyChanged: true},
 	}, {
 		name:   "failures go on counting",
 		prev:   st(map[uint64]Entry{10: {Slot: 0, Failures: 2}}),
@@ -229,6 +263,9 @@ func TestDecideProperties(t *testing.T) {
 				if e.Ready != passedLast2 {
 					fail("listener %d ready=%v, its probes %v", i, e.Ready, h)
 				}
+				if want := !passedLast2 && everReady(h); e.Draining != want {
+					fail("listener %d draining=%v, its probes %v", i, e.Draining, h)
+				}
 				if old, ok := s.Listeners[i]; ok && old.Slot != e.Slot {
 					fail("listener %d moved from slot %d to %d", i, old.Slot, e.Slot)
 				}
@@ -252,21 +289,24 @@ func TestDecideProperties(t *testing.T) {
 			if !slices.IsSorted(ch.Ready) || !slices.Equal(ch.Ready, next.Ready()) {
 				fail("ready list %v, state's %v", ch.Ready, next.Ready())
 			}
-			for _, slot := range ch.Ready {
-				var owner uint64
-				found := false
-				for i, e := range next.Listeners {
-					if e.Slot == slot {
-						owner, found = i, true
-					}
+			// The model's list: the ready listeners, or while there is none, those that
+			// were ready since they got their slot and are not now.
+			var ready, draining []int
+			for i, e := range next.Listeners {
+				h := hist[i]
+				switch {
+				case len(h) >= 2 && h[len(h)-1] && h[len(h)-2]:
+					ready = append(ready, e.Slot)
+				case everReady(h):
+					draining = append(draining, e.Slot)
 				}
-				if !found {
-					fail("ready slot %d has no listener", slot)
-				}
-				h := hist[owner]
-				if !slices.Contains(seen, owner) || len(h) < 2 || !h[len(h)-1] || !h[len(h)-2] {
-					fail("ready slot %d: listener %d with probes %v", slot, owner, h)
-				}
+			}
+			if len(ready) == 0 {
+				ready = draining
+			}
+			slices.Sort(ready)
+			if !slices.Equal(ch.Ready, ready) {
+				fail("ready list %v, the model's %v", ch.Ready, ready)
 			}
 			if ch.ReadyChanged != !slices.Equal(beforeReady, ch.Ready) {
 				fail("ReadyChanged %v, from %v to %v", ch.ReadyChanged, beforeReady, ch.Ready)
@@ -274,4 +314,14 @@ func TestDecideProperties(t *testing.T) {
 			s = next
 		}
 	}
+}
+
+// everReady says whether probes h hold ReadyAfter (2) passes in a row.
+func everReady(h []bool) bool {
+	for k := 1; k < len(h); k++ {
+		if h[k-1] && h[k] {
+			return true
+		}
+	}
+	return false
 }
