@@ -7,6 +7,12 @@
 //
 //	source port in [ProbeBase, ProbeBase+Slots) → the listener in that slot
 //	                                              (none there: the connection is dropped)
+//	destination [::1]                           → the kernel's own choice: that is where a
+//	                                              kube-apiserver's loopback client reaches
+//	                                              itself (its own token and certificate, which
+//	                                              no other apiserver accepts); steered to the
+//	                                              ready one, a starting apiserver could never
+//	                                              finish its start
 //	otherwise, n > 0 slots are ready            → the listener of ready slot hash % n, or
 //	                                              of the next ready slot that still has one
 //	otherwise                                   → the kernel's own choice, as without us
@@ -16,6 +22,7 @@
 package steer
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -48,10 +55,24 @@ type Program struct {
 
 // sk_reuseport_md fields the program reads.
 const (
-	offHash = 32 // __u32 hash
-	skPass  = 1
-	skDrop  = 0
+	offEthProtocol = 20 // __u32 eth_protocol (a big-endian 16-bit value)
+	offHash        = 32 // __u32 hash
+	skPass         = 1
+	skDrop         = 0
 )
+
+// The IPv6 header's destination address, for bpf_skb_load_bytes_relative.
+const (
+	ethPIPv6       = 0x86DD
+	offIPv6Dst     = 24
+	hdrStartNet    = 1 // BPF_HDR_START_NET
+	stackIPv6Dst   = -40
+	stackIPv6DstLo = stackIPv6Dst + 8
+)
+
+// loopbackLow is the second half of ::1 (bytes 8…15: 0 0 0 0 0 0 0 1) as the program
+// loads it from memory, in this machine's byte order.
+var loopbackLow = int64(binary.NativeEndian.Uint64([]byte{0, 0, 0, 0, 0, 0, 0, 1}))
 
 // Load loads the program; connections from source ports probeBase … probeBase+Slots-1
 // are probes. It needs CAP_BPF (or root).
@@ -123,8 +144,25 @@ func (p *Program) instructions() asm.Instructions {
 		asm.JEq.Imm(asm.R0, 0, "pass"),
 		asm.Mov.Imm(asm.R0, skDrop), // the slot is empty: this probe reaches nobody
 		asm.Return(),
+		// A connection to [::1]: the kernel's choice (an apiserver's loopback client).
+		asm.LoadMem(asm.R2, asm.R6, offEthProtocol, asm.Word).WithSymbol("spread"),
+		asm.HostTo(asm.BE, asm.R2, asm.Half),
+		asm.JNE.Imm(asm.R2, ethPIPv6, "ready"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, offIPv6Dst),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, stackIPv6Dst),
+		asm.Mov.Imm(asm.R4, 16),
+		asm.Mov.Imm(asm.R5, hdrStartNet),
+		asm.FnSkbLoadBytesRelative.Call(),
+		asm.JNE.Imm(asm.R0, 0, "ready"),
+		asm.LoadMem(asm.R2, asm.RFP, stackIPv6Dst, asm.DWord),
+		asm.JNE.Imm(asm.R2, 0, "ready"),
+		asm.LoadMem(asm.R2, asm.RFP, stackIPv6DstLo, asm.DWord),
+		asm.LoadImm(asm.R3, loopbackLow, asm.DWord),
+		asm.JEq.Reg(asm.R2, asm.R3, "pass"),
 		// Any other connection: R7 = n, R9 = hash % n.
-		asm.LoadMem(asm.R7, asm.R8, 0, asm.Word).WithSymbol("spread"),
+		asm.LoadMem(asm.R7, asm.R8, 0, asm.Word).WithSymbol("ready"),
 		asm.JEq.Imm(asm.R7, 0, "pass"),
 		asm.LoadMem(asm.R9, asm.R6, offHash, asm.Word),
 		asm.Mod.Reg32(asm.R9, asm.R7),

@@ -32,15 +32,15 @@ func reusePort(mptcp bool) *net.ListenConfig {
 	return lc
 }
 
-func newGroup(t *testing.T, n int) *group {
+func newGroup(t *testing.T, n int) *group { return newGroupOn(t, n, "tcp4", "127.0.0.1") }
+
+// newGroupOn is n listeners of network on host and one port.
+func newGroupOn(t *testing.T, n int, network, host string) *group {
 	t.Helper()
 	g := &group{}
 	for i := 0; i < n; i++ {
-		addr := "127.0.0.1:0"
-		if i > 0 {
-			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(g.port))
-		}
-		l, err := reusePort(false).Listen(context.Background(), "tcp4", addr)
+		addr := net.JoinHostPort(host, strconv.Itoa(g.port))
+		l, err := reusePort(false).Listen(context.Background(), network, addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +76,13 @@ func (g *group) dial(t *testing.T, srcPort int) int {
 			return c.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
 		}
 	}
-	c, err := d.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(g.port)))
+	return g.dialTo(t, d, "tcp4", "127.0.0.1")
+}
+
+// dialTo connects once with d to host and returns which listener accepted (-1: none).
+func (g *group) dialTo(t *testing.T, d net.Dialer, network, host string) int {
+	t.Helper()
+	c, err := d.Dial(network, net.JoinHostPort(host, strconv.Itoa(g.port)))
 	if err != nil {
 		return -1
 	}
@@ -218,5 +224,40 @@ func TestLoadRefusesBadProbePorts(t *testing.T) {
 		if _, err := Load(base); err == nil {
 			t.Errorf("probe base %d accepted", base)
 		}
+	}
+}
+
+// TestLoopbackOfAnAPIServerIsNotSteered: kube-apiserver's loopback client reaches its
+// own server through [::1] with a token and a certificate only that server knows. Those
+// connections keep the kernel's choice, so a starting apiserver beside a ready one can
+// reach itself; every other connection to the same listeners, IPv4 or IPv6, is steered.
+func TestLoopbackOfAnAPIServerIsNotSteered(t *testing.T) {
+	p := load(t)
+	g := newGroupOn(t, 2, "tcp", "::")
+	if err := p.Attach(g.fds[0]); err != nil {
+		t.Fatal(err)
+	}
+	for slot, fd := range g.fds {
+		if err := p.SetSlot(slot, fd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.SetReady([]int{0}); err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{Timeout: 300 * time.Millisecond}
+	for _, to := range []struct{ network, host string }{{"tcp4", "127.0.0.1"}} {
+		for i := 0; i < 30; i++ {
+			if got := g.dialTo(t, d, to.network, to.host); got != 0 {
+				t.Fatalf("connection %d to %s went to listener %d, only 0 is ready", i, to.host, got)
+			}
+		}
+	}
+	seen := map[int]int{}
+	for i := 0; i < 60; i++ {
+		seen[g.dialTo(t, d, "tcp6", "::1")]++
+	}
+	if seen[-1] > 0 || seen[1] == 0 || seen[0] == 0 {
+		t.Errorf("60 connections to [::1] went to %v: want the kernel's spread over both listeners", seen)
 	}
 }
