@@ -214,6 +214,40 @@ func TestHA(t *testing.T) {
 		}
 	})
 
+	step(t, "APIServerFlagRollsOutOnThreeNodes", func(t *testing.T) {
+		const flag = "--max-requests-inflight=402"
+		targets := availabilityTargets(ctx, t, cs, first, "https://"+cps[0].ip+":6443")
+		for _, n := range cps[1:] {
+			targets = append(targets, atServer(targets[0], "https://"+n.ip+":6443", n.name))
+		}
+		rep, informed := measureAvailability(ctx, t, cs, "apiserver-flag-three-nodes", targets, func() {
+			addAPIServerFlag(ctx, t, cs, flag)
+			wait(ctx, t, 6*time.Minute, "the new apiserver pods to replace the old ones on all three nodes", func(ctx context.Context) error {
+				ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if !daemonSetRolledOut(ds) {
+					return fmt.Errorf("rollout in progress: %+v", ds.Status)
+				}
+				pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-apiserver"})
+				if err != nil {
+					return err
+				}
+				for _, p := range pods.Items {
+					if !slices.Contains(p.Spec.Containers[0].Command, flag) || !framework.PodReady(&p) {
+						return fmt.Errorf("pod %s on %s: not yet the new Ready one", p.Name, p.Spec.NodeName)
+					}
+				}
+				if len(pods.Items) != 3 {
+					return fmt.Errorf("%d apiserver pods, want 3", len(pods.Items))
+				}
+				return nil
+			})
+		})
+		requireNoGap(t, rep, informed)
+	})
+
 	step(t, "AllControlPlanesRebootedAtOnce", func(t *testing.T) {
 		for _, n := range cps {
 			if err := nodes[n.name].PowerOff(); err != nil {

@@ -181,3 +181,29 @@ func measureAvailability(ctx context.Context, t *testing.T, cs kubernetes.Interf
 	t.Logf("availability during %s (new TLS connection per request at 20/s, 2 s limit; keep-alive at 5/s):\n%s\ninformer: %+v", scenario, rep.Table(), ir)
 	return rep, ir
 }
+
+// atServer returns target as it would talk to server instead, named after where.
+func atServer(target probe.Target, server, where string) probe.Target {
+	cfg := rest.CopyConfig(target.Config)
+	cfg.Host = server
+	target.Config = cfg
+	target.Name += " via " + where
+	return target
+}
+
+// requireNoGap fails t unless the measurement is valid (every target answered and the
+// prober kept its rate), no client lost a request, and the informer saw every object.
+func requireNoGap(t *testing.T, rep probe.Report, informed probe.InformerReport) {
+	t.Helper()
+	for _, tr := range rep.Targets {
+		if tr.OK == 0 || float64(tr.Counted) < probe.MinSentRatio*tr.Intended {
+			t.Errorf("%s: %d answered of %d counted, %.0f intended: the measurement is not valid", tr.Name, tr.OK, tr.Counted, tr.Intended)
+		}
+	}
+	if err := rep.Err(); err != nil {
+		t.Errorf("clients lost requests: %v", err)
+	}
+	if err := informed.Err(); err != nil {
+		t.Errorf("the informer: %v", err)
+	}
+}
