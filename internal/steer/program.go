@@ -5,8 +5,8 @@
 // The kernel asks an SK_REUSEPORT eBPF program, attached to the port's reuseport group,
 // for each new connection:
 //
-//	source port in [ProbeBase, ProbeBase+Slots) → the listener in that slot
-//	                                              (none there: the connection is dropped)
+//	from 127.0.0.0/8, source port in             → the listener in that slot
+//	[ProbeBase, ProbeBase+Slots)                  (none there: the connection is dropped)
 //	destination [::1]                           → the kernel's own choice: that is where a
 //	                                              kube-apiserver's loopback client reaches
 //	                                              itself (its own token and certificate, which
@@ -63,7 +63,9 @@ const (
 
 // The IPv6 header's destination address, for bpf_skb_load_bytes_relative.
 const (
+	ethPIPv4       = 0x0800
 	ethPIPv6       = 0x86DD
+	offIPv4Src     = 12
 	offIPv6Dst     = 24
 	hdrStartNet    = 1 // BPF_HDR_START_NET
 	stackIPv6Dst   = -40
@@ -120,6 +122,21 @@ func (p *Program) instructions() asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "pass"),
 		asm.Mov.Reg(asm.R8, asm.R0),
+		// A probe comes from the node itself: IPv4 from 127.0.0.0/8, which the kernel
+		// never accepts from outside. Any other source port is no probe.
+		asm.LoadMem(asm.R2, asm.R6, offEthProtocol, asm.Word),
+		asm.HostTo(asm.BE, asm.R2, asm.Half),
+		asm.JNE.Imm(asm.R2, ethPIPv4, "spread"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Imm(asm.R2, offIPv4Src),
+		asm.Mov.Reg(asm.R3, asm.RFP),
+		asm.Add.Imm(asm.R3, -8),
+		asm.Mov.Imm(asm.R4, 1),
+		asm.Mov.Imm(asm.R5, hdrStartNet),
+		asm.FnSkbLoadBytesRelative.Call(),
+		asm.JNE.Imm(asm.R0, 0, "spread"),
+		asm.LoadMem(asm.R2, asm.RFP, -8, asm.Byte),
+		asm.JNE.Imm(asm.R2, 127, "spread"),
 		// R7 = the TCP source port (the first two bytes of the transport header); a
 		// connection without one (a request migrating from a closed listener) is no probe.
 		asm.Mov.Reg(asm.R1, asm.R6),

@@ -261,3 +261,52 @@ func TestLoopbackOfAnAPIServerIsNotSteered(t *testing.T) {
 		t.Errorf("60 connections to [::1] went to %v: want the kernel's spread over both listeners", seen)
 	}
 }
+
+// TestProbePortsAreTheNodesOwn: a connection from another address that picks a probe
+// port as its source port is steered like any other, to a ready listener: only the
+// node itself (127.0.0.0/8) can aim at one listener.
+func TestProbePortsAreTheNodesOwn(t *testing.T) {
+	other := nonLoopbackIPv4(t)
+	p := load(t)
+	g := newGroupOn(t, 2, "tcp4", "0.0.0.0")
+	if err := p.Attach(g.fds[0]); err != nil {
+		t.Fatal(err)
+	}
+	for slot, fd := range g.fds {
+		if err := p.SetSlot(slot, fd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.SetReady([]int{0}); err != nil {
+		t.Fatal(err)
+	}
+	probe := net.Dialer{Timeout: 300 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: other, Port: int(p.ProbePort(1))},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
+		}}
+	for i := 0; i < 5; i++ {
+		if got := g.dialTo(t, probe, "tcp4", other.String()); got != 0 {
+			t.Fatalf("connection %d from %s, source port of slot 1, went to listener %d: want the ready 0", i, other, got)
+		}
+	}
+	// The same from 127.0.0.1 is a probe of slot 1.
+	if got := g.dial(t, int(p.ProbePort(1))); got != 1 {
+		t.Errorf("the probe of slot 1 from 127.0.0.1 reached listener %d", got)
+	}
+}
+
+// nonLoopbackIPv4 is an IPv4 address of this machine outside 127.0.0.0/8.
+func nonLoopbackIPv4(t *testing.T) net.IP {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.To4()
+		}
+	}
+	t.Skip("this machine has no IPv4 address outside 127.0.0.0/8")
+	return nil
+}
