@@ -17,6 +17,7 @@ import (
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/steer"
 )
 
 // Check is one preflight check. Run returns nil when the host passes.
@@ -71,6 +72,8 @@ func checks(d *Data, resuming bool) []Check {
 			}
 			return nil
 		}},
+		// The self-hosted apiserver's pods are Ready only through the steering agent.
+		Check{Name: "APIServerSteering", Run: steer.Supported},
 		Check{Name: "IPForward", Run: sysctlIs("net/ipv4/ip_forward", "1",
 			"enable IP forwarding: sysctl -w net.ipv4.ip_forward=1 (and persist it in /etc/sysctl.d)")},
 		Check{Name: "BridgeNetfilter", Run: sysctlIs("net/bridge/bridge-nf-call-iptables", "1",

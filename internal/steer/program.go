@@ -25,6 +25,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -313,4 +314,32 @@ func (p *Program) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Supported says why this host cannot run the agent, or nil: the kernel must load the
+// program (Linux with BPF, root or CAP_BPF), and the host needs the IPv6 loopback
+// address, which kube-apiserver's loopback client uses on a listener on every address
+// and which the program leaves to the kernel's choice.
+func Supported() error {
+	p, err := Load(DefaultProbeBase)
+	if err != nil {
+		return fmt.Errorf("the kernel refuses the apiserver steering program (eBPF SK_REUSEPORT, Linux 5.6 or later with BPF enabled): %w", err)
+	}
+	if err := p.Close(); err != nil {
+		return err
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return err
+	}
+	return hasIPv6Loopback(addrs)
+}
+
+func hasIPv6Loopback(addrs []net.Addr) error {
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(net.IPv6loopback) {
+			return nil
+		}
+	}
+	return errors.New("the host has no IPv6 loopback address ::1: kube-apiserver would reach itself through 127.0.0.1, which the apiserver steering redirects; enable IPv6 on lo (sysctl -w net.ipv6.conf.lo.disable_ipv6=0)")
 }

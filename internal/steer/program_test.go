@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -309,4 +310,16 @@ func nonLoopbackIPv4(t *testing.T) net.IP {
 	}
 	t.Skip("this machine has no IPv4 address outside 127.0.0.0/8")
 	return nil
+}
+
+func TestIPv6LoopbackIsRequired(t *testing.T) {
+	v4 := &net.IPNet{IP: net.IPv4(127, 0, 0, 1), Mask: net.CIDRMask(8, 32)}
+	v6 := &net.IPNet{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}
+	if err := hasIPv6Loopback([]net.Addr{v4, v6}); err != nil {
+		t.Errorf("with ::1: %v", err)
+	}
+	err := hasIPv6Loopback([]net.Addr{v4})
+	if err == nil || !strings.Contains(err.Error(), "disable_ipv6=0") {
+		t.Errorf("without ::1: %v, want an error that says how to enable it", err)
+	}
 }
