@@ -22,6 +22,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/test/e2e/framework"
+	"github.com/selfkube/selfkube/test/e2e/probe"
 )
 
 // TestHA builds a highly available self-hosted control plane: init on one node, two
@@ -220,7 +221,11 @@ func TestHA(t *testing.T) {
 		for _, n := range cps[1:] {
 			targets = append(targets, atServer(targets[0], "https://"+n.ip+":6443", n.name))
 		}
-		rep, informed := measureAvailability(ctx, t, cs, "apiserver-flag-three-nodes", targets, func() {
+		// Four nodes on the test machine: 4 requests/s per target (20 new TLS connections
+		// a second in all, a third of the one-node step's); at 20/s each the handshakes
+		// alone saturated two cores and every server timed out alike, before any change.
+		opts := probe.Options{Rate: 4, KeepAliveRate: 2}
+		rep, informed := measureAvailabilityWith(ctx, t, cs, opts, "apiserver-flag-three-nodes", targets, func() {
 			addAPIServerFlag(ctx, t, cs, flag)
 			wait(ctx, t, 6*time.Minute, "the new apiserver pods to replace the old ones on all three nodes", func(ctx context.Context) error {
 				ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})

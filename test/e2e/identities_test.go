@@ -154,7 +154,15 @@ func userCertificate(t *testing.T, tlsDir, user string) (certPEM, keyPEM []byte)
 // logs the table and returns the prober's report and the informer's.
 func measureAvailability(ctx context.Context, t *testing.T, cs kubernetes.Interface, scenario string, targets []probe.Target, during func()) (probe.Report, probe.InformerReport) {
 	t.Helper()
-	p, err := probe.Start(ctx, probe.Options{}, targets...)
+	return measureAvailabilityWith(ctx, t, cs, probe.Options{}, scenario, targets, during)
+}
+
+// measureAvailabilityWith is measureAvailability with the prober's options (a lower rate
+// where many targets would otherwise saturate the test machine's CPU with TLS handshakes,
+// which the prober reports as timeouts of every server alike).
+func measureAvailabilityWith(ctx context.Context, t *testing.T, cs kubernetes.Interface, opts probe.Options, scenario string, targets []probe.Target, during func()) (probe.Report, probe.InformerReport) {
+	t.Helper()
+	p, err := probe.Start(ctx, opts, targets...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +186,8 @@ func measureAvailability(ctx context.Context, t *testing.T, cs kubernetes.Interf
 	rep := p.Stop()
 	w := <-written
 	ir := inf.Check(ctx, w, 10*time.Second)
-	t.Logf("availability during %s (new TLS connection per request at 20/s, 2 s limit; keep-alive at 5/s):\n%s\ninformer: %+v", scenario, rep.Table(), ir)
+	o := opts.WithDefaults()
+	t.Logf("availability during %s (new TLS connection per request at %g/s, %s limit; keep-alive at %g/s):\n%s\ninformer: %+v", scenario, o.Rate, o.Timeout, o.KeepAliveRate, rep.Table(), ir)
 	return rep, ir
 }
 

@@ -66,7 +66,8 @@ type Options struct {
 	MaxFailures int
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults returns o with each zero field set to its default.
+func (o Options) WithDefaults() Options {
 	if o.Rate <= 0 {
 		o.Rate = DefaultRate
 	}
@@ -150,7 +151,7 @@ func (r result) answered() time.Time { return r.sent.Add(r.latency) }
 // called or ctx ends (requests in flight then still finish within the timeout). It fails if a
 // target's configuration does not give an HTTP client.
 func Start(ctx context.Context, opts Options, targets ...Target) (*Prober, error) {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	p := &Prober{opts: opts, reqCtx: context.WithoutCancel(ctx), stop: make(chan struct{})}
 	if len(targets) == 0 {
 		return nil, errors.New("probe: no targets")
