@@ -68,6 +68,6 @@ docs/no-api-gap.md.`,
 	f.StringVar(&opts.Proc, "proc", steer.DefaultProc, "the host's /proc (the pod shares the host's PID namespace)")
 	f.DurationVar(&opts.Interval, "interval", steer.DefaultInterval, "how often listeners are found and probed")
 	f.DurationVar(&opts.ProbeTimeout, "probe-timeout", steer.DefaultProbeTimeout, "limit of one /readyz probe")
-	f.StringVar(&healthAddr, "health-bind-address", "127.0.0.1:"+strconv.Itoa(steer.DefaultHealthPort), "address of /healthz, /readyz and /metrics")
+	f.StringVar(&healthAddr, "health-bind-address", "127.0.0.1:"+strconv.Itoa(steer.DefaultHealthPort), "address of /healthz and /readyz")
 	return cmd
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/selfkube/selfkube/internal/node"
 	"github.com/selfkube/selfkube/internal/pki"
 	"github.com/selfkube/selfkube/internal/status"
+	"github.com/selfkube/selfkube/internal/steer"
 	"github.com/selfkube/selfkube/internal/workflow"
 )
 
@@ -198,6 +199,12 @@ func preflight(_ context.Context, d *Data) error {
 	if d.ControlPlane && d.CertificateKey == "" {
 		return errors.New("--control-plane needs the --certificate-key of the join command that " +
 			"`selfkube token create --control-plane --print-join-command` printed")
+	}
+	if d.ControlPlane {
+		// Its apiserver pod is Ready only through selfkube-apiserver-steer.
+		if err := steer.Supported(); err != nil {
+			return fmt.Errorf("this node cannot run a self-hosted apiserver: %w", err)
+		}
 	}
 	if len(d.Pins) == 0 && !d.UnsafeSkipCAVerification {
 		return errors.New("no --discovery-token-ca-cert-hash given: pin the cluster CA with the hash `selfkube init` printed " +

@@ -188,8 +188,13 @@ func controlPlaneDeployment(name string, c corev1.Container) *appsv1.Deployment 
 // than to the endpoint: the temporary apiserver does not listen on loopback, so their
 // watches never have to move from it to its successor, and they keep working when the
 // endpoint (a load balancer) does not.
-func localAPIServer(cfg *config.Config) string {
-	return "https://" + net.JoinHostPort(loopback(cfg.Node.AdvertiseAddress), strconv.Itoa(apiServerPort))
+//
+// Always 127.0.0.1, also on an IPv6 node: the self-hosted apiserver listens on every
+// address of both families, and [::1] is where kube-apiserver's own loopback client
+// goes, which selfkube-apiserver-steer leaves to the kernel's choice; 127.0.0.1 is
+// steered to a ready apiserver.
+func localAPIServer(_ *config.Config) string {
+	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(apiServerPort))
 }
 
 func controllerManagerDeployment(cfg *config.Config) *appsv1.Deployment {

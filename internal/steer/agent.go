@@ -27,7 +27,7 @@ const (
 	DefaultProc         = "/proc"
 	DefaultInterval     = 100 * time.Millisecond
 	DefaultProbeTimeout = time.Second
-	// DefaultHealthPort is the loopback port of the agent's /healthz, /readyz and /metrics.
+	// DefaultHealthPort is the loopback port of the agent's /healthz and /readyz.
 	DefaultHealthPort = 10276
 )
 
@@ -62,7 +62,7 @@ type Options struct {
 	Address netip.Addr
 	// Gate, if set, is told after every round which pods' listeners are ready: by pod
 	// UID, true for a pod with a ready listener, false for one whose listener failed its
-	// last probe; a pod the agent cannot tell yet is absent.
+	// last GateUnreadyAfter probes; a pod the agent cannot tell yet is absent.
 	Gate interface{ Observe(map[types.UID]bool) }
 	// Log receives the agent's progress; nil discards it.
 	Log *slog.Logger
@@ -387,9 +387,15 @@ func (a *Agent) steered(addr netip.Addr) bool {
 	return addr.Unmap() == a.opts.Address.Unmap()
 }
 
+// GateUnreadyAfter is how many failed probes in a row make a pod not serving for the
+// Gate. Steering drops a listener at its first failure (UnreadyAfter), but a pod's
+// readiness counts for its DaemonSet and the checkpointer, and one probe that timed out
+// on a busy node must not flap it.
+const GateUnreadyAfter = 3
+
 // podVerdicts are the verdicts of Options.Gate: a pod is serving if one of its
-// listeners is ready, not serving if none is and one failed its last probe, and unknown
-// (absent) otherwise.
+// listeners is ready, not serving if none is and one failed its last GateUnreadyAfter
+// probes, and unknown (absent) otherwise.
 func podVerdicts(s State, pods map[uint64]types.UID) map[types.UID]bool {
 	v := map[types.UID]bool{}
 	for inode, e := range s.Listeners {
@@ -400,7 +406,7 @@ func podVerdicts(s State, pods map[uint64]types.UID) map[types.UID]bool {
 		switch {
 		case e.Ready:
 			v[uid] = true
-		case e.Failures > 0:
+		case e.Failures >= GateUnreadyAfter:
 			if !v[uid] {
 				v[uid] = false
 			}

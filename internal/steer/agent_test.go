@@ -348,18 +348,19 @@ func TestAgentLeavesOtherAddressesAlone(t *testing.T) {
 }
 
 func TestPodVerdicts(t *testing.T) {
-	const podA, podB, podC, podD = "uid-a", "uid-b", "uid-c", "uid-d"
+	const podA, podB, podC, podD, podE = "uid-a", "uid-b", "uid-c", "uid-d", "uid-e"
 	s := State{Listeners: map[uint64]Entry{
-		1: {Slot: 0, Passes: 3, Ready: true}, // podA: ready
-		2: {Slot: 1, Failures: 1},            // podB: failed its last probe
-		3: {Slot: 2, Passes: 1},              // podC: one pass, not yet ready
-		4: {Slot: 3},                         // podC's second listener: new
-		5: {Slot: 4, Failures: 2},            // podD: failed…
-		6: {Slot: 5, Passes: 2, Ready: true}, // …and ready on another listener
-		7: {Slot: 6, Passes: 2, Ready: true}, // a process in no pod
-		8: {Slot: 7, Failures: 1},            // a listener whose holder was not looked up
+		1: {Slot: 0, Passes: 3, Ready: true},         // podA: ready
+		2: {Slot: 1, Failures: GateUnreadyAfter},     // podB: failed its last probes
+		3: {Slot: 2, Passes: 1},                      // podC: one pass, not yet ready
+		4: {Slot: 3},                                 // podC's second listener: new
+		5: {Slot: 4, Failures: GateUnreadyAfter + 1}, // podD: failed…
+		6: {Slot: 5, Passes: 2, Ready: true},         // …and ready on another listener
+		7: {Slot: 6, Passes: 2, Ready: true},         // a process in no pod
+		8: {Slot: 7, Failures: GateUnreadyAfter},     // a listener whose holder was not looked up
+		9: {Slot: 8, Failures: GateUnreadyAfter - 1}, // podE: one slow probe is not enough to tell
 	}}
-	pods := map[uint64]types.UID{1: podA, 2: podB, 3: podC, 4: podC, 5: podD, 6: podD, 7: ""}
+	pods := map[uint64]types.UID{1: podA, 2: podB, 3: podC, 4: podC, 5: podD, 6: podD, 7: "", 9: podE}
 	want := map[types.UID]bool{podA: true, podB: false, podD: true}
 	if diff := cmp.Diff(want, podVerdicts(s, pods)); diff != "" {
 		t.Errorf("verdicts (-want +got):\n%s", diff)
