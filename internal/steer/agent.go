@@ -388,10 +388,13 @@ func (a *Agent) steered(addr netip.Addr) bool {
 }
 
 // GateUnreadyAfter is how many failed probes in a row make a pod not serving for the
-// Gate. Steering drops a listener at its first failure (UnreadyAfter), but a pod's
-// readiness counts for its DaemonSet and the checkpointer, and one probe that timed out
-// on a busy node must not flap it.
-const GateUnreadyAfter = 3
+// Gate: a sustained failure (2 s of 500s, 20 s of probe timeouts), not a busy moment.
+// Steering drops a listener at its first failure (UnreadyAfter), but a pod's readiness
+// decides its DaemonSet's roll-out: a DaemonSet that surges deletes an old pod at once
+// when it is not Ready, even before its replacement is. In CI one probe that timed out
+// on a loaded node flapped the old apiserver's gate, the controller deleted it, and
+// clients met the starting replacement for 10 s.
+const GateUnreadyAfter = 20
 
 // podVerdicts are the verdicts of Options.Gate: a pod is serving if one of its
 // listeners is ready, not serving if none is and one failed its last GateUnreadyAfter
