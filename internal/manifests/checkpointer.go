@@ -29,9 +29,6 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 	checkpointsVol, checkpointsMount := hostPathVolume("checkpoints", checkpoint.CheckpointsDir, corev1.HostPathDirectoryOrCreate, false)
 	socketDir := criSocketDir(cfg.Node.CRISocket)
 	runtimeVol, runtimeMount := hostPathVolume("runtime", socketDir, corev1.HostPathDirectory, false)
-	fieldEnv := func(name, path string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
-	}
 	health := probe("127.0.0.1", checkpoint.CheckpointerMetricsPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
 	ds := hostAgentDaemonSet(nameCheckpointer, labels)
 	spec := &ds.Spec.Template.Spec

@@ -34,9 +34,6 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 	for k, v := range labels {
 		podLabels[k] = v
 	}
-	fieldEnv := func(name, path string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
-	}
 	health := probe("127.0.0.1", controller.DefaultHealthPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
 	deployment := &appsv1.Deployment{
 		ObjectMeta: objectMeta(nameController, Namespace, labels),

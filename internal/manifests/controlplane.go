@@ -115,10 +115,7 @@ func podTemplate(name string, labels map[string]string, spec corev1.PodSpec) cor
 // and the old one is stopped only when the new one is ready.
 func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 	c := apiServerContainer(cfg, secretPath, "$(HOST_IP)", "")
-	c.Env = append(c.Env, corev1.EnvVar{
-		Name:      "HOST_IP",
-		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}},
-	})
+	c.Env = append(c.Env, fieldEnv("HOST_IP", "status.hostIP"))
 	hostVols, hostMounts := apiServerHostVolumes(cfg)
 	c.VolumeMounts = hostMounts
 	spec := controlPlanePodSpec(c, priorityNodeCritical)

@@ -34,7 +34,7 @@ func podNetwork(cfg *config.Config) []runtime.Object {
 	confVol, confMount := hostPathVolume("cni-conf", "/etc/cni/net.d", corev1.HostPathDirectoryOrCreate, false)
 	confMount.MountPath = "/host/etc/cni/net.d"
 	env := []corev1.EnvVar{
-		{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+		fieldEnv("NODE_NAME", "spec.nodeName"),
 		{Name: "KUBERNETES_SERVICE_HOST", Value: cfg.Cluster.EndpointHost()},
 		{Name: "KUBERNETES_SERVICE_PORT", Value: endpointPort(cfg)},
 	}

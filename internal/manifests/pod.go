@@ -110,3 +110,9 @@ func controlPlaneTolerations() []corev1.Toleration {
 func runtimeDefaultSeccomp() *corev1.PodSecurityContext {
 	return &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
 }
+
+// fieldEnv is the environment variable name set from the pod's field path (the downward
+// API), such as spec.nodeName or status.hostIP.
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+}

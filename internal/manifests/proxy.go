@@ -120,10 +120,7 @@ func kubeProxyDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
 			"--config=" + proxyConfigDir + "/" + ProxyConfigKey,
 			"--hostname-override=$(NODE_NAME)",
 		},
-		Env: []corev1.EnvVar{{
-			Name:      "NODE_NAME",
-			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}},
-		}},
+		Env:             []corev1.EnvVar{fieldEnv("NODE_NAME", "spec.nodeName")},
 		SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)},
 		VolumeMounts:    []corev1.VolumeMount{cfgMount, lockMount, modMount},
 		// Ready once the Service rules are in: init starts CoreDNS only then (a

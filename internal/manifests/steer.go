@@ -27,9 +27,6 @@ const nameSteer = "selfkube-apiserver-steer"
 // refuses bpf() without CAP_SYS_ADMIN.
 func apiServerSteer(cfg *config.Config) []runtime.Object {
 	labels := appLabels(nameSteer, componentControlPlane)
-	fieldEnv := func(name, path string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
-	}
 	health := probe("127.0.0.1", steer.DefaultHealthPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
 	ready := probe("127.0.0.1", steer.DefaultHealthPort, "/readyz", corev1.URISchemeHTTP, 2, 1)
 	ds := hostAgentDaemonSet(nameSteer, labels)
