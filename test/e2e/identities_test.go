@@ -216,3 +216,27 @@ func requireNoGap(t *testing.T, rep probe.Report, informed probe.InformerReport)
 		t.Errorf("the informer: %v", err)
 	}
 }
+
+// requireOnlySlowAnswers is requireNoGap for a machine too small for its cluster: a
+// request may time out (the server answered too slowly), but none may be refused,
+// denied (403), reset or cut off, which is what reaching the wrong apiserver looks like.
+// The timeouts are logged; they are part of the open "No API gap" issue.
+func requireOnlySlowAnswers(t *testing.T, rep probe.Report, informed probe.InformerReport) {
+	t.Helper()
+	for _, tr := range rep.Targets {
+		if tr.OK == 0 || float64(tr.Counted) < probe.MinSentRatio*tr.Intended {
+			t.Errorf("%s: %d answered of %d counted, %.0f intended: the measurement is not valid", tr.Name, tr.OK, tr.Counted, tr.Intended)
+		}
+		for kind, n := range tr.ByKind {
+			if kind != "timeout" {
+				t.Errorf("%s: %d requests failed with %s:\n%s", tr.Name, n, kind, rep.Table())
+			}
+		}
+	}
+	if err := rep.Err(); err != nil {
+		t.Logf("requests over the 2 s limit (not yet closed, see docs/no-api-gap.md): %v", err)
+	}
+	if err := informed.Err(); err != nil {
+		t.Errorf("the informer: %v", err)
+	}
+}
