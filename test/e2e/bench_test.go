@@ -7,22 +7,41 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/selfkube/selfkube/test/e2e/framework"
+	"github.com/selfkube/selfkube/test/e2e/probe"
 )
 
 // benchVariant measures the benchmark steps for one way of running the control plane.
 // Variants fill the same rows of one table (framework.BenchSteps), one column each.
 type benchVariant struct {
 	name string
-	run  func(ctx context.Context, t *testing.T, h *framework.Harness, table *framework.BenchTable, reboots int)
+	run  func(ctx context.Context, t *testing.T, h *framework.Harness, b *bench)
 }
+
+// bench is what a variant adds its measurements to.
+type bench struct {
+	table   *framework.BenchTable        // durations
+	avail   *framework.AvailabilityTable // the honest prober's figures per identity
+	reboots int                          // how often each reboot and roll-out is measured
+}
+
+// The availability scenarios of the benchmark. Every identity counts from its own first
+// 2xx; none is in system:masters.
+const (
+	availInit    = "init (until node Ready and, for selfkube, the temporary control plane gone)"
+	availRollout = "apiserver flag change on one node"
+	availReboot  = "control-plane reboot"
+)
 
 // benchVariants are the table's columns, in order. The selfkube column joins here.
 var benchVariants = []benchVariant{
@@ -51,15 +70,17 @@ func TestBench(t *testing.T) {
 	}
 	table := framework.NewBenchTable(names...)
 	table.AddRatio("selfkube", "kubeadm")
+	b := &bench{table: table, avail: framework.NewAvailabilityTable(names...), reboots: reboots}
 	for _, v := range benchVariants {
 		t.Run(v.name, func(t *testing.T) {
 			h := framework.NewForTest(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 			defer cancel()
-			v.run(ctx, t, h, table, reboots)
+			v.run(ctx, t, h, b)
 		})
 	}
-	md := table.Markdown()
+	md := table.Markdown() + "\nAvailability, measured by the honest prober (test/e2e/probe): a new TLS connection per request at 20/s per identity " +
+		"(and one keep-alive client at 5/s), 2 s limit per request, each identity counted from its own first 2xx:\n\n" + b.avail.Markdown()
 	out := os.Getenv("SELFKUBE_BENCH_OUT")
 	if out == "" {
 		out = filepath.Join(framework.ConfigFromEnv().ArtifactsDir, "bench.md")
@@ -84,8 +105,9 @@ func since(ctx context.Context, t *testing.T, start time.Time, timeout time.Dura
 	return time.Since(start)
 }
 
-func benchKubeadm(ctx context.Context, t *testing.T, h *framework.Harness, table *framework.BenchTable, reboots int) {
+func benchKubeadm(ctx context.Context, t *testing.T, h *framework.Harness, b *bench) {
 	const variant = "kubeadm"
+	table := b.table
 	cp, err := h.Up(ctx, testNodes[0].name, testNodes[0].ip)
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +116,16 @@ func benchKubeadm(ctx context.Context, t *testing.T, h *framework.Harness, table
 	if err != nil {
 		t.Fatal(err)
 	}
+	server := "https://" + cp.IP + ":6443"
+	setup := func() (*rest.Config, error) {
+		return framework.RestConfig(cp.HostPath("/etc/kubernetes/super-admin.conf"), server)
+	}
 
 	start := time.Now()
+	initProbe := startEarlyProbe(ctx, setup, cp, server, probe.Options{})
 	c, wall, err := h.KubeadmInit(ctx, cp)
 	if err != nil {
+		initProbe.Stop()
 		t.Fatal(err)
 	}
 	cs, _, err := c.Client()
@@ -107,6 +135,7 @@ func benchKubeadm(ctx context.Context, t *testing.T, h *framework.Harness, table
 	table.Add(variant, framework.StepInitWall, wall)
 	table.Add(variant, framework.StepInitToReady, since(ctx, t, start, 3*time.Minute, "control-plane node Ready",
 		func(ctx context.Context) error { return framework.NodesReady(ctx, cs, cp.Name) }))
+	b.addEarly(t, variant, availInit, initProbe)
 
 	start = time.Now()
 	wall, err = c.Join(ctx, worker)
@@ -127,19 +156,99 @@ func benchKubeadm(ctx context.Context, t *testing.T, h *framework.Harness, table
 			return framework.KubeSystemReady(ctx, cs, minSystem)
 		})
 	}
-	for i := 0; i < reboots; i++ {
+	targets := availabilityTargets(ctx, t, cs, cp, server)
+	for i := 0; i < b.reboots; i++ {
 		settle()
-		benchControlPlaneReboot(ctx, t, table, variant, cs, cp, minSystem)
+		// kubeadm's way: edit the static pod's manifest; the kubelet restarts the apiserver.
+		flag := fmt.Sprintf("--max-requests-inflight=%d", 401+i)
+		b.rollout(ctx, t, variant, targets, func() { kubeadmAPIServerFlag(ctx, t, cs, cp, flag) })
 	}
-	benchWorkerReboots(ctx, t, table, variant, cs, worker, settle, reboots)
+	for i := 0; i < b.reboots; i++ {
+		settle()
+		benchControlPlaneReboot(ctx, t, b, variant, cs, cp, minSystem, targets)
+	}
+	benchWorkerReboots(ctx, t, table, variant, cs, worker, settle, b.reboots)
+}
+
+// kubeadmAPIServerFlag adds flag to the apiserver's static pod manifest on kubeadm's
+// control-plane node n and waits until the apiserver runs with it, Ready.
+func kubeadmAPIServerFlag(ctx context.Context, t *testing.T, cs kubernetes.Interface, n *framework.Node, flag string) {
+	t.Helper()
+	path := n.HostPath("/etc/kubernetes/manifests/kube-apiserver.yaml")
+	manifest, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const command = "    - kube-apiserver\n"
+	if !strings.Contains(string(manifest), command) {
+		t.Fatalf("%s has no line %q to add %s after", path, command, flag)
+	}
+	changed := strings.Replace(string(manifest), command, command+"    - "+flag+"\n", 1)
+	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wait(ctx, t, 5*time.Minute, "the apiserver with "+flag+", Ready", func(ctx context.Context) error {
+		p, err := cs.CoreV1().Pods(metav1.NamespaceSystem).Get(ctx, "kube-apiserver-"+n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(p.Spec.Containers[0].Command, flag) || !framework.PodReady(p) {
+			return fmt.Errorf("the apiserver pod is not yet the new Ready one")
+		}
+		return framework.Readyz(ctx, cs)
+	})
+}
+
+// rollout measures one apiserver roll-out (change makes it and waits until it is done) on
+// the honest prober, from 2 s before to 3 s after.
+func (b *bench) rollout(ctx context.Context, t *testing.T, variant string, targets []probe.Target, change func()) {
+	t.Helper()
+	p, err := probe.Start(ctx, probe.Options{}, targets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	time.Sleep(2 * time.Second)
+	change()
+	time.Sleep(3 * time.Second)
+	rep := p.Stop()
+	t.Logf("%s, %s:\n%s", variant, availRollout, rep.Table())
+	b.avail.Add(variant, availRollout, rep)
+}
+
+// addEarly stops an earlyProbe and adds its figures.
+func (b *bench) addEarly(t *testing.T, variant, scenario string, e *earlyProbe) {
+	t.Helper()
+	rep, err := e.Stop()
+	if err != nil {
+		t.Errorf("%s, %s: %v", variant, scenario, err)
+	}
+	t.Logf("%s, %s:\n%s", variant, scenario, rep.Table())
+	b.avail.Add(variant, scenario, rep)
 }
 
 // benchControlPlaneReboot reboots the control-plane node once and measures, from its
-// kubelet's start, the API answering /readyz, the control plane reconverged, and every
-// kube-system pod Ready again.
-func benchControlPlaneReboot(ctx context.Context, t *testing.T, table *framework.BenchTable, variant string,
-	cs kubernetes.Interface, cp *framework.Node, minSystem int) {
-	booted := reboot(ctx, t, cp)
+// kubelet's start, the API answering /readyz and an RBAC user, the control plane
+// reconverged, and every kube-system pod Ready again; and, on the honest prober, what
+// each identity lost from its first 2xx until then.
+func benchControlPlaneReboot(ctx context.Context, t *testing.T, b *bench, variant string,
+	cs kubernetes.Interface, cp *framework.Node, minSystem int, targets []probe.Target) {
+	table := b.table
+	if err := cp.PowerOff(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := probe.Start(ctx, probe.Options{}, targets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	if err := cp.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	booted, err := cp.KubeletStarted()
+	if err != nil {
+		t.Fatal(err)
+	}
 	table.Add(variant, framework.StepCPRebootReadyz, since(ctx, t, booted, 3*time.Minute, "apiserver /readyz",
 		func(ctx context.Context) error { return framework.Readyz(ctx, cs) }))
 	table.Add(variant, framework.StepCPRebootControl, since(ctx, t, booted, 5*time.Minute, "control plane reconverged",
@@ -148,6 +257,14 @@ func benchControlPlaneReboot(ctx context.Context, t *testing.T, table *framework
 		}))
 	table.Add(variant, framework.StepCPRebootSystem, since(ctx, t, booted, 5*time.Minute, "kube-system pods restarted and Ready",
 		func(ctx context.Context) error { return systemRestarted(ctx, cs, cp.Name, booted, minSystem) }))
+	rep := p.Stop()
+	t.Logf("%s, %s:\n%s", variant, availReboot, rep.Table())
+	if user, ok := rep.Target("RBAC user"); ok && !user.FirstAnswer.IsZero() {
+		table.Add(variant, framework.StepCPRebootRBAC, user.FirstAnswer.Sub(booted))
+	} else {
+		t.Errorf("%s: the RBAC user got no answer after the reboot", variant)
+	}
+	b.avail.Add(variant, availReboot, rep)
 }
 
 // reboot reboots n and returns when its kubelet started again.
@@ -198,8 +315,9 @@ func systemRestarted(ctx context.Context, cs kubernetes.Interface, node string, 
 // benchSelfkube measures selfkube on the same substrate: init to hand-over complete (a
 // self-hosted control plane, the temporary one removed), join, and worker reboots.
 // Control-plane reboots come back through the checkpointer.
-func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, table *framework.BenchTable, reboots int) {
+func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, b *bench) {
 	const variant = "selfkube"
+	table := b.table
 	bin := selfkubeBinary(t)
 	cpName, cpIP := testNodes[0].name, testNodes[0].ip
 	cp, err := h.UpWith(ctx, cpName, cpIP, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
@@ -214,9 +332,15 @@ func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, tabl
 		t.Fatal(err)
 	}
 
+	server := "https://" + cpIP + ":6443"
+	setup := func() (*rest.Config, error) {
+		return framework.RestConfig(cp.HostPath("/var/lib/selfkube/assets/auth/super-admin.conf"), server)
+	}
 	start := time.Now()
+	initProbe := startEarlyProbe(ctx, setup, cp, server, probe.Options{})
 	out, err := cp.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml")
 	if err != nil {
+		initProbe.Stop()
 		t.Fatalf("selfkube init: %v\n%s", err, out)
 	}
 	table.Add(variant, framework.StepInitWall, time.Since(start))
@@ -230,6 +354,11 @@ func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, tabl
 	}
 	table.Add(variant, framework.StepInitToReady, since(ctx, t, start, 3*time.Minute, "control-plane node Ready",
 		func(ctx context.Context) error { return framework.NodesReady(ctx, cs, cpName) }))
+	wait(ctx, t, 2*time.Minute, "the temporary control plane gone", func(ctx context.Context) error {
+		return temporaryControlPlaneGone(ctx, cs, cp.HostPath("/etc/kubernetes/manifests"))
+	})
+	time.Sleep(3 * time.Second) // what the retirement costs shows after it
+	b.addEarly(t, variant, availInit, initProbe)
 
 	start = time.Now()
 	if out, err := worker.Exec(ctx, append([]string{bin}, joinCommandArgs(t, out)...)...); err != nil {
@@ -253,9 +382,48 @@ func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, tabl
 			return framework.KubeSystemReady(ctx, cs, minSystem)
 		})
 	}
-	for i := 0; i < reboots; i++ {
+	targets := availabilityTargets(ctx, t, cs, cp, server)
+	for i := 0; i < b.reboots; i++ {
 		settle()
-		benchControlPlaneReboot(ctx, t, table, variant, cs, cp, minSystem)
+		flag := fmt.Sprintf("--max-requests-inflight=%d", 401+i)
+		b.rollout(ctx, t, variant, targets, func() {
+			addAPIServerFlag(ctx, t, cs, flag)
+			wait(ctx, t, 5*time.Minute, "the new apiserver pod to replace the old one", func(ctx context.Context) error {
+				return apiServerRolledOut(ctx, cs, flag, 1)
+			})
+		})
 	}
-	benchWorkerReboots(ctx, t, table, variant, cs, worker, settle, reboots)
+	for i := 0; i < b.reboots; i++ {
+		settle()
+		benchControlPlaneReboot(ctx, t, b, variant, cs, cp, minSystem, targets)
+	}
+	benchWorkerReboots(ctx, t, table, variant, cs, worker, settle, b.reboots)
+}
+
+// temporaryControlPlaneGone checks once that init's temporary control plane is retired:
+// the node's static pods are etcd's alone, and every apiserver, controller manager and
+// scheduler pod belongs to a DaemonSet or ReplicaSet (no mirror or checkpoint pod).
+func temporaryControlPlaneGone(ctx context.Context, cs kubernetes.Interface, manifests string) error {
+	es, err := os.ReadDir(manifests)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if e.Name() != "etcd.yaml" {
+			return fmt.Errorf("static pod %s still there", e.Name())
+		}
+	}
+	pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		if !slices.Contains(controlPlaneComponents, p.Labels["component"]) {
+			continue
+		}
+		if len(p.OwnerReferences) == 0 || (p.OwnerReferences[0].Kind != "DaemonSet" && p.OwnerReferences[0].Kind != "ReplicaSet") {
+			return fmt.Errorf("pod %s is not owned by a controller", p.Name)
+		}
+	}
+	return nil
 }

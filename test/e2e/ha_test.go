@@ -17,7 +17,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/selfkube/selfkube/internal/etcd"
@@ -215,39 +214,23 @@ func TestHA(t *testing.T) {
 		}
 	})
 
+	// The honest prober's identities, at ha1 (an RBAC user and its keep-alive client, a
+	// ServiceAccount, ha1's kubelet), and the RBAC user at ha2 and ha3. Four nodes on the
+	// test machine: 4 requests/s per target (20 new TLS connections a second in all, a
+	// third of the one-node tests'); at 20/s each the handshakes alone saturated two cores
+	// and every server timed out alike, before any change.
+	targets := availabilityTargets(ctx, t, cs, first, "https://"+cps[0].ip+":6443")
+	for _, n := range cps[1:] {
+		targets = append(targets, atServer(targets[0], "https://"+n.ip+":6443", n.name))
+	}
+	opts := probe.Options{Rate: 4, KeepAliveRate: 2}
+
 	step(t, "APIServerFlagRollsOutOnThreeNodes", func(t *testing.T) {
 		const flag = "--max-requests-inflight=402"
-		targets := availabilityTargets(ctx, t, cs, first, "https://"+cps[0].ip+":6443")
-		for _, n := range cps[1:] {
-			targets = append(targets, atServer(targets[0], "https://"+n.ip+":6443", n.name))
-		}
-		// Four nodes on the test machine: 4 requests/s per target (20 new TLS connections
-		// a second in all, a third of the one-node step's); at 20/s each the handshakes
-		// alone saturated two cores and every server timed out alike, before any change.
-		opts := probe.Options{Rate: 4, KeepAliveRate: 2}
 		rep, informed := measureAvailabilityWith(ctx, t, cs, opts, "apiserver-flag-three-nodes", targets, func() {
 			addAPIServerFlag(ctx, t, cs, flag)
 			wait(ctx, t, 6*time.Minute, "the new apiserver pods to replace the old ones on all three nodes", func(ctx context.Context) error {
-				ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
-				if !daemonSetRolledOut(ds) {
-					return fmt.Errorf("rollout in progress: %+v", ds.Status)
-				}
-				pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-apiserver"})
-				if err != nil {
-					return err
-				}
-				for _, p := range pods.Items {
-					if !slices.Contains(p.Spec.Containers[0].Command, flag) || !framework.PodReady(&p) {
-						return fmt.Errorf("pod %s on %s: not yet the new Ready one", p.Name, p.Spec.NodeName)
-					}
-				}
-				if len(pods.Items) != 3 {
-					return fmt.Errorf("%d apiserver pods, want 3", len(pods.Items))
-				}
-				return nil
+				return apiServerRolledOut(ctx, cs, flag, 3)
 			})
 		})
 		// Clean-clone CI, run 2 of 2 at the same commit: ha1's new apiserver, already
@@ -265,6 +248,12 @@ func TestHA(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// Started with every node off: each window opens at that target's first 2xx.
+		prober, err := probe.Start(ctx, opts, targets...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer prober.Stop()
 		for _, n := range cps { // a boot takes a fifth of a second: together, they are at once
 			if err := nodes[n.name].PowerOn(ctx); err != nil {
 				t.Fatal(err)
@@ -279,15 +268,35 @@ func TestHA(t *testing.T) {
 			return allCPsBack(ctx, cs, booted.Add(-time.Second), "ha1", "ha2", "ha3")
 		})
 		wait(ctx, t, time.Minute, "a three-member etcd", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 3) })
-		t.Logf("all three control-plane nodes rebooted: /readyz after %.1f s, reconverged after %.1f s", readyz.Seconds(), back.Seconds())
+		rep := prober.Stop()
+		t.Logf("all three control-plane nodes rebooted: /readyz after %.1f s, reconverged after %.1f s; first 2xx after the boot: %s",
+			readyz.Seconds(), back.Seconds(), firstAnswers(rep, booted))
+		requireNoLoss(t, "all three control-plane nodes rebooted at once", rep)
 	})
 
 	step(t, "FirstControlPlaneDown", func(t *testing.T) {
 		other := clientAt(t, cps[1].ip)
-		credentials := func() (*rest.Config, error) {
-			return framework.RestConfig(first.HostPath("/etc/kubernetes/admin.conf"), "https://"+cps[1].ip+":6443")
+		// The identities at ha2, the worker's kubelet among them.
+		at := "https://" + cps[1].ip + ":6443"
+		var survivors []probe.Target
+		for _, tg := range targets {
+			switch {
+			case tg.Config.Host != targets[0].Config.Host:
+				continue // the RBAC user at ha2 and ha3: at ha2 below
+			case tg.Name == "kubelet":
+				kubelet, err := kubeletTarget(nodes[workerName], at)
+				if err != nil {
+					t.Fatal(err)
+				}
+				survivors = append(survivors, kubelet)
+			default:
+				survivors = append(survivors, atServer(tg, at, cps[1].name))
+			}
 		}
-		prober := startProber(credentials, "https://"+cps[1].ip+":6443")
+		prober, err := probe.Start(ctx, opts, survivors...)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer prober.Stop()
 		if err := first.PowerOff(); err != nil {
 			t.Fatal(err)
@@ -364,11 +373,7 @@ func TestHA(t *testing.T) {
 		if err := framework.NodesReady(ctx, other, workerName); err != nil {
 			t.Errorf("the worker did not stay Ready: %v", err)
 		}
-		ok, failed, failures := prober.Stop()
-		t.Logf("requests to %s while %s was off: %d ok, %d failed", cps[1].name, cps[0].name, ok, failed)
-		if failed > 0 {
-			t.Errorf("%d requests to the surviving apiserver failed:\n%s", failed, strings.Join(failures, "\n"))
-		}
+		requireNoLoss(t, fmt.Sprintf("%s powered off, requests to %s", cps[0].name, cps[1].name), prober.Stop())
 	})
 
 	step(t, "FirstControlPlaneRejoins", func(t *testing.T) {

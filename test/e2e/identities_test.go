@@ -11,9 +11,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,25 +40,47 @@ const probeNamespace = "e2e-probe"
 // availabilityTargets sets up, with the set-up client cs, the three identities an
 // availability figure counts (none of them in system:masters, so each one is authorized
 // like a real client): a user certificate bound to the `view` ClusterRole by RBAC, a
-// ServiceAccount token bound to a namespaced Role, and node n's kubelet credential.
-// server is the URL every target talks to.
+// ServiceAccount token bound to a namespaced Role, and node n's kubelet credential; and
+// a keep-alive client of the user. server is the URL every target talks to. targets[0]
+// is the user.
 func availabilityTargets(ctx context.Context, t *testing.T, cs kubernetes.Interface, n *framework.Node, server string) []probe.Target {
 	t.Helper()
-	caData, err := os.ReadFile(n.HostPath("/etc/kubernetes/pki/ca.crt"))
+	targets, err := rbacTargets(ctx, cs, n, server)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsFor := func() rest.TLSClientConfig { return rest.TLSClientConfig{CAData: caData} }
+	kubelet, err := kubeletTarget(n, server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []probe.Target{targets[0], targets[1], kubelet, targets[2]}
+}
+
+// rbacTargets sets up, with cs, the identities authorized by RBAC bindings: the user (bound
+// to `view`), the ServiceAccount (a Role in probeNamespace) and the user's keep-alive
+// client, in that order. It can run as soon as the apiserver answers cs.
+func rbacTargets(ctx context.Context, cs kubernetes.Interface, n *framework.Node, server string) ([]probe.Target, error) {
+	caData, err := os.ReadFile(n.HostPath("/etc/kubernetes/pki/ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
 	ensure := func(what string, err error) {
-		t.Helper()
 		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("creating %s: %v", what, err)
+			errs = append(errs, fmt.Errorf("creating %s: %w", what, err))
 		}
 	}
 
 	// A user authorized by RBAC: a client certificate from the cluster CA.
 	const user = "e2e-prober"
-	certPEM, keyPEM := userCertificate(t, n.HostPath("/var/lib/selfkube/assets/tls"), user)
+	tlsDir := n.HostPath("/var/lib/selfkube/assets/tls") // selfkube's init node
+	if _, err := os.Stat(filepath.Join(tlsDir, "ca.key")); err != nil {
+		tlsDir = n.HostPath("/etc/kubernetes/pki") // kubeadm's
+	}
+	certPEM, keyPEM, err := userCertificate(tlsDir, user)
+	if err != nil {
+		return nil, err
+	}
 	_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: user},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
@@ -78,56 +104,69 @@ func availabilityTargets(ctx context.Context, t *testing.T, cs kubernetes.Interf
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prober", Namespace: probeNamespace}},
 	}, metav1.CreateOptions{})
 	ensure("the prober RoleBinding", err)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	tr, err := cs.CoreV1().ServiceAccounts(probeNamespace).CreateToken(ctx, "prober", &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptrTo[int64](3600)},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("a token for the prober ServiceAccount: %v", err)
+		return nil, fmt.Errorf("a token for the prober ServiceAccount: %w", err)
 	}
-
-	kubeletPEM := kubeletCredential(t, n)
 
 	userTarget := probe.Target{Name: "RBAC user", Path: "/api/v1/namespaces/default/configmaps?limit=1",
 		Config: &rest.Config{Host: server, TLSClientConfig: rest.TLSClientConfig{CAData: caData, CertData: certPEM, KeyData: keyPEM}}}
-	saCfg := &rest.Config{Host: server, BearerToken: tr.Status.Token, TLSClientConfig: tlsFor()}
 	return []probe.Target{
 		userTarget,
-		{Name: "ServiceAccount", Path: "/api/v1/namespaces/" + probeNamespace + "/configmaps?limit=1", Config: saCfg},
-		{Name: "kubelet", Path: "/api/v1/nodes/" + n.Name,
-			Config: &rest.Config{Host: server, TLSClientConfig: rest.TLSClientConfig{CAData: caData, CertFile: kubeletPEM, KeyFile: kubeletPEM}}},
+		{Name: "ServiceAccount", Path: "/api/v1/namespaces/" + probeNamespace + "/configmaps?limit=1",
+			Config: &rest.Config{Host: server, BearerToken: tr.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: caData}}},
 		probe.KeepAlive(userTarget),
+	}, nil
+}
+
+// kubeletTarget is node n's kubelet reading its own Node, with its rotated client
+// certificate (which exists once the kubelet's first CSR was approved).
+func kubeletTarget(n *framework.Node, server string) (probe.Target, error) {
+	caData, err := os.ReadFile(n.HostPath("/etc/kubernetes/pki/ca.crt"))
+	if err != nil {
+		return probe.Target{}, err
 	}
+	pem, err := kubeletCredentialFile(n)
+	if err != nil {
+		return probe.Target{}, err
+	}
+	return probe.Target{Name: "kubelet", Path: "/api/v1/nodes/" + n.Name,
+		Config: &rest.Config{Host: server, TLSClientConfig: rest.TLSClientConfig{CAData: caData, CertFile: pem, KeyFile: pem}}}, nil
 }
 
 func ptrTo[T any](v T) *T { return &v }
 
 // userCertificate issues a client certificate for user (no groups) from the cluster CA
 // in tlsDir, as an administrator would for a person.
-func userCertificate(t *testing.T, tlsDir, user string) (certPEM, keyPEM []byte) {
-	t.Helper()
+func userCertificate(tlsDir, user string) (certPEM, keyPEM []byte, err error) {
 	caCertPEM, err := os.ReadFile(filepath.Join(tlsDir, "ca.crt"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	block, _ := pem.Decode(caCertPEM)
 	if block == nil {
-		t.Fatal("ca.crt holds no PEM")
+		return nil, nil, errors.New("ca.crt holds no PEM")
 	}
 	caCert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	caKeyAny, err := keyutil.PrivateKeyFromFile(filepath.Join(tlsDir, "ca.key"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	caKey, ok := caKeyAny.(crypto.Signer)
 	if !ok {
-		t.Fatalf("the CA key is a %T", caKeyAny)
+		return nil, nil, fmt.Errorf("the CA key is a %T", caKeyAny)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
@@ -139,14 +178,14 @@ func userCertificate(t *testing.T, tlsDir, user string) (certPEM, keyPEM []byte)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 // measureAvailability probes targets while during runs, from their first 2xx, and has an
@@ -239,4 +278,149 @@ func requireOnlySlowAnswers(t *testing.T, rep probe.Report, informed probe.Infor
 	if err := informed.Err(); err != nil {
 		t.Errorf("the informer: %v", err)
 	}
+}
+
+// requireNoLoss fails t unless the measurement is valid (every target answered and the
+// prober kept its rate) and no client lost a request; it logs the table.
+func requireNoLoss(t *testing.T, scenario string, rep probe.Report) {
+	t.Helper()
+	t.Logf("availability during %s:\n%s", scenario, rep.Table())
+	if err := rep.Err(); err != nil {
+		t.Errorf("%s: %v", scenario, err)
+	}
+}
+
+// earlyProbe probes node n's availability identities from as early as each can exist,
+// for a scenario whose API is not up when it starts (init): the RBAC user, its
+// keep-alive client and the ServiceAccount once the set-up client gets an answer and
+// their bindings are made, the kubelet once its rotated client certificate is on disk.
+// Each target's window opens at its own first 2xx.
+type earlyProbe struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	probers  []*probe.Prober
+	rbacErr  error // why the RBAC identities never started, if they did not
+	kubelErr error // why the kubelet never started, if it did not
+}
+
+func startEarlyProbe(ctx context.Context, setup func() (*rest.Config, error), n *framework.Node, server string, opts probe.Options) *earlyProbe {
+	loopCtx, cancel := context.WithCancel(ctx)
+	e := &earlyProbe{cancel: cancel, done: make(chan struct{}), rbacErr: errors.New("not tried"), kubelErr: errors.New("not tried")}
+	go func() {
+		defer close(e.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			e.mu.Lock()
+			pending := e.rbacErr != nil || e.kubelErr != nil
+			e.mu.Unlock()
+			if !pending {
+				return
+			}
+			select {
+			case <-loopCtx.Done():
+				return
+			case <-tick.C:
+			}
+			e.tryRBAC(ctx, loopCtx, setup, n, server, opts)
+			e.tryKubelet(ctx, n, server, opts)
+		}
+	}()
+	return e
+}
+
+func (e *earlyProbe) started(p *probe.Prober, err error, into *error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		*into = err
+		return
+	}
+	e.probers = append(e.probers, p)
+	*into = nil
+}
+
+func (e *earlyProbe) tryRBAC(ctx, loopCtx context.Context, setup func() (*rest.Config, error), n *framework.Node, server string, opts probe.Options) {
+	e.mu.Lock()
+	done := e.rbacErr == nil
+	e.mu.Unlock()
+	if done {
+		return
+	}
+	cfg, err := setup()
+	if err != nil {
+		e.started(nil, err, &e.rbacErr)
+		return
+	}
+	cfg.Timeout = 5 * time.Second
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		e.started(nil, err, &e.rbacErr)
+		return
+	}
+	targets, err := rbacTargets(loopCtx, cs, n, server)
+	if err != nil {
+		e.started(nil, err, &e.rbacErr)
+		return
+	}
+	// The probers run on ctx, not loopCtx: Stop ends the search, then them.
+	p, err := probe.Start(ctx, opts, targets...)
+	e.started(p, err, &e.rbacErr)
+}
+
+func (e *earlyProbe) tryKubelet(ctx context.Context, n *framework.Node, server string, opts probe.Options) {
+	e.mu.Lock()
+	done := e.kubelErr == nil
+	e.mu.Unlock()
+	if done {
+		return
+	}
+	target, err := kubeletTarget(n, server)
+	if err != nil {
+		e.started(nil, err, &e.kubelErr)
+		return
+	}
+	p, err := probe.Start(ctx, opts, target)
+	e.started(p, err, &e.kubelErr)
+}
+
+// Stop stops the probers and returns their reports as one, and an error naming the
+// identities that never started (the measurement is then incomplete).
+func (e *earlyProbe) Stop() (probe.Report, error) {
+	e.cancel()
+	<-e.done
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var rep probe.Report
+	for _, p := range e.probers {
+		r := p.Stop()
+		if rep.Started.IsZero() || r.Started.Before(rep.Started) {
+			rep.Started = r.Started
+		}
+		rep.Stopped, rep.Timeout = r.Stopped, r.Timeout
+		rep.Targets = append(rep.Targets, r.Targets...)
+	}
+	var errs []error
+	if e.rbacErr != nil {
+		errs = append(errs, fmt.Errorf("the RBAC user and the ServiceAccount never started: %w", e.rbacErr))
+	}
+	if e.kubelErr != nil {
+		errs = append(errs, fmt.Errorf("the kubelet never started: %w", e.kubelErr))
+	}
+	return rep, errors.Join(errs...)
+}
+
+// firstAnswers says, per target, how long after start its window opened (its first 2xx).
+func firstAnswers(rep probe.Report, start time.Time) string {
+	var parts []string
+	for _, tr := range rep.Targets {
+		if tr.WindowStart.IsZero() {
+			parts = append(parts, tr.Name+" never")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f s", tr.Name, tr.WindowStart.Sub(start).Seconds()))
+	}
+	return strings.Join(parts, ", ")
 }

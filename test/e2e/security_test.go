@@ -70,13 +70,22 @@ func kubeletClient(t *testing.T, n *framework.Node, server string, caData []byte
 // certificate, as the test sees it.
 func kubeletCredential(t *testing.T, n *framework.Node) string {
 	t.Helper()
+	f, err := kubeletCredentialFile(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// kubeletCredentialFile is kubeletCredential, or why there is none yet.
+func kubeletCredentialFile(n *framework.Node) (string, error) {
 	// kubelet-client-current.pem links to an absolute path inside the node.
 	dir := n.HostPath("/var/lib/kubelet/pki")
 	target, err := os.Readlink(filepath.Join(dir, "kubelet-client-current.pem"))
 	if err != nil {
-		t.Fatalf("the kubelet of %s has no rotated client certificate: %v", n.Name, err)
+		return "", fmt.Errorf("the kubelet of %s has no rotated client certificate: %w", n.Name, err)
 	}
-	return filepath.Join(dir, filepath.Base(target))
+	return filepath.Join(dir, filepath.Base(target)), nil
 }
 
 // requestNodeCertificate asks, as cs, for a kubelet client certificate of node name: the

@@ -5,12 +5,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/steer"
 	"github.com/selfkube/selfkube/test/e2e/framework"
+	"github.com/selfkube/selfkube/test/e2e/probe"
 )
 
 // selfkubeConfig is the configuration the selfkube suites init with: the local images,
@@ -54,99 +53,6 @@ func selfkubeBinary(t *testing.T) string {
 	return p
 }
 
-// apiProber sends requests to an API server on fresh connections, one at a time, and
-// counts what fails after the first success. It authenticates as admin (super-admin in
-// some tests, which skips authorization) and allows 15 s per request, so it cannot see
-// a 403 of a starting apiserver nor a stall under 15 s: it is a smoke check of init,
-// joins and reboots only. Availability figures come from test/e2e/probe
-// (measureAvailability, requireNoGap).
-type apiProber struct {
-	mu               sync.Mutex
-	ok, failed       int
-	firstOK          time.Time
-	failures         []string
-	slowest          time.Duration // of the requests that succeeded
-	slowestAt        time.Time
-	stop             chan struct{}
-	done             chan struct{}
-	credentialsReady func() (*rest.Config, error)
-	url              string
-	stopOnce         sync.Once
-}
-
-func startProber(credentials func() (*rest.Config, error), url string) *apiProber {
-	p := &apiProber{stop: make(chan struct{}), done: make(chan struct{}), credentialsReady: credentials, url: url}
-	go p.run()
-	return p
-}
-
-func (p *apiProber) run() {
-	defer close(p.done)
-	var client *http.Client
-	tick := time.NewTicker(50 * time.Millisecond) // 20 requests a second
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-tick.C:
-		}
-		if client == nil {
-			cfg, err := p.credentialsReady()
-			if err != nil {
-				continue // init has not written the credentials yet
-			}
-			tlsCfg, err := rest.TLSConfigFor(cfg)
-			if err != nil {
-				continue
-			}
-			// A slow answer is not a failure (kubectl waits without a limit): on 2 busy
-			// cores a fresh TLS connection took up to 3.2 s while nodes booted. 15 s
-			// still catches a connection that hangs.
-			client = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}}
-		}
-		sent := time.Now()
-		resp, err := client.Get(p.url + "/api/v1/namespaces/kube-system/pods?limit=1")
-		took := time.Since(sent)
-		p.mu.Lock()
-		switch {
-		case err == nil && resp.StatusCode == http.StatusOK:
-			if p.firstOK.IsZero() {
-				p.firstOK = time.Now()
-			}
-			p.ok++
-			if took > p.slowest {
-				p.slowest, p.slowestAt = took, sent
-			}
-		case !p.firstOK.IsZero():
-			p.failed++
-			why := fmt.Sprint(err)
-			if err == nil {
-				why = resp.Status
-			}
-			p.failures = append(p.failures, fmt.Sprintf("%s (sent, %s to answer) %s", sent.Format("15:04:05.000"), took.Round(time.Millisecond), why))
-		}
-		p.mu.Unlock()
-		if err == nil {
-			resp.Body.Close()
-		}
-	}
-}
-
-// Slowest describes the successful request that took longest.
-func (p *apiProber) Slowest() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return fmt.Sprintf("%s, sent at %s", p.slowest.Round(time.Millisecond), p.slowestAt.Format("15:04:05.000"))
-}
-
-// Stop ends the prober and returns its counts.
-func (p *apiProber) Stop() (ok, failed int, failures []string) {
-	p.stopOnce.Do(func() { close(p.stop) })
-	<-p.done
-	return p.ok, p.failed, p.failures
-}
-
 // TestSelfkubeInit brings up a self-hosted control plane on a real node with `selfkube
 // init` and checks what the issue asks of it: nothing temporary left, every component
 // owned by a controller, a working pod network, Services and DNS, an apiserver flag
@@ -167,13 +73,17 @@ func TestSelfkubeInit(t *testing.T) {
 	if err := os.WriteFile(n.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig(name, ip)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	server := "https://" + ip + ":6443"
 	superAdmin := n.HostPath("/var/lib/selfkube/assets/auth/super-admin.conf")
-	credentials := func() (*rest.Config, error) { return framework.RestConfig(superAdmin, "https://"+ip+":6443") }
-	prober := startProber(credentials, "https://"+ip+":6443")
-	stopped := false
+	credentials := func() (*rest.Config, error) { return framework.RestConfig(superAdmin, server) }
+	// The honest prober from the temporary apiserver's first answer to each identity,
+	// through the hand-over to the self-hosted one and the retirement of the temporary
+	// control plane.
+	initProbe := startEarlyProbe(ctx, credentials, n, server, probe.Options{})
+	initProbeStopped := false
 	defer func() {
-		if !stopped {
-			prober.Stop()
+		if !initProbeStopped {
+			initProbe.Stop()
 		}
 	}()
 
@@ -291,29 +201,28 @@ func TestSelfkubeInit(t *testing.T) {
 		}
 	})
 
+	step(t, "NoGapThroughInitHandOver", func(t *testing.T) {
+		rep, err := initProbe.Stop()
+		initProbeStopped = true
+		if err != nil {
+			t.Errorf("the measurement of init is incomplete: %v", err)
+		}
+		// The failures last: a CI log shows its tail.
+		requireNoLoss(t, "init, from the temporary apiserver's first answer to the temporary control plane gone", rep)
+		if t.Failed() {
+			t.Logf("init output:\n%s", initOut)
+		}
+	})
+
+	targets := availabilityTargets(ctx, t, cs, n, server)
 	step(t, "APIServerFlagRollsOut", func(t *testing.T) {
 		const flag = "--max-requests-inflight=401"
-		targets := availabilityTargets(ctx, t, cs, n, "https://"+ip+":6443")
 		rep, informed := measureAvailability(ctx, t, cs, "apiserver-flag-one-node", targets, func() {
 			t.Logf("rollout starts at %s", time.Now().Format("15:04:05.000"))
 			defer func() { t.Logf("rollout done at %s", time.Now().Format("15:04:05.000")) }()
 			addAPIServerFlag(ctx, t, cs, flag)
 			wait(ctx, t, 5*time.Minute, "the new apiserver pod to replace the old one", func(ctx context.Context) error {
-				ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
-				if !daemonSetRolledOut(ds) {
-					return fmt.Errorf("rollout in progress: %+v", ds.Status)
-				}
-				pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-apiserver"})
-				if err != nil {
-					return err
-				}
-				if len(pods.Items) != 1 || !slices.Contains(pods.Items[0].Spec.Containers[0].Command, flag) || !framework.PodReady(&pods.Items[0]) {
-					return fmt.Errorf("want one Ready apiserver pod with %s, have %d pods", flag, len(pods.Items))
-				}
-				return nil
+				return apiServerRolledOut(ctx, cs, flag, 1)
 			})
 		})
 		// No client lost a request: the steer gave new connections only to a ready
@@ -338,6 +247,14 @@ func TestSelfkubeInit(t *testing.T) {
 			return nil
 		})
 	})
+
+	// The honest prober through the joins that follow (two of them boot nodes beside this
+	// one, on the same cores): an RBAC user, a ServiceAccount and the kubelet.
+	joinProbe, err := probe.Start(ctx, probe.Options{}, targets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer joinProbe.Stop()
 
 	step(t, "JoinRejectsBadInput", func(t *testing.T) {
 		w, err := h.UpWith(ctx, "sk2", "172.31.0.22", framework.UpOptions{NoPodNetwork: true, Selfkube: selfkubeBinary(t)})
@@ -427,16 +344,7 @@ func TestSelfkubeInit(t *testing.T) {
 	})
 
 	step(t, "NoFailedRequests", func(t *testing.T) {
-		ok, failed, failures := prober.Stop()
-		stopped = true
-		t.Logf("API requests after the API first answered: %d succeeded (the slowest took %s), %d failed", ok, prober.Slowest(), failed)
-		if ok == 0 {
-			t.Fatal("the prober never reached the API")
-		}
-		if failed > 0 {
-			// The failures last: a CI log shows its tail.
-			t.Errorf("init output:\n%s\n%d requests failed during init, the rollout and the joins:\n%s", initOut, failed, strings.Join(failures, "\n"))
-		}
+		requireNoLoss(t, "the joins of a worker and of a kubeadm worker, and the checks after them", joinProbe.Stop())
 	})
 }
 
@@ -478,6 +386,31 @@ func addAPIServerFlag(ctx context.Context, t *testing.T, cs kubernetes.Interface
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// apiServerRolledOut checks once that the apiserver DaemonSet has rolled out: want pods,
+// each Ready and with flag.
+func apiServerRolledOut(ctx context.Context, cs kubernetes.Interface, flag string, want int) error {
+	ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if !daemonSetRolledOut(ds) {
+		return fmt.Errorf("rollout in progress: %+v", ds.Status)
+	}
+	pods, err := cs.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kube-apiserver"})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		if !slices.Contains(p.Spec.Containers[0].Command, flag) || !framework.PodReady(&p) {
+			return fmt.Errorf("pod %s on %s: not yet the new Ready one", p.Name, p.Spec.NodeName)
+		}
+	}
+	if len(pods.Items) != want {
+		return fmt.Errorf("%d apiserver pods, want %d", len(pods.Items), want)
+	}
+	return nil
 }
 
 func daemonSetRolledOut(ds *appsv1.DaemonSet) bool {

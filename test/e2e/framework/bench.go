@@ -15,6 +15,7 @@ const (
 	StepJoinWall         = "join: wall time"
 	StepJoinToReady      = "join: start → node Ready"
 	StepCPRebootReadyz   = "control-plane reboot: kubelet start → apiserver /readyz"
+	StepCPRebootRBAC     = "control-plane reboot: kubelet start → first 2xx of an RBAC user (not system:masters), new connection per request"
 	StepCPRebootControl  = "control-plane reboot: kubelet start → control plane reconverged (its pods restarted and Ready, no checkpoint left)"
 	StepCPRebootSystem   = "control-plane reboot: kubelet start → all kube-system pods Ready"
 	StepWorkerRebootPods = "worker reboot: kubelet start → its pods running again"
@@ -23,7 +24,7 @@ const (
 // BenchSteps is the row order of the table.
 var BenchSteps = []string{
 	StepInitWall, StepInitToReady, StepJoinWall, StepJoinToReady,
-	StepCPRebootReadyz, StepCPRebootControl, StepCPRebootSystem, StepWorkerRebootPods,
+	StepCPRebootReadyz, StepCPRebootRBAC, StepCPRebootControl, StepCPRebootSystem, StepWorkerRebootPods,
 }
 
 // BenchTable collects durations per step and variant and renders them as a markdown table

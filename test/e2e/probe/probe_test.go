@@ -296,11 +296,18 @@ func TestCountingWindow(t *testing.T) {
 	setStatus(func(int64) int { return 503 })
 	p.ResetWindow()
 	waitUntil(t, "26 requests", func() bool { return handled.Load() >= 26 })
+	healthyAgain := time.Now()
 	setStatus(func(int64) int { return 200 })
 	waitUntil(t, "36 requests", func() bool { return handled.Load() >= 36 })
 	rep = p.Stop()
 	t.Logf("\n%s", rep)
 	r = targetOf(t, rep, "api")
+	// "Kubelet start → first 2xx" in the benchmark reads FirstAnswer: it is the answer
+	// after the server came back, not one from before the reset.
+	if r.FirstAnswer.Before(healthyAgain) || r.FirstAnswer.Before(r.WindowStart) {
+		t.Errorf("first answer at %s, window from %s; the server answered 2xx again from %s",
+			r.FirstAnswer.Format("15:04:05.000"), r.WindowStart.Format("15:04:05.000"), healthyAgain.Format("15:04:05.000"))
+	}
 	if r.Failed != 0 || r.OK < 8 || r.Before < 24 || r.BeforeByKind["503"] < 14 {
 		t.Errorf("after ResetWindow: %d ok, %d failed, %d before (%v); want ~10 ok, 0 failed, ~26 before with ~16 503s",
 			r.OK, r.Failed, r.Before, r.BeforeByKind)

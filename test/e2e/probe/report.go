@@ -36,9 +36,9 @@ type TargetReport struct {
 	Before       int
 	BeforeByKind map[string]int
 
-	// WindowStart is the slot of the request that first answered 2xx (zero: no 2xx);
-	// WindowEnd is when the prober stopped sending.
-	WindowStart, WindowEnd time.Time
+	// WindowStart is the slot of the request that first answered 2xx (zero: no 2xx), and
+	// FirstAnswer when that answer came; WindowEnd is when the prober stopped sending.
+	WindowStart, FirstAnswer, WindowEnd time.Time
 	// Intended is Rate × (WindowEnd − WindowStart): the requests the window should have.
 	Intended float64
 
@@ -108,7 +108,7 @@ func (t *target) report(resetAt time.Time, maxFailures int) TargetReport {
 		}
 	}
 	if first != nil {
-		rep.WindowStart = first.slot
+		rep.WindowStart, rep.FirstAnswer = first.slot, first.answered()
 		rep.Intended = t.rate * rep.WindowEnd.Sub(rep.WindowStart).Seconds()
 	}
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
