@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -348,24 +349,15 @@ func checkCheckpointerUnmoved(ctx context.Context, t *testing.T, admin kubernete
 // leave it.
 func killJoinAfter(ctx context.Context, t *testing.T, n *framework.Node, phase string, argv []string) {
 	t.Helper()
-	cmd, err := n.Command(ctx, argv...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	wait(ctx, t, 4*time.Minute, "the join of "+n.Name+" past its "+phase+" phase", func(context.Context) error {
-		select {
-		case err := <-exited:
-			t.Fatalf("the join ended before it could be killed (%v):\n%s", err, out.String())
-		default:
-		}
-		b, err := os.ReadFile(n.HostPath("/var/lib/selfkube/join.json"))
+	killAfterPhase(ctx, t, n, "join", phase, argv)
+}
+
+// killAfterPhase runs argv (selfkube COMMAND …) on n and SIGKILLs it once its record
+// (/var/lib/selfkube/COMMAND.json) lists phase as done: the next phase has begun.
+func killAfterPhase(ctx context.Context, t *testing.T, n *framework.Node, command, phase string, argv []string) {
+	t.Helper()
+	killWhen(ctx, t, n, command, "past its "+phase+" phase", argv, func(string) error {
+		b, err := os.ReadFile(n.HostPath("/var/lib/selfkube/" + command + ".json"))
 		if err != nil {
 			return err
 		}
@@ -378,11 +370,54 @@ func killJoinAfter(ctx context.Context, t *testing.T, n *framework.Node, phase s
 		}
 		return nil
 	})
-	if err := killCommand(n.Name, "selfkube", "join"); err != nil {
+}
+
+// killWhen runs argv (selfkube COMMAND …) on n and SIGKILLs it as soon as ready (given
+// the output so far) passes; it fails t if the command ends first.
+func killWhen(ctx context.Context, t *testing.T, n *framework.Node, command, when string, argv []string, ready func(out string) error) {
+	t.Helper()
+	cmd, err := n.Command(ctx, argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuilder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	wait(ctx, t, 4*time.Minute, "the "+command+" of "+n.Name+" "+when, func(context.Context) error {
+		select {
+		case err := <-exited:
+			t.Fatalf("the %s ended before it could be killed (%v):\n%s", command, err, out.String())
+		default:
+		}
+		return ready(out.String())
+	})
+	if err := killCommand(n.Name, "selfkube", command); err != nil {
 		t.Fatal(err)
 	}
 	<-exited
-	t.Logf("killed the join of %s after its %s phase:\n%s", n.Name, phase, out.String())
+	t.Logf("killed the %s of %s %s:\n%s", command, n.Name, when, out.String())
+}
+
+// syncBuilder is a strings.Builder that a command's output and a poller share.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // inNodeCgroup says whether a /proc/PID/cgroup text puts the process in node's cgroup

@@ -87,11 +87,53 @@ func TestSelfkubeInit(t *testing.T) {
 		}
 	}()
 
+	initArgs := []string{bin, "init", "--config", "/etc/kubernetes/selfkube.yaml"}
+	// init survives being killed and failing part-way, with the temporary control plane
+	// serving throughout (the early prober above counts every request from its first
+	// answer): killed once its temporary control plane is written, timed out at the
+	// hand-over gate, killed inside the gate; the last run finishes it.
+	step(t, "InitKilledAfterTemporaryControlPlane", func(t *testing.T) {
+		killAfterPhase(ctx, t, n, "init", "control-plane", initArgs)
+	})
+	step(t, "InitHandOverTimesOutAndTemporaryControlPlaneServes", func(t *testing.T) {
+		out, err := n.Exec(ctx, append(initArgs, "--handover-timeout", "1s")...)
+		if err == nil {
+			t.Fatalf("init with a 1 s hand-over timeout succeeded:\n%s", out)
+		}
+		for _, want := range []string{"did not take over", "still not true:", "the temporary control plane is still running", "run init again"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the time-out does not say %q:\n%s", want, out)
+			}
+		}
+		if _, err := os.Stat(n.HostPath("/etc/kubernetes/manifests/kube-apiserver.yaml")); err != nil {
+			t.Errorf("the temporary apiserver's static pod is gone after the time-out: %v", err)
+		}
+		cfg, err := credentials()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := framework.Readyz(ctx, cs); err != nil {
+			t.Errorf("the API after the hand-over timed out: %v", err)
+		}
+	})
+	step(t, "InitKilledInsideHandOverGate", func(t *testing.T) {
+		killWhen(ctx, t, n, "init", "waiting at the hand-over gate", initArgs, func(out string) error {
+			if !strings.Contains(out, "waiting for:") {
+				return fmt.Errorf("not at the gate yet")
+			}
+			return nil
+		})
+	})
+
 	var initOut string
 	step(t, "Init", func(t *testing.T) {
 		start := time.Now()
 		t.Logf("init starts at %s", start.Format("15:04:05.000"))
-		out, err := n.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml", "-v")
+		out, err := n.Exec(ctx, append(initArgs, "-v")...)
 		initOut = out
 		t.Logf("selfkube init took %s (until %s):\n%s", time.Since(start).Round(time.Millisecond), time.Now().Format("15:04:05.000"), out)
 		if err != nil {
