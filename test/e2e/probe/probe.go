@@ -4,9 +4,11 @@
 // (every tick starts its request in its own goroutine, so a stalled server cannot slow the
 // prober down), bounds every request by a timeout (default 2 s; a slower answer is a failure of
 // kind "timeout"), and by default opens a new TLS connection with a full handshake for every
-// request (no keep-alive, no session resumption), so a request only succeeds if the server
-// accepts new connections at that moment. A target marked KeepAlive instead reuses one
-// long-lived client-go HTTP client, as controllers and kubelets do.
+// request (no keep-alive, no session resumption), and does not retry, so a request only
+// succeeds if the server accepts new connections at that moment and answers it. A target
+// marked KeepAlive instead asks through one long-lived client-go REST client, as controllers
+// and kubelets do: keep-alive connections, and client-go's own retries (an answer's
+// Retry-After, a GET whose connection was reset), whose time counts within the limit.
 //
 // Counting starts with the first successful (2xx) answer of a target: the requests sent before
 // it are reported but not judged (the API is not up yet). ResetWindow restarts the counting
@@ -31,6 +33,8 @@ import (
 	"syscall"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -94,9 +98,9 @@ type Target struct {
 	// Path is the URL path and query appended to Config.Host, e.g.
 	// "/api/v1/namespaces/kube-system/configmaps?limit=1" or "/api/v1/nodes/node1".
 	Path string
-	// KeepAlive makes the target use one long-lived client-go HTTP client (keep-alive
-	// connections, HTTP/2 when the server offers it) at Options.KeepAliveRate, instead of a
-	// new TLS connection per request at Options.Rate.
+	// KeepAlive makes the target use one long-lived client-go REST client (keep-alive
+	// connections, HTTP/2 when the server offers it, client-go's retries) at
+	// Options.KeepAliveRate, instead of a new TLS connection per request at Options.Rate.
 	KeepAlive bool
 	// Rate overrides the rate of the target's options when positive.
 	Rate float64
@@ -130,6 +134,7 @@ type target struct {
 	url    string
 	rate   float64
 	client *http.Client
+	rest   *rest.RESTClient // the keep-alive target's requests go through client-go's
 
 	mu      sync.Mutex
 	results []result
@@ -197,6 +202,9 @@ func newTarget(tg Target, opts Options) (*target, error) {
 			t.rate = opts.KeepAliveRate
 		}
 		t.client, err = keepAliveClient(tg.Config)
+		if err == nil {
+			t.rest, err = restClientFor(tg.Config, t.client)
+		}
 	} else {
 		if t.rate <= 0 {
 			t.rate = opts.Rate
@@ -265,6 +273,40 @@ func keepAliveClient(cfg *rest.Config) (*http.Client, error) {
 	return &http.Client{Transport: client.Transport}, nil
 }
 
+// restClientFor is the client-go REST client a keep-alive target asks through: it follows
+// an answer's Retry-After (an apiserver that is shutting down answers a request that
+// reached it on an old connection with 503 and Retry-After: 1) and retries a GET whose
+// connection was reset, as every client-go client does; the time that takes counts in
+// the request's latency, within its limit. Its rate limiter is off: the prober keeps the
+// rate.
+func restClientFor(cfg *rest.Config, client *http.Client) (*rest.RESTClient, error) {
+	c := rest.CopyConfig(cfg)
+	c.QPS = -1
+	cs, err := kubernetes.NewForConfigAndClient(c, client)
+	if err != nil {
+		return nil, err
+	}
+	rc, ok := cs.Discovery().RESTClient().(*rest.RESTClient)
+	if !ok {
+		return nil, fmt.Errorf("the discovery REST client is a %T", cs.Discovery().RESTClient())
+	}
+	return rc, nil
+}
+
+// restGet makes the request through a client-go REST client; a non-2xx answer is
+// returned as its status code, not as an error.
+func restGet(ctx context.Context, c *rest.RESTClient, uri string) (int, error) {
+	var code int
+	res := c.Get().RequestURI(uri).SetHeader("Accept", "application/json").Do(ctx)
+	res.StatusCode(&code)
+	err := res.Error()
+	var status apierrors.APIStatus
+	if err != nil && code != 0 && errors.As(err, &status) {
+		return code, nil
+	}
+	return code, err
+}
+
 // MaxLateness is how late the prober may send a request after its slot of the fixed rate, when
 // it was not scheduled in time (a busy machine): a slot missed by more is dropped, so a prober
 // that lags sends fewer requests than intended, which the report judges.
@@ -312,7 +354,13 @@ func (p *Prober) send(t *target, slot time.Time) {
 	ctx, cancel := context.WithTimeout(p.reqCtx, p.opts.Timeout)
 	defer cancel()
 	sent := time.Now()
-	code, err := get(ctx, t.client, t.url)
+	var code int
+	var err error
+	if t.rest != nil {
+		code, err = restGet(ctx, t.rest, t.Path)
+	} else {
+		code, err = get(ctx, t.client, t.url)
+	}
 	r := result{slot: slot, sent: sent, latency: time.Since(sent)}
 	r.kind = classify(ctx, code, err, r.latency > p.opts.Timeout)
 	if r.kind != "" {

@@ -577,3 +577,44 @@ func clientCert(t *testing.T, cn string) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }
+
+// A keep-alive target asks as client-go does: an apiserver shutting down answers a request
+// on an old connection with 503 and Retry-After: 1, which client-go retries; the request
+// succeeds and its latency shows the wait. A 503 without Retry-After still fails, and a
+// new-connection target (a bare HTTP client) counts every 503.
+func TestKeepAliveFollowsRetryAfterAsClientGo(t *testing.T) {
+	t.Parallel()
+	shuttingDown := func(retryAfter bool) http.HandlerFunc {
+		var n atomic.Int64
+		return func(w http.ResponseWriter, r *http.Request) {
+			if n.Add(1) == 5 {
+				if retryAfter {
+					w.Header().Set("Retry-After", "1")
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"apiserver is shutting down","reason":"ServiceUnavailable","code":503}`))
+				return
+			}
+			ok(w, r)
+		}
+	}
+	withRetry, withoutRetry, bare := newServer(t, shuttingDown(true)), newServer(t, shuttingDown(false)), newServer(t, shuttingDown(true))
+	p := start(t, Options{KeepAliveRate: 10},
+		KeepAlive(Target{Name: "retry-after", Config: withRetry.config(), Path: "/api?limit=1"}),
+		KeepAlive(Target{Name: "no retry-after", Config: withoutRetry.config(), Path: "/api"}),
+		Target{Name: "new connections", Config: bare.config(), Path: "/api", Rate: 10})
+	time.Sleep(2500 * time.Millisecond)
+	rep := p.Stop()
+	t.Logf("\n%s", rep)
+
+	r := targetOf(t, rep, "retry-after keep-alive")
+	if r.Failed != 0 || r.Max < time.Second || r.Max > 2*time.Second {
+		t.Errorf("with Retry-After: %d failed (%v), slowest %s; want none failed and one request of ~1 s", r.Failed, r.ByKind, r.Max)
+	}
+	for _, name := range []string{"no retry-after keep-alive", "new connections"} {
+		if r := targetOf(t, rep, name); r.Failed != 1 || r.ByKind["503"] != 1 {
+			t.Errorf("%s: failures %v, want the one 503", name, r.ByKind)
+		}
+	}
+}
