@@ -10,8 +10,9 @@
 // and kubelets do: keep-alive connections, and client-go's own retries (an answer's
 // Retry-After, a GET whose connection was reset), whose time counts within the limit.
 //
-// Counting starts with the first successful (2xx) answer of a target: the requests sent before
-// it are reported but not judged (the API is not up yet). ResetWindow restarts the counting
+// Counting starts when the first successful (2xx) answer of a target comes: the requests sent
+// before it (those in flight then included) are reported but not judged (the API was not
+// known to be up). ResetWindow restarts the counting
 // from the next 2xx, e.g. "from the first answer after the reboot".
 //
 // The Informer and WriteConfigMaps check that a watch of a given identity sees every object a

@@ -20,9 +20,9 @@ type Report struct {
 	Targets          []TargetReport
 }
 
-// TargetReport is the measurement of one target. Its window starts with the slot (of the fixed
-// rate) of the request that first answered 2xx (after the last ResetWindow) and ends when the
-// prober stopped; only the requests of the slots in the window are counted
+// TargetReport is the measurement of one target. Its window starts when the first 2xx answer
+// (to a request sent after the last ResetWindow) came and ends when the prober stopped; only
+// the requests of the slots (of the fixed rate) in the window are counted
 // (Counted = OK + Failed).
 type TargetReport struct {
 	Name      string
@@ -36,8 +36,8 @@ type TargetReport struct {
 	Before       int
 	BeforeByKind map[string]int
 
-	// WindowStart is the slot of the request that first answered 2xx (zero: no 2xx), and
-	// FirstAnswer when that answer came; WindowEnd is when the prober stopped sending.
+	// FirstAnswer is when the first 2xx answer came (zero: no 2xx), and WindowStart, the
+	// same moment, starts the window; WindowEnd is when the prober stopped sending.
 	WindowStart, FirstAnswer, WindowEnd time.Time
 	// Intended is Rate × (WindowEnd − WindowStart): the requests the window should have.
 	Intended float64
@@ -77,7 +77,11 @@ func (t *target) report(resetAt time.Time, maxFailures int) TargetReport {
 	results := append([]result(nil), t.results...)
 	sort.Slice(results, func(i, j int) bool { return results[i].slot.Before(results[j].slot) })
 
-	// The window starts with the request, of a slot after the reset, whose 2xx answer came first.
+	// The window starts when the first 2xx answer (to a request of a slot after the reset)
+	// came: a client learns that the API is up only then. The requests already in flight
+	// at that moment were sent before anyone could know it, and are not judged (at an
+	// apiserver's start, one of them may meet the authorizer a moment before it is ready
+	// while another, sent earlier, is answered just after).
 	var first *result
 	for i := range results {
 		r := &results[i]
@@ -87,7 +91,7 @@ func (t *target) report(resetAt time.Time, maxFailures int) TargetReport {
 	}
 	var latencies []time.Duration
 	for _, r := range results {
-		if first == nil || r.slot.Before(first.slot) {
+		if first == nil || r.slot.Before(first.answered()) {
 			rep.Before++
 			if r.kind != "" {
 				rep.BeforeByKind[r.kind]++
@@ -108,7 +112,7 @@ func (t *target) report(resetAt time.Time, maxFailures int) TargetReport {
 		}
 	}
 	if first != nil {
-		rep.WindowStart, rep.FirstAnswer = first.slot, first.answered()
+		rep.WindowStart, rep.FirstAnswer = first.answered(), first.answered()
 		rep.Intended = t.rate * rep.WindowEnd.Sub(rep.WindowStart).Seconds()
 	}
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
