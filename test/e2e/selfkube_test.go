@@ -76,6 +76,19 @@ func TestSelfkubeInit(t *testing.T) {
 	server := "https://" + ip + ":6443"
 	superAdmin := n.HostPath("/var/lib/selfkube/assets/auth/super-admin.conf")
 	credentials := func() (*rest.Config, error) { return framework.RestConfig(superAdmin, server) }
+	// setupClient is the set-up client (super-admin): never used for an availability figure.
+	setupClient := func(t *testing.T) (*rest.Config, kubernetes.Interface) {
+		t.Helper()
+		cfg, err := credentials()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg, cs
+	}
 	// The honest prober from the temporary apiserver's first answer to each identity,
 	// through the hand-over to the self-hosted one and the retirement of the temporary
 	// control plane.
@@ -108,14 +121,7 @@ func TestSelfkubeInit(t *testing.T) {
 		if _, err := os.Stat(n.HostPath("/etc/kubernetes/manifests/kube-apiserver.yaml")); err != nil {
 			t.Errorf("the temporary apiserver's static pod is gone after the time-out: %v", err)
 		}
-		cfg, err := credentials()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, cs := setupClient(t)
 		if err := framework.Readyz(ctx, cs); err != nil {
 			t.Errorf("the API after the hand-over timed out: %v", err)
 		}
@@ -143,14 +149,7 @@ func TestSelfkubeInit(t *testing.T) {
 			t.Errorf("init printed no join command")
 		}
 	})
-	cfg, err := credentials()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, cs := setupClient(t)
 
 	step(t, "NoTemporaryControlPlaneLeft", func(t *testing.T) {
 		es, err := os.ReadDir(n.HostPath("/etc/kubernetes/manifests"))
