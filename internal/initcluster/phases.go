@@ -417,18 +417,16 @@ func teardown(ctx context.Context, d *Data) error {
 		return err
 	}
 	d.Record.HandOver.Finished = true
-	if err := d.Record.Save(); err != nil {
-		return err
-	}
-	// The kubelet stops the temporary pods now; they have read their credentials long
-	// ago and need the files no more.
-	if err := os.RemoveAll(d.Layout.BootstrapSecretsDir()); err != nil {
-		return fmt.Errorf("removing the temporary credentials: %w", err)
-	}
-	return nil
+	return d.Record.Save()
 }
 
 func postHandover(ctx context.Context, d *Data) error {
+	// The kubelet stops the temporary pods now; they have read their credentials long
+	// ago and need the files no more. Removed here, not in teardown, which a run killed
+	// after recording the hand-over would skip.
+	if err := os.RemoveAll(d.Layout.BootstrapSecretsDir()); err != nil {
+		return fmt.Errorf("removing the temporary credentials: %w", err)
+	}
 	client, _, err := d.Client()
 	if err != nil {
 		return err

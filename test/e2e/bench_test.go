@@ -203,15 +203,7 @@ func kubeadmAPIServerFlag(ctx context.Context, t *testing.T, cs kubernetes.Inter
 // the honest prober, from 2 s before to 3 s after.
 func (b *bench) rollout(ctx context.Context, t *testing.T, variant string, targets []probe.Target, change func()) {
 	t.Helper()
-	p, err := probe.Start(ctx, probe.Options{}, targets...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
-	time.Sleep(2 * time.Second)
-	change()
-	time.Sleep(3 * time.Second)
-	rep := p.Stop()
+	rep := probeDuring(ctx, t, probe.Options{}, targets, change)
 	t.Logf("%s, %s:\n%s", variant, availRollout, rep.Table())
 	b.avail.Add(variant, availRollout, rep)
 }
@@ -234,21 +226,8 @@ func (b *bench) addEarly(t *testing.T, variant, scenario string, e *earlyProbe) 
 func benchControlPlaneReboot(ctx context.Context, t *testing.T, b *bench, variant string,
 	cs kubernetes.Interface, cp *framework.Node, minSystem int, targets []probe.Target) {
 	table := b.table
-	if err := cp.PowerOff(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := probe.Start(ctx, probe.Options{}, targets...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, booted := rebootProbed(ctx, t, probe.Options{}, targets, cp)
 	defer p.Stop()
-	if err := cp.PowerOn(ctx); err != nil {
-		t.Fatal(err)
-	}
-	booted, err := cp.KubeletStarted()
-	if err != nil {
-		t.Fatal(err)
-	}
 	table.Add(variant, framework.StepCPRebootReadyz, since(ctx, t, booted, 3*time.Minute, "apiserver /readyz",
 		func(ctx context.Context) error { return framework.Readyz(ctx, cs) }))
 	table.Add(variant, framework.StepCPRebootControl, since(ctx, t, booted, 5*time.Minute, "control plane reconverged",
@@ -259,8 +238,8 @@ func benchControlPlaneReboot(ctx context.Context, t *testing.T, b *bench, varian
 		func(ctx context.Context) error { return systemRestarted(ctx, cs, cp.Name, booted, minSystem) }))
 	rep := p.Stop()
 	t.Logf("%s, %s:\n%s", variant, availReboot, rep.Table())
-	if user, ok := rep.Target("RBAC user"); ok && !user.FirstAnswer.IsZero() {
-		table.Add(variant, framework.StepCPRebootRBAC, user.FirstAnswer.Sub(booted))
+	if user, ok := rep.Target("RBAC user"); ok && !user.WindowStart.IsZero() {
+		table.Add(variant, framework.StepCPRebootRBAC, user.WindowStart.Sub(booted))
 	} else {
 		t.Errorf("%s: the RBAC user got no answer after the reboot", variant)
 	}
@@ -389,7 +368,7 @@ func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, b *b
 		b.rollout(ctx, t, variant, targets, func() {
 			addAPIServerFlag(ctx, t, cs, flag)
 			wait(ctx, t, 5*time.Minute, "the new apiserver pod to replace the old one", func(ctx context.Context) error {
-				return apiServerRolledOut(ctx, cs, flag, 1)
+				return apiServerRolledOut(ctx, cs, 1, withFlag(flag))
 			})
 		})
 	}

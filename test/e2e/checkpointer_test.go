@@ -137,22 +137,8 @@ func TestCheckpointer(t *testing.T) {
 	// self-hosted pod. booted, if not nil, runs as soon as the node's kubelet has started.
 	recover := func(t *testing.T, what string, booted func(t *testing.T)) {
 		t.Helper()
-		if err := cp.PowerOff(); err != nil {
-			t.Fatal(err)
-		}
-		// Started with the node off: every window opens at the first 2xx after the boot.
-		prober, err := probe.Start(ctx, probe.Options{}, targets...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		prober, kubeletStart := rebootProbed(ctx, t, probe.Options{}, targets, cp)
 		defer prober.Stop()
-		if err := cp.PowerOn(ctx); err != nil {
-			t.Fatal(err)
-		}
-		kubeletStart, err := cp.KubeletStarted()
-		if err != nil {
-			t.Fatal(err)
-		}
 		if booted != nil {
 			booted(t)
 		}

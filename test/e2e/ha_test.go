@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/selfkube/selfkube/internal/etcd"
+	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/test/e2e/framework"
 	"github.com/selfkube/selfkube/test/e2e/probe"
 )
@@ -224,13 +225,30 @@ func TestHA(t *testing.T) {
 		targets = append(targets, atServer(targets[0], "https://"+n.ip+":6443", n.name))
 	}
 	opts := probe.Options{Rate: 4, KeepAliveRate: 2}
+	// During the roll-outs, also the RBAC user and the worker's kubelet through the
+	// worker's node-local api-proxy, from inside the worker (it listens on its loopback):
+	// the path of every worker's kubelet and kube-proxy. 3 requests/s per target keeps
+	// the handshakes near 20 a second.
+	rolloutTargets := slices.Clone(targets)
+	rolloutOpts := probe.Options{Rate: 3, KeepAliveRate: 2}
+	viaWorkerProxy := func(t *testing.T, tg probe.Target) probe.Target {
+		t.Helper()
+		tg = atServer(tg, fmt.Sprintf("https://127.0.0.1:%d", manifests.APIProxyPort), workerName+"'s api-proxy")
+		tg.Config.Dial = nodes[workerName].DialContext
+		return tg
+	}
 
 	step(t, "APIServerFlagRollsOutOnThreeNodes", func(t *testing.T) {
+		workerKubelet, err := kubeletTarget(nodes[workerName], "https://"+cps[0].ip+":6443")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rolloutTargets = append(rolloutTargets, viaWorkerProxy(t, targets[0]), viaWorkerProxy(t, workerKubelet))
 		const flag = "--max-requests-inflight=402"
-		rep, informed := measureAvailabilityWith(ctx, t, cs, opts, "apiserver-flag-three-nodes", targets, func() {
+		rep, informed := measureAvailabilityWith(ctx, t, cs, rolloutOpts, "apiserver-flag-three-nodes", rolloutTargets, func() {
 			addAPIServerFlag(ctx, t, cs, flag)
 			wait(ctx, t, 6*time.Minute, "the new apiserver pods to replace the old ones on all three nodes", func(ctx context.Context) error {
-				return apiServerRolledOut(ctx, cs, flag, 3)
+				return apiServerRolledOut(ctx, cs, 3, withFlag(flag))
 			})
 		})
 		// Clean-clone CI, run 2 of 2 at the same commit: ha1's new apiserver, already
@@ -245,27 +263,27 @@ func TestHA(t *testing.T) {
 		}
 	})
 
+	step(t, "APIServerImageRollsOutOnThreeNodes", func(t *testing.T) {
+		image := apiServerImage(ctx, t, cs)
+		next := image + "-e2e-rollout"
+		tagImage(ctx, t, image, next, nodes["ha1"], nodes["ha2"], nodes["ha3"])
+		rep, informed := measureAvailabilityWith(ctx, t, cs, rolloutOpts, "apiserver-image-three-nodes", rolloutTargets, func() {
+			changeAPIServer(ctx, t, cs, func(c *corev1.Container) { c.Image = next })
+			wait(ctx, t, 6*time.Minute, "the apiserver pods of the new image to replace the old ones on all three nodes", func(ctx context.Context) error {
+				return apiServerRolledOut(ctx, cs, 3, withImage(next))
+			})
+		})
+		// As the flag change above: a timeout is logged, any other failure fails.
+		requireOnlySlowAnswers(t, rep)
+		if err := informed.Err(); err != nil {
+			t.Errorf("the informer: %v", err)
+		}
+	})
+
 	step(t, "AllControlPlanesRebootedAtOnce", func(t *testing.T) {
-		for _, n := range cps {
-			if err := nodes[n.name].PowerOff(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// Started with every node off: each window opens at that target's first 2xx.
-		prober, err := probe.Start(ctx, opts, targets...)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// A boot takes a fifth of a second: one after the other, they are at once.
+		prober, booted := rebootProbed(ctx, t, opts, targets, nodes["ha1"], nodes["ha2"], nodes["ha3"])
 		defer prober.Stop()
-		for _, n := range cps { // a boot takes a fifth of a second: together, they are at once
-			if err := nodes[n.name].PowerOn(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		booted, err := first.KubeletStarted()
-		if err != nil {
-			t.Fatal(err)
-		}
 		readyz := since(ctx, t, booted, 3*time.Minute, "apiserver /readyz", func(ctx context.Context) error { return framework.Readyz(ctx, cs) })
 		back := since(ctx, t, booted, 5*time.Minute, "all three control planes reconverged", func(ctx context.Context) error {
 			return allCPsBack(ctx, cs, booted.Add(-time.Second), "ha1", "ha2", "ha3")

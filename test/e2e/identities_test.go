@@ -201,33 +201,43 @@ func measureAvailability(ctx context.Context, t *testing.T, cs kubernetes.Interf
 // which the prober reports as timeouts of every server alike).
 func measureAvailabilityWith(ctx context.Context, t *testing.T, cs kubernetes.Interface, opts probe.Options, scenario string, targets []probe.Target, during func()) (probe.Report, probe.InformerReport) {
 	t.Helper()
-	p, err := probe.Start(ctx, opts, targets...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	inf, err := probe.StartInformerForConfig(ctx, targets[0].Config, probeNamespace, "e2e-scenario")
 	if err != nil {
-		p.Stop()
 		t.Fatal(err)
 	}
 	defer inf.Stop()
-	// Every target answers before the scenario starts: the window opens at its first 2xx.
-	time.Sleep(2 * time.Second)
 	written := make(chan probe.Written, 1)
 	wctx, stopWriting := context.WithCancel(ctx)
-	go func() {
-		w, _ := probe.WriteConfigMaps(wctx, cs, probeNamespace, "e2e-scenario="+scenario, 1000, 5)
-		written <- w
-	}()
-	during()
-	time.Sleep(3 * time.Second) // what the last change costs shows after it
+	defer stopWriting()
+	rep := probeDuring(ctx, t, opts, targets, func() {
+		go func() {
+			w, _ := probe.WriteConfigMaps(wctx, cs, probeNamespace, "e2e-scenario="+scenario, 1000, 5)
+			written <- w
+		}()
+		during()
+	})
 	stopWriting()
-	rep := p.Stop()
 	w := <-written
 	ir := inf.Check(ctx, w, 10*time.Second)
 	o := opts.WithDefaults()
 	t.Logf("availability during %s (new TLS connection per request at %g/s, %s limit; keep-alive at %g/s):\n%s\ninformer: %+v", scenario, o.Rate, o.Timeout, o.KeepAliveRate, rep.Table(), ir)
 	return rep, ir
+}
+
+// probeDuring probes targets while during runs: from 2 s before it (every target
+// answers first: its window opens at its first 2xx) to 3 s after it (what the last
+// change costs shows after it).
+func probeDuring(ctx context.Context, t *testing.T, opts probe.Options, targets []probe.Target, during func()) probe.Report {
+	t.Helper()
+	p, err := probe.Start(ctx, opts, targets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	time.Sleep(2 * time.Second)
+	during()
+	time.Sleep(3 * time.Second)
+	return p.Stop()
 }
 
 // atServer returns target as it would talk to server instead, named after where.
@@ -407,6 +417,35 @@ func (e *earlyProbe) Stop() (probe.Report, error) {
 		errs = append(errs, fmt.Errorf("the kubelet never started: %w", e.kubelErr))
 	}
 	return rep, errors.Join(errs...)
+}
+
+// rebootProbed powers nodes off, starts a prober of targets while they are off (so that
+// each target's window opens at its first 2xx after the boot), and powers them on again.
+// It returns the prober, which the caller stops, and when the first node's kubelet
+// started.
+func rebootProbed(ctx context.Context, t *testing.T, opts probe.Options, targets []probe.Target, nodes ...*framework.Node) (*probe.Prober, time.Time) {
+	t.Helper()
+	for _, n := range nodes {
+		if err := n.PowerOff(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := probe.Start(ctx, opts, targets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if err := n.PowerOn(ctx); err != nil {
+			p.Stop()
+			t.Fatal(err)
+		}
+	}
+	booted, err := nodes[0].KubeletStarted()
+	if err != nil {
+		p.Stop()
+		t.Fatal(err)
+	}
+	return p, booted
 }
 
 // firstAnswers says, per target, how long after start its window opened (its first 2xx).

@@ -357,19 +357,96 @@ func killJoinAfter(ctx context.Context, t *testing.T, n *framework.Node, phase s
 func killAfterPhase(ctx context.Context, t *testing.T, n *framework.Node, command, phase string, argv []string) {
 	t.Helper()
 	killWhen(ctx, t, n, command, "past its "+phase+" phase", argv, func(string) error {
-		b, err := os.ReadFile(n.HostPath("/var/lib/selfkube/" + command + ".json"))
+		done, err := phasesDone(n, command)
 		if err != nil {
 			return err
 		}
-		var rec struct{ Done []string }
-		if err := json.Unmarshal(b, &rec); err != nil {
-			return err
-		}
-		if !slices.Contains(rec.Done, phase) {
-			return fmt.Errorf("done: %v", rec.Done)
+		if !slices.Contains(done, phase) {
+			return fmt.Errorf("done: %v", done)
 		}
 		return nil
 	})
+}
+
+// phasesDone reads the phases that n's record of command lists as finished (none when
+// there is no record yet).
+func phasesDone(n *framework.Node, command string) ([]string, error) {
+	b, err := os.ReadFile(n.HostPath("/var/lib/selfkube/" + command + ".json"))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec struct{ Done []string }
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, err // a record being written: read it again
+	}
+	return rec.Done, nil
+}
+
+// killAtEveryBoundary runs argv (selfkube COMMAND …) on n again and again and SIGKILLs
+// each run as soon as its record gains a phase: every phase an earlier run finished runs
+// again and converges, the next one finishes, and the run dies at the start of the one
+// after it. It stops once the record holds last, and returns the phase after which each
+// run was killed. A run that fails by itself, or that finishes the whole command, fails t.
+func killAtEveryBoundary(ctx context.Context, t *testing.T, n *framework.Node, command, last string, argv []string) []string {
+	t.Helper()
+	var killedAfter []string
+	for {
+		before, err := phasesDone(n, command)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(before, last) {
+			return killedAfter
+		}
+		cmd, err := n.Command(ctx, argv...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := &syncBuilder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		deadline := time.After(4 * time.Minute)
+		// Polled every 2 ms: the kill lands a few milliseconds into the next phase.
+		tick := time.NewTicker(2 * time.Millisecond)
+	poll:
+		for {
+			select {
+			case err := <-exited:
+				tick.Stop()
+				t.Fatalf("the %s of %s ended before it finished a phase that earlier runs had not (%v): done before it %v:\n%s",
+					command, n.Name, err, before, out.String())
+			case <-deadline:
+				tick.Stop()
+				t.Fatalf("the %s of %s finished no new phase in 4 minutes (done before it %v):\n%s", command, n.Name, before, out.String())
+			case <-tick.C:
+				done, err := phasesDone(n, command)
+				if err == nil && len(done) > len(before) {
+					break poll
+				}
+			}
+		}
+		tick.Stop()
+		if err := killCommand(n.Name, "selfkube", command); err != nil {
+			t.Fatal(err)
+		}
+		<-exited
+		done, err := phasesDone(n, command)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(done) > len(before)+1 {
+			t.Logf("%s: the run finished %v before the kill landed", command, done[len(before):])
+		}
+		killedAfter = append(killedAfter, done[len(done)-1])
+		t.Logf("killed the %s of %s after its %s phase:\n%s", command, n.Name, done[len(done)-1], out.String())
+	}
 }
 
 // killWhen runs argv (selfkube COMMAND …) on n and SIGKILLs it as soon as ready (given

@@ -103,10 +103,16 @@ func TestSelfkubeInit(t *testing.T) {
 	initArgs := []string{bin, "init", "--config", "/etc/kubernetes/selfkube.yaml"}
 	// init survives being killed and failing part-way, with the temporary control plane
 	// serving throughout (the early prober above counts every request from its first
-	// answer): killed once its temporary control plane is written, timed out at the
-	// hand-over gate, killed inside the gate; the last run finishes it.
-	step(t, "InitKilledAfterTemporaryControlPlane", func(t *testing.T) {
-		killAfterPhase(ctx, t, n, "init", "control-plane", initArgs)
+	// answer): killed at every boundary between two phases up to the hand-over gate,
+	// timed out at the gate, killed inside it, killed at every boundary after it; the
+	// last run finishes it. (The kill after bootstrap-token would race kubeadm-compat, a
+	// few API writes, to the end of init: that boundary is left out.)
+	step(t, "InitKilledAtEveryPhaseBoundaryBeforeTheGate", func(t *testing.T) {
+		killed := killAtEveryBoundary(ctx, t, n, "init", "apply", initArgs)
+		t.Logf("init killed after: %v", killed)
+		if len(killed) < 5 {
+			t.Errorf("init was killed at %d phase boundaries before the gate (%v); the phases from certs to apply have 8", len(killed), killed)
+		}
 	})
 	step(t, "InitHandOverTimesOutAndTemporaryControlPlaneServes", func(t *testing.T) {
 		out, err := n.Exec(ctx, append(initArgs, "--handover-timeout", "1s")...)
@@ -133,6 +139,14 @@ func TestSelfkubeInit(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	step(t, "InitKilledAtEveryPhaseBoundaryAfterTheGate", func(t *testing.T) {
+		killed := killAtEveryBoundary(ctx, t, n, "init", "addons", initArgs)
+		t.Logf("init killed after: %v", killed)
+		if len(killed) < 3 {
+			t.Errorf("init was killed at %d phase boundaries after the gate (%v); handover, teardown, post-handover and addons make 4", len(killed), killed)
+		}
 	})
 
 	var initOut string
@@ -263,7 +277,7 @@ func TestSelfkubeInit(t *testing.T) {
 			defer func() { t.Logf("rollout done at %s", time.Now().Format("15:04:05.000")) }()
 			addAPIServerFlag(ctx, t, cs, flag)
 			wait(ctx, t, 5*time.Minute, "the new apiserver pod to replace the old one", func(ctx context.Context) error {
-				return apiServerRolledOut(ctx, cs, flag, 1)
+				return apiServerRolledOut(ctx, cs, 1, withFlag(flag))
 			})
 		})
 		// No client lost a request: the steer gave new connections only to a ready
@@ -287,6 +301,19 @@ func TestSelfkubeInit(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	step(t, "APIServerImageRollsOut", func(t *testing.T) {
+		image := apiServerImage(ctx, t, cs)
+		next := image + "-e2e-rollout"
+		tagImage(ctx, t, image, next, n)
+		rep, informed := measureAvailability(ctx, t, cs, "apiserver-image-one-node", targets, func() {
+			changeAPIServer(ctx, t, cs, func(c *corev1.Container) { c.Image = next })
+			wait(ctx, t, 5*time.Minute, "the apiserver pod of the new image to replace the old one", func(ctx context.Context) error {
+				return apiServerRolledOut(ctx, cs, 1, withImage(next))
+			})
+		})
+		requireNoGap(t, rep, informed)
 	})
 
 	// The honest prober through the joins that follow (two of them boot nodes beside this
@@ -414,13 +441,19 @@ func flagValue(args []string, name string) string {
 // update of every apiserver.
 func addAPIServerFlag(ctx context.Context, t *testing.T, cs kubernetes.Interface, flag string) {
 	t.Helper()
+	changeAPIServer(ctx, t, cs, func(c *corev1.Container) { c.Command = append(c.Command, flag) })
+}
+
+// changeAPIServer applies change to the apiserver container of the DaemonSet: a rolling
+// update of every apiserver.
+func changeAPIServer(ctx context.Context, t *testing.T, cs kubernetes.Interface, change func(*corev1.Container)) {
+	t.Helper()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		c := &ds.Spec.Template.Spec.Containers[0]
-		c.Command = append(c.Command, flag)
+		change(&ds.Spec.Template.Spec.Containers[0])
 		_, err = cs.AppsV1().DaemonSets("kube-system").Update(ctx, ds, metav1.UpdateOptions{})
 		return err
 	})
@@ -429,9 +462,41 @@ func addAPIServerFlag(ctx context.Context, t *testing.T, cs kubernetes.Interface
 	}
 }
 
+// apiServerImage is the image of the apiserver DaemonSet.
+func apiServerImage(ctx context.Context, t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds.Spec.Template.Spec.Containers[0].Image
+}
+
+// tagImage gives image a second name, to, in the containerd of each node: a new image
+// for the DaemonSet (a new pod on every node) with the content of the old one, which
+// the kubelets find without a registry.
+func tagImage(ctx context.Context, t *testing.T, image, to string, nodes ...*framework.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if out, err := n.Exec(ctx, "ctr", "-n", "k8s.io", "images", "tag", "--force", image, to); err != nil {
+			t.Fatalf("tagging %s as %s on %s: %v\n%s", image, to, n.Name, err, out)
+		}
+	}
+}
+
+// withFlag says whether an apiserver container has flag.
+func withFlag(flag string) func(corev1.Container) bool {
+	return func(c corev1.Container) bool { return slices.Contains(c.Command, flag) }
+}
+
+// withImage says whether an apiserver container runs image.
+func withImage(image string) func(corev1.Container) bool {
+	return func(c corev1.Container) bool { return c.Image == image }
+}
+
 // apiServerRolledOut checks once that the apiserver DaemonSet has rolled out: want pods,
-// each Ready and with flag.
-func apiServerRolledOut(ctx context.Context, cs kubernetes.Interface, flag string, want int) error {
+// each Ready and changed (is says so of its container).
+func apiServerRolledOut(ctx context.Context, cs kubernetes.Interface, want int, is func(corev1.Container) bool) error {
 	ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
 	if err != nil {
 		return err
@@ -444,7 +509,7 @@ func apiServerRolledOut(ctx context.Context, cs kubernetes.Interface, flag strin
 		return err
 	}
 	for _, p := range pods.Items {
-		if !slices.Contains(p.Spec.Containers[0].Command, flag) || !framework.PodReady(&p) {
+		if !is(p.Spec.Containers[0]) || !framework.PodReady(&p) {
 			return fmt.Errorf("pod %s on %s: not yet the new Ready one", p.Name, p.Spec.NodeName)
 		}
 	}

@@ -1,15 +1,46 @@
 package framework
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // netnsName is the network namespace of node name.
 func netnsName(name string) string { return netnsPrefix + name }
+
+// DialContext connects from inside node n's network namespace, to what listens on the
+// node's loopback (its api-proxy, say); it suits rest.Config.Dial. A socket stays in the
+// namespace it was made in, so only the dial needs the node's namespace.
+func (n *Node) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	ns, err := os.Open(filepath.Join("/run/netns", netnsName(n.Name)))
+	if err != nil {
+		return nil, fmt.Errorf("the network namespace of node %s (is it powered on?): %w", n.Name, err)
+	}
+	type dialed struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan dialed, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread, in the node's namespace, dies with this goroutine
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- dialed{err: fmt.Errorf("entering the network namespace of node %s: %w", n.Name, err)}
+			return
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		ch <- dialed{c, err}
+	}()
+	d := <-ch
+	return d.c, d.err
+}
 
 // hostVeth is the host side of node name's veth.
 func hostVeth(name string) string { return vethPrefix + name }

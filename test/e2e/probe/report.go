@@ -36,9 +36,9 @@ type TargetReport struct {
 	Before       int
 	BeforeByKind map[string]int
 
-	// FirstAnswer is when the first 2xx answer came (zero: no 2xx), and WindowStart, the
-	// same moment, starts the window; WindowEnd is when the prober stopped sending.
-	WindowStart, FirstAnswer, WindowEnd time.Time
+	// WindowStart is when the first 2xx answer came (zero: no 2xx), WindowEnd when the
+	// prober stopped sending.
+	WindowStart, WindowEnd time.Time
 	// Intended is Rate × (WindowEnd − WindowStart): the requests the window should have.
 	Intended float64
 
@@ -112,7 +112,7 @@ func (t *target) report(resetAt time.Time, maxFailures int) TargetReport {
 		}
 	}
 	if first != nil {
-		rep.WindowStart, rep.FirstAnswer = first.answered(), first.answered()
+		rep.WindowStart = first.answered()
 		rep.Intended = t.rate * rep.WindowEnd.Sub(rep.WindowStart).Seconds()
 	}
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
