@@ -46,7 +46,12 @@ func (d *Data) report(lines []string) {
 
 // certs ensures the CAs, certificates and keys (and the key of Secrets in etcd): made
 // once, kept like the CA.
+// The asset directory is owned before anything is written to it: from then on the
+// record exists and says how far init got.
 func certs(_ context.Context, d *Data) error {
+	if err := d.own(d.AssetDir()); err != nil {
+		return err
+	}
 	_, err := d.render().Certificates()
 	return err
 }
@@ -55,10 +60,16 @@ func kubeconfigs(_ context.Context, d *Data) error {
 	if _, err := d.render().Kubeconfigs(); err != nil {
 		return err
 	}
-	return d.copyFiles(map[string]string{
+	files := map[string]string{
 		filepath.Join(d.authDir(), kubeconfig.Admin):      d.Layout.AdminKubeconfig(),
 		filepath.Join(d.authDir(), kubeconfig.SuperAdmin): d.Layout.SuperAdminKubeconfig(),
-	})
+	}
+	for _, dst := range files {
+		if err := d.own(dst); err != nil {
+			return err
+		}
+	}
+	return d.copyFiles(files)
 }
 
 // copyFiles copies src→dst: keys, kubeconfigs and any file that only its owner may read
