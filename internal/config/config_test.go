@@ -38,6 +38,8 @@ var invalidCases = map[string]string{
 	"network-plugin":        `ClusterConfiguration.networking.plugin: Unsupported value: "flannel"`,
 	"bad-dns-domain":        `ClusterConfiguration.networking.dnsDomain`,
 	"extra-arg-dashes":      `ClusterConfiguration.apiServer.extraArgs[--v]`,
+	"feature-gates-twice":   `ClusterConfiguration.controllerManager.extraArgs[feature-gates]`,
+	"resource-quantity":     `ClusterConfiguration.scheduler.resources.requests[cpu]`,
 	"node-bad-ip":           `NodeConfiguration.advertiseAddress`,
 	"node-bad-taint":        `NodeConfiguration.taints[0].effect: Unsupported value: "Sometimes"`,
 	"node-bad-name":         `NodeConfiguration.name`,

@@ -87,6 +87,18 @@ type Component struct {
 	// ExtraArgs are added to (or override) the component's command-line flags,
 	// without the leading dashes: {"v": "2"}.
 	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
+	// FeatureGates are merged into the component's --feature-gates (over selfkube's
+	// own); with them set, extraArgs may not hold feature-gates too.
+	FeatureGates map[string]bool `json:"featureGates,omitempty"`
+	// Resources override the container's requests and limits, by resource name.
+	Resources Resources `json:"resources,omitzero"`
+}
+
+// Resources are a container's requests and limits as quantities ("cpu": "250m",
+// "memory": "512Mi"), overriding selfkube's defaults name by name.
+type Resources struct {
+	Requests map[string]string `json:"requests,omitempty"`
+	Limits   map[string]string `json:"limits,omitempty"`
 }
 
 // APIServer holds the kube-apiserver settings.

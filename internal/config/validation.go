@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"net"
 	"net/netip"
 	"net/url"
@@ -40,7 +41,7 @@ func validateCluster(c *ClusterConfiguration, p *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validateEndpoint(c.ControlPlaneEndpoint, p.Child("controlPlaneEndpoint"))...)
 	errs = append(errs, validateNetworking(&c.Networking, p.Child("networking"))...)
-	errs = append(errs, validateExtraArgs(c.APIServer.ExtraArgs, p.Child("apiServer", "extraArgs"))...)
+	errs = append(errs, ValidateComponent(&c.APIServer.Component, p.Child("apiServer"))...)
 	for i, san := range c.APIServer.CertSANs {
 		if net.ParseIP(san) == nil && len(validation.IsDNS1123Subdomain(strings.TrimPrefix(san, "*."))) > 0 {
 			errs = append(errs, field.Invalid(p.Child("apiServer", "certSANs").Index(i), san,
@@ -48,8 +49,8 @@ func validateCluster(c *ClusterConfiguration, p *field.Path) field.ErrorList {
 		}
 	}
 	errs = append(errs, validateAudit(&c.APIServer.Audit, p.Child("apiServer", "audit"))...)
-	errs = append(errs, validateExtraArgs(c.ControllerManager.ExtraArgs, p.Child("controllerManager", "extraArgs"))...)
-	errs = append(errs, validateExtraArgs(c.Scheduler.ExtraArgs, p.Child("scheduler", "extraArgs"))...)
+	errs = append(errs, ValidateComponent(&c.ControllerManager, p.Child("controllerManager"))...)
+	errs = append(errs, ValidateComponent(&c.Scheduler, p.Child("scheduler"))...)
 	errs = append(errs, validateEtcd(&c.Etcd, p.Child("etcd"))...)
 	errs = append(errs, validateCertificates(&c.Certificates, p.Child("certificates"))...)
 	switch c.Proxy.Mode {
@@ -107,6 +108,35 @@ func validateNetworking(n *Networking, p *field.Path) field.ErrorList {
 	default:
 		errs = append(errs, field.NotSupported(p.Child("plugin"), n.Plugin,
 			[]string{NetworkPluginSelfkube, NetworkPluginNone}))
+	}
+	return errs
+}
+
+// ValidateComponent checks a control-plane component's settings at p (also those of the
+// ControlPlane resource's spec).
+func ValidateComponent(c *Component, p *field.Path) field.ErrorList {
+	errs := validateExtraArgs(c.ExtraArgs, p.Child("extraArgs"))
+	if _, ok := c.ExtraArgs["feature-gates"]; ok && len(c.FeatureGates) > 0 {
+		errs = append(errs, field.Forbidden(p.Child("extraArgs").Key("feature-gates"),
+			"set feature gates in featureGates only, not also in extraArgs"))
+	}
+	for g := range c.FeatureGates {
+		if g == "" || strings.ContainsAny(g, "=, ") {
+			errs = append(errs, field.Invalid(p.Child("featureGates").Key(g), g, "must be a feature gate name, such as InPlacePodVerticalScaling"))
+		}
+	}
+	for _, l := range []struct {
+		name string
+		list map[string]string
+	}{{"requests", c.Resources.Requests}, {"limits", c.Resources.Limits}} {
+		for name, q := range l.list {
+			if name == "" {
+				errs = append(errs, field.Invalid(p.Child("resources", l.name).Key(name), name, "must be a resource name, such as cpu or memory"))
+			}
+			if _, err := resource.ParseQuantity(q); err != nil {
+				errs = append(errs, field.Invalid(p.Child("resources", l.name).Key(name), q, "must be a quantity, such as 250m or 512Mi"))
+			}
+		}
 	}
 	return errs
 }

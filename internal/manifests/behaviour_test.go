@@ -234,6 +234,32 @@ func TestExtraArgsOverrideAndAddFlags(t *testing.T) {
 	}
 }
 
+func TestFeatureGatesMergeAndResourcesOverride(t *testing.T) {
+	cfg := defaultConfig(t)
+	// selfkube turns one gate on for the controller manager: a user's gates join it, and
+	// may turn it off.
+	cfg.Cluster.ControllerManager.FeatureGates = map[string]bool{"Zeta": true, "ControllerManagerReleaseLeaderElectionLockOnExit": false}
+	cfg.Cluster.APIServer.FeatureGates = map[string]bool{"Alpha": true}
+	cfg.Cluster.APIServer.Resources = config.Resources{Requests: map[string]string{"memory": "512Mi"}, Limits: map[string]string{"cpu": "2"}}
+	assets := render(t, cfg)
+	want := map[string]string{
+		nameAPIServer:         "Alpha=true",
+		nameControllerManager: "ControllerManagerReleaseLeaderElectionLockOnExit=false,Zeta=true",
+	}
+	for file, cmd := range controlPlaneCommands(t, assets) {
+		if w, ok := want[cmd[0]]; ok {
+			if got := flagValues(cmd, "feature-gates"); !slices.Equal(got, []string{w}) {
+				t.Errorf("%s: --feature-gates = %v, want [%s]", file, got, w)
+			}
+		}
+	}
+	ds := find[*appsv1.DaemonSet](t, assets, "manifests/15-kube-apiserver-daemonset.yaml")
+	r := ds.Spec.Template.Spec.Containers[0].Resources
+	if r.Requests.Cpu().MilliValue() != 250 || r.Requests.Memory().String() != "512Mi" || r.Limits.Cpu().String() != "2" {
+		t.Errorf("apiserver resources = %v / %v; want the default cpu request 250m kept, memory 512Mi added, cpu limit 2", r.Requests, r.Limits)
+	}
+}
+
 func TestSecretsHoldOnlyWhatEachComponentNeeds(t *testing.T) {
 	want := map[string]map[string][]string{
 		"default": {

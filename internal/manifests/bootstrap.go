@@ -141,12 +141,12 @@ func apiServerContainer(cfg *config.Config, p filePaths, advertise, bind string)
 		Name:            nameAPIServer,
 		Image:           cfg.Cluster.Image(config.ImageAPIServer),
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         f.command(nameAPIServer, cfg.Cluster.APIServer.ExtraArgs),
+		Command:         f.command(nameAPIServer, extraFlags(f, cfg.Cluster.APIServer.Component)),
 		// Plain TCP listeners, not MPTCP (Go's default since 1.24): only a TCP listener
 		// can be steered, so that a starting apiserver gets no connection before it is
 		// ready (internal/steer, docs/no-api-gap.md).
 		Env:       []corev1.EnvVar{{Name: "GODEBUG", Value: "multipathtcp=0"}},
-		Resources: requests(250, 0),
+		Resources: withResources(requests(250, 0), cfg.Cluster.APIServer.Resources),
 	}
 	componentProbes(&c, probeHost, apiServerPort, "/livez", "/readyz")
 	return c
@@ -172,7 +172,7 @@ func bootstrapAPIServer(cfg *config.Config) *corev1.Pod {
 type leaderElected struct {
 	name, image string
 	flags       flags
-	extraArgs   map[string]string
+	settings    config.Component
 	cpuMilli    int64
 	port        int
 	readyPath   string
@@ -188,8 +188,8 @@ func (l leaderElected) container(apiServer string) corev1.Container {
 		Name:            l.name,
 		Image:           l.image,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         l.flags.command(l.name, l.extraArgs),
-		Resources:       requests(l.cpuMilli, 0),
+		Command:         l.flags.command(l.name, extraFlags(l.flags, l.settings)),
+		Resources:       withResources(requests(l.cpuMilli, 0), l.settings.Resources),
 	}
 	componentProbes(&c, "127.0.0.1", l.port, "/healthz", l.readyPath)
 	return c
@@ -197,7 +197,7 @@ func (l leaderElected) container(apiServer string) corev1.Container {
 
 func controllerManagerContainer(cfg *config.Config, p filePaths, apiServer string) corev1.Container {
 	return leaderElected{nameControllerManager, cfg.Cluster.Image(config.ImageControllerManager),
-		controllerManagerFlags(cfg, p), cfg.Cluster.ControllerManager.ExtraArgs, 200, controllerManagerPort, "/healthz"}.container(apiServer)
+		controllerManagerFlags(cfg, p), cfg.Cluster.ControllerManager, 200, controllerManagerPort, "/healthz"}.container(apiServer)
 }
 
 func bootstrapControllerManager(cfg *config.Config) *corev1.Pod {
@@ -209,7 +209,7 @@ func bootstrapControllerManager(cfg *config.Config) *corev1.Pod {
 
 func schedulerContainer(cfg *config.Config, p filePaths, apiServer string) corev1.Container {
 	return leaderElected{nameScheduler, cfg.Cluster.Image(config.ImageScheduler),
-		schedulerFlags(p), cfg.Cluster.Scheduler.ExtraArgs, 100, schedulerPort, "/readyz"}.container(apiServer)
+		schedulerFlags(p), cfg.Cluster.Scheduler, 100, schedulerPort, "/readyz"}.container(apiServer)
 }
 
 func bootstrapScheduler(cfg *config.Config) *corev1.Pod {

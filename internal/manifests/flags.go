@@ -36,6 +36,38 @@ func (f flags) command(binary string, extra map[string]string) []string {
 	return cmd
 }
 
+// extraFlags are the flags component settings c add to defaults: its extraArgs, and
+// its feature gates merged over those of defaults into one --feature-gates.
+func extraFlags(defaults flags, c config.Component) map[string]string {
+	if len(c.FeatureGates) == 0 {
+		return c.ExtraArgs
+	}
+	gates := map[string]string{}
+	for _, g := range strings.Split(defaults["feature-gates"], ",") {
+		if name, value, ok := strings.Cut(g, "="); ok {
+			gates[name] = value
+		}
+	}
+	for name, on := range c.FeatureGates {
+		gates[name] = strconv.FormatBool(on)
+	}
+	names := make([]string, 0, len(gates))
+	for name := range gates {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	list := make([]string, 0, len(names))
+	for _, name := range names {
+		list = append(list, name+"="+gates[name])
+	}
+	extra := make(map[string]string, len(c.ExtraArgs)+1)
+	for k, v := range c.ExtraArgs {
+		extra[k] = v
+	}
+	extra["feature-gates"] = strings.Join(list, ",")
+	return extra
+}
+
 // filePaths tells where a container finds an asset file ("tls/ca.crt").
 type filePaths func(asset string) string
 

@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/node"
 )
 
@@ -60,6 +61,27 @@ func requests(cpuMilli, memMiB int64) corev1.ResourceRequirements {
 		r[corev1.ResourceMemory] = *resource.NewQuantity(memMiB<<20, resource.BinarySI)
 	}
 	return corev1.ResourceRequirements{Requests: r}
+}
+
+// withResources overrides the requests and limits of r, name by name, with those of c
+// (validated quantities; one that does not parse is left out).
+func withResources(r corev1.ResourceRequirements, c config.Resources) corev1.ResourceRequirements {
+	set := func(list corev1.ResourceList, from map[string]string) corev1.ResourceList {
+		for name, q := range from {
+			v, err := resource.ParseQuantity(q)
+			if err != nil {
+				continue
+			}
+			if list == nil {
+				list = corev1.ResourceList{}
+			}
+			list[corev1.ResourceName(name)] = v
+		}
+		return list
+	}
+	r.Requests = set(r.Requests, c.Requests)
+	r.Limits = set(r.Limits, c.Limits)
+	return r
 }
 
 // hostPathVolume mounts a host path at the same path in the container.

@@ -110,8 +110,10 @@ func TestSelfkubeInit(t *testing.T) {
 	step(t, "InitKilledAtEveryPhaseBoundaryBeforeTheGate", func(t *testing.T) {
 		killed := killAtEveryBoundary(ctx, t, n, "init", "apply", initArgs)
 		t.Logf("init killed after: %v", killed)
-		if len(killed) < 5 {
-			t.Errorf("init was killed at %d phase boundaries before the gate (%v); the phases from certs to apply have 8", len(killed), killed)
+		// A phase that finishes within the 2 ms poll joins the next one's kill; locally
+		// every one of the nine boundaries was hit.
+		if len(killed) < 7 {
+			t.Errorf("init was killed at %d phase boundaries before the gate (%v); the phases from preflight to apply make 9", len(killed), killed)
 		}
 	})
 	step(t, "InitHandOverTimesOutAndTemporaryControlPlaneServes", func(t *testing.T) {

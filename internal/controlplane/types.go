@@ -1,0 +1,213 @@
+// Package controlplane is the ControlPlane resource (selfkube.io/v1alpha1): the one
+// cluster-scoped object, named "cluster", through which an operator changes the
+// self-hosted control plane (`kubectl edit controlplane cluster`), and in whose status
+// selfkube-controller's operator says how the change went. This package holds its types,
+// its CustomResourceDefinition, its validation, and how its spec renders into the
+// cluster configuration the manifests are built from. It does no I/O.
+//
+// The spec holds only what may change after init: the Kubernetes version, the image
+// repository, and per control-plane component the image, extra flags, feature gates and
+// resources. Everything else of the cluster (networks, certificates, endpoint) stays in
+// the configuration init published (kube-system/selfkube-config), which the spec
+// overrides field by field.
+package controlplane
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// The resource's API.
+const (
+	Group    = "selfkube.io"
+	Version  = "v1alpha1"
+	Kind     = "ControlPlane"
+	Resource = "controlplanes"
+	// Name is the name of the one ControlPlane of a cluster.
+	Name = "cluster"
+)
+
+// GroupVersionResource of ControlPlanes, for the dynamic client.
+var GroupVersionResource = schema.GroupVersionResource{Group: Group, Version: Version, Resource: Resource}
+
+// ControlPlane is the self-hosted control plane of the cluster: what it should run (spec)
+// and what runs (status).
+type ControlPlane struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   Spec   `json:"spec"`
+	Status Status `json:"status,omitempty"`
+}
+
+// Spec is what an operator may change of the control plane.
+type Spec struct {
+	// KubernetesVersion of kube-apiserver, kube-controller-manager and kube-scheduler,
+	// e.g. v1.36.3: the tag of their images unless an image is set.
+	KubernetesVersion string `json:"kubernetesVersion"`
+	// ImageRepository is the registry and path prefix of the component images.
+	ImageRepository string `json:"imageRepository,omitempty"`
+	// APIServer, ControllerManager and Scheduler are the components' settings.
+	APIServer         Component `json:"apiServer,omitempty"`
+	ControllerManager Component `json:"controllerManager,omitempty"`
+	Scheduler         Component `json:"scheduler,omitempty"`
+	// Rollout sets how a change is rolled out and judged.
+	Rollout Rollout `json:"rollout,omitempty"`
+}
+
+// Component is what may change of one control-plane component.
+type Component struct {
+	// Image overrides the full image reference (<imageRepository>/<component>:<version>).
+	Image string `json:"image,omitempty"`
+	// ExtraArgs are added to (or override) the component's flags, without the leading
+	// dashes: {"v": "2"}. Feature gates go in FeatureGates.
+	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
+	// FeatureGates are merged into the component's --feature-gates.
+	FeatureGates map[string]bool `json:"featureGates,omitempty"`
+	// Resources are the container's requests and limits, by resource name
+	// ("cpu": "250m", "memory": "512Mi").
+	Resources Resources `json:"resources,omitzero"`
+}
+
+// Resources are a container's requests and limits as quantities.
+type Resources struct {
+	Requests map[string]string `json:"requests,omitempty"`
+	Limits   map[string]string `json:"limits,omitempty"`
+}
+
+// Rollout sets how a change rolls out: each component in turn must be healthy within
+// TimeoutSeconds of its change and stay healthy for SoakSeconds before the next one
+// changes; a component that fails is rolled back to the last-known-good spec.
+type Rollout struct {
+	// TimeoutSeconds a component has to become healthy after its change (default 300).
+	TimeoutSeconds int32 `json:"timeoutSeconds,omitempty"`
+	// SoakSeconds a healthy component must stay healthy (default 10).
+	SoakSeconds int32 `json:"soakSeconds,omitempty"`
+}
+
+// Defaults of Rollout.
+const (
+	DefaultTimeoutSeconds = 300
+	DefaultSoakSeconds    = 10
+)
+
+// Timeout is TimeoutSeconds, defaulted.
+func (r Rollout) Timeout() int32 {
+	if r.TimeoutSeconds <= 0 {
+		return DefaultTimeoutSeconds
+	}
+	return r.TimeoutSeconds
+}
+
+// Soak is SoakSeconds, defaulted (0 is allowed: no soak).
+func (r Rollout) Soak() int32 {
+	if r.SoakSeconds < 0 {
+		return DefaultSoakSeconds
+	}
+	return r.SoakSeconds
+}
+
+// Status is what the operator observed and did.
+type Status struct {
+	// ObservedGeneration is the generation of the spec the status describes.
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Progressing, Available, Degraded, RolledBack.
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Components, in the order they roll out.
+	Components []ComponentStatus `json:"components,omitempty"`
+	// Rollout is the component being changed now, if any.
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
+	// LastKnownGood is the last spec every component ran healthy with: what a failed
+	// change is rolled back to.
+	LastKnownGood *Revision `json:"lastKnownGood,omitempty"`
+	// RolledBack is the last change that was rolled back. While its generation is the
+	// spec's, the operator holds the control plane at LastKnownGood and changes nothing
+	// more until the spec changes again.
+	RolledBack *RolledBack `json:"rolledBack,omitempty"`
+}
+
+// ComponentStatus is one component as observed.
+type ComponentStatus struct {
+	Name string `json:"name"`
+	// Image the component's workload runs (the version is its tag).
+	Image string `json:"image,omitempty"`
+	// ObservedGeneration is the workload's generation its controller has seen.
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Updated pods run the current template; Ready of them are Ready; Desired is how
+	// many there should be (one per control-plane node for the apiserver).
+	Updated int32 `json:"updated"`
+	Ready   int32 `json:"ready"`
+	Desired int32 `json:"desired"`
+}
+
+// RolloutStatus is the change of one component in progress.
+type RolloutStatus struct {
+	// Generation of the spec being rolled out (or rolled back from).
+	Generation int64 `json:"generation"`
+	// Component being changed.
+	Component string `json:"component"`
+	// Target is Spec or LastKnownGood.
+	Target Target `json:"target"`
+	// Started is when the component's workload was changed.
+	Started metav1.Time `json:"started"`
+	// HealthySince is when the component was first seen healthy after the change.
+	HealthySince *metav1.Time `json:"healthySince,omitempty"`
+}
+
+// Target is what the operator rolls out.
+type Target string
+
+// The targets.
+const (
+	TargetSpec          Target = "Spec"
+	TargetLastKnownGood Target = "LastKnownGood"
+)
+
+// Revision is a spec that ran healthy.
+type Revision struct {
+	Generation int64 `json:"generation"`
+	Spec       Spec  `json:"spec"`
+}
+
+// RolledBack says which change was rolled back and why.
+type RolledBack struct {
+	// Generation of the spec that was rolled back.
+	Generation int64 `json:"generation"`
+	// Component that failed its health gate.
+	Component string `json:"component"`
+	// Reason is a CamelCase word (CrashLoopBackOff, ImagePullBackOff, Timeout …), Message
+	// says what was seen.
+	Reason  string      `json:"reason"`
+	Message string      `json:"message"`
+	Time    metav1.Time `json:"time"`
+}
+
+// The condition types.
+const (
+	// ConditionProgressing is True while a component is being changed.
+	ConditionProgressing = "Progressing"
+	// ConditionAvailable is True when every component runs its target, healthy.
+	ConditionAvailable = "Available"
+	// ConditionDegraded is True when a component is unhealthy and cannot be rolled back
+	// (no last-known-good spec, or that one fails too).
+	ConditionDegraded = "Degraded"
+	// ConditionRolledBack is True while the control plane is held at the last-known-good
+	// spec because the current spec failed.
+	ConditionRolledBack = "RolledBack"
+)
+
+// The components, in the order they change (version-skew order: the apiserver first).
+var Components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// ComponentSpec returns the settings of component (one of Components) in s.
+func (s *Spec) ComponentSpec(component string) *Component {
+	switch component {
+	case "kube-apiserver":
+		return &s.APIServer
+	case "kube-controller-manager":
+		return &s.ControllerManager
+	case "kube-scheduler":
+		return &s.Scheduler
+	}
+	return nil
+}
