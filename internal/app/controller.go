@@ -29,7 +29,20 @@ Controllers:
                            never yields an existing node's identity, above all not a
                            control-plane node's, whose kubelet may read the control plane's
                            Secrets. Renewals of a node's own certificate are approved by
-                           Kubernetes as usual.`,
+                           Kubernetes as usual.
+
+  control-plane operator   Rolls the ControlPlane resource (kubectl get controlplane
+                           cluster) out to the self-hosted control plane: one component at
+                           a time (kube-apiserver, kube-controller-manager,
+                           kube-scheduler), each judged by its health gate (its pods
+                           updated and Ready, every node's apiserver answering an
+                           authorized request, then a soak). A component that fails (a
+                           crash loop, an image that cannot be pulled, not healthy in
+                           time) is rolled back to the last-known-good spec, said in the
+                           resource's RolledBack condition and in a Warning Event
+                           (kubectl describe controlplane cluster); nothing more changes
+                           until the spec does. A workload edited around the resource is
+                           left alone while healthy and put back once it fails.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			run, components, err := controller.Components(opts, e.log)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -63,14 +64,26 @@ func NewFor(dyn dynamic.Interface, dc discovery.DiscoveryInterface) *Applier {
 // Object applies one typed object (apiVersion and kind must be set). Conflicts with other
 // field managers are forced: selfkube's assets are the source of truth for what they set.
 func (a *Applier) Object(ctx context.Context, obj runtime.Object) error {
+	_, err := a.apply(ctx, obj, false)
+	return err
+}
+
+// DryRun applies obj as Object does, but the API server only says what would result
+// (nothing is stored): the object as it would be. Its generation tells whether the apply
+// would change the object's spec.
+func (a *Applier) DryRun(ctx context.Context, obj runtime.Object) (*unstructured.Unstructured, error) {
+	return a.apply(ctx, obj, true)
+}
+
+func (a *Applier) apply(ctx context.Context, obj runtime.Object, dryRun bool) (*unstructured.Unstructured, error) {
 	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
-		return fmt.Errorf("converting %T: %w", obj, err)
+		return nil, fmt.Errorf("converting %T: %w", obj, err)
 	}
 	u := &unstructured.Unstructured{Object: content}
 	gvk := u.GroupVersionKind()
 	if gvk.Kind == "" || gvk.Version == "" {
-		return fmt.Errorf("applying %T %q: apiVersion and kind must be set", obj, u.GetName())
+		return nil, fmt.Errorf("applying %T %q: apiVersion and kind must be set", obj, u.GetName())
 	}
 	what := gvk.Kind + " " + u.GetName()
 	if ns := u.GetNamespace(); ns != "" {
@@ -78,15 +91,22 @@ func (a *Applier) Object(ctx context.Context, obj runtime.Object) error {
 	}
 	mapping, err := a.mapping(ctx, gvk)
 	if err != nil {
-		return fmt.Errorf("applying %s: %w", what, err)
+		return nil, fmt.Errorf("applying %s: %w", what, err)
 	}
 	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
 	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
 		ri = a.dyn.Resource(mapping.Resource).Namespace(u.GetNamespace())
 	}
 	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
-	if _, err := ri.Apply(ctx, u.GetName(), u, opts); err != nil {
-		return fmt.Errorf("applying %s: %w", what, err)
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	out, err := ri.Apply(ctx, u.GetName(), u, opts)
+	if err != nil {
+		return nil, fmt.Errorf("applying %s: %w", what, err)
+	}
+	if dryRun {
+		return out, nil
 	}
 	if gvk.GroupKind() == crdKind {
 		group, _, _ := unstructured.NestedString(u.Object, "spec", "group")
@@ -96,7 +116,35 @@ func (a *Applier) Object(ctx context.Context, obj runtime.Object) error {
 		}
 		a.defined[schema.GroupKind{Group: group, Kind: kind}] = true
 	}
-	return nil
+	return out, nil
+}
+
+// Create creates obj (apiVersion and kind set) unless an object of its kind and name
+// exists, which it leaves as it is; it says whether it created it. It is for objects
+// that selfkube makes once and others change afterwards (the ControlPlane).
+func (a *Applier) Create(ctx context.Context, obj runtime.Object) (bool, error) {
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return false, fmt.Errorf("converting %T: %w", obj, err)
+	}
+	u := &unstructured.Unstructured{Object: content}
+	delete(u.Object, "status")
+	gvk := u.GroupVersionKind()
+	mapping, err := a.mapping(ctx, gvk)
+	if err != nil {
+		return false, fmt.Errorf("creating %s %s: %w", gvk.Kind, u.GetName(), err)
+	}
+	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		ri = a.dyn.Resource(mapping.Resource).Namespace(u.GetNamespace())
+	}
+	if _, err := ri.Create(ctx, u, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("creating %s %s: %w", gvk.Kind, u.GetName(), err)
+	}
+	return true, nil
 }
 
 // mapping finds the resource of gvk. Discovery is cached, so a kind it does not know is

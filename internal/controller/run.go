@@ -1,7 +1,8 @@
 // Package controller is `selfkube controller`: the in-cluster controllers of selfkube, run
 // by the selfkube-controller Deployment on control-plane nodes. Its replicas elect a leader
-// (a Lease in kube-system); only the leader runs the controllers. Today it runs one: the
-// approver of bootstrap kubelet certificates (internal/approver).
+// (a Lease in kube-system); only the leader runs the controllers: the approver of
+// bootstrap kubelet certificates (internal/approver) and the control-plane operator
+// (internal/operator).
 //
 // It runs as a component.Component (Controller, after its component.Events; the lifecycle
 // shared by selfkube's in-cluster agents). While running, the leader election goes:
@@ -21,18 +22,25 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/approver"
 	"github.com/selfkube/selfkube/internal/component"
+	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/operator"
 )
 
 // Name of the Deployment, its ServiceAccount, its Lease and its Events' source.
-const Name = "selfkube-controller"
+const Name = manifests.ControllerName
 
 // Options are the settings of `selfkube controller`.
 type Options struct {
@@ -43,7 +51,7 @@ type Options struct {
 }
 
 // DefaultHealthPort is the port of /healthz, on loopback.
-const DefaultHealthPort = 10268
+const DefaultHealthPort = manifests.ControllerHealthPort
 
 // DefaultOptions are the Deployment's settings.
 func DefaultOptions() Options {
@@ -54,16 +62,22 @@ func DefaultOptions() Options {
 // Controller; /healthz on HealthBindAddress.
 func Components(opts Options, log *slog.Logger) (component.Options, []component.Component, error) {
 	run := component.Options{Address: opts.HealthBindAddress, Log: log}
-	client, err := component.Client(opts.Kubeconfig, "")
+	cfg, err := component.RESTConfig(opts.Kubeconfig, "")
 	if err != nil {
 		return run, nil, err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return run, nil, fmt.Errorf("creating the API client: %w", err)
 	}
 	id, err := component.PodName(opts.Identity)
 	if err != nil {
 		return run, nil, fmt.Errorf("no leader-election identity: pass --identity: %w", err)
 	}
 	events := &component.Events{Client: client, Source: corev1.EventSource{Component: Name}}
-	return run, []component.Component{events, New(client, events, id, opts.LeaseNamespace, log)}, nil
+	c := New(client, events, id, opts.LeaseNamespace, log)
+	c.restConfig = cfg
+	return run, []component.Component{events, c}, nil
 }
 
 // Controller campaigns for the lease and, while it leads, runs the controllers. It is a
@@ -76,6 +90,7 @@ func Components(opts Options, log *slog.Logger) (component.Options, []component.
 //	        restarts and campaigns again, so no controller ever runs twice at once
 type Controller struct {
 	client        kubernetes.Interface
+	restConfig    *rest.Config // for the operator; nil: it does not run
 	events        *component.Events
 	id, namespace string
 	log           *slog.Logger
@@ -131,7 +146,7 @@ func (c *Controller) Init(_ context.Context) error {
 					c.mu.Unlock()
 					defer c.leading.Done()
 					c.log.Info("leading", "identity", c.id)
-					if err := runControllers(ctx, c.client, c.events.Recorder(), c.log); err != nil {
+					if err := runControllers(ctx, c.client, c.restConfig, c.events.Recorder(), c.log); err != nil {
 						c.log.Error("controllers stopped", "err", err)
 					}
 				},
@@ -181,7 +196,9 @@ func (c *Controller) Stop() error {
 // Failed implements component.Failer.
 func (c *Controller) Failed() <-chan error { return c.failed }
 
-func runControllers(ctx context.Context, client kubernetes.Interface, events record.EventRecorder, log *slog.Logger) error {
+// runControllers runs the approver and, given a REST configuration, the control-plane
+// operator, until ctx ends or one of them fails.
+func runControllers(ctx context.Context, client kubernetes.Interface, cfg *rest.Config, events record.EventRecorder, log *slog.Logger) error {
 	csrs := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = approver.CSRFieldSelector }))
 	nodes := informers.NewSharedInformerFactory(client, 10*time.Minute)
@@ -191,9 +208,48 @@ func runControllers(ctx context.Context, client kubernetes.Interface, events rec
 	if err != nil {
 		return err
 	}
-	csrs.Start(ctx.Done())
-	nodes.Start(ctx.Done())
-	defer csrs.Shutdown()
-	defer nodes.Shutdown()
-	return a.Run(ctx, 1)
+	runs := []func(context.Context) error{func(ctx context.Context) error { return a.Run(ctx, 1) }}
+	factories := []interface {
+		Start(<-chan struct{})
+		Shutdown()
+	}{csrs, nodes}
+	if cfg != nil {
+		dyn, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("building a dynamic client: %w", err)
+		}
+		applier, err := apply.New(cfg)
+		if err != nil {
+			return err
+		}
+		controls := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
+		kubeSystem := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
+			informers.WithNamespace(metav1.NamespaceSystem))
+		op, err := operator.New(cfg, client, dyn, applier,
+			controls.ForResource(controlplane.GroupVersionResource).Informer(), kubeSystem,
+			events, log.With("controller", "operator"))
+		if err != nil {
+			return err
+		}
+		runs = append(runs, op.Run)
+		factories = append(factories, controls, kubeSystem)
+	}
+	for _, f := range factories {
+		f.Start(ctx.Done())
+		defer f.Shutdown()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(runs))
+	for _, run := range runs {
+		go func() { errs <- run(ctx) }()
+	}
+	var first error
+	for range runs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel() // one stopped: stop the others, and the leader steps down
+		}
+	}
+	return first
 }

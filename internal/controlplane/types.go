@@ -13,8 +13,14 @@
 package controlplane
 
 import (
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/selfkube/selfkube/internal/config"
 )
 
 // The resource's API.
@@ -55,24 +61,12 @@ type Spec struct {
 	Rollout Rollout `json:"rollout,omitempty"`
 }
 
-// Component is what may change of one control-plane component.
+// Component is what may change of one control-plane component: its image and the
+// settings the configuration file has for it (extraArgs, featureGates, resources).
 type Component struct {
 	// Image overrides the full image reference (<imageRepository>/<component>:<version>).
-	Image string `json:"image,omitempty"`
-	// ExtraArgs are added to (or override) the component's flags, without the leading
-	// dashes: {"v": "2"}. Feature gates go in FeatureGates.
-	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
-	// FeatureGates are merged into the component's --feature-gates.
-	FeatureGates map[string]bool `json:"featureGates,omitempty"`
-	// Resources are the container's requests and limits, by resource name
-	// ("cpu": "250m", "memory": "512Mi").
-	Resources Resources `json:"resources,omitzero"`
-}
-
-// Resources are a container's requests and limits as quantities.
-type Resources struct {
-	Requests map[string]string `json:"requests,omitempty"`
-	Limits   map[string]string `json:"limits,omitempty"`
+	Image            string `json:"image,omitempty"`
+	config.Component `json:",inline"`
 }
 
 // Rollout sets how a change rolls out: each component in turn must be healthy within
@@ -81,8 +75,8 @@ type Resources struct {
 type Rollout struct {
 	// TimeoutSeconds a component has to become healthy after its change (default 300).
 	TimeoutSeconds int32 `json:"timeoutSeconds,omitempty"`
-	// SoakSeconds a healthy component must stay healthy (default 10).
-	SoakSeconds int32 `json:"soakSeconds,omitempty"`
+	// SoakSeconds a healthy component must stay healthy (default 10; 0: none).
+	SoakSeconds *int32 `json:"soakSeconds,omitempty"`
 }
 
 // Defaults of Rollout.
@@ -99,12 +93,12 @@ func (r Rollout) Timeout() int32 {
 	return r.TimeoutSeconds
 }
 
-// Soak is SoakSeconds, defaulted (0 is allowed: no soak).
+// Soak is SoakSeconds, defaulted.
 func (r Rollout) Soak() int32 {
-	if r.SoakSeconds < 0 {
+	if r.SoakSeconds == nil || *r.SoakSeconds < 0 {
 		return DefaultSoakSeconds
 	}
-	return r.SoakSeconds
+	return *r.SoakSeconds
 }
 
 // Status is what the operator observed and did.
@@ -210,4 +204,25 @@ func (s *Spec) ComponentSpec(component string) *Component {
 		return &s.Scheduler
 	}
 	return nil
+}
+
+// Unstructured is c for the dynamic client, with its apiVersion and kind.
+func (c *ControlPlane) Unstructured() (*unstructured.Unstructured, error) {
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(c)
+	if err != nil {
+		return nil, fmt.Errorf("converting the ControlPlane: %w", err)
+	}
+	u := &unstructured.Unstructured{Object: content}
+	u.SetAPIVersion(Group + "/" + Version)
+	u.SetKind(Kind)
+	return u, nil
+}
+
+// FromUnstructured reads a ControlPlane the dynamic client returned.
+func FromUnstructured(u *unstructured.Unstructured) (*ControlPlane, error) {
+	var c ControlPlane
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &c); err != nil {
+		return nil, fmt.Errorf("reading the ControlPlane %s: %w", u.GetName(), err)
+	}
+	return &c, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/bootstrap"
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/fence"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/kubeconfig"
@@ -291,6 +292,27 @@ func (d *Data) applyAssets(ctx context.Context, addons bool) error {
 		}
 	}
 	d.Log.Debug("applied", "objects", len(res.SelfHosted))
+	if addons {
+		return nil
+	}
+	// The ControlPlane resource, made once: from then on it is the operator's to follow
+	// and the administrator's to change, and a later run leaves it alone.
+	cp := &controlplane.ControlPlane{
+		TypeMeta:   metav1.TypeMeta{APIVersion: controlplane.Group + "/" + controlplane.Version, Kind: controlplane.Kind},
+		ObjectMeta: metav1.ObjectMeta{Name: controlplane.Name},
+		Spec:       controlplane.SpecFrom(&d.Cfg.Cluster),
+	}
+	u, err := cp.Unstructured()
+	if err != nil {
+		return err
+	}
+	created, err := a.Create(ctx, u)
+	if err != nil {
+		return err
+	}
+	if !created {
+		d.Log.Debug("using the existing ControlPlane " + controlplane.Name)
+	}
 	return nil
 }
 

@@ -26,8 +26,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 
 	"github.com/selfkube/selfkube/internal/approver"
 	"github.com/selfkube/selfkube/internal/bootstrap"
@@ -283,14 +281,11 @@ func (d *Data) Config(ctx context.Context) (*config.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading kube-system/%s with the token: %w\nnothing was written on this node", manifests.ClusterConfigName, err)
 	}
-	js, err := yaml.YAMLToJSON([]byte(cm.Data[manifests.ClusterConfigKey]))
+	cluster, err := manifests.ClusterConfigFrom(cm)
 	if err != nil {
-		return nil, fmt.Errorf("kube-system/%s is damaged: %w", manifests.ClusterConfigName, err)
+		return nil, err
 	}
-	cfg := &config.Config{Node: d.Node}
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &cfg.Cluster); err != nil {
-		return nil, fmt.Errorf("kube-system/%s is damaged: %w", manifests.ClusterConfigName, err)
-	}
+	cfg := &config.Config{Node: d.Node, Cluster: cluster}
 	// A joining node is not at the control-plane endpoint: its address is its own
 	// default-route address unless given (the control plane's defaulting would pick the
 	// endpoint's host).

@@ -737,3 +737,40 @@ func TestSteerRoleCannotReachSecrets(t *testing.T) {
 		}
 	}
 }
+
+// The operator renders the workloads from the cluster part of the configuration alone;
+// they must be exactly the ones init applied, or its first look would roll the control
+// plane for nothing.
+func TestWorkloadsAreTheSelfHostedOnes(t *testing.T) {
+	ipv6 := func(t testing.TB) *config.Config {
+		return validConfig(t, &config.Config{Node: config.NodeConfiguration{AdvertiseAddress: "2001:db8::10"},
+			Cluster: config.ClusterConfiguration{Networking: config.Networking{
+				PodSubnet: "fd00:10:244::/56", ServiceSubnet: "fd00:10:96::/112"}}})
+	}
+	files := map[string]string{
+		nameAPIServer:         "manifests/15-kube-apiserver-daemonset.yaml",
+		nameControllerManager: "manifests/25-kube-controller-manager-deployment.yaml",
+		nameScheduler:         "manifests/35-kube-scheduler-deployment.yaml",
+	}
+	for name, mk := range map[string]func(testing.TB) *config.Config{"default": defaultConfig, "custom": customConfig, "ipv6": ipv6} {
+		cfg := mk(t)
+		assets := render(t, cfg)
+		got, err := Workloads(cfg.Cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for component, file := range files {
+			want, err := Encode(find[runtime.Object](t, assets, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			have, err := Encode(got[component])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(string(want), string(have)); diff != "" {
+				t.Errorf("%s: the %s workload differs from %s (-init +operator):\n%s", name, component, file, diff)
+			}
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/selfkube/selfkube/internal/config"
@@ -16,6 +17,20 @@ const (
 	ClusterConfigName = "selfkube-config"
 	ClusterConfigKey  = "ClusterConfiguration"
 )
+
+// ClusterConfigFrom reads the ClusterConfiguration published in cm (the ConfigMap
+// ClusterConfigName), as it was published: defaulted and valid when init wrote it.
+func ClusterConfigFrom(cm *corev1.ConfigMap) (config.ClusterConfiguration, error) {
+	var c config.ClusterConfiguration
+	js, err := yaml.YAMLToJSON([]byte(cm.Data[ClusterConfigKey]))
+	if err != nil {
+		return c, fmt.Errorf("%s/%s is damaged: %w", cm.Namespace, cm.Name, err)
+	}
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &c); err != nil {
+		return c, fmt.Errorf("%s/%s is damaged: %w", cm.Namespace, cm.Name, err)
+	}
+	return c, nil
+}
 
 // clusterConfig publishes the ClusterConfiguration (it holds no secret) in
 // kube-system/selfkube-config, readable by joining nodes (bootstrap-token users) and

@@ -13,11 +13,18 @@ import (
 
 	"github.com/selfkube/selfkube/internal/approver"
 	"github.com/selfkube/selfkube/internal/config"
-	"github.com/selfkube/selfkube/internal/controller"
+	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/node"
 )
 
-const nameController = controller.Name
+// ControllerName names the selfkube-controller Deployment, its ServiceAccount, its
+// Lease and its Events' source; ControllerHealthPort is its /healthz port, on loopback.
+const (
+	ControllerName       = "selfkube-controller"
+	ControllerHealthPort = 10268
+)
+
+const nameController = ControllerName
 
 // selfkubeController runs `selfkube controller` on control-plane nodes: two replicas, one
 // leading (a Lease), which approve the kubelet client certificates of joining nodes
@@ -34,7 +41,7 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 	for k, v := range labels {
 		podLabels[k] = v
 	}
-	health := probe("127.0.0.1", controller.DefaultHealthPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
+	health := probe("127.0.0.1", ControllerHealthPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
 	deployment := &appsv1.Deployment{
 		ObjectMeta: objectMeta(nameController, Namespace, labels),
 		Spec: appsv1.DeploymentSpec{
@@ -61,7 +68,7 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 						Image:           cfg.Cluster.Image(config.ImageSelfkube),
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						Command: []string{"/usr/local/bin/selfkube", "controller",
-							"--health-bind-address=127.0.0.1:" + strconv.Itoa(controller.DefaultHealthPort)},
+							"--health-bind-address=127.0.0.1:" + strconv.Itoa(ControllerHealthPort)},
 						Env: []corev1.EnvVar{
 							fieldEnv("POD_NAME", "metadata.name"),
 							// This node's apiserver (see the checkpointer).
@@ -93,6 +100,9 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 				{APIGroups: []string{certificatesv1.GroupName}, Resources: []string{"signers"}, Verbs: []string{"approve"},
 					ResourceNames: []string{certificatesv1.KubeAPIServerClientKubeletSignerName}},
 				{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
+				// The operator: reads the ControlPlane, reports in its status.
+				{APIGroups: []string{controlplane.Group}, Resources: []string{controlplane.Resource}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{controlplane.Group}, Resources: []string{controlplane.Resource + "/status"}, Verbs: []string{"update", "patch"}},
 			},
 		},
 		&rbacv1.ClusterRoleBinding{
@@ -110,6 +120,13 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 				// create cannot be limited by name; the lease is made once.
 				{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 				events,
+				// The operator: applies the control plane's workloads (by name), judges them by
+				// their status and their pods, renders them from the published configuration.
+				{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments", "replicasets"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments"}, Verbs: []string{"patch"},
+					ResourceNames: []string{nameAPIServer, nameControllerManager, nameScheduler}},
+				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
+				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}, ResourceNames: []string{ClusterConfigName}},
 			},
 		},
 		&rbacv1.RoleBinding{

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,11 +12,29 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 )
 
-// kindOf looks an object's kind up in the client-go scheme.
+// renderedKinds knows the kinds selfkube renders: client-go's and
+// CustomResourceDefinitions.
+var renderedKinds = sync.OnceValues(func() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, apiextensionsv1.AddToScheme} {
+		if err := add(s); err != nil {
+			return nil, fmt.Errorf("building the scheme of rendered kinds: %w", err)
+		}
+	}
+	return s, nil
+})
+
+// kindOf looks an object's kind up in the scheme of rendered kinds.
 func kindOf(obj runtime.Object) (schema.GroupVersionKind, error) {
-	kinds, _, err := scheme.Scheme.ObjectKinds(obj)
+	s, err := renderedKinds()
+	if err != nil {
+		return schema.GroupVersionKind{}, err
+	}
+	kinds, _, err := s.ObjectKinds(obj)
 	if err != nil {
 		return schema.GroupVersionKind{}, fmt.Errorf("looking up the kind of %T: %w", obj, err)
 	}

@@ -18,6 +18,7 @@ package manifests
 
 import (
 	"fmt"
+	"net"
 	"path"
 	"sort"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/etcd"
 )
 
@@ -217,7 +219,8 @@ func selfHostedAsset(stage int, obj runtime.Object) (Asset, error) {
 }
 
 var kindSteps = map[string]int{
-	"ServiceAccount": 0, "ClusterRole": 0, "Role": 0,
+	"CustomResourceDefinition": 0,
+	"ServiceAccount":           0, "ClusterRole": 0, "Role": 0,
 	"ClusterRoleBinding": 1, "RoleBinding": 1,
 	"Secret": 2, "ConfigMap": 2,
 	"Service":   3,
@@ -240,6 +243,33 @@ const (
 	stageController        = 90
 )
 
+// Workloads are the self-hosted control plane's DaemonSet and Deployments as rendered for
+// cluster (kind set), by component name: what selfkube-controller's operator applies
+// when the ControlPlane resource changes. They are SelfHosted's for a configuration with
+// that cluster part.
+func Workloads(cluster config.ClusterConfiguration) (map[string]runtime.Object, error) {
+	cfg := &config.Config{Cluster: cluster}
+	// The workloads depend on the node only through its address family (the loopback
+	// address of the local etcd), which is the service network's.
+	cfg.Node.AdvertiseAddress = "127.0.0.1"
+	if ip, _, err := net.ParseCIDR(strings.Split(cluster.Networking.ServiceSubnet, ",")[0]); err == nil && ip.To4() == nil {
+		cfg.Node.AdvertiseAddress = "::1"
+	}
+	out := map[string]runtime.Object{
+		nameAPIServer:         apiServerDaemonSet(cfg),
+		nameControllerManager: controllerManagerDeployment(cfg),
+		nameScheduler:         schedulerDeployment(cfg),
+	}
+	for name, obj := range out {
+		gvk, err := kindOf(obj)
+		if err != nil {
+			return nil, fmt.Errorf("the %s workload: %w", name, err)
+		}
+		obj.GetObjectKind().SetGroupVersionKind(gvk)
+	}
+	return out, nil
+}
+
 // SelfHosted builds the self-hosted control plane and the cluster add-ons, each object
 // with the path it is written to, in apply order. files must hold every certificate,
 // key and kubeconfig the Secrets carry.
@@ -252,6 +282,7 @@ func SelfHosted(cfg *config.Config, files Files) ([]Asset, error) {
 	add := func(stage int, objs ...runtime.Object) { groups = append(groups, staged{stage, objs}) }
 
 	add(stageRBAC, rbac()...)
+	add(stageRBAC, controlplane.CRD())
 
 	for _, c := range []struct {
 		stage    int

@@ -61,6 +61,11 @@ func (is Issuer) Issue(spec Spec, ca *KeyPair) (*KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating the %s key: %w", spec.Name, err)
 	}
+	return is.IssueFor(spec, ca, key)
+}
+
+// IssueFor is Issue for an existing key.
+func (is Issuer) IssueFor(spec Spec, ca *KeyPair, key crypto.Signer) (*KeyPair, error) {
 	if spec.Kind == KindKeyPair {
 		return &KeyPair{Key: key}, nil
 	}

@@ -82,13 +82,14 @@ func Ensure(dir string, cfg *config.Config, opts Options) ([]Result, error) {
 	// Check everything that exists first.
 	existing := map[string]*KeyPair{}
 	unreadable := map[string]bool{}
+	certified := map[string]bool{} // keys left without their certificate, certified now
 	var problems []error
 	for _, spec := range specs {
 		issuer := leafIssuer
 		if spec.Kind == KindCA {
 			issuer = caIssuer
 		}
-		kp, err := readExisting(dir, spec)
+		kp, pending, err := readExisting(dir, spec)
 		if err != nil {
 			problems = append(problems, err)
 			unreadable[spec.Name] = true
@@ -96,6 +97,22 @@ func Ensure(dir string, cfg *config.Config, opts Options) ([]Result, error) {
 		}
 		if kp == nil || unreadable[spec.CA] {
 			continue
+		}
+		if pending {
+			// Certified now, in memory, so that what it signed checks against it.
+			if got, want := keyFamily(kp.Key.Public()), algorithmFamily(issuer.KeyAlgorithm); got != want {
+				problems = append(problems, fmt.Errorf("%s: key algorithm is %s, configured %s: remove it to regenerate it",
+					fileNames(dir, spec)[1], got, issuer.KeyAlgorithm))
+				unreadable[spec.Name] = true
+				continue
+			}
+			if spec.Kind != KindCA && spec.Kind != KindKeyPair && existing[spec.CA] == nil {
+				continue // its CA is new: certified with it below
+			}
+			if kp, err = issuer.IssueFor(spec, existing[spec.CA], kp.Key); err != nil {
+				return nil, err
+			}
+			certified[spec.Name] = true
 		}
 		existing[spec.Name] = kp
 		if err := check(dir, spec, kp, issuer, existing[spec.CA]); err != nil {
@@ -114,6 +131,24 @@ func Ensure(dir string, cfg *config.Config, opts Options) ([]Result, error) {
 		names := fileNames(dir, spec)
 		if kp := existing[spec.Name]; kp != nil {
 			pairs[spec.Name] = kp
+			if certified[spec.Name] {
+				encoded, err := encode(names, kp)
+				if err != nil {
+					return nil, fmt.Errorf("encoding %s: %w", spec.Name, err)
+				}
+				// The key stays; its certificate (or public key) is new.
+				keyFile, other := names[1], names[0]
+				if spec.Kind == KindKeyPair {
+					keyFile, other = names[0], names[1]
+				}
+				for _, f := range encoded {
+					if f.path == other {
+						writes = append(writes, f)
+					}
+				}
+				results = append(results, Result{Path: keyFile, Action: Existing}, Result{Path: other, Action: Generated})
+				continue
+			}
 			for _, n := range names {
 				results = append(results, Result{Path: n, Action: Existing})
 			}
@@ -161,11 +196,11 @@ func Ensure(dir string, cfg *config.Config, opts Options) ([]Result, error) {
 // LoadCA reads the CA name (CA, FrontProxyCA or EtcdCA) from the PKI directory dir and
 // checks that it is a CA and its key matches; validity in time is the caller's to check. A missing file gives an error that matches fs.ErrNotExist.
 func LoadCA(dir, name string) (*KeyPair, error) {
-	kp, err := readExisting(dir, Spec{Name: name, Kind: KindCA})
+	kp, pending, err := readExisting(dir, Spec{Name: name, Kind: KindCA})
 	if err != nil {
 		return nil, err
 	}
-	if kp == nil {
+	if kp == nil || pending {
 		return nil, fmt.Errorf("loading the CA %s: %w: run `selfkube render` (or restore %s) first",
 			filepath.Join(dir, name+".crt"), fs.ErrNotExist, filepath.Join(dir, name+".crt"))
 	}
@@ -188,9 +223,11 @@ func fileNames(dir string, spec Spec) [2]string {
 	return [2]string{base + ".crt", base + ".key"}
 }
 
-// readExisting loads a spec's files. Both missing gives nil, nil; one without the other
-// or a file that does not parse is an error naming the file.
-func readExisting(dir string, spec Spec) (*KeyPair, error) {
+// readExisting loads a spec's files. Both missing gives nil, nil; a key without its
+// certificate (or public key) gives the key with pending set: the pair was being written
+// (the key first) or the key was brought to be certified. A certificate without its key,
+// or a file that does not parse, is an error naming the file.
+func readExisting(dir string, spec Spec) (kp *KeyPair, pending bool, err error) {
 	names := fileNames(dir, spec)
 	var data [2][]byte
 	var found [2]bool
@@ -201,43 +238,59 @@ func readExisting(dir string, spec Spec) (*KeyPair, error) {
 			data[i], found[i] = b, true
 		case errors.Is(err, fs.ErrNotExist):
 		default:
-			return nil, fmt.Errorf("reading %s: %w", n, err)
+			return nil, false, fmt.Errorf("reading %s: %w", n, err)
 		}
 	}
 	switch {
 	case !found[0] && !found[1]:
-		return nil, nil
+		return nil, false, nil
+	case spec.Kind != KindKeyPair && found[1] && !found[0]:
+		// A key without its certificate: the key is written first, so this is a write
+		// that stopped half-way (or a key brought for selfkube to certify). The key is
+		// kept and gets its certificate (Cert nil).
+		key, err := ParseKey(data[1])
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w: remove it to regenerate it", names[1], err)
+		}
+		return &KeyPair{Key: key}, true, nil
+	case spec.Kind == KindKeyPair && found[0] && !found[1]:
+		// The same for a key pair: the public key is derived again.
+		key, err := ParseKey(data[0])
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w: remove it to regenerate it", names[0], err)
+		}
+		return &KeyPair{Key: key}, true, nil
 	case !found[0] || !found[1]:
 		have, lack := names[0], names[1]
 		if !found[0] {
 			have, lack = names[1], names[0]
 		}
-		return nil, fmt.Errorf("%s exists without %s: restore %s, or remove %s to regenerate both", have, lack, lack, have)
+		return nil, false, fmt.Errorf("%s exists without %s: restore %s, or remove %s to regenerate both", have, lack, lack, have)
 	}
 
 	if spec.Kind == KindKeyPair {
 		key, err := ParseKey(data[0])
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w: remove %s and %s to regenerate them", names[0], err, names[0], names[1])
+			return nil, false, fmt.Errorf("%s: %w: remove %s and %s to regenerate them", names[0], err, names[0], names[1])
 		}
 		pubs, err := keyutil.ParsePublicKeysPEM(data[1])
 		if err != nil || len(pubs) != 1 {
-			return nil, fmt.Errorf("%s: not a single PEM public key: remove %s and %s to regenerate them", names[1], names[0], names[1])
+			return nil, false, fmt.Errorf("%s: not a single PEM public key: remove %s and %s to regenerate them", names[1], names[0], names[1])
 		}
 		if !publicKeysEqual(key.Public(), pubs[0].(crypto.PublicKey)) {
-			return nil, fmt.Errorf("%s does not match %s: remove both to regenerate them", names[1], names[0])
+			return nil, false, fmt.Errorf("%s does not match %s: remove both to regenerate them", names[1], names[0])
 		}
-		return &KeyPair{Key: key}, nil
+		return &KeyPair{Key: key}, false, nil
 	}
 	certs, err := cert.ParseCertsPEM(data[0])
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: remove %s and %s to regenerate them", names[0], err, names[0], names[1])
+		return nil, false, fmt.Errorf("%s: %w: remove %s and %s to regenerate them", names[0], err, names[0], names[1])
 	}
 	key, err := ParseKey(data[1])
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: remove %s and %s to regenerate them", names[1], err, names[0], names[1])
+		return nil, false, fmt.Errorf("%s: %w: remove %s and %s to regenerate them", names[1], err, names[0], names[1])
 	}
-	return &KeyPair{Cert: certs[0], Key: key}, nil
+	return &KeyPair{Cert: certs[0], Key: key}, false, nil
 }
 
 // check turns the differences of an existing pair into one error naming its files.
@@ -285,7 +338,9 @@ func encode(names [2]string, kp *KeyPair) ([]file, error) {
 		}
 		return []file{{names[0], key, KeyMode}, {names[1], pub, CertMode}}, nil
 	}
-	return []file{{names[0], EncodeCertificate(kp.Cert), CertMode}, {names[1], key, KeyMode}}, nil
+	// The key first: a write that stops between the two leaves a key, which the next run
+	// certifies, never a certificate without its key, which it could not fix.
+	return []file{{names[1], key, KeyMode}, {names[0], EncodeCertificate(kp.Cert), CertMode}}, nil
 }
 
 func writeFiles(files []file) error {

@@ -341,14 +341,6 @@ func TestEnsureRejectsWhatDiffers(t *testing.T) {
 			wantErr: []string{"DIR/etcd/peer.crt exists without DIR/etcd/peer.key"},
 		},
 		{
-			name: "key without its certificate",
-			change: func(t *testing.T, dir string, cfg *config.Config) time.Time {
-				removeFiles(t, dir, "apiserver-kubelet-client.crt")
-				return testNow
-			},
-			wantErr: []string{"DIR/apiserver-kubelet-client.key exists without DIR/apiserver-kubelet-client.crt"},
-		},
-		{
 			name: "leaf whose CA is gone",
 			change: func(t *testing.T, dir string, cfg *config.Config) time.Time {
 				removeFiles(t, dir, "front-proxy-ca.crt", "front-proxy-ca.key")
@@ -399,6 +391,55 @@ func TestEnsureRejectsWhatDiffers(t *testing.T) {
 				t.Errorf("a failed run changed files (-before +after):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A run killed between a pair's two files leaves the key (written first): the next run
+// certifies that key, for a CA, a leaf and the service-account key pair alike, and
+// leaves every other file as it was.
+func TestEnsureCertifiesAKeyLeftWithoutItsCertificate(t *testing.T) {
+	dir := t.TempDir()
+	cfg := configtest.Config(t, nil)
+	if _, err := Ensure(dir, cfg, clock(testNow)); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string][]byte{}
+	for _, k := range []string{"ca.key", "apiserver.key", "sa.key"} {
+		b, err := os.ReadFile(filepath.Join(dir, k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[k] = b
+	}
+	// The CA's certificate goes with every certificate it signed, which its new
+	// certificate (same key, new serial) still verifies.
+	removeFiles(t, dir, "ca.crt", "apiserver.crt", "sa.pub")
+	if _, err := Ensure(dir, cfg, clock(testNow)); err != nil {
+		t.Fatalf("Ensure after a half-written run: %v", err)
+	}
+	for k, want := range keys {
+		if got, err := os.ReadFile(filepath.Join(dir, k)); err != nil || string(got) != string(want) {
+			t.Errorf("%s was replaced (%v): the key left behind must be kept", k, err)
+		}
+	}
+	ca := loadCert(t, filepath.Join(dir, "ca.crt"))
+	api := loadCert(t, filepath.Join(dir, "apiserver.crt"))
+	if err := api.CheckSignatureFrom(ca); err != nil {
+		t.Errorf("the new apiserver certificate is not signed by the CA's key: %v", err)
+	}
+	if kubelet := loadCert(t, filepath.Join(dir, "apiserver-kubelet-client.crt")); kubelet.CheckSignatureFrom(ca) != nil {
+		t.Errorf("a certificate of the CA's first run no longer verifies with its new certificate")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sa.pub")); err != nil {
+		t.Errorf("sa.pub was not derived again: %v", err)
+	}
+	// And a second run is a no-op.
+	before := snapshot(t, dir)
+	if _, err := Ensure(dir, cfg, clock(testNow)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, snapshot(t, dir)); diff != "" {
+		t.Errorf("a second run changed files:\n%s", diff)
 	}
 }
 

@@ -318,6 +318,9 @@ func TestSelfkubeInit(t *testing.T) {
 		requireNoGap(t, rep, informed)
 	})
 
+	// Changes through the ControlPlane resource, good and bad, each measured.
+	controlPlaneScenarios(ctx, t, cfg, cs, n, targets)
+
 	// The honest prober through the joins that follow (two of them boot nodes beside this
 	// one, on the same cores): an RBAC user, a ServiceAccount and the kubelet.
 	joinProbe, err := probe.Start(ctx, probe.Options{}, targets...)

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"testing"
@@ -196,6 +197,38 @@ func checkServiceSpread(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 	if err != nil {
 		t.Fatalf("reading Service: %v", err)
 	}
+	// After a reboot a backend has a new address: the Service counts once its endpoints
+	// name exactly the Ready pods (and kube-proxy, which syncs at most once a second, had
+	// a moment to follow); a connection to a gone address meanwhile is the cluster
+	// converging, not the Service failing.
+	want := map[string]bool{}
+	for _, p := range web {
+		want[p.Status.PodIP] = true
+	}
+	err = framework.Poll(ctx, time.Second, "the Service's endpoints to name the Ready web pods", func(ctx context.Context) error {
+		slices, err := cs.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + webName})
+		if err != nil {
+			return err
+		}
+		got := map[string]bool{}
+		for _, sl := range slices.Items {
+			for _, ep := range sl.Endpoints {
+				if ep.Conditions.Ready != nil && *ep.Conditions.Ready {
+					for _, a := range ep.Addresses {
+						got[a] = true
+					}
+				}
+			}
+		}
+		if !maps.Equal(got, want) {
+			return fmt.Errorf("endpoints %v, Ready pods %v", keys(got), keys(want))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
 	// 45 new connections: with 3 backends, missing one by chance has probability 3·(2/3)^45 ≈ 4e-8.
 	script := fmt.Sprintf("for i in $(seq 45); do timeout 5 wget -q -O- http://%s/ || echo FAILED; done", svc.Spec.ClusterIP)
 	for _, from := range nodes {
@@ -205,10 +238,10 @@ func checkServiceSpread(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 		}
 		hits := map[string]int{}
 		failed := 0
-		for _, l := range strings.Fields(out) {
-			if n, ok := nodeOf[l]; ok {
+		for _, l := range strings.Split(out, "\n") {
+			if n, ok := nodeOf[strings.TrimSpace(l)]; ok {
 				hits[n]++
-			} else {
+			} else if strings.TrimSpace(l) == "FAILED" {
 				failed++
 			}
 		}

@@ -1,0 +1,350 @@
+package operator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/selfkube/selfkube/internal/apply"
+	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/manifests"
+)
+
+// Controller rolls the ControlPlane resource out as Decide says. It is the
+// sample-controller shape: informers (the ControlPlane, and in kube-system the control
+// plane's DaemonSet, Deployments, ReplicaSets and pods) whose every change queues the
+// one key, a worker that observes, decides and acts, the outcome in the resource's
+// status conditions and in Events on it.
+type Controller struct {
+	client      kubernetes.Interface
+	dyn         dynamic.Interface
+	applier     *apply.Applier
+	restConfig  *rest.Config
+	controls    cache.GenericLister
+	daemonSets  appslisters.DaemonSetLister
+	deployments appslisters.DeploymentLister
+	replicaSets appslisters.ReplicaSetLister
+	pods        corelisters.PodLister
+	synced      []cache.InformerSynced
+	queue       workqueue.TypedRateLimitingInterface[string]
+	events      record.EventRecorder
+	log         *slog.Logger
+	now         func() time.Time
+}
+
+// ComponentPods selects the pods of the components the operator changes.
+func ComponentPods() labels.Selector {
+	names := []string{manifests.APIServer, manifests.ControllerManager, manifests.Scheduler}
+	req, err := labels.NewRequirement(manifests.LabelName, selection.In, names)
+	if err != nil {
+		return labels.Nothing() // fixed names: cannot happen
+	}
+	return labels.NewSelector().Add(*req)
+}
+
+// New wires a Controller to its informers: controls (ControlPlanes, from a dynamic
+// informer factory) and kubeSystem (a factory of the kube-system namespace, whose pods
+// are narrowed to ComponentPods by the caller); the caller starts both.
+func New(cfg *rest.Config, client kubernetes.Interface, dyn dynamic.Interface, applier *apply.Applier,
+	controls cache.SharedIndexInformer, kubeSystem informers.SharedInformerFactory,
+	events record.EventRecorder, log *slog.Logger) (*Controller, error) {
+	ds := kubeSystem.Apps().V1().DaemonSets()
+	deploy := kubeSystem.Apps().V1().Deployments()
+	rs := kubeSystem.Apps().V1().ReplicaSets()
+	pods := kubeSystem.Core().V1().Pods()
+	c := &Controller{
+		client: client, dyn: dyn, applier: applier, restConfig: cfg,
+		controls:    cache.NewGenericLister(controls.GetIndexer(), controlplane.GroupVersionResource.GroupResource()),
+		daemonSets:  ds.Lister(),
+		deployments: deploy.Lister(),
+		replicaSets: rs.Lister(),
+		pods:        pods.Lister(),
+		synced: []cache.InformerSynced{controls.HasSynced, ds.Informer().HasSynced, deploy.Informer().HasSynced,
+			rs.Informer().HasSynced, pods.Informer().HasSynced},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "controlplane"}),
+		events: events,
+		log:    log,
+		now:    time.Now,
+	}
+	// Every change of the resource or of a workload it governs is a reason to look.
+	enqueue := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.queue.Add(controlplane.Name) },
+		UpdateFunc: func(any, any) { c.queue.Add(controlplane.Name) },
+		DeleteFunc: func(any) { c.queue.Add(controlplane.Name) },
+	}
+	for _, inf := range []cache.SharedIndexInformer{controls, ds.Informer(), deploy.Informer(), rs.Informer(), pods.Informer()} {
+		if _, err := inf.AddEventHandler(enqueue); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Run runs the one worker until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return fmt.Errorf("the ControlPlane and workload caches did not sync: %w", ctx.Err())
+	}
+	c.log.Info("control-plane operator running")
+	go wait.UntilWithContext(ctx, c.work, time.Second)
+	<-ctx.Done()
+	return nil
+}
+
+func (c *Controller) work(ctx context.Context) {
+	for {
+		key, quit := c.queue.Get()
+		if quit {
+			return
+		}
+		after, err := c.sync(ctx)
+		switch {
+		case err != nil:
+			c.log.Warn("reconciling the control plane failed; retrying", "err", err)
+			c.queue.AddRateLimited(key)
+		case after > 0:
+			c.queue.Forget(key)
+			c.queue.AddAfter(key, after)
+		default:
+			c.queue.Forget(key)
+		}
+		c.queue.Done(key)
+	}
+}
+
+// sync observes, decides and acts once; it returns when to look again.
+func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
+	obj, err := c.controls.Get(controlplane.Name)
+	if apierrors.IsNotFound(err) {
+		return 0, nil // no resource: nothing to roll out
+	}
+	if err != nil {
+		return 0, err
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return 0, fmt.Errorf("the ControlPlane is a %T", obj)
+	}
+	cp, err := controlplane.FromUnstructured(u)
+	if err != nil {
+		return 0, err
+	}
+	cm, err := c.client.CoreV1().ConfigMaps(manifests.Namespace).Get(ctx, manifests.ClusterConfigName, metav1.GetOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("reading the cluster configuration: %w", err)
+	}
+	cluster, err := manifests.ClusterConfigFrom(cm)
+	if err != nil {
+		return 0, err
+	}
+	render := func(t controlplane.Target) (map[string]runtime.Object, error) {
+		s := cp.Spec
+		if t == controlplane.TargetLastKnownGood {
+			s = cp.Status.LastKnownGood.Spec
+		}
+		return manifests.Workloads(s.Configure(cluster))
+	}
+
+	state := State{Generation: cp.Generation, Spec: cp.Spec, Status: cp.Status, Now: c.now()}
+	if errs := cp.Spec.Validate(); len(errs) > 0 {
+		state.Invalid = errs.ToAggregate().Error()
+	}
+	target := TargetOf(cp.Status, cp.Generation)
+	if state.Invalid == "" || target == controlplane.TargetLastKnownGood {
+		workloads, err := render(target)
+		if err != nil {
+			return 0, err
+		}
+		for _, name := range controlplane.Components {
+			o, err := c.observe(ctx, name, workloads[name])
+			if err != nil {
+				return 0, err
+			}
+			state.Components = append(state.Components, o)
+		}
+	}
+
+	d := Decide(state)
+	if d.Apply != "" {
+		workloads, err := render(d.Target)
+		if err != nil {
+			return 0, err
+		}
+		c.log.Info("applying", "component", d.Apply, "target", d.Target, "generation", cp.Generation)
+		if err := c.applier.Object(ctx, workloads[d.Apply]); err != nil {
+			return 0, fmt.Errorf("applying %s: %w", d.Apply, err)
+		}
+	}
+	if !reflect.DeepEqual(d.Status, cp.Status) {
+		if err := c.writeStatus(ctx, u, d.Status); err != nil {
+			return 0, err
+		}
+	}
+	if e := d.Event; e != nil {
+		kind := corev1.EventTypeNormal
+		if e.Warning {
+			kind = corev1.EventTypeWarning
+		}
+		ref := &corev1.ObjectReference{APIVersion: controlplane.Group + "/" + controlplane.Version, Kind: controlplane.Kind,
+			Name: cp.Name, UID: cp.UID, ResourceVersion: cp.ResourceVersion}
+		c.events.Event(ref, kind, e.Reason, e.Message)
+		c.log.Info(e.Message, "reason", e.Reason)
+	}
+	return d.RequeueAfter, nil
+}
+
+// writeStatus replaces the status of the ControlPlane u with st (an update of the status
+// subresource: a conflict means the resource changed, and the next look decides anew).
+func (c *Controller) writeStatus(ctx context.Context, u *unstructured.Unstructured, st controlplane.Status) error {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	var content map[string]any
+	if err := json.Unmarshal(raw, &content); err != nil {
+		return err
+	}
+	out := u.DeepCopy()
+	out.Object["status"] = content
+	_, err = c.dyn.Resource(controlplane.GroupVersionResource).UpdateStatus(ctx, out, metav1.UpdateOptions{FieldManager: apply.FieldManager})
+	if err != nil {
+		return fmt.Errorf("writing the ControlPlane's status: %w", err)
+	}
+	return nil
+}
+
+// observe sees component against its target workload want.
+func (c *Controller) observe(ctx context.Context, component string, want runtime.Object) (Observed, error) {
+	o := Observed{Component: component, Status: controlplane.ComponentStatus{Name: component}}
+	dry, err := c.applier.DryRun(ctx, want)
+	if err != nil {
+		return o, fmt.Errorf("comparing %s with its target: %w", component, err)
+	}
+	pods, err := c.pods.Pods(manifests.Namespace).List(ComponentPods())
+	if err != nil {
+		return o, err
+	}
+	var generation int64
+	var owned []*corev1.Pod
+	switch want.(type) {
+	case *appsv1.DaemonSet:
+		ds, err := c.daemonSets.DaemonSets(manifests.Namespace).Get(component)
+		if apierrors.IsNotFound(err) {
+			o.Waiting = "its DaemonSet does not exist"
+			return o, nil
+		}
+		if err != nil {
+			return o, err
+		}
+		generation = ds.Generation
+		owned = ownedPods(pods, ds.UID)
+		o.Status, o.Waiting = daemonSetHealth(ds, owned)
+	case *appsv1.Deployment:
+		d, err := c.deployments.Deployments(manifests.Namespace).Get(component)
+		if apierrors.IsNotFound(err) {
+			o.Waiting = "its Deployment does not exist"
+			return o, nil
+		}
+		if err != nil {
+			return o, err
+		}
+		generation = d.Generation
+		sets, err := c.replicaSets.ReplicaSets(manifests.Namespace).List(labels.Everything())
+		if err != nil {
+			return o, err
+		}
+		var owners []types.UID
+		for _, rs := range sets {
+			if ref := metav1.GetControllerOf(rs); ref != nil && ref.UID == d.UID {
+				owners = append(owners, rs.UID)
+			}
+		}
+		owned = ownedPods(pods, owners...)
+		o.Status, o.Waiting = deploymentHealth(d, owned)
+	default:
+		return o, fmt.Errorf("%s is a %T", component, want)
+	}
+	// A dry-run apply that would change the spec would raise the generation.
+	o.Matches = dry.GetGeneration() == generation
+	o.Failure = podFailure(owned)
+	if o.Waiting == "" && component == manifests.APIServer {
+		o.Waiting = c.serving(ctx, owned)
+	}
+	o.Healthy = o.Waiting == ""
+	return o, nil
+}
+
+// serving asks each node's apiserver, on a new connection (steered like every new
+// client's), for the ControlPlane as this controller: an authorized request, which a
+// new apiserver answers only once its authorizer is ready. It returns what failed, or "".
+func (c *Controller) serving(ctx context.Context, pods []*corev1.Pod) string {
+	for _, p := range pods {
+		if p.Status.HostIP == "" {
+			return "pod " + p.Name + " has no host address yet"
+		}
+		if err := c.askAt(ctx, p.Status.HostIP); err != nil {
+			return fmt.Sprintf("the apiserver on node %s (%s): %v", p.Spec.NodeName, p.Status.HostIP, err)
+		}
+	}
+	return ""
+}
+
+func (c *Controller) askAt(ctx context.Context, hostIP string) error {
+	cfg := rest.CopyConfig(c.restConfig)
+	cfg.Host = "https://" + net.JoinHostPort(hostIP, strconv.Itoa(config.DefaultAPIServerPort))
+	cfg.Timeout = 2 * time.Second
+	rt, err := rest.TransportFor(cfg)
+	if err != nil {
+		return err
+	}
+	if t, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		defer t.CloseIdleConnections()
+	}
+	client := &http.Client{Transport: rt, Timeout: cfg.Timeout}
+	url := cfg.Host + "/apis/" + controlplane.Group + "/" + controlplane.Version + "/" + controlplane.Resource + "/" + controlplane.Name
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}

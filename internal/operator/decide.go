@@ -1,0 +1,320 @@
+// Package operator is the control-plane operator of selfkube-controller: it rolls the
+// ControlPlane resource's spec out to the self-hosted control plane, component by
+// component in version-skew order (kube-apiserver, kube-controller-manager,
+// kube-scheduler), judges each by its health gate, and rolls a component that fails
+// back to the last-known-good spec.
+//
+// Decide is the whole policy, a pure function of what the controller observed; the
+// controller (controller.go) observes, applies what Decide says with server-side apply,
+// and writes the status and Events.
+//
+// For each component in order:
+//
+//	workload differs from the target ──▶ apply the target to it       (Progressing)
+//	a pod of it fails, or it is not
+//	  healthy TimeoutSeconds after
+//	  its change ──────────────────────▶ target Spec and a last-known-good to go to:
+//	                                       roll it back                 (RolledBack)
+//	                                     otherwise                      (Degraded)
+//	not healthy yet ───────────────────▶ wait
+//	healthy, changed in this roll-out ─▶ wait until SoakSeconds have passed, then next
+//	every component healthy ───────────▶ the target is the last-known-good (Available)
+//
+// The target is the spec, except while the spec's generation is the one rolled back:
+// then it is the last-known-good spec, and nothing else changes until the spec does.
+//
+// Drift policy: a workload changed around the resource (kubectl edit of the apiserver
+// DaemonSet) after its target ran healthy is left as it is while it stays healthy (the
+// next change of the spec replaces it), and put back to the target as soon as one of its
+// pods fails.
+package operator
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/selfkube/selfkube/internal/controlplane"
+)
+
+// Observed is one component as the controller saw it, against the target.
+type Observed struct {
+	Component string
+	// Matches says the live workload is what the target renders (applying it would
+	// change nothing).
+	Matches bool
+	// Healthy: the workload's controller has seen its latest generation, every pod runs
+	// it and is Ready, none of an older one is left, and (the apiserver) every node's
+	// apiserver answered an authorized request.
+	Healthy bool
+	// Waiting says what Healthy still waits for, for the status.
+	Waiting string
+	// Failure, when set, is a pod of the workload failing in a way that waiting does not
+	// mend (a crash loop, an image that cannot be pulled).
+	Failure *Failure
+	// Status is the workload's figures for the ControlPlane's status.
+	Status controlplane.ComponentStatus
+}
+
+// Failure is why a component failed.
+type Failure struct {
+	Reason  string // CamelCase: CrashLoopBackOff, ImagePullBackOff, Timeout …
+	Message string
+}
+
+// State is what Decide decides on.
+type State struct {
+	// Generation and Spec of the ControlPlane; Status as it was.
+	Generation int64
+	Spec       controlplane.Spec
+	Status     controlplane.Status
+	// Invalid, when set, is why the spec cannot be rolled out (its validation errors).
+	Invalid string
+	// Components in roll-out order, observed against TargetOf(Status, Generation).
+	Components []Observed
+	Now        time.Time
+}
+
+// Decision is what to do.
+type Decision struct {
+	// Apply, when set, is the component whose workload to apply, rendered from Target.
+	Apply  string
+	Target controlplane.Target
+	// Status is the ControlPlane's new status.
+	Status controlplane.Status
+	// Event, when set, is recorded on the ControlPlane.
+	Event *Event
+	// RequeueAfter, when not zero, is when to look again without waiting for a change.
+	RequeueAfter time.Duration
+}
+
+// Event is an Event to record.
+type Event struct {
+	Warning         bool
+	Reason, Message string
+}
+
+// Reasons of conditions and Events.
+const (
+	ReasonRollingOut      = "RollingOut"
+	ReasonRollingBack     = "RollingBack"
+	ReasonReverting       = "RevertingChange"
+	ReasonSoaking         = "Soaking"
+	ReasonWaiting         = "Waiting"
+	ReasonRolledOut       = "RolledOut"
+	ReasonRolledBack      = "RolledBack"
+	ReasonNewSpec         = "NewSpecRolledOut"
+	ReasonHealthy         = "AllComponentsHealthy"
+	ReasonInvalidSpec     = "InvalidSpec"
+	ReasonNoLastKnownGood = "NoLastKnownGood"
+	ReasonTimeout         = "Timeout"
+)
+
+// Requeue periods.
+const (
+	pollProgress = 2 * time.Second
+	pollDegraded = 10 * time.Second
+)
+
+// TargetOf is what the operator rolls out for a spec of generation: the spec, unless
+// that generation was rolled back.
+func TargetOf(st controlplane.Status, generation int64) controlplane.Target {
+	if st.RolledBack != nil && st.RolledBack.Generation == generation && st.LastKnownGood != nil {
+		return controlplane.TargetLastKnownGood
+	}
+	return controlplane.TargetSpec
+}
+
+// Decide decides the next step; it does no I/O.
+func Decide(s State) Decision {
+	target := TargetOf(s.Status, s.Generation)
+	st := cloneStatus(s.Status)
+	st.ObservedGeneration = s.Generation
+	st.Components = nil
+	for _, c := range s.Components {
+		st.Components = append(st.Components, c.Status)
+	}
+	d := Decision{Target: target}
+	set := func(typ string, status metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg,
+			ObservedGeneration: s.Generation, LastTransitionTime: metav1.NewTime(s.Now)})
+	}
+	// event records e only when the Progressing condition's reason changes with it, so a
+	// state looked at again does not repeat its Event.
+	before := meta.FindStatusCondition(s.Status.Conditions, controlplane.ConditionProgressing)
+	event := func(e Event) {
+		now := meta.FindStatusCondition(st.Conditions, controlplane.ConditionProgressing)
+		if before == nil || now == nil || before.Reason != now.Reason || before.Message != now.Message {
+			d.Event = &e
+		}
+	}
+	done := func() Decision { d.Status = st; return d }
+
+	if s.Invalid != "" && target == controlplane.TargetSpec {
+		set(controlplane.ConditionProgressing, metav1.ConditionFalse, ReasonInvalidSpec, "the spec is not rolled out: "+s.Invalid)
+		event(Event{Warning: true, Reason: ReasonInvalidSpec, Message: "generation " + fmt.Sprint(s.Generation) + " is not rolled out: " + s.Invalid})
+		return done()
+	}
+	rollTimeout := time.Duration(s.Spec.Rollout.Timeout()) * time.Second
+	soak := time.Duration(s.Spec.Rollout.Soak()) * time.Second
+	if target == controlplane.TargetLastKnownGood {
+		rollTimeout = time.Duration(st.LastKnownGood.Spec.Rollout.Timeout()) * time.Second
+		soak = time.Duration(st.LastKnownGood.Spec.Rollout.Soak()) * time.Second
+	}
+	var adopted []string
+	for _, c := range s.Components {
+		r := st.Rollout
+		rolling := r != nil && r.Component == c.Component && r.Generation == s.Generation && r.Target == target
+		// A workload that differs from a target it already ran was changed around the
+		// resource (kubectl edit): a healthy change is left as it is, a failing one is
+		// put back.
+		drifted := !c.Matches && !rolling &&
+			(target == controlplane.TargetLastKnownGood || st.LastKnownGood != nil && st.LastKnownGood.Generation == s.Generation)
+		if drifted && c.Failure == nil {
+			if c.Healthy {
+				adopted = append(adopted, c.Component)
+				continue
+			}
+			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting,
+				c.Component+" was changed around the ControlPlane resource; waiting for it to be healthy or to fail: "+c.Waiting)
+			d.RequeueAfter = pollProgress
+			return done()
+		}
+		if drifted {
+			st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component, Target: target, Started: metav1.NewTime(s.Now)}
+			msg := fmt.Sprintf("%s was changed around the ControlPlane resource and fails (%s: %s): putting the spec back",
+				c.Component, c.Failure.Reason, c.Failure.Message)
+			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonReverting, msg)
+			d.Apply, d.RequeueAfter = c.Component, pollProgress
+			d.Event = &Event{Warning: true, Reason: ReasonReverting, Message: msg}
+			return done()
+		}
+		if !c.Matches {
+			if !rolling {
+				st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component, Target: target, Started: metav1.NewTime(s.Now)}
+			}
+			d.Apply, d.RequeueAfter = c.Component, pollProgress
+			if target == controlplane.TargetSpec {
+				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, "changing "+c.Component+" to generation "+fmt.Sprint(s.Generation))
+				event(Event{Reason: ReasonRollingOut, Message: "changing " + c.Component + " to generation " + fmt.Sprint(s.Generation)})
+			} else {
+				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingBack,
+					"changing "+c.Component+" back to generation "+fmt.Sprint(st.LastKnownGood.Generation))
+			}
+			return done()
+		}
+		failure := c.Failure
+		if failure == nil && rolling && !c.Healthy && s.Now.Sub(r.Started.Time) > rollTimeout {
+			failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after its change: %s", rollTimeout, c.Waiting)}
+		}
+		if failure != nil {
+			if target == controlplane.TargetSpec && st.LastKnownGood != nil && st.LastKnownGood.Generation != s.Generation {
+				st.RolledBack = &controlplane.RolledBack{Generation: s.Generation, Component: c.Component,
+					Reason: failure.Reason, Message: failure.Message, Time: metav1.NewTime(s.Now)}
+				st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component,
+					Target: controlplane.TargetLastKnownGood, Started: metav1.NewTime(s.Now)}
+				msg := fmt.Sprintf("%s failed its health gate (%s: %s): rolling generation %d back to generation %d",
+					c.Component, failure.Reason, failure.Message, s.Generation, st.LastKnownGood.Generation)
+				set(controlplane.ConditionRolledBack, metav1.ConditionTrue, failure.Reason, msg)
+				set(controlplane.ConditionAvailable, metav1.ConditionFalse, ReasonRollingBack, msg)
+				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingBack, msg)
+				d.Apply, d.Target, d.RequeueAfter = c.Component, controlplane.TargetLastKnownGood, pollProgress
+				d.Event = &Event{Warning: true, Reason: ReasonRolledBack, Message: msg}
+				return done()
+			}
+			msg := fmt.Sprintf("%s is failing (%s: %s)", c.Component, failure.Reason, failure.Message)
+			reason := failure.Reason
+			switch {
+			case target == controlplane.TargetLastKnownGood:
+				msg += "; it fails on the last-known-good spec too: fix the spec or the node"
+			case st.LastKnownGood == nil:
+				msg += "; there is no last-known-good spec to roll back to"
+				reason = ReasonNoLastKnownGood
+			default:
+				msg += "; the spec is the last-known-good one"
+			}
+			set(controlplane.ConditionDegraded, metav1.ConditionTrue, reason, msg)
+			set(controlplane.ConditionAvailable, metav1.ConditionFalse, reason, msg)
+			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting, msg)
+			event(Event{Warning: true, Reason: reason, Message: msg})
+			d.RequeueAfter = pollDegraded
+			return done()
+		}
+		if !c.Healthy {
+			msg := c.Component + ": " + c.Waiting
+			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting, msg)
+			d.RequeueAfter = pollProgress
+			return done()
+		}
+		if rolling {
+			if r.HealthySince == nil {
+				r.HealthySince = ptrTime(s.Now)
+			}
+			if left := soak - s.Now.Sub(r.HealthySince.Time); left > 0 {
+				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonSoaking,
+					fmt.Sprintf("%s is healthy; watching it for %s before going on", c.Component, soak))
+				d.RequeueAfter = left
+				return done()
+			}
+		}
+	}
+
+	// Every component runs the target, healthy.
+	finished := st.Rollout != nil
+	st.Rollout = nil
+	meta.RemoveStatusCondition(&st.Conditions, controlplane.ConditionDegraded)
+	if target == controlplane.TargetSpec {
+		st.LastKnownGood = &controlplane.Revision{Generation: s.Generation, Spec: s.Spec}
+		if st.RolledBack != nil {
+			set(controlplane.ConditionRolledBack, metav1.ConditionFalse, ReasonNewSpec,
+				fmt.Sprintf("generation %d rolled out; generation %d had been rolled back", s.Generation, st.RolledBack.Generation))
+		}
+		set(controlplane.ConditionAvailable, metav1.ConditionTrue, ReasonHealthy, "every component runs generation "+fmt.Sprint(s.Generation)+adoptedNote(adopted))
+		set(controlplane.ConditionProgressing, metav1.ConditionFalse, ReasonRolledOut, "generation "+fmt.Sprint(s.Generation)+" rolled out")
+		if finished {
+			d.Event = &Event{Reason: ReasonRolledOut, Message: "generation " + fmt.Sprint(s.Generation) + " rolled out to every component"}
+		}
+		return done()
+	}
+	msg := fmt.Sprintf("held at generation %d: generation %d was rolled back (%s of %s: %s); change the spec to go on",
+		st.LastKnownGood.Generation, s.Generation, st.RolledBack.Reason, st.RolledBack.Component, st.RolledBack.Message)
+	set(controlplane.ConditionAvailable, metav1.ConditionTrue, ReasonHealthy, "every component runs generation "+fmt.Sprint(st.LastKnownGood.Generation)+adoptedNote(adopted))
+	set(controlplane.ConditionProgressing, metav1.ConditionFalse, ReasonRolledBack, msg)
+	if finished {
+		d.Event = &Event{Warning: true, Reason: ReasonRolledBack, Message: msg}
+	}
+	return done()
+}
+
+// adoptedNote says which components run a healthy change made around the resource.
+func adoptedNote(components []string) string {
+	if len(components) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%v changed around the resource, healthy: left as they are until the spec changes)", components)
+}
+
+func ptrTime(t time.Time) *metav1.Time {
+	m := metav1.NewTime(t)
+	return &m
+}
+
+// cloneStatus copies what Decide changes of a status, so that the caller's stays as it
+// was.
+func cloneStatus(s controlplane.Status) controlplane.Status {
+	out := s
+	out.Conditions = slices.Clone(s.Conditions)
+	out.Components = slices.Clone(s.Components)
+	if s.Rollout != nil {
+		r := *s.Rollout
+		if r.HealthySince != nil {
+			h := *r.HealthySince
+			r.HealthySince = &h
+		}
+		out.Rollout = &r
+	}
+	return out
+}

@@ -1,0 +1,242 @@
+package operator
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/controlplane"
+)
+
+var t0 = time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+
+func spec(flag string) controlplane.Spec {
+	s := controlplane.Spec{KubernetesVersion: "v1.36.3"}
+	if flag != "" {
+		s.APIServer.Component = config.Component{ExtraArgs: map[string]string{flag: "1"}}
+	}
+	return s
+}
+
+// healthy observes every component as running the target, healthy.
+func healthy() []Observed {
+	var out []Observed
+	for _, c := range controlplane.Components {
+		out = append(out, Observed{Component: c, Matches: true, Healthy: true})
+	}
+	return out
+}
+
+func with(obs []Observed, component string, change func(*Observed)) []Observed {
+	for i := range obs {
+		if obs[i].Component == component {
+			change(&obs[i])
+		}
+	}
+	return obs
+}
+
+func condition(t *testing.T, st controlplane.Status, typ string) metav1.Condition {
+	t.Helper()
+	c := meta.FindStatusCondition(st.Conditions, typ)
+	if c == nil {
+		t.Fatalf("no %s condition in %+v", typ, st.Conditions)
+	}
+	return *c
+}
+
+func good(gen int64, s controlplane.Spec) *controlplane.Revision {
+	return &controlplane.Revision{Generation: gen, Spec: s}
+}
+
+func TestFirstLookAtAHealthyClusterRecordsItAsGood(t *testing.T) {
+	d := Decide(State{Generation: 1, Spec: spec(""), Components: healthy(), Now: t0})
+	if d.Apply != "" || d.Event != nil {
+		t.Errorf("a healthy cluster matching its spec was changed: %+v", d)
+	}
+	if lkg := d.Status.LastKnownGood; lkg == nil || lkg.Generation != 1 {
+		t.Errorf("last-known-good = %+v, want generation 1", lkg)
+	}
+	if c := condition(t, d.Status, controlplane.ConditionAvailable); c.Status != metav1.ConditionTrue {
+		t.Errorf("Available = %+v", c)
+	}
+}
+
+func TestAChangeRollsOutOneComponentAtATimeInOrder(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(1, spec(""))}
+	// The change touches the apiserver and the scheduler: the apiserver goes first, and
+	// the scheduler is not touched while the apiserver is not through its soak.
+	obs := with(with(healthy(), "kube-apiserver", func(o *Observed) { o.Matches = false }), "kube-scheduler", func(o *Observed) { o.Matches = false })
+	d := Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0})
+	if d.Apply != "kube-apiserver" || d.Target != controlplane.TargetSpec || d.Event == nil || d.Event.Reason != ReasonRollingOut {
+		t.Fatalf("first step: %+v, want the apiserver changed to the spec, with an Event", d)
+	}
+	st = d.Status
+	// Applied; its new pod is not Ready yet.
+	obs = with(with(healthy(), "kube-apiserver", func(o *Observed) { o.Healthy, o.Waiting = false, "1 of 1 pods updated, 0 Ready" }),
+		"kube-scheduler", func(o *Observed) { o.Matches = false })
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0.Add(5 * time.Second)})
+	if d.Apply != "" || d.RequeueAfter == 0 || !strings.Contains(condition(t, d.Status, controlplane.ConditionProgressing).Message, "0 Ready") {
+		t.Fatalf("while the apiserver rolls: %+v", d)
+	}
+	st = d.Status
+	// Healthy: soaking, the scheduler still waits.
+	obs = with(healthy(), "kube-scheduler", func(o *Observed) { o.Matches = false })
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0.Add(10 * time.Second)})
+	if d.Apply != "" || condition(t, d.Status, controlplane.ConditionProgressing).Reason != ReasonSoaking {
+		t.Fatalf("right after the apiserver is healthy: %+v, want a soak", d)
+	}
+	st = d.Status
+	// Soaked: the scheduler's turn.
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0.Add(10*time.Second + controlplane.DefaultSoakSeconds*time.Second)})
+	if d.Apply != "kube-scheduler" {
+		t.Fatalf("after the soak: %+v, want the scheduler changed", d)
+	}
+	st = d.Status
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: healthy(), Now: t0.Add(time.Minute)})
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: d.Status, Components: healthy(), Now: t0.Add(2 * time.Minute)})
+	if d.Status.LastKnownGood.Generation != 2 || d.Status.Rollout != nil || d.Event == nil || d.Event.Reason != ReasonRolledOut {
+		t.Errorf("at the end: %+v, want generation 2 the last-known-good and a RolledOut Event", d)
+	}
+}
+
+func TestAFailingComponentIsRolledBackAndHeld(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(1, spec(""))}
+	d := Decide(State{Generation: 2, Spec: spec("no-such-flag"), Status: st,
+		Components: with(healthy(), "kube-apiserver", func(o *Observed) { o.Matches = false }), Now: t0})
+	st = d.Status
+	crash := &Failure{Reason: "CrashLoopBackOff", Message: "pod kube-apiserver-x on node1: exit code 1"}
+	d = Decide(State{Generation: 2, Spec: spec("no-such-flag"), Status: st,
+		Components: with(healthy(), "kube-apiserver", func(o *Observed) { o.Healthy, o.Failure = false, crash }), Now: t0.Add(15 * time.Second)})
+	if d.Apply != "kube-apiserver" || d.Target != controlplane.TargetLastKnownGood {
+		t.Fatalf("a crash-looping apiserver: %+v, want it rolled back", d)
+	}
+	if d.Event == nil || !d.Event.Warning || d.Event.Reason != ReasonRolledBack || !strings.Contains(d.Event.Message, "CrashLoopBackOff") {
+		t.Errorf("Event = %+v", d.Event)
+	}
+	rb := condition(t, d.Status, controlplane.ConditionRolledBack)
+	if rb.Status != metav1.ConditionTrue || rb.Reason != "CrashLoopBackOff" || d.Status.RolledBack.Component != "kube-apiserver" {
+		t.Errorf("RolledBack = %+v, %+v", rb, d.Status.RolledBack)
+	}
+	st = d.Status
+	if TargetOf(st, 2) != controlplane.TargetLastKnownGood || TargetOf(st, 3) != controlplane.TargetSpec {
+		t.Errorf("the target: rolled-back generation 2 holds at the last-known-good, a new generation 3 is rolled out")
+	}
+	// Back on the old spec, healthy: held there, Available, and nothing is changed again.
+	d = Decide(State{Generation: 2, Spec: spec("no-such-flag"), Status: st, Components: healthy(), Now: t0.Add(30 * time.Second)})
+	d = Decide(State{Generation: 2, Spec: spec("no-such-flag"), Status: d.Status, Components: healthy(), Now: t0.Add(time.Minute)})
+	if d.Apply != "" || d.Status.LastKnownGood.Generation != 1 || condition(t, d.Status, controlplane.ConditionAvailable).Status != metav1.ConditionTrue {
+		t.Errorf("held: %+v", d)
+	}
+	if p := condition(t, d.Status, controlplane.ConditionProgressing); p.Status != metav1.ConditionFalse || p.Reason != ReasonRolledBack {
+		t.Errorf("Progressing = %+v", p)
+	}
+	again := Decide(State{Generation: 2, Spec: spec("no-such-flag"), Status: d.Status, Components: healthy(), Now: t0.Add(2 * time.Minute)})
+	if again.Event != nil {
+		t.Errorf("a second look at a held control plane records another Event: %+v", again.Event)
+	}
+	// A new spec is rolled out again, and clears RolledBack once it is through.
+	d = Decide(State{Generation: 3, Spec: spec("v"), Status: d.Status, Components: with(healthy(), "kube-apiserver", func(o *Observed) { o.Matches = false }), Now: t0.Add(3 * time.Minute)})
+	if d.Apply != "kube-apiserver" || d.Target != controlplane.TargetSpec {
+		t.Fatalf("generation 3: %+v", d)
+	}
+	d = Decide(State{Generation: 3, Spec: spec("v"), Status: d.Status, Components: healthy(), Now: t0.Add(4 * time.Minute)})
+	d = Decide(State{Generation: 3, Spec: spec("v"), Status: d.Status, Components: healthy(), Now: t0.Add(5 * time.Minute)})
+	if d.Status.LastKnownGood.Generation != 3 || condition(t, d.Status, controlplane.ConditionRolledBack).Status != metav1.ConditionFalse {
+		t.Errorf("after generation 3: %+v", d.Status)
+	}
+}
+
+func TestAComponentNotHealthyInTimeIsRolledBack(t *testing.T) {
+	s := spec("v")
+	s.Rollout.TimeoutSeconds = 60
+	st := controlplane.Status{LastKnownGood: good(1, spec("")),
+		Rollout: &controlplane.RolloutStatus{Generation: 2, Component: "kube-apiserver", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}
+	obs := with(healthy(), "kube-apiserver", func(o *Observed) { o.Healthy, o.Waiting = false, "node1's apiserver: 403" })
+	if d := Decide(State{Generation: 2, Spec: s, Status: st, Components: obs, Now: t0.Add(59 * time.Second)}); d.Apply != "" {
+		t.Errorf("rolled back before the timeout: %+v", d)
+	}
+	d := Decide(State{Generation: 2, Spec: s, Status: st, Components: obs, Now: t0.Add(61 * time.Second)})
+	if d.Target != controlplane.TargetLastKnownGood || d.Status.RolledBack.Reason != ReasonTimeout || !strings.Contains(d.Status.RolledBack.Message, "403") {
+		t.Errorf("after the timeout: %+v", d)
+	}
+}
+
+func TestNoWayBackIsDegraded(t *testing.T) {
+	crash := &Failure{Reason: "CrashLoopBackOff", Message: "exit 1"}
+	for name, st := range map[string]controlplane.Status{
+		"no last-known-good":           {},
+		"the spec is the known-good":   {LastKnownGood: good(2, spec(""))},
+		"the known-good fails as well": {LastKnownGood: good(1, spec("")), RolledBack: &controlplane.RolledBack{Generation: 2, Component: "kube-apiserver"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := Decide(State{Generation: 2, Spec: spec(""), Status: st,
+				Components: with(healthy(), "kube-apiserver", func(o *Observed) { o.Healthy, o.Failure = false, crash }), Now: t0})
+			if d.Apply != "" {
+				t.Errorf("changed %s with no way back: %+v", d.Apply, d)
+			}
+			if c := condition(t, d.Status, controlplane.ConditionDegraded); c.Status != metav1.ConditionTrue {
+				t.Errorf("Degraded = %+v", c)
+			}
+			if d.Event == nil || !d.Event.Warning {
+				t.Errorf("no warning Event: %+v", d.Event)
+			}
+		})
+	}
+}
+
+func TestAnInvalidSpecChangesNothing(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(1, spec(""))}
+	d := Decide(State{Generation: 2, Spec: spec("v"), Status: st, Invalid: "spec.apiServer.extraArgs[--v]: must be a flag name",
+		Components: with(healthy(), "kube-apiserver", func(o *Observed) { o.Matches = false }), Now: t0})
+	if d.Apply != "" || d.Event == nil || d.Event.Reason != ReasonInvalidSpec {
+		t.Errorf("an invalid spec: %+v", d)
+	}
+	if d.Status.LastKnownGood.Generation != 1 {
+		t.Errorf("the last-known-good moved to an invalid spec")
+	}
+}
+
+// A change made around the resource (kubectl edit of a workload) after its target ran
+// healthy: left as it is while healthy, put back to the spec once it fails.
+func TestDriftPolicy(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(2, spec("v"))}
+	edited := func(o *Observed) { o.Matches = false }
+	d := Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: with(healthy(), "kube-controller-manager", edited), Now: t0})
+	if d.Apply != "" || !strings.Contains(condition(t, d.Status, controlplane.ConditionAvailable).Message, "kube-controller-manager") {
+		t.Errorf("a healthy edit: %+v, want it left and named", d)
+	}
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: with(healthy(), "kube-controller-manager", func(o *Observed) {
+		o.Matches, o.Healthy, o.Waiting = false, false, "1 of 2 replicas updated"
+	}), Now: t0})
+	if d.Apply != "" || d.RequeueAfter == 0 {
+		t.Errorf("an edit still rolling: %+v, want a wait", d)
+	}
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: with(healthy(), "kube-controller-manager", func(o *Observed) {
+		o.Matches, o.Healthy, o.Failure = false, false, &Failure{Reason: "CrashLoopBackOff", Message: "exit 1"}
+	}), Now: t0})
+	if d.Apply != "kube-controller-manager" || d.Target != controlplane.TargetSpec || d.Event == nil || d.Event.Reason != ReasonReverting {
+		t.Errorf("a failing edit: %+v, want the spec put back with an Event", d)
+	}
+	if d.Status.RolledBack != nil || d.Status.LastKnownGood.Generation != 2 {
+		t.Errorf("putting an edit back is not a rollback of the spec: %+v", d.Status)
+	}
+	// A spec not rolled out yet is not drift: it is rolled out.
+	d = Decide(State{Generation: 3, Spec: spec("w"), Status: st, Components: with(healthy(), "kube-apiserver", edited), Now: t0})
+	if d.Apply != "kube-apiserver" || d.Event == nil || d.Event.Reason != ReasonRollingOut {
+		t.Errorf("a new spec: %+v", d)
+	}
+}
+
+func TestDecideLeavesItsInputAlone(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(1, spec("")),
+		Rollout: &controlplane.RolloutStatus{Generation: 2, Component: "kube-apiserver", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}
+	Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: healthy(), Now: t0.Add(time.Second)})
+	if st.Rollout.HealthySince != nil || len(st.Conditions) != 0 {
+		t.Errorf("Decide changed the status it was given: %+v", st)
+	}
+}

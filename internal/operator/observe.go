@@ -1,0 +1,124 @@
+package operator
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/selfkube/selfkube/internal/controlplane"
+)
+
+// failingReasons are the reasons a container waits for that more waiting does not mend.
+var failingReasons = []string{
+	"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
+	"CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+}
+
+// ownedPods are the pods of pods whose controller is one of owners (the DaemonSet, or the
+// Deployment's ReplicaSets), not being deleted, by name. A pod that only carries a
+// component's labels (anyone who may create pods in kube-system can make one) is not
+// the component's and never judges it.
+func ownedPods(pods []*corev1.Pod, owners ...types.UID) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, p := range pods {
+		ref := metav1.GetControllerOf(p)
+		if ref == nil || !slices.Contains(owners, ref.UID) || p.DeletionTimestamp != nil {
+			continue
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// podFailure is the first failure among pods, if any.
+func podFailure(pods []*corev1.Pod) *Failure {
+	for _, p := range pods {
+		for _, cs := range append(slices.Clone(p.Status.InitContainerStatuses), p.Status.ContainerStatuses...) {
+			w := cs.State.Waiting
+			if w == nil || !slices.Contains(failingReasons, w.Reason) {
+				continue
+			}
+			msg := fmt.Sprintf("pod %s on node %s: container %s", p.Name, p.Spec.NodeName, cs.Name)
+			if w.Message != "" {
+				msg += ": " + w.Message
+			}
+			if t := cs.LastTerminationState.Terminated; t != nil {
+				msg += fmt.Sprintf(" (last exit code %d after %d restarts", t.ExitCode, cs.RestartCount)
+				if t.Message != "" {
+					msg += ": " + strings.TrimSpace(t.Message)
+				}
+				msg += ")"
+			}
+			return &Failure{Reason: w.Reason, Message: msg}
+		}
+	}
+	return nil
+}
+
+func ready(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// daemonSetHealth says whether ds has rolled out: its controller saw its generation, and
+// each of the pods it should have is updated and Ready with no other left; or what it
+// still waits for.
+func daemonSetHealth(ds *appsv1.DaemonSet, pods []*corev1.Pod) (controlplane.ComponentStatus, string) {
+	s := ds.Status
+	st := controlplane.ComponentStatus{Name: ds.Name, Image: image(ds.Spec.Template), ObservedGeneration: s.ObservedGeneration,
+		Updated: s.UpdatedNumberScheduled, Ready: s.NumberReady, Desired: s.DesiredNumberScheduled}
+	switch {
+	case s.ObservedGeneration < ds.Generation:
+		return st, fmt.Sprintf("the DaemonSet controller has not seen generation %d yet", ds.Generation)
+	case s.DesiredNumberScheduled == 0:
+		return st, "no node to run on"
+	case s.UpdatedNumberScheduled != s.DesiredNumberScheduled || s.NumberAvailable != s.DesiredNumberScheduled || int32(len(pods)) != s.DesiredNumberScheduled:
+		return st, fmt.Sprintf("%d of %d pods updated, %d available, %d pods in all", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberAvailable, len(pods))
+	}
+	for _, p := range pods {
+		if !ready(p) {
+			return st, "pod " + p.Name + " is not Ready"
+		}
+	}
+	return st, ""
+}
+
+// deploymentHealth is daemonSetHealth for a Deployment.
+func deploymentHealth(d *appsv1.Deployment, pods []*corev1.Pod) (controlplane.ComponentStatus, string) {
+	s := d.Status
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	st := controlplane.ComponentStatus{Name: d.Name, Image: image(d.Spec.Template), ObservedGeneration: s.ObservedGeneration,
+		Updated: s.UpdatedReplicas, Ready: s.ReadyReplicas, Desired: want}
+	switch {
+	case s.ObservedGeneration < d.Generation:
+		return st, fmt.Sprintf("the Deployment controller has not seen generation %d yet", d.Generation)
+	case s.UpdatedReplicas != want || s.AvailableReplicas != want || s.Replicas != want || int32(len(pods)) != want:
+		return st, fmt.Sprintf("%d of %d replicas updated, %d available, %d pods in all", s.UpdatedReplicas, want, s.AvailableReplicas, len(pods))
+	}
+	for _, p := range pods {
+		if !ready(p) {
+			return st, "pod " + p.Name + " is not Ready"
+		}
+	}
+	return st, ""
+}
+
+func image(t corev1.PodTemplateSpec) string {
+	if len(t.Spec.Containers) == 0 {
+		return ""
+	}
+	return t.Spec.Containers[0].Image
+}

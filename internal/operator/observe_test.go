@@ -1,0 +1,90 @@
+package operator
+
+import (
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+)
+
+func pod(name string, owner types.UID, ready bool, waiting string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-system",
+		Labels: map[string]string{"app.kubernetes.io/name": "kube-apiserver"}},
+		Spec: corev1.PodSpec{NodeName: "node1"}}
+	if owner != "" {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "kube-apiserver", UID: owner, Controller: ptr.To(true)}}
+	}
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: st}}
+	cs := corev1.ContainerStatus{Name: "kube-apiserver", RestartCount: 2}
+	if waiting != "" {
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: waiting, Message: "back-off 20s restarting failed container"}
+		cs.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{ExitCode: 1}
+	}
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
+	return p
+}
+
+// A pod that only wears the component's labels (anyone allowed to create pods in
+// kube-system can make one) neither fails the component nor counts for it.
+func TestOnlyOwnedPodsJudgeAComponent(t *testing.T) {
+	const ds types.UID = "ds-uid"
+	impostor := pod("kube-apiserver-fake", "", false, "CrashLoopBackOff")
+	claimed := pod("kube-apiserver-claims", "other-uid", false, "CrashLoopBackOff")
+	real := pod("kube-apiserver-abcde", ds, true, "")
+	owned := ownedPods([]*corev1.Pod{impostor, claimed, real}, ds)
+	if len(owned) != 1 || owned[0].Name != real.Name {
+		t.Fatalf("owned = %v, want only %s", owned, real.Name)
+	}
+	if f := podFailure(owned); f != nil {
+		t.Errorf("a healthy component failed on someone else's pod: %+v", f)
+	}
+}
+
+func TestPodFailureSaysWhatAndWhere(t *testing.T) {
+	for _, reason := range []string{"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"} {
+		f := podFailure([]*corev1.Pod{pod("kube-apiserver-ok", "u", true, ""), pod("kube-apiserver-new", "u", false, reason)})
+		if f == nil || f.Reason != reason || !strings.Contains(f.Message, "kube-apiserver-new on node node1") || !strings.Contains(f.Message, "exit code 1") {
+			t.Errorf("%s: %+v", reason, f)
+		}
+	}
+	// Starting, or pulling, is waiting, not failing.
+	for _, reason := range []string{"ContainerCreating", "PodInitializing"} {
+		if f := podFailure([]*corev1.Pod{pod("p", "u", false, reason)}); f != nil {
+			t.Errorf("%s counted as a failure: %+v", reason, f)
+		}
+	}
+}
+
+func TestDaemonSetHealth(t *testing.T) {
+	ds := func(gen, observed int64, desired, updated, available int32) *appsv1.DaemonSet {
+		return &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Generation: gen},
+			Status: appsv1.DaemonSetStatus{ObservedGeneration: observed, DesiredNumberScheduled: desired,
+				UpdatedNumberScheduled: updated, NumberAvailable: available, NumberReady: available}}
+	}
+	one := []*corev1.Pod{pod("a", "u", true, "")}
+	for name, tc := range map[string]struct {
+		ds      *appsv1.DaemonSet
+		pods    []*corev1.Pod
+		healthy bool
+	}{
+		"rolled out":                     {ds(3, 3, 1, 1, 1), one, true},
+		"its controller has not seen it": {ds(3, 2, 1, 1, 1), one, false},
+		"the old pod is still there":     {ds(3, 3, 1, 1, 1), append(one, pod("b", "u", true, "")), false},
+		"the new pod is not updated":     {ds(3, 3, 1, 0, 1), one, false},
+		"the pod is not Ready":           {ds(3, 3, 1, 1, 1), []*corev1.Pod{pod("a", "u", false, "")}, false},
+		"no node to run on":              {ds(3, 3, 0, 0, 0), nil, false},
+	} {
+		_, waiting := daemonSetHealth(tc.ds, tc.pods)
+		if (waiting == "") != tc.healthy {
+			t.Errorf("%s: waiting %q, want healthy %v", name, waiting, tc.healthy)
+		}
+	}
+}

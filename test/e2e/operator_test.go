@@ -1,0 +1,210 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/operator"
+	"github.com/selfkube/selfkube/test/e2e/framework"
+	"github.com/selfkube/selfkube/test/e2e/probe"
+)
+
+// controlPlaneScenarios changes the control plane of node n through its ControlPlane
+// resource, as an administrator would (kubectl patch controlplane cluster), with the
+// honest prober's targets measuring every change: a flag rolls out; a flag the apiserver
+// does not know, and an image that does not exist, are rolled back automatically; a
+// change made around the resource (an edit of the DaemonSet) is put back to the spec;
+// and a cluster-wide `edit` user may not touch the resource. cfg is the set-up client's.
+func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, cs kubernetes.Interface, n *framework.Node, targets []probe.Target) {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(ctx context.Context) (*controlplane.ControlPlane, error) {
+		u, err := dyn.Resource(controlplane.GroupVersionResource).Get(ctx, controlplane.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return controlplane.FromUnstructured(u)
+	}
+	patch := func(t *testing.T, p string) int64 {
+		t.Helper()
+		u, err := dyn.Resource(controlplane.GroupVersionResource).Patch(ctx, controlplane.Name, types.MergePatchType, []byte(p), metav1.PatchOptions{})
+		if err != nil {
+			t.Fatalf("kubectl patch controlplane cluster --type merge -p '%s': %v", p, err)
+		}
+		return u.GetGeneration()
+	}
+	// settled waits until the operator has looked at generation gen and is done with it.
+	settled := func(t *testing.T, gen int64, what string) *controlplane.ControlPlane {
+		t.Helper()
+		var cp *controlplane.ControlPlane
+		wait(ctx, t, 5*time.Minute, what, func(ctx context.Context) error {
+			var err error
+			if cp, err = get(ctx); err != nil {
+				return err
+			}
+			p := meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionProgressing)
+			a := meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionAvailable)
+			if cp.Status.ObservedGeneration != gen || p == nil || p.Status != metav1.ConditionFalse || a == nil || a.Status != metav1.ConditionTrue {
+				return fmt.Errorf("generation %d observed %d, conditions %+v", gen, cp.Status.ObservedGeneration, cp.Status.Conditions)
+			}
+			return nil
+		})
+		return cp
+	}
+	apiServerFlags := func(t *testing.T) []string {
+		t.Helper()
+		ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds.Spec.Template.Spec.Containers[0].Command
+	}
+	events := func(t *testing.T, reason string) []corev1.Event {
+		t.Helper()
+		evs, err := cs.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{
+			FieldSelector: "involvedObject.kind=" + controlplane.Kind + ",reason=" + reason})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs.Items
+	}
+
+	step(t, "ControlPlaneResourceMadeByInit", func(t *testing.T) {
+		cp := settled(t, 1, "the operator to record the control plane init made as its last-known-good")
+		if cp.Status.LastKnownGood == nil || cp.Status.LastKnownGood.Generation != 1 || len(cp.Status.Components) != 3 {
+			t.Errorf("status after init: %+v", cp.Status)
+		}
+	})
+
+	step(t, "FlagChangedThroughTheResource", func(t *testing.T) {
+		var gen int64
+		rep, informed := measureAvailability(ctx, t, cs, "controlplane-flag", targets, func() {
+			gen = patch(t, `{"spec":{"apiServer":{"extraArgs":{"max-requests-inflight":"403"}}}}`)
+			settled(t, gen, "the flag change rolled out")
+		})
+		requireNoGap(t, rep, informed)
+		if !slices.Contains(apiServerFlags(t), "--max-requests-inflight=403") {
+			t.Errorf("the DaemonSet lacks the flag after the roll-out")
+		}
+		if len(events(t, operator.ReasonRolledOut)) == 0 {
+			t.Errorf("no %s Event on the ControlPlane", operator.ReasonRolledOut)
+		}
+	})
+
+	rolledBack := func(t *testing.T, scenario, p, wantReason string) {
+		t.Helper()
+		var gen int64
+		var cp *controlplane.ControlPlane
+		start := time.Now()
+		rep, informed := measureAvailability(ctx, t, cs, scenario, targets, func() {
+			gen = patch(t, p)
+			cp = settled(t, gen, "the bad change rolled back")
+		})
+		t.Logf("%s: rolled back and serving the last-known-good %.1f s after the change", scenario, time.Since(start).Seconds())
+		requireNoGap(t, rep, informed)
+		rb := meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionRolledBack)
+		if rb == nil || rb.Status != metav1.ConditionTrue || cp.Status.RolledBack == nil || cp.Status.RolledBack.Generation != gen ||
+			cp.Status.RolledBack.Component != "kube-apiserver" || !strings.Contains(cp.Status.RolledBack.Reason+" "+rb.Reason, wantReason) {
+			t.Errorf("status after the bad change: RolledBack %+v, %+v; want reason %s", rb, cp.Status.RolledBack, wantReason)
+		}
+		if cp.Status.LastKnownGood == nil || cp.Status.LastKnownGood.Generation >= gen {
+			t.Errorf("the last-known-good moved to the bad generation: %+v", cp.Status.LastKnownGood)
+		}
+		warned := false
+		for _, e := range events(t, operator.ReasonRolledBack) {
+			warned = warned || e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, fmt.Sprintf("generation %d", gen))
+		}
+		if !warned {
+			t.Errorf("no Warning %s Event names generation %d", operator.ReasonRolledBack, gen)
+		}
+	}
+
+	step(t, "UnknownFlagRolledBack", func(t *testing.T) {
+		rolledBack(t, "controlplane-bad-flag", `{"spec":{"apiServer":{"extraArgs":{"no-such-flag":"1"}}}}`, "CrashLoopBackOff")
+		if slices.ContainsFunc(apiServerFlags(t), func(f string) bool { return strings.HasPrefix(f, "--no-such-flag") }) {
+			t.Errorf("the DaemonSet still has --no-such-flag after the rollback")
+		}
+	})
+
+	step(t, "MissingImageRolledBack", func(t *testing.T) {
+		rolledBack(t, "controlplane-bad-image", `{"spec":{"apiServer":{"extraArgs":{"no-such-flag":null},"image":"registry.local/kube-apiserver:v0.0.0-missing"}}}`, "ImagePull")
+	})
+
+	step(t, "EditAroundTheResourcePutBack", func(t *testing.T) {
+		// Back to a good spec first: the held, rolled-back generation changes nothing.
+		gen := patch(t, `{"spec":{"apiServer":{"image":null}}}`)
+		settled(t, gen, "the good spec rolled out")
+		rep, informed := measureAvailability(ctx, t, cs, "controlplane-drift", targets, func() {
+			addAPIServerFlag(ctx, t, cs, "--no-such-flag-either")
+			wait(ctx, t, 5*time.Minute, "the operator to put the DaemonSet back to the spec", func(ctx context.Context) error {
+				if slices.Contains(apiServerFlags(t), "--no-such-flag-either") {
+					return fmt.Errorf("the edited flag is still in the DaemonSet")
+				}
+				return apiServerRolledOut(ctx, cs, 1, func(c corev1.Container) bool { return !slices.Contains(c.Command, "--no-such-flag-either") })
+			})
+		})
+		requireNoGap(t, rep, informed)
+	})
+
+	step(t, "EditUsersCannotChangeTheControlPlane", func(t *testing.T) {
+		// Changing the resource changes the apiserver's flags and image: it is
+		// cluster-admin's alone, also against the aggregated `edit` and `admin` roles.
+		const user = "e2e-editor"
+		certPEM, keyPEM, err := userCertificate(n.HostPath("/var/lib/selfkube/assets/tls"), user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, role := range []string{"edit", "admin"} {
+			_, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: user + "-" + role},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+			}, metav1.CreateOptions{})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+		ucfg := &rest.Config{Host: cfg.Host, TLSClientConfig: rest.TLSClientConfig{CAData: cfg.CAData, CertData: certPEM, KeyData: keyPEM}}
+		udyn, err := dynamic.NewForConfig(ucfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ucs, err := kubernetes.NewForConfig(ucfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The binding took effect: the user may do what `edit` allows.
+		wait(ctx, t, 30*time.Second, "the editor's bindings", func(ctx context.Context) error {
+			_, err := ucs.CoreV1().ConfigMaps(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{Limit: 1})
+			return err
+		})
+		_, err = udyn.Resource(controlplane.GroupVersionResource).Patch(ctx, controlplane.Name, types.MergePatchType,
+			[]byte(`{"spec":{"apiServer":{"extraArgs":{"authorization-mode":"AlwaysAllow"}}}}`), metav1.PatchOptions{})
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("an edit/admin user patching the ControlPlane: %v, want Forbidden", err)
+		}
+		_, err = udyn.Resource(controlplane.GroupVersionResource).Get(ctx, controlplane.Name, metav1.GetOptions{})
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("an edit/admin user reading the ControlPlane: %v, want Forbidden", err)
+		}
+	})
+}
