@@ -405,17 +405,21 @@ func teardown(ctx context.Context, d *Data) error {
 		return err
 	}
 	// Who leads now is the temporary control plane (it started first): remember it, so
-	// that post-handover can tell a successor from the old leader's last renewals.
-	h := &host.HandOver{Started: time.Now(), TemporaryLeaders: map[string]string{}}
-	for _, name := range leaderLeases {
-		l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
-		if err == nil && l.Spec.HolderIdentity != nil {
-			h.TemporaryLeaders[name] = *l.Spec.HolderIdentity
+	// that post-handover can tell a successor from the old leader's last renewals. A
+	// teardown that an earlier run began (and was killed in) may already have stopped the
+	// temporary leaders, and their successors lead now: what it remembered stands.
+	if d.Record.HandOver == nil {
+		h := &host.HandOver{Started: time.Now(), TemporaryLeaders: map[string]string{}}
+		for _, name := range leaderLeases {
+			l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, name, metav1.GetOptions{})
+			if err == nil && l.Spec.HolderIdentity != nil {
+				h.TemporaryLeaders[name] = *l.Spec.HolderIdentity
+			}
 		}
-	}
-	d.Record.HandOver = h
-	if err := d.Record.Save(); err != nil {
-		return err
+		d.Record.HandOver = h
+		if err := d.Record.Save(); err != nil {
+			return err
+		}
 	}
 	remove := func(m string) error {
 		p := filepath.Join(d.Layout.ManifestsDir(), m)
