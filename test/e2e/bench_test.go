@@ -38,9 +38,11 @@ type bench struct {
 // The availability scenarios of the benchmark. Every identity counts from its own first
 // 2xx; none is in system:masters.
 const (
-	availInit    = "init (until node Ready and, for selfkube, the temporary control plane gone)"
-	availRollout = "apiserver flag change on one node"
-	availReboot  = "control-plane reboot"
+	availInit       = "init (until node Ready and, for selfkube, the temporary control plane gone)"
+	availRollout    = "apiserver flag change on one node"
+	availReboot     = "control-plane reboot"
+	availCPChange   = "apiserver flag change through the ControlPlane resource"
+	availCPRollback = "bad apiserver change through the ControlPlane resource, rolled back"
 )
 
 // benchVariants are the table's columns, in order. The selfkube column joins here.
@@ -371,6 +373,25 @@ func benchSelfkube(ctx context.Context, t *testing.T, h *framework.Harness, b *b
 				return apiServerRolledOut(ctx, cs, 1, withFlag(flag))
 			})
 		})
+	}
+	// Changes through the ControlPlane resource: a good one, and a bad one that the
+	// operator rolls back (kubeadm has neither: its row stays empty).
+	cpc := newControlPlaneClient(ctx, t, cfg)
+	for i := 0; i < b.reboots; i++ {
+		settle()
+		for _, c := range []struct{ step, scenario, patch string }{
+			{framework.StepCPChange, availCPChange, fmt.Sprintf(`{"spec":{"apiServer":{"extraArgs":{"no-such-flag":null,"max-requests-inflight":"%d"}}}}`, 501+i)},
+			{framework.StepCPRollback, availCPRollback, `{"spec":{"apiServer":{"extraArgs":{"no-such-flag":"1"}}}}`},
+		} {
+			rep := probeDuring(ctx, t, probe.Options{}, targets, func() {
+				start := time.Now()
+				gen := cpc.patch(t, c.patch)
+				cpc.settled(t, gen, c.scenario)
+				table.Add(variant, c.step, time.Since(start))
+			})
+			t.Logf("%s, %s:\n%s", variant, c.scenario, rep.Table())
+			b.avail.Add(variant, c.scenario, rep)
+		}
 	}
 	for i := 0; i < b.reboots; i++ {
 		settle()

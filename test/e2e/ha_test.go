@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/test/e2e/framework"
@@ -277,6 +278,65 @@ func TestHA(t *testing.T) {
 		requireOnlySlowAnswers(t, rep)
 		if err := informed.Err(); err != nil {
 			t.Errorf("the informer: %v", err)
+		}
+	})
+
+	adminCfg, err := framework.RestConfig(first.HostPath("/etc/kubernetes/admin.conf"), "https://"+cps[0].ip+":6443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpc := newControlPlaneClient(ctx, t, adminCfg)
+
+	step(t, "FlagChangedThroughTheResourceOnThreeNodes", func(t *testing.T) {
+		// The operator's leader is killed (no grace: its lease is not handed back) while
+		// the apiservers roll; the other replica takes the lease and finishes the roll-out
+		// from the resource's status.
+		const flag = "--max-requests-inflight=404"
+		var gen int64
+		var killed string
+		rep, informed := measureAvailabilityWith(ctx, t, cs, rolloutOpts, "controlplane-flag-three-nodes", rolloutTargets, func() {
+			gen = cpc.patch(t, `{"spec":{"apiServer":{"extraArgs":{"max-requests-inflight":"404"}}}}`)
+			wait(ctx, t, 2*time.Minute, "the operator to begin the roll-out", func(ctx context.Context) error {
+				cp, err := cpc.get(ctx)
+				if err != nil {
+					return err
+				}
+				if cp.Status.Rollout == nil || cp.Status.Rollout.Generation != gen {
+					return fmt.Errorf("no roll-out of generation %d yet", gen)
+				}
+				return nil
+			})
+			killed = killOperatorLeader(ctx, t, cs)
+			cpc.settled(t, gen, "the flag change rolled out on three nodes")
+		})
+		requireOnlySlowAnswers(t, rep)
+		if err := informed.Err(); err != nil {
+			t.Errorf("the informer: %v", err)
+		}
+		if err := apiServerRolledOut(ctx, cs, 3, withFlag(flag)); err != nil {
+			t.Errorf("after the roll-out: %v", err)
+		}
+		if holder := operatorLeader(ctx, t, cs); holder == killed {
+			t.Errorf("the killed replica %s still leads", killed)
+		}
+	})
+
+	step(t, "UnknownFlagRolledBackOnThreeNodes", func(t *testing.T) {
+		var gen int64
+		var cp *controlplane.ControlPlane
+		rep, informed := measureAvailabilityWith(ctx, t, cs, rolloutOpts, "controlplane-bad-flag-three-nodes", rolloutTargets, func() {
+			gen = cpc.patch(t, `{"spec":{"apiServer":{"extraArgs":{"no-such-flag":"1"}}}}`)
+			cp = cpc.settled(t, gen, "the bad flag rolled back on three nodes")
+		})
+		requireOnlySlowAnswers(t, rep)
+		if err := informed.Err(); err != nil {
+			t.Errorf("the informer: %v", err)
+		}
+		if cp.Status.RolledBack == nil || cp.Status.RolledBack.Generation != gen || cp.Status.LastKnownGood.Generation >= gen {
+			t.Errorf("status: rolled back %+v, last-known-good %+v", cp.Status.RolledBack, cp.Status.LastKnownGood)
+		}
+		if err := apiServerRolledOut(ctx, cs, 3, withFlag("--max-requests-inflight=404")); err != nil {
+			t.Errorf("after the rollback: %v", err)
 		}
 	})
 

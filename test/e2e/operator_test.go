@@ -21,10 +21,66 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/internal/operator"
 	"github.com/selfkube/selfkube/test/e2e/framework"
 	"github.com/selfkube/selfkube/test/e2e/probe"
 )
+
+// controlPlaneClient changes the ControlPlane resource as an administrator would, with
+// the set-up client.
+type controlPlaneClient struct {
+	ctx context.Context
+	dyn dynamic.Interface
+}
+
+func newControlPlaneClient(ctx context.Context, t *testing.T, cfg *rest.Config) *controlPlaneClient {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &controlPlaneClient{ctx: ctx, dyn: dyn}
+}
+
+func (c *controlPlaneClient) get(ctx context.Context) (*controlplane.ControlPlane, error) {
+	u, err := c.dyn.Resource(controlplane.GroupVersionResource).Get(ctx, controlplane.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return controlplane.FromUnstructured(u)
+}
+
+// patch is `kubectl patch controlplane cluster --type merge -p p`; it returns the new
+// generation.
+func (c *controlPlaneClient) patch(t *testing.T, p string) int64 {
+	t.Helper()
+	u, err := c.dyn.Resource(controlplane.GroupVersionResource).Patch(c.ctx, controlplane.Name, types.MergePatchType, []byte(p), metav1.PatchOptions{})
+	if err != nil {
+		t.Fatalf("kubectl patch controlplane cluster --type merge -p '%s': %v", p, err)
+	}
+	return u.GetGeneration()
+}
+
+// settled waits until the operator has looked at generation gen and is done with it
+// (Available, not Progressing), and returns the resource then.
+func (c *controlPlaneClient) settled(t *testing.T, gen int64, what string) *controlplane.ControlPlane {
+	t.Helper()
+	var cp *controlplane.ControlPlane
+	wait(c.ctx, t, 8*time.Minute, what, func(ctx context.Context) error {
+		var err error
+		if cp, err = c.get(ctx); err != nil {
+			return err
+		}
+		p := meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionProgressing)
+		a := meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionAvailable)
+		if cp.Status.ObservedGeneration != gen || p == nil || p.Status != metav1.ConditionFalse || a == nil || a.Status != metav1.ConditionTrue {
+			return fmt.Errorf("generation %d observed %d, conditions %+v", gen, cp.Status.ObservedGeneration, cp.Status.Conditions)
+		}
+		return nil
+	})
+	return cp
+}
 
 // controlPlaneScenarios changes the control plane of node n through its ControlPlane
 // resource, as an administrator would (kubectl patch controlplane cluster), with the
@@ -33,43 +89,8 @@ import (
 // change made around the resource (an edit of the DaemonSet) is put back to the spec;
 // and a cluster-wide `edit` user may not touch the resource. cfg is the set-up client's.
 func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, cs kubernetes.Interface, n *framework.Node, targets []probe.Target) {
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	get := func(ctx context.Context) (*controlplane.ControlPlane, error) {
-		u, err := dyn.Resource(controlplane.GroupVersionResource).Get(ctx, controlplane.Name, metav1.GetOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return controlplane.FromUnstructured(u)
-	}
-	patch := func(t *testing.T, p string) int64 {
-		t.Helper()
-		u, err := dyn.Resource(controlplane.GroupVersionResource).Patch(ctx, controlplane.Name, types.MergePatchType, []byte(p), metav1.PatchOptions{})
-		if err != nil {
-			t.Fatalf("kubectl patch controlplane cluster --type merge -p '%s': %v", p, err)
-		}
-		return u.GetGeneration()
-	}
-	// settled waits until the operator has looked at generation gen and is done with it.
-	settled := func(t *testing.T, gen int64, what string) *controlplane.ControlPlane {
-		t.Helper()
-		var cp *controlplane.ControlPlane
-		wait(ctx, t, 5*time.Minute, what, func(ctx context.Context) error {
-			var err error
-			if cp, err = get(ctx); err != nil {
-				return err
-			}
-			p := meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionProgressing)
-			a := meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionAvailable)
-			if cp.Status.ObservedGeneration != gen || p == nil || p.Status != metav1.ConditionFalse || a == nil || a.Status != metav1.ConditionTrue {
-				return fmt.Errorf("generation %d observed %d, conditions %+v", gen, cp.Status.ObservedGeneration, cp.Status.Conditions)
-			}
-			return nil
-		})
-		return cp
-	}
+	cpc := newControlPlaneClient(ctx, t, cfg)
+	patch, settled := cpc.patch, cpc.settled
 	apiServerFlags := func(t *testing.T) []string {
 		t.Helper()
 		ds, err := cs.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-apiserver", metav1.GetOptions{})
@@ -207,4 +228,33 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 			t.Errorf("an edit/admin user reading the ControlPlane: %v, want Forbidden", err)
 		}
 	})
+}
+
+// operatorLeader is the pod that holds selfkube-controller's Lease.
+func operatorLeader(ctx context.Context, t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	l, err := cs.CoordinationV1().Leases("kube-system").Get(ctx, manifests.ControllerName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+// killOperatorLeader deletes the leading selfkube-controller pod at once (no grace, so
+// its Lease runs out instead of being handed back) and returns its name.
+func killOperatorLeader(ctx context.Context, t *testing.T, cs kubernetes.Interface) string {
+	t.Helper()
+	leader := operatorLeader(ctx, t, cs)
+	if leader == "" {
+		t.Fatal("no selfkube-controller replica leads")
+	}
+	err := cs.CoreV1().Pods("kube-system").Delete(ctx, leader, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	if err != nil {
+		t.Fatalf("deleting the leader %s: %v", leader, err)
+	}
+	t.Logf("killed the operator's leader %s at %s", leader, time.Now().Format("15:04:05.000"))
+	return leader
 }

@@ -19,12 +19,15 @@ const (
 	StepCPRebootControl  = "control-plane reboot: kubelet start → control plane reconverged (its pods restarted and Ready, no checkpoint left)"
 	StepCPRebootSystem   = "control-plane reboot: kubelet start → all kube-system pods Ready"
 	StepWorkerRebootPods = "worker reboot: kubelet start → its pods running again"
+	StepCPChange         = "apiserver flag change through the ControlPlane resource: patch → rolled out (10 s soak included)"
+	StepCPRollback       = "bad apiserver change (unknown flag) through the ControlPlane resource: patch → rolled back, serving"
 )
 
 // BenchSteps is the row order of the table.
 var BenchSteps = []string{
 	StepInitWall, StepInitToReady, StepJoinWall, StepJoinToReady,
 	StepCPRebootReadyz, StepCPRebootRBAC, StepCPRebootControl, StepCPRebootSystem, StepWorkerRebootPods,
+	StepCPChange, StepCPRollback,
 }
 
 // BenchTable collects durations per step and variant and renders them as a markdown table
