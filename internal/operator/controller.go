@@ -325,6 +325,9 @@ func (c *Controller) askAt(ctx context.Context, hostIP string) error {
 	cfg := rest.CopyConfig(c.restConfig)
 	cfg.Host = "https://" + net.JoinHostPort(hostIP, strconv.Itoa(config.DefaultAPIServerPort))
 	cfg.Timeout = 2 * time.Second
+	// A Dial of its own gives a transport of its own (client-go shares transports of
+	// equal TLS settings): a new connection each time, closed after.
+	cfg.Dial = (&net.Dialer{Timeout: cfg.Timeout}).DialContext
 	rt, err := rest.TransportFor(cfg)
 	if err != nil {
 		return err

@@ -88,7 +88,7 @@ func (c *controlPlaneClient) settled(t *testing.T, gen int64, what string) *cont
 // does not know, and an image that does not exist, are rolled back automatically; a
 // change made around the resource (an edit of the DaemonSet) is put back to the spec;
 // and a cluster-wide `edit` user may not touch the resource. cfg is the set-up client's.
-func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, cs kubernetes.Interface, n *framework.Node, targets []probe.Target) {
+func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, cs kubernetes.Interface, n *framework.Node, bin string, targets []probe.Target) {
 	cpc := newControlPlaneClient(ctx, t, cfg)
 	patch, settled := cpc.patch, cpc.settled
 	apiServerFlags := func(t *testing.T) []string {
@@ -119,7 +119,22 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 	step(t, "FlagChangedThroughTheResource", func(t *testing.T) {
 		var gen int64
 		rep, informed := measureAvailability(ctx, t, cs, "controlplane-flag", targets, func() {
-			gen = patch(t, `{"spec":{"apiServer":{"extraArgs":{"max-requests-inflight":"403"}}}}`)
+			// As an administrator on the node would: the command follows the roll-out.
+			out, err := n.Exec(ctx, bin, "upgrade", "apply", "--set", "apiServer.extraArgs.max-requests-inflight=403")
+			t.Logf("selfkube upgrade apply:\n%s", out)
+			if err != nil {
+				t.Fatalf("selfkube upgrade apply: %v", err)
+			}
+			for _, want := range []string{"apiServer.extraArgs.max-requests-inflight: (unset) → 403", "✓ rolling out kube-apiserver"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("upgrade apply did not say %q", want)
+				}
+			}
+			cp, err := cpc.get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gen = cp.Generation
 			settled(t, gen, "the flag change rolled out")
 		})
 		requireNoGap(t, rep, informed)
@@ -137,7 +152,21 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 		var cp *controlplane.ControlPlane
 		start := time.Now()
 		rep, informed := measureAvailability(ctx, t, cs, scenario, targets, func() {
-			gen = patch(t, p)
+			if !strings.HasPrefix(p, "{") {
+				// A --set of selfkube upgrade apply, which must fail and say why.
+				out, err := n.Exec(ctx, bin, "upgrade", "apply", "--set", p)
+				t.Logf("selfkube upgrade apply --set %s:\n%s", p, out)
+				if err == nil || !strings.Contains(out, "rolled back") || !strings.Contains(out, wantReason) {
+					t.Errorf("upgrade apply of a bad change: %v; want it to fail saying it was rolled back (%s)", err, wantReason)
+				}
+				c, err := cpc.get(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gen = c.Generation
+			} else {
+				gen = patch(t, p)
+			}
 			cp = settled(t, gen, "the bad change rolled back")
 		})
 		t.Logf("%s: rolled back and serving the last-known-good %.1f s after the change", scenario, time.Since(start).Seconds())
@@ -160,7 +189,7 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 	}
 
 	step(t, "UnknownFlagRolledBack", func(t *testing.T) {
-		rolledBack(t, "controlplane-bad-flag", `{"spec":{"apiServer":{"extraArgs":{"no-such-flag":"1"}}}}`, "CrashLoopBackOff")
+		rolledBack(t, "controlplane-bad-flag", "apiServer.extraArgs.no-such-flag=1", "CrashLoopBackOff")
 		if slices.ContainsFunc(apiServerFlags(t), func(f string) bool { return strings.HasPrefix(f, "--no-such-flag") }) {
 			t.Errorf("the DaemonSet still has --no-such-flag after the rollback")
 		}

@@ -319,7 +319,7 @@ func TestSelfkubeInit(t *testing.T) {
 	})
 
 	// Changes through the ControlPlane resource, good and bad, each measured.
-	controlPlaneScenarios(ctx, t, cfg, cs, n, targets)
+	controlPlaneScenarios(ctx, t, cfg, cs, n, bin, targets)
 
 	// The honest prober through the joins that follow (two of them boot nodes beside this
 	// one, on the same cores): an RBAC user, a ServiceAccount and the kubelet.
