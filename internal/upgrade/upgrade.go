@@ -44,7 +44,9 @@ func ParseSet(arg string) (Change, error) {
 // fieldKinds says what a path's value is; a path not matched is refused.
 func fieldKind(path string) (string, error) {
 	p := strings.Split(path, ".")
-	component := func(s string) bool { return slices.Contains([]string{"apiServer", "controllerManager", "scheduler"}, s) }
+	component := func(s string) bool {
+		return slices.Contains([]string{"apiServer", "controllerManager", "scheduler"}, s)
+	}
 	switch {
 	case len(p) == 1 && (p[0] == "kubernetesVersion" || p[0] == "imageRepository"):
 		return "string", nil

@@ -156,7 +156,9 @@ func TestFollowPrintsEachComponentAndTheOutcome(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
-			go func() { done <- Follow(ctx, c, 1, Options{Poll: 5 * time.Millisecond, Timeout: 10 * time.Second}, status.New(&out)) }()
+			go func() {
+				done <- Follow(ctx, c, 1, Options{Poll: 5 * time.Millisecond, Timeout: 10 * time.Second}, status.New(&out))
+			}()
 			for _, st := range tc.states {
 				time.Sleep(30 * time.Millisecond)
 				setStatus(t, c, st)
