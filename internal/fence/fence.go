@@ -90,10 +90,23 @@ const table = "selfkube-handback"
 type NFTables struct {
 	// ProcNet is /proc/net of that namespace.
 	ProcNet string
+	// Table names the nftables table of the fence; empty: the checkpointer's. Each
+	// holder has its own, so that clearing what a killed holder left never drops
+	// another's fence.
+	Table string
 }
 
-// Clear removes a fence a killed process (a checkpointer, or `selfkube init`) left
-// behind.
+// InitTable is the table of init's fence (its teardown of the temporary apiserver).
+const InitTable = "selfkube-init-handover"
+
+func (f NFTables) table() string {
+	if f.Table != "" {
+		return f.Table
+	}
+	return table
+}
+
+// Clear removes the fence (of f's table) that a killed process left behind.
 func (f NFTables) Clear() error {
 	c, err := nftables.New()
 	if err != nil {
@@ -105,7 +118,7 @@ func (f NFTables) Clear() error {
 			return fmt.Errorf("listing nftables tables: %w", err)
 		}
 		for _, t := range tables {
-			if t.Name == table {
+			if t.Name == f.table() {
 				c.DelTable(t)
 			}
 		}
@@ -126,7 +139,7 @@ func (f NFTables) Hold(addr netip.AddrPort) (func() error, error) {
 	if addr.Addr().Is6() {
 		family, offset = nftables.TableFamilyIPv6, 24
 	}
-	t := &nftables.Table{Name: table, Family: family}
+	t := &nftables.Table{Name: f.table(), Family: family}
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)

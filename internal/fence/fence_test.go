@@ -101,6 +101,33 @@ func TestFenceInNetns(t *testing.T) {
 		} else {
 			c.Close()
 		}
+		// Each holder clears only its own: init clearing what a killed init left keeps a
+		// checkpointer's fence, and the other way round.
+		initFence := NFTables{ProcNet: "/proc/thread-self/net", Table: InitTable}
+		if _, err := f.Hold(addr); err != nil {
+			t.Errorf("Hold: %v", err)
+		}
+		if err := initFence.Clear(); err != nil {
+			t.Errorf("Clear of init's: %v", err)
+		}
+		if c, err := net.DialTimeout("tcp", addr.String(), 300*time.Millisecond); err == nil {
+			c.Close()
+			t.Errorf("clearing init's fence dropped the checkpointer's")
+		}
+		if err := f.Clear(); err != nil {
+			t.Errorf("Clear: %v", err)
+		}
+		if _, err := initFence.Hold(addr); err != nil {
+			t.Errorf("Hold of init's: %v", err)
+		}
+		if err := initFence.Clear(); err != nil {
+			t.Errorf("Clear of init's: %v", err)
+		}
+		if c, err := net.DialTimeout("tcp", addr.String(), 2*time.Second); err != nil {
+			t.Errorf("after clearing init's fence: %v", err)
+		} else {
+			c.Close()
+		}
 		ln.Close()
 	}()
 	<-done

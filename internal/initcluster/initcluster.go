@@ -25,6 +25,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/fence"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/kubeconfig"
 	"github.com/selfkube/selfkube/internal/render"
@@ -60,6 +61,8 @@ type Data struct {
 	// applierFor builds a phase's applier from the client's configuration; nil is
 	// apply.New (tests pass one over fakes).
 	applierFor func(*rest.Config) (*apply.Applier, error)
+	// clearFence removes the fence of a killed earlier run; nil: none to clear (tests).
+	clearFence func() error
 	pass       *render.Pass
 	joinCmd    string
 }
@@ -185,7 +188,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options, sel workflow.Opt
 	if err != nil {
 		return nil, err
 	}
-	d := &Data{Options: opts, Cfg: cfg, Record: rec}
+	d := &Data{Options: opts, Cfg: cfg, Record: rec,
+		clearFence: fence.NFTables{ProcNet: "/proc/thread-self/net", Table: fence.InitTable}.Clear}
 	sel.Status = opts.Status
 	return d, d.run(ctx, Workflow(), sel)
 }

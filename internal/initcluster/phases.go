@@ -448,7 +448,7 @@ func teardown(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("the advertise address %q: %w", d.Cfg.Node.AdvertiseAddress, err)
 	}
-	nft := fence.NFTables{ProcNet: "/proc/thread-self/net"}
+	nft := fence.NFTables{ProcNet: "/proc/thread-self/net", Table: fence.InitTable}
 	if err := fence.Fenced(nft, netip.AddrPortFrom(addr, config.DefaultAPIServerPort), time.Sleep, d.Log,
 		func() error { return remove(temporaryAPIServer) }); err != nil {
 		return err

@@ -166,5 +166,12 @@ func preflight(_ context.Context, d *Data) error {
 	if resuming {
 		d.Status.Infof("resuming an earlier init: reusing %s", host.Layout{Root: d.Layout.Root}.AssetDir())
 	}
+	// A run killed in its teardown (also one reset since) may have left its fence, which
+	// drops every new connection to the node's address on the API port until it is gone.
+	if d.clearFence != nil {
+		if err := d.clearFence(); err != nil {
+			d.Status.Infof("warning: could not remove a fence an earlier, killed init may have left: %v", err)
+		}
+	}
 	return nil
 }
