@@ -148,6 +148,14 @@ func (c *Controller) Init(_ context.Context) error {
 					c.log.Info("leading", "identity", c.id)
 					if err := runControllers(ctx, c.client, c.restConfig, c.events.Recorder(), c.log); err != nil {
 						c.log.Error("controllers stopped", "err", err)
+						if c.ctx.Err() == nil {
+							// Leading with no controllers would hold the lease for nothing:
+							// exit, and a restart campaigns again.
+							select {
+							case c.failed <- fmt.Errorf("the controllers stopped: %w", err):
+							default:
+							}
+						}
 					}
 				},
 				OnStoppedLeading: func() {
@@ -223,8 +231,11 @@ func runControllers(ctx context.Context, client kubernetes.Interface, cfg *rest.
 			return err
 		}
 		controls := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
+		// Only the control plane's workloads, ReplicaSets and pods (all labelled with
+		// their component): other kube-system objects are none of the operator's business.
 		kubeSystem := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
-			informers.WithNamespace(metav1.NamespaceSystem))
+			informers.WithNamespace(metav1.NamespaceSystem),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = operator.ComponentPods().String() }))
 		op, err := operator.New(cfg, client, dyn, applier,
 			controls.ForResource(controlplane.GroupVersionResource).Informer(), kubeSystem,
 			events, log.With("controller", "operator"))
@@ -248,7 +259,7 @@ func runControllers(ctx context.Context, client kubernetes.Interface, cfg *rest.
 	for range runs {
 		if err := <-errs; err != nil && first == nil {
 			first = err
-			cancel() // one stopped: stop the others, and the leader steps down
+			cancel() // one stopped: stop the others; the error makes the process exit
 		}
 	}
 	return first

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -189,6 +190,12 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		}
 		for _, name := range controlplane.Components {
 			o, err := c.observe(ctx, name, workloads[name])
+			if target == controlplane.TargetSpec && (apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)) {
+				// The API server refuses what the spec renders to (a limit below a
+				// request, say): the spec is not valid either, and nothing is changed.
+				state.Invalid, state.Components = fmt.Sprintf("the API server refuses %s as the spec makes it: %v", name, err), nil
+				break
+			}
 			if err != nil {
 				return 0, err
 			}
@@ -197,6 +204,13 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 	}
 
 	d := Decide(state)
+	// The status first: a roll-out is recorded (with its start, which its timeout counts
+	// from) before the workload changes, never the other way round.
+	if !reflect.DeepEqual(d.Status, cp.Status) {
+		if err := c.writeStatus(ctx, u, d.Status); err != nil {
+			return 0, err
+		}
+	}
 	if d.Apply != "" {
 		workloads, err := render(d.Target)
 		if err != nil {
@@ -205,11 +219,6 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		c.log.Info("applying", "component", d.Apply, "target", d.Target, "generation", cp.Generation)
 		if err := c.applier.Object(ctx, workloads[d.Apply]); err != nil {
 			return 0, fmt.Errorf("applying %s: %w", d.Apply, err)
-		}
-	}
-	if !reflect.DeepEqual(d.Status, cp.Status) {
-		if err := c.writeStatus(ctx, u, d.Status); err != nil {
-			return 0, err
 		}
 	}
 	if e := d.Event; e != nil {
@@ -258,29 +267,30 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 	}
 	var generation int64
 	var owned []*corev1.Pod
+	var template corev1.PodTemplateSpec
 	switch want.(type) {
 	case *appsv1.DaemonSet:
 		ds, err := c.daemonSets.DaemonSets(manifests.Namespace).Get(component)
 		if apierrors.IsNotFound(err) {
-			o.Waiting = "its DaemonSet does not exist"
+			o.Waiting, o.Missing = "its DaemonSet does not exist", true
 			return o, nil
 		}
 		if err != nil {
 			return o, err
 		}
-		generation = ds.Generation
+		generation, template = ds.Generation, ds.Spec.Template
 		owned = ownedPods(pods, ds.UID)
 		o.Status, o.Waiting = daemonSetHealth(ds, owned)
 	case *appsv1.Deployment:
 		d, err := c.deployments.Deployments(manifests.Namespace).Get(component)
 		if apierrors.IsNotFound(err) {
-			o.Waiting = "its Deployment does not exist"
+			o.Waiting, o.Missing = "its Deployment does not exist", true
 			return o, nil
 		}
 		if err != nil {
 			return o, err
 		}
-		generation = d.Generation
+		generation, template = d.Generation, d.Spec.Template
 		sets, err := c.replicaSets.ReplicaSets(manifests.Namespace).List(labels.Everything())
 		if err != nil {
 			return o, err
@@ -298,7 +308,7 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 	}
 	// A dry-run apply that would change the spec would raise the generation.
 	o.Matches = dry.GetGeneration() == generation
-	o.Failure = podFailure(owned)
+	o.Failure = podFailure(currentRevision(owned, template))
 	if o.Waiting == "" && component == manifests.APIServer {
 		o.Waiting = c.serving(ctx, owned)
 	}
@@ -332,9 +342,7 @@ func (c *Controller) askAt(ctx context.Context, hostIP string) error {
 	if err != nil {
 		return err
 	}
-	if t, ok := rt.(interface{ CloseIdleConnections() }); ok {
-		defer t.CloseIdleConnections()
-	}
+	defer utilnet.CloseIdleConnectionsFor(rt)
 	client := &http.Client{Transport: rt, Timeout: cfg.Timeout}
 	url := cfg.Host + "/apis/" + controlplane.Group + "/" + controlplane.Version + "/" + controlplane.Resource + "/" + controlplane.Name
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -52,9 +52,12 @@ type Observed struct {
 	Healthy bool
 	// Waiting says what Healthy still waits for, for the status.
 	Waiting string
-	// Failure, when set, is a pod of the workload failing in a way that waiting does not
-	// mend (a crash loop, an image that cannot be pulled).
+	// Failure, when set, is a pod of the workload's current revision failing in a way
+	// that waiting does not mend (a crash loop, an image that cannot be pulled); a pod of
+	// an older revision, on its way out, does not count.
 	Failure *Failure
+	// Missing says the workload does not exist (deleted): it is put back.
+	Missing bool
 	// Status is the workload's figures for the ControlPlane's status.
 	Status controlplane.ComponentStatus
 }
@@ -154,7 +157,8 @@ func Decide(s State) Decision {
 	done := func() Decision { d.Status = st; return d }
 
 	if s.Invalid != "" && target == controlplane.TargetSpec {
-		set(controlplane.ConditionProgressing, metav1.ConditionFalse, ReasonInvalidSpec, "the spec is not rolled out: "+s.Invalid)
+		set(controlplane.ConditionProgressing, metav1.ConditionFalse, ReasonInvalidSpec,
+			fmt.Sprintf("generation %d is not rolled out: %s", s.Generation, s.Invalid))
 		event(Event{Warning: true, Reason: ReasonInvalidSpec, Message: "generation " + fmt.Sprint(s.Generation) + " is not rolled out: " + s.Invalid})
 		return done()
 	}
@@ -168,11 +172,12 @@ func Decide(s State) Decision {
 	for _, c := range s.Components {
 		r := st.Rollout
 		rolling := r != nil && r.Component == c.Component && r.Generation == s.Generation && r.Target == target
-		// A workload that differs from a target it already ran was changed around the
-		// resource (kubectl edit): a healthy change is left as it is, a failing one is
-		// put back.
-		drifted := !c.Matches && !rolling &&
-			(target == controlplane.TargetLastKnownGood || st.LastKnownGood != nil && st.LastKnownGood.Generation == s.Generation)
+		// A workload that differs from a spec it already ran healthy was changed around
+		// the resource (kubectl edit): a healthy change is left as it is, a failing or
+		// missing one is put back. During a rollback every component that differs from
+		// the last-known-good spec is rolled back, none is drift.
+		drifted := !c.Matches && !rolling && target == controlplane.TargetSpec &&
+			st.LastKnownGood != nil && st.LastKnownGood.Generation == s.Generation && !c.Missing
 		if drifted && c.Failure == nil {
 			if c.Healthy {
 				adopted = append(adopted, c.Component)
@@ -244,6 +249,9 @@ func Decide(s State) Decision {
 			return done()
 		}
 		if !c.Healthy {
+			if rolling {
+				r.HealthySince = nil // the soak starts again once it is healthy again
+			}
 			msg := c.Component + ": " + c.Waiting
 			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting, msg)
 			d.RequeueAfter = pollProgress

@@ -240,3 +240,52 @@ func TestDecideLeavesItsInputAlone(t *testing.T) {
 		t.Errorf("Decide changed the status it was given: %+v", st)
 	}
 }
+
+// A generation that changed two components and failed in the second rolls both back,
+// the first one too: none is taken for a change made around the resource.
+func TestARollbackRevertsEveryChangedComponent(t *testing.T) {
+	crash := &Failure{Reason: "CrashLoopBackOff", Message: "exit 1"}
+	st := controlplane.Status{LastKnownGood: good(1, spec("")),
+		Rollout: &controlplane.RolloutStatus{Generation: 2, Component: "kube-scheduler", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}
+	d := Decide(State{Generation: 2, Spec: spec("v"), Status: st,
+		Components: with(healthy(), "kube-scheduler", func(o *Observed) { o.Healthy, o.Failure = false, crash }), Now: t0.Add(time.Second)})
+	if d.Apply != "kube-scheduler" || d.Target != controlplane.TargetLastKnownGood {
+		t.Fatalf("the failing scheduler: %+v", d)
+	}
+	// The apiserver still runs generation 2, which differs from the last-known-good.
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: d.Status,
+		Components: with(healthy(), "kube-apiserver", func(o *Observed) { o.Matches = false }), Now: t0.Add(2 * time.Second)})
+	if d.Apply != "kube-apiserver" || d.Target != controlplane.TargetLastKnownGood {
+		t.Errorf("the apiserver, changed by the rolled-back generation: %+v, want it rolled back too", d)
+	}
+}
+
+// The soak is of a component that stays healthy: unhealthy part-way, it starts again.
+func TestTheSoakStartsAgainAfterAnUnhealthyLook(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(1, spec("")),
+		Rollout: &controlplane.RolloutStatus{Generation: 2, Component: "kube-apiserver", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}
+	look := func(st controlplane.Status, at time.Duration, ok bool) Decision {
+		obs := healthy()
+		if !ok {
+			obs = with(obs, "kube-apiserver", func(o *Observed) { o.Healthy, o.Waiting = false, "pod not Ready" })
+		}
+		return Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0.Add(at)})
+	}
+	d := look(st, time.Second, true)
+	d = look(d.Status, 2*time.Second, false)
+	d = look(d.Status, 11*time.Second, true)
+	if d.Status.LastKnownGood.Generation == 2 || condition(t, d.Status, controlplane.ConditionProgressing).Reason != ReasonSoaking {
+		t.Errorf("healthy at 1 s, not at 2 s, healthy at 11 s: %+v, want it still soaking", d.Status)
+	}
+}
+
+// A workload deleted through the API is put back.
+func TestAMissingWorkloadIsPutBack(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(2, spec("v"))}
+	d := Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: with(healthy(), "kube-scheduler", func(o *Observed) {
+		o.Matches, o.Healthy, o.Missing, o.Waiting = false, false, true, "its Deployment does not exist"
+	}), Now: t0})
+	if d.Apply != "kube-scheduler" {
+		t.Errorf("a deleted scheduler Deployment: %+v, want it applied again", d)
+	}
+}

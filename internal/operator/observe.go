@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -36,6 +37,31 @@ func ownedPods(pods []*corev1.Pod, owners ...types.UID) []*corev1.Pod {
 	return out
 }
 
+// currentRevision are the pods that run template (its containers' images, commands and
+// resources): the new revision during a roll-out, not the old pods on their way out,
+// whose failures (the very ones a change may fix) must not judge the change.
+func currentRevision(pods []*corev1.Pod, template corev1.PodTemplateSpec) []*corev1.Pod {
+	same := func(p *corev1.Pod) bool {
+		if len(p.Spec.Containers) != len(template.Spec.Containers) {
+			return false
+		}
+		for i, c := range template.Spec.Containers {
+			pc := p.Spec.Containers[i]
+			if pc.Image != c.Image || !slices.Equal(pc.Command, c.Command) || !equality.Semantic.DeepEqual(pc.Resources, c.Resources) {
+				return false
+			}
+		}
+		return true
+	}
+	var out []*corev1.Pod
+	for _, p := range pods {
+		if same(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // podFailure is the first failure among pods, if any.
 func podFailure(pods []*corev1.Pod) *Failure {
 	for _, p := range pods {
@@ -49,7 +75,7 @@ func podFailure(pods []*corev1.Pod) *Failure {
 				msg += ": " + w.Message
 			}
 			if t := cs.LastTerminationState.Terminated; t != nil {
-				msg += fmt.Sprintf(" (last exit code %d after %d restarts", t.ExitCode, cs.RestartCount)
+				msg += fmt.Sprintf(" (last exit code %d", t.ExitCode)
 				if t.Message != "" {
 					msg += ": " + strings.TrimSpace(t.Message)
 				}

@@ -88,3 +88,21 @@ func TestDaemonSetHealth(t *testing.T) {
 		}
 	}
 }
+
+// An old pod crash-looping on its way out (the failure a change may fix) does not fail
+// the new revision; a new pod crash-looping does.
+func TestOnlyTheCurrentRevisionFails(t *testing.T) {
+	template := corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "kube-apiserver", Image: "k:new", Command: []string{"kube-apiserver", "--v=2"}}}}}
+	old := pod("kube-apiserver-old", "u", false, "CrashLoopBackOff")
+	old.Spec.Containers = []corev1.Container{{Name: "kube-apiserver", Image: "k:old", Command: []string{"kube-apiserver"}}}
+	fresh := pod("kube-apiserver-new", "u", false, "")
+	fresh.Spec.Containers = template.Spec.Containers
+	if f := podFailure(currentRevision([]*corev1.Pod{old, fresh}, template)); f != nil {
+		t.Errorf("the old revision's crash loop failed the new one: %+v", f)
+	}
+	crashing := pod("kube-apiserver-new", "u", false, "CrashLoopBackOff")
+	crashing.Spec.Containers = template.Spec.Containers
+	if f := podFailure(currentRevision([]*corev1.Pod{old, crashing}, template)); f == nil || !strings.Contains(f.Message, "kube-apiserver-new") {
+		t.Errorf("the new revision's crash loop: %+v", f)
+	}
+}

@@ -107,7 +107,7 @@ func Ensure(dir string, cfg *config.Config, opts Options) ([]Result, error) {
 				continue
 			}
 			if spec.Kind != KindCA && spec.Kind != KindKeyPair && existing[spec.CA] == nil {
-				continue // its CA is new: certified with it below
+				continue // its CA is new, so nothing was signed for this key: a new pair is made below
 			}
 			if kp, err = issuer.IssueFor(spec, existing[spec.CA], kp.Key); err != nil {
 				return nil, err

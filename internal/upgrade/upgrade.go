@@ -224,6 +224,14 @@ func Follow(ctx context.Context, dyn dynamic.Interface, gen int64, opts Options,
 					step = st.Start(name)
 				}
 			}
+			if dg := meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionDegraded); cp.Status.ObservedGeneration == gen &&
+				dg != nil && dg.Status == metav1.ConditionTrue && dg.ObservedGeneration == gen {
+				if step != nil {
+					step.Fail()
+				}
+				return fmt.Errorf("the control plane is degraded and cannot be rolled back: %s; "+
+					"fix the spec or the node (kubectl describe controlplane %s)", dg.Message, controlplane.Name)
+			}
 			if cp.Status.ObservedGeneration == gen && progressing != nil && progressing.Status == metav1.ConditionFalse {
 				if rb := cp.Status.RolledBack; rb != nil && rb.Generation == gen {
 					return fmt.Errorf("%w: %s failed its health gate (%s: %s); the control plane runs generation %d again; "+
