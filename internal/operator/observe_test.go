@@ -1,14 +1,19 @@
 package operator
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+
+	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 func pod(name string, owner types.UID, ready bool, waiting string) *corev1.Pod {
@@ -104,5 +109,21 @@ func TestOnlyTheCurrentRevisionFails(t *testing.T) {
 	crashing.Spec.Containers = template.Spec.Containers
 	if f := podFailure(currentRevision([]*corev1.Pod{old, crashing}, template)); f == nil || !strings.Contains(f.Message, "kube-apiserver-new") {
 		t.Errorf("the new revision's crash loop: %+v", f)
+	}
+}
+
+// The resource's component names are the workloads' names, in skew order.
+func TestComponentNamesAreTheWorkloads(t *testing.T) {
+	want := []string{manifests.APIServer, manifests.ControllerManager, manifests.Scheduler}
+	if !slices.Equal(controlplane.Components, want) {
+		t.Errorf("controlplane.Components = %v, want %v", controlplane.Components, want)
+	}
+	for _, c := range want {
+		if !ComponentPods().Matches(labels.Set{manifests.LabelName: c}) {
+			t.Errorf("ComponentPods does not select %s", c)
+		}
+	}
+	if ComponentPods().Matches(labels.Set{manifests.LabelName: "coredns"}) {
+		t.Errorf("ComponentPods selects coredns")
 	}
 }
