@@ -401,17 +401,7 @@ func killAtEveryBoundary(ctx context.Context, t *testing.T, n *framework.Node, c
 		if slices.Contains(before, last) {
 			return killedAfter
 		}
-		cmd, err := n.Command(ctx, argv...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := &syncBuilder{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
+		out, exited := startCommand(ctx, t, n, argv)
 		deadline := time.After(4 * time.Minute)
 		// Polled every 2 ms: the kill lands a few milliseconds into the next phase.
 		tick := time.NewTicker(2 * time.Millisecond)
@@ -453,17 +443,7 @@ func killAtEveryBoundary(ctx context.Context, t *testing.T, n *framework.Node, c
 // the output so far) passes; it fails t if the command ends first.
 func killWhen(ctx context.Context, t *testing.T, n *framework.Node, command, when string, argv []string, ready func(out string) error) {
 	t.Helper()
-	cmd, err := n.Command(ctx, argv...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &syncBuilder{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	out, exited := startCommand(ctx, t, n, argv)
 	wait(ctx, t, 4*time.Minute, "the "+command+" of "+n.Name+" "+when, func(context.Context) error {
 		select {
 		case err := <-exited:
@@ -477,6 +457,24 @@ func killWhen(ctx context.Context, t *testing.T, n *framework.Node, command, whe
 	}
 	<-exited
 	t.Logf("killed the %s of %s %s:\n%s", command, n.Name, when, out.String())
+}
+
+// startCommand starts argv on n; its output collects in out, and exited delivers how it
+// ended.
+func startCommand(ctx context.Context, t *testing.T, n *framework.Node, argv []string) (out *syncBuilder, exited <-chan error) {
+	t.Helper()
+	cmd, err := n.Command(ctx, argv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = &syncBuilder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return out, done
 }
 
 // syncBuilder is a strings.Builder that a command's output and a poller share.
