@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options are how Run serves the components of one agent.
@@ -24,6 +26,10 @@ type Options struct {
 	Metrics http.Handler
 	// Log receives what Run cannot return (a second error while stopping).
 	Log *slog.Logger
+	// SharePort listens with SO_REUSEPORT, for an agent of which two replicas may run on
+	// one host network (a Deployment on a one-node cluster), as the control-plane
+	// components do with --permit-port-sharing.
+	SharePort bool
 }
 
 // Run runs the components of one agent until ctx ends, SIGTERM or SIGINT arrives, or a
@@ -76,7 +82,7 @@ type server struct {
 
 func (s *server) run(ctx context.Context, opts Options) error {
 	if opts.Address != "" {
-		if err := s.listen(opts.Address, opts.Metrics); err != nil {
+		if err := s.listen(opts.Address, opts.Metrics, opts.SharePort); err != nil {
 			return err
 		}
 	}
@@ -114,8 +120,20 @@ func (s *server) run(ctx context.Context, opts Options) error {
 	}
 }
 
-func (s *server) listen(addr string, metrics http.Handler) error {
-	ln, err := net.Listen("tcp", addr)
+func (s *server) listen(addr string, metrics http.Handler, share bool) error {
+	var lc net.ListenConfig
+	if share {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("serving /healthz on %s: %w", addr, err)
 	}

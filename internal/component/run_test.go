@@ -349,6 +349,41 @@ func TestRunListenError(t *testing.T) {
 	}
 }
 
+// Two replicas of a Deployment on one host network share the health port with SharePort
+// (without it the second fails, as TestRunListenError shows).
+func TestRunSharesThePort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, 2)
+	for _, name := range []string{"a", "b"} {
+		go func() {
+			errs <- Run(ctx, Options{Address: addr, SharePort: true}, components(fakes(&journal{}, name))...)
+		}()
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("a replica stopped: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("/healthz of the shared port: %v", err)
+	}
+	resp.Body.Close()
+	cancel()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
 // blockingStop is a fake whose Stop waits until release is closed.
 type blockingStop struct {
 	fake

@@ -61,7 +61,9 @@ func DefaultOptions() Options {
 // Components are what `selfkube controller` runs with component.Run: its Events, then the
 // Controller; /healthz on HealthBindAddress.
 func Components(opts Options, log *slog.Logger) (component.Options, []component.Component, error) {
-	run := component.Options{Address: opts.HealthBindAddress, Log: log}
+	// Two replicas share one node on a one-node cluster (host network): the health port
+	// is shared, as the controller manager's is.
+	run := component.Options{Address: opts.HealthBindAddress, Log: log, SharePort: true}
 	cfg, err := component.RESTConfig(opts.Kubeconfig, "")
 	if err != nil {
 		return run, nil, err
