@@ -146,6 +146,9 @@ type RolloutStatus struct {
 	Started metav1.Time `json:"started"`
 	// HealthySince is when the component was first seen healthy after the change.
 	HealthySince *metav1.Time `json:"healthySince,omitempty"`
+	// Drift marks a component changed around the resource and not healthy since
+	// Started: put back to the target unless healthy within the roll-out timeout.
+	Drift bool `json:"drift,omitempty"`
 }
 
 // Target is what the operator rolls out.

@@ -26,7 +26,7 @@
 // Drift policy: a workload changed around the resource (kubectl edit of the apiserver
 // DaemonSet) after its target ran healthy is left as it is while it stays healthy (the
 // next change of the spec replaces it), and put back to the target as soon as one of its
-// pods fails.
+// pods fails or it is not healthy within the roll-out timeout.
 package operator
 
 import (
@@ -171,27 +171,41 @@ func Decide(s State) Decision {
 	var adopted []string
 	for _, c := range s.Components {
 		r := st.Rollout
-		rolling := r != nil && r.Component == c.Component && r.Generation == s.Generation && r.Target == target
+		rolling := r != nil && r.Component == c.Component && r.Generation == s.Generation && r.Target == target && !r.Drift
+		watchingDrift := r != nil && r.Component == c.Component && r.Generation == s.Generation && r.Target == target && r.Drift
 		// A workload that differs from a spec it already ran healthy was changed around
 		// the resource (kubectl edit): a healthy change is left as it is, a failing or
 		// missing one is put back. During a rollback every component that differs from
 		// the last-known-good spec is rolled back, none is drift.
 		drifted := !c.Matches && !rolling && target == controlplane.TargetSpec &&
 			st.LastKnownGood != nil && st.LastKnownGood.Generation == s.Generation && !c.Missing
-		if drifted && c.Failure == nil {
+		failure := c.Failure
+		if drifted && failure == nil {
 			if c.Healthy {
+				if watchingDrift {
+					st.Rollout = nil
+				}
 				adopted = append(adopted, c.Component)
 				continue
 			}
-			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting,
-				c.Component+" was changed around the ControlPlane resource; waiting for it to be healthy or to fail: "+c.Waiting)
-			d.RequeueAfter = pollProgress
-			return done()
+			if !watchingDrift {
+				// Watched from now on: not healthy within the roll-out timeout, it is put back.
+				st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component, Target: target,
+					Started: metav1.NewTime(s.Now), Drift: true}
+			} else if s.Now.Sub(r.Started.Time) > rollTimeout {
+				failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after the change: %s", rollTimeout, c.Waiting)}
+			}
+			if failure == nil {
+				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting,
+					c.Component+" was changed around the ControlPlane resource; waiting for it to be healthy or to fail: "+c.Waiting)
+				d.RequeueAfter = pollProgress
+				return done()
+			}
 		}
 		if drifted {
 			st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component, Target: target, Started: metav1.NewTime(s.Now)}
 			msg := fmt.Sprintf("%s was changed around the ControlPlane resource and fails (%s: %s): putting the spec back",
-				c.Component, c.Failure.Reason, c.Failure.Message)
+				c.Component, failure.Reason, failure.Message)
 			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonReverting, msg)
 			d.Apply, d.RequeueAfter = c.Component, pollProgress
 			d.Event = &Event{Warning: true, Reason: ReasonReverting, Message: msg}
@@ -211,7 +225,7 @@ func Decide(s State) Decision {
 			}
 			return done()
 		}
-		failure := c.Failure
+		failure = c.Failure
 		if failure == nil && rolling && !c.Healthy && s.Now.Sub(r.Started.Time) > rollTimeout {
 			failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after its change: %s", rollTimeout, c.Waiting)}
 		}

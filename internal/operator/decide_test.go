@@ -289,3 +289,29 @@ func TestAMissingWorkloadIsPutBack(t *testing.T) {
 		t.Errorf("a deleted scheduler Deployment: %+v, want it applied again", d)
 	}
 }
+
+// An edit around the resource that never gets healthy (its pods stay Pending, say) is
+// put back once the roll-out timeout has passed; one that gets healthy in time is left,
+// and no longer watched.
+func TestADriftNeverHealthyIsPutBackAfterTheTimeout(t *testing.T) {
+	s := spec("v")
+	s.Rollout.TimeoutSeconds = 60
+	st := controlplane.Status{LastKnownGood: good(2, s)}
+	pending := func(o *Observed) { o.Matches, o.Healthy, o.Waiting = false, false, "pod kube-scheduler-x is not Ready" }
+	d := Decide(State{Generation: 2, Spec: s, Status: st, Components: with(healthy(), "kube-scheduler", pending), Now: t0})
+	if d.Apply != "" || d.Status.Rollout == nil || !d.Status.Rollout.Drift {
+		t.Fatalf("first look at a pending edit: %+v, want it watched", d)
+	}
+	watched := d.Status
+	if d := Decide(State{Generation: 2, Spec: s, Status: watched, Components: with(healthy(), "kube-scheduler", pending), Now: t0.Add(59 * time.Second)}); d.Apply != "" {
+		t.Errorf("put back before the timeout: %+v", d)
+	}
+	d = Decide(State{Generation: 2, Spec: s, Status: watched, Components: with(healthy(), "kube-scheduler", pending), Now: t0.Add(61 * time.Second)})
+	if d.Apply != "kube-scheduler" || d.Event == nil || d.Event.Reason != ReasonReverting || !strings.Contains(d.Event.Message, "Timeout") {
+		t.Errorf("after the timeout: %+v, want it put back", d)
+	}
+	d = Decide(State{Generation: 2, Spec: s, Status: watched, Components: with(healthy(), "kube-scheduler", func(o *Observed) { o.Matches = false }), Now: t0.Add(30 * time.Second)})
+	if d.Apply != "" || d.Status.Rollout != nil {
+		t.Errorf("an edit healthy in time: %+v, want it left and no longer watched", d)
+	}
+}
