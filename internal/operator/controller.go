@@ -170,12 +170,22 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	// render renders the workloads of a target once per sync: observing and applying
+	// the same target share them.
+	rendered := map[controlplane.Target]map[string]runtime.Object{}
 	render := func(t controlplane.Target) (map[string]runtime.Object, error) {
+		if w, ok := rendered[t]; ok {
+			return w, nil
+		}
 		s := cp.Spec
 		if t == controlplane.TargetLastKnownGood {
 			s = cp.Status.LastKnownGood.Spec
 		}
-		return manifests.Workloads(s.Configure(cluster))
+		w, err := manifests.Workloads(s.Configure(cluster))
+		if err == nil {
+			rendered[t] = w
+		}
+		return w, err
 	}
 
 	state := State{Generation: cp.Generation, Spec: cp.Spec, Status: cp.Status, Now: c.now()}
@@ -188,8 +198,12 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
+		pods, err := c.pods.Pods(manifests.Namespace).List(ComponentPods())
+		if err != nil {
+			return 0, err
+		}
 		for _, name := range controlplane.Components {
-			o, err := c.observe(ctx, name, workloads[name])
+			o, err := c.observe(ctx, name, workloads[name], pods)
 			if target == controlplane.TargetSpec && (apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)) {
 				// The API server refuses what the spec renders to (a limit below a
 				// request, say): the spec is not valid either, and nothing is changed.
@@ -254,16 +268,13 @@ func (c *Controller) writeStatus(ctx context.Context, u *unstructured.Unstructur
 	return nil
 }
 
-// observe sees component against its target workload want.
-func (c *Controller) observe(ctx context.Context, component string, want runtime.Object) (Observed, error) {
+// observe sees component against its target workload want; pods are the control
+// plane's pods (ComponentPods), of which it judges the component's own.
+func (c *Controller) observe(ctx context.Context, component string, want runtime.Object, pods []*corev1.Pod) (Observed, error) {
 	o := Observed{Component: component, Status: controlplane.ComponentStatus{Name: component}}
 	dry, err := c.applier.DryRun(ctx, want)
 	if err != nil {
 		return o, fmt.Errorf("comparing %s with its target: %w", component, err)
-	}
-	pods, err := c.pods.Pods(manifests.Namespace).List(ComponentPods())
-	if err != nil {
-		return o, err
 	}
 	var generation int64
 	var owned []*corev1.Pod
