@@ -16,6 +16,10 @@ func newUpgradeCommand(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "upgrade",
 		Short: "Change the self-hosted control plane through its ControlPlane resource",
+		Long: `Change the self-hosted control plane through its ControlPlane resource
+(kubectl get controlplane cluster): selfkube-controller's operator rolls every change out
+one component at a time and rolls back a component that fails (docs/controlplane.md).
+It talks to the API with an administrator's kubeconfig and writes nothing on this host.`,
 	}
 	var (
 		kubeconfigPath string
@@ -29,6 +33,7 @@ func newUpgradeCommand(e *env) *cobra.Command {
 and follow selfkube-controller's roll-out: one line per component with ✓ or ✗ and its
 duration. It exits 0 once every component runs the change, and non-zero when the
 operator rolled it back (saying which component failed and why) or the timeout passed.
+It changes only the ControlPlane resource in the cluster, nothing on this host.
 
 FIELD is a path below spec:
   kubernetesVersion, imageRepository
