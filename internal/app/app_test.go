@@ -94,3 +94,20 @@ func TestInitPhasesComeFromTheWorkflow(t *testing.T) {
 		t.Error("init accepted a missing config file")
 	}
 }
+
+// upgrade plan refuses what it cannot do before it reads the cluster.
+func TestUpgradePlanRefusesBadArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"upgrade", "plan", "-o", "yaml"}, `unknown output format "yaml"`},
+		{[]string{"upgrade", "plan", "--set", "apiServer.extraArgs.v"}, "want FIELD=VALUE"},
+		{[]string{"upgrade", "plan", "--kubeconfig", filepath.Join(t.TempDir(), "none")}, "pass --kubeconfig"},
+	} {
+		_, _, err := run(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

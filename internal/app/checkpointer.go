@@ -34,6 +34,11 @@ after a minute.
 Other annotated pods (mirror pods, pods of other namespaces or controllers, names that
 are not DNS labels) are ignored, each with one CheckpointIgnored Event.
 
+With --etcd-pki-dir it also carries out what selfkube-controller's operator asks of this
+node's etcd member in the ControlPlane's status: a snapshot before each change (kept in
+--etcd-snapshot-dir, the newest 5), and a change of the member's extra flags (its
+static pod rewritten; the operator changes one member at a time).
+
 What it did shows as Events on its pod (kubectl -n kube-system describe pod
 selfkube-checkpointer-…), in its log, and as Prometheus metrics on
 --metrics-bind-address (/metrics; /healthz for its probes).`,
@@ -55,6 +60,9 @@ selfkube-checkpointer-…), in its log, and as Prometheus metrics on
 	f.StringVar(&opts.ManifestsDir, "manifests-dir", opts.ManifestsDir, "the kubelet's static-pod directory")
 	f.StringVar(&opts.MetricsBindAddress, "metrics-bind-address", opts.MetricsBindAddress, "address of /metrics and /healthz")
 	f.DurationVar(&opts.Interval, "interval", opts.Interval, "how often the API and the runtime are observed")
+	f.StringVar(&opts.EtcdPKIDir, "etcd-pki-dir", "", "etcd's CA and healthcheck client certificate: when set, also carry out the "+
+		"operator's etcd snapshots and member changes for this node (the control-plane operator's status.etcd)")
+	f.StringVar(&opts.EtcdSnapshotDir, "etcd-snapshot-dir", opts.EtcdSnapshotDir, "where etcd snapshots are kept (0700; files 0600)")
 
 	l := host.Default
 	boot := agent.BootOptions{

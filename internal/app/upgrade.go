@@ -1,11 +1,14 @@
 package app
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/selfkube/selfkube/internal/host"
@@ -19,7 +22,9 @@ func newUpgradeCommand(e *env) *cobra.Command {
 		Long: `Change the self-hosted control plane through its ControlPlane resource
 (kubectl get controlplane cluster): selfkube-controller's operator rolls every change out
 one component at a time and rolls back a component that fails (docs/controlplane.md).
-It talks to the API with an administrator's kubeconfig and writes nothing on this host.`,
+upgrade plan shows what a change would do and what blocks it, changing nothing;
+upgrade apply makes it. Both talk to the API with an administrator's kubeconfig and
+write nothing on this host.`,
 	}
 	var (
 		kubeconfigPath string
@@ -42,6 +47,11 @@ FIELD is a path below spec:
                                         .extraArgs.FLAG        (without the dashes)
                                         .featureGates.GATE     (true or false)
                                         .resources.requests.RESOURCE, .resources.limits.RESOURCE
+  etcd.extraArgs.FLAG                   (etcd's members change one at a time; the flags
+                                         that make a member what it is are refused)
+
+Before anything changes, each control-plane node's agent takes a snapshot of etcd
+(/var/lib/selfkube/etcd-snapshots, the newest 5; named in the status).
 
 A change that is not valid changes nothing. The same change can be made with kubectl:
   kubectl patch controlplane cluster --type merge -p '{"spec":{"apiServer":{"extraArgs":{"v":"2"}}}}'`,
@@ -50,16 +60,9 @@ A change that is not valid changes nothing. The same change can be made with kub
   selfkube upgrade apply --unset apiServer.extraArgs.v --set scheduler.featureGates.SchedulerQueueingHints=false`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts.Changes = nil
-			for _, s := range sets {
-				c, err := upgrade.ParseSet(s)
-				if err != nil {
-					return err
-				}
-				opts.Changes = append(opts.Changes, c)
-			}
-			for _, u := range unsets {
-				opts.Changes = append(opts.Changes, upgrade.Change{Path: u, Unset: true})
+			var err error
+			if opts.Changes, err = parseChanges(sets, unsets); err != nil {
+				return err
 			}
 			if len(opts.Changes) == 0 {
 				return fmt.Errorf("nothing to change: give --set FIELD=VALUE or --unset FIELD (see --help)")
@@ -82,6 +85,102 @@ A change that is not valid changes nothing. The same change can be made with kub
 	f.StringArrayVar(&unsets, "unset", nil, "FIELD to remove (repeatable)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "show the change, change nothing")
 	f.DurationVar(&opts.Timeout, "timeout", 15*time.Minute, "how long to follow the roll-out")
-	cmd.AddCommand(apply)
+
+	var output string
+	plan := &cobra.Command{
+		Use:   "plan [--set FIELD=VALUE…] [--unset FIELD…] [-o text|json]",
+		Short: "Show what a change of the ControlPlane's spec would do and what blocks it, changing nothing",
+		Long: `Show what a change of the ControlPlane resource's spec would do, and whether anything
+stands in its way, without making it. It reads the ControlPlane, the cluster configuration,
+the nodes and the selfkube-controller Deployment, and writes nothing: not in the cluster,
+not on this host.
+
+With --set and --unset (the same FIELDs as upgrade apply: see selfkube upgrade apply --help)
+it plans that change: the fields it changes, the image each component runs and would run,
+whether the component's flags, feature gates or resources change, and the checks below.
+Without them it plans the spec as it is: what of it has not rolled out yet, and what runs.
+
+Each check is one line: ✓ passes, ! is worth knowing but does not block, ✗ blocks.
+  spec      the changed spec is valid (the rules upgrade apply and the operator use)
+  version   the control plane goes up one minor version at a time, never down a minor,
+            never to another major; patch releases go either way
+  kubelets  no node's kubelet is newer than the new kube-apiserver nor more than three
+            minor versions older (Kubernetes' version-skew policy): upgrade kubelets
+            that are too old first
+  roll-out  what the operator is doing: a roll-out in progress (the change replaces its
+            target), a spec it has not seen yet, Degraded, or the control plane held at
+            the last-known-good generation after a rollback
+  operator  a replica of kube-system/selfkube-controller is ready to roll the change out
+
+It exits 0 when nothing blocks, and non-zero, saying what blocks, when a check does: a
+script can run plan before apply. -o json prints the plan for scripts (changes,
+components, checks with result pass, warn or block, and blocked) on stdout.`,
+		Example: `  selfkube upgrade plan
+  selfkube upgrade plan --set kubernetesVersion=v1.37.0
+  selfkube upgrade plan --set apiServer.extraArgs.v=2 --unset scheduler.featureGates.SchedulerQueueingHints
+  selfkube upgrade plan --set kubernetesVersion=v1.37.0 -o json | jq -r '.checks[] | select(.result != "pass")'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("unknown output format %q: use -o text or -o json", output)
+			}
+			changes, err := parseChanges(sets, unsets)
+			if err != nil {
+				return err
+			}
+			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigPath)
+			if err != nil {
+				return fmt.Errorf("loading %s: %w (pass --kubeconfig)", kubeconfigPath, err)
+			}
+			client, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			dyn, err := dynamic.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			obs, err := upgrade.Read(cmd.Context(), client, dyn)
+			if err != nil {
+				return err
+			}
+			p, err := upgrade.PlanFor(obs, changes)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(e.streams.Out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(p); err != nil {
+					return err
+				}
+			} else if _, err := io.WriteString(e.streams.Out, p.Text()); err != nil {
+				return err
+			}
+			return p.Err()
+		},
+	}
+	f = plan.Flags()
+	f.StringVar(&kubeconfigPath, "kubeconfig", host.Default.AdminKubeconfig(), "kubeconfig of a cluster administrator")
+	f.StringArrayVar(&sets, "set", nil, "FIELD=VALUE to plan setting (repeatable)")
+	f.StringArrayVar(&unsets, "unset", nil, "FIELD to plan removing (repeatable)")
+	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.AddCommand(apply, plan)
 	return cmd
+}
+
+// parseChanges reads --set and --unset arguments.
+func parseChanges(sets, unsets []string) ([]upgrade.Change, error) {
+	var changes []upgrade.Change
+	for _, s := range sets {
+		c, err := upgrade.ParseSet(s)
+		if err != nil {
+			return nil, err
+		}
+		changes = append(changes, c)
+	}
+	for _, u := range unsets {
+		changes = append(changes, upgrade.Change{Path: u, Unset: true})
+	}
+	return changes, nil
 }

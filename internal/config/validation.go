@@ -151,6 +151,29 @@ func validateExtraArgs(args map[string]string, p *field.Path) field.ErrorList {
 	return errs
 }
 
+// EtcdOwnFlags are the flags of a local etcd member that selfkube sets and no extraArgs
+// may: they make the member what it is (its name, data, addresses, certificates and
+// cluster), and changing one on a running member would cut it off or wipe it.
+var EtcdOwnFlags = []string{
+	"advertise-client-urls", "cert-file", "client-cert-auth", "config-file", "data-dir",
+	"force-new-cluster", "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-state",
+	"initial-cluster-token", "key-file", "listen-client-urls", "listen-metrics-urls", "listen-peer-urls",
+	"name", "peer-cert-file", "peer-client-cert-auth", "peer-key-file", "peer-trusted-ca-file",
+	"trusted-ca-file", "wal-dir",
+}
+
+// ValidateEtcdExtraArgs checks the extra flags of local etcd members: flag names, none
+// of EtcdOwnFlags.
+func ValidateEtcdExtraArgs(args map[string]string, p *field.Path) field.ErrorList {
+	errs := validateExtraArgs(args, p)
+	for k := range args {
+		if slices.Contains(EtcdOwnFlags, k) {
+			errs = append(errs, field.Forbidden(p.Key(k), "--"+k+" is set by selfkube for each member and cannot be changed"))
+		}
+	}
+	return errs
+}
+
 func validateEtcd(e *Etcd, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	switch {
@@ -160,7 +183,7 @@ func validateEtcd(e *Etcd, p *field.Path) field.ErrorList {
 		if !strings.HasPrefix(e.Local.DataDir, "/") {
 			errs = append(errs, field.Invalid(p.Child("local", "dataDir"), e.Local.DataDir, "must be an absolute path"))
 		}
-		errs = append(errs, validateExtraArgs(e.Local.ExtraArgs, p.Child("local", "extraArgs"))...)
+		errs = append(errs, ValidateEtcdExtraArgs(e.Local.ExtraArgs, p.Child("local", "extraArgs"))...)
 	case e.External != nil:
 		ep := p.Child("external")
 		if len(e.External.Endpoints) == 0 {

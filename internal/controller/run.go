@@ -238,14 +238,18 @@ func runControllers(ctx context.Context, client kubernetes.Interface, cfg *rest.
 		kubeSystem := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
 			informers.WithNamespace(metav1.NamespaceSystem),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = operator.ComponentPods().String() }))
+		etcdPods := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
+			informers.WithNamespace(metav1.NamespaceSystem),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = operator.EtcdPods().String() }))
 		op, err := operator.New(cfg, client, dyn, applier,
 			controls.ForResource(controlplane.GroupVersionResource).Informer(), kubeSystem,
+			etcdPods.Core().V1().Pods(), nodes.Core().V1().Nodes(),
 			events, log.With("controller", "operator"))
 		if err != nil {
 			return err
 		}
 		runs = append(runs, op.Run)
-		factories = append(factories, controls, kubeSystem)
+		factories = append(factories, controls, kubeSystem, etcdPods)
 	}
 	for _, f := range factories {
 		f.Start(ctx.Done())

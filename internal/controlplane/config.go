@@ -18,13 +18,17 @@ func SpecFrom(cluster *config.ClusterConfiguration) Spec {
 	component := func(image string, c config.Component) Component {
 		return Component{Image: image, Component: copyComponent(c)}
 	}
-	return Spec{
+	s := Spec{
 		KubernetesVersion: cluster.KubernetesVersion,
 		ImageRepository:   cluster.ImageRepository,
 		APIServer:         component(cluster.Images.APIServer, cluster.APIServer.Component),
 		ControllerManager: component(cluster.Images.ControllerManager, cluster.ControllerManager),
 		Scheduler:         component(cluster.Images.Scheduler, cluster.Scheduler),
 	}
+	if cluster.Etcd.Local != nil {
+		s.Etcd.ExtraArgs = maps.Clone(cluster.Etcd.Local.ExtraArgs)
+	}
+	return s
 }
 
 // Configure returns cluster with the spec's fields in place of its own: the
@@ -42,6 +46,11 @@ func (s *Spec) Configure(cluster config.ClusterConfiguration) config.ClusterConf
 	out.APIServer.Component = copyComponent(s.APIServer.Component)
 	out.ControllerManager = copyComponent(s.ControllerManager.Component)
 	out.Scheduler = copyComponent(s.Scheduler.Component)
+	if cluster.Etcd.Local != nil {
+		local := *cluster.Etcd.Local
+		local.ExtraArgs = maps.Clone(s.Etcd.ExtraArgs)
+		out.Etcd.Local = &local
+	}
 	return out
 }
 
@@ -74,5 +83,6 @@ func (s *Spec) Validate() field.ErrorList {
 		}
 		errs = append(errs, config.ValidateComponent(&c.c.Component, p.Child(c.name))...)
 	}
+	errs = append(errs, config.ValidateEtcdExtraArgs(s.Etcd.ExtraArgs, p.Child("etcd", "extraArgs"))...)
 	return errs
 }

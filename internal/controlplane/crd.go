@@ -42,6 +42,12 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 			},
 		}
 	}
+	etcdExtra := stringMap("Flags added to, or overriding, etcd's, without the leading dashes ({\"snapshot-count\": \"5000\"}). " +
+		"Those that make a member what it is (name, data-dir, URLs, certificates, initial-cluster) are refused.")
+	etcdExtra.XValidations = apiextensionsv1.ValidationRules{{
+		Rule:    "self.all(k, !k.startsWith('-') && !k.contains('=') && k != '')",
+		Message: "flag names go without leading dashes and without '='",
+	}}
 	spec := apiextensionsv1.JSONSchemaProps{
 		Type:        "object",
 		Description: "What the control plane should run.",
@@ -53,6 +59,9 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 			"apiServer":         component("kube-apiserver"),
 			"controllerManager": component("kube-controller-manager"),
 			"scheduler":         component("kube-scheduler"),
+			"etcd": {Type: "object", Description: "What may change of the local etcd members (none with an external etcd); " +
+				"each control-plane node's agent changes its member, one member at a time.",
+				Properties: map[string]apiextensionsv1.JSONSchemaProps{"extraArgs": etcdExtra}},
 			"rollout": {Type: "object", Description: "How a change rolls out and is judged.",
 				Properties: map[string]apiextensionsv1.JSONSchemaProps{
 					"timeoutSeconds": {Type: "integer", Format: "int32", Minimum: ptr.To[float64](30), Maximum: ptr.To[float64](3600),

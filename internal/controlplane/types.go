@@ -57,6 +57,9 @@ type Spec struct {
 	APIServer         Component `json:"apiServer,omitempty"`
 	ControllerManager Component `json:"controllerManager,omitempty"`
 	Scheduler         Component `json:"scheduler,omitempty"`
+	// Etcd is the settings of the local etcd members (static pods, changed one member at
+	// a time by the node agent of each control-plane node); empty with an external etcd.
+	Etcd Etcd `json:"etcd,omitempty"`
 	// Rollout sets how a change is rolled out and judged.
 	Rollout Rollout `json:"rollout,omitempty"`
 }
@@ -67,6 +70,14 @@ type Component struct {
 	// Image overrides the full image reference (<imageRepository>/<component>:<version>).
 	Image            string `json:"image,omitempty"`
 	config.Component `json:",inline"`
+}
+
+// Etcd is what may change of the local etcd members.
+type Etcd struct {
+	// ExtraArgs are flags added to, or overriding, selfkube's (without the dashes). The
+	// flags that make the member what it is (its name, data directory, URLs, certificates,
+	// initial cluster) are selfkube's and cannot be set here.
+	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
 }
 
 // Rollout sets how a change rolls out: each component in turn must be healthy within
@@ -118,6 +129,48 @@ type Status struct {
 	// spec's, the operator holds the control plane at LastKnownGood and changes nothing
 	// more until the spec changes again.
 	RolledBack *RolledBack `json:"rolledBack,omitempty"`
+	// Etcd is the operator's word to the node agents about the etcd members, and what
+	// they did: the snapshot taken before each change, and the one member to change now.
+	Etcd *EtcdStatus `json:"etcd,omitempty"`
+}
+
+// EtcdStatus is what the operator asks of the node agents (SnapshotFor, Member) and what
+// they report (Snapshots). Only the operator and the node agents of control-plane nodes
+// may write the status.
+type EtcdStatus struct {
+	// SnapshotFor asks each control-plane node's agent for a snapshot of its etcd member
+	// before the spec of this generation rolls out (0: none asked).
+	SnapshotFor int64 `json:"snapshotFor,omitempty"`
+	// Snapshots are the newest snapshot of each node, by node name.
+	Snapshots map[string]EtcdSnapshot `json:"snapshots,omitempty"`
+	// Member, when set, is the one member whose node agent changes it now; every other
+	// member stays as it is (quorum is kept).
+	Member *EtcdMemberChange `json:"member,omitempty"`
+}
+
+// EtcdSnapshot is a snapshot a node agent took (or failed to take).
+type EtcdSnapshot struct {
+	// Generation of the spec it was taken before.
+	Generation int64 `json:"generation"`
+	// Path of the file on the node (0600, in a 0700 directory; the newest few are kept).
+	Path string `json:"path,omitempty"`
+	// Revision of the etcd keyspace and Size in bytes.
+	Revision int64       `json:"revision,omitempty"`
+	Size     int64       `json:"size,omitempty"`
+	Time     metav1.Time `json:"time"`
+	// Error says why it failed (Path is then empty).
+	Error string `json:"error,omitempty"`
+}
+
+// EtcdMemberChange is the change of one member.
+type EtcdMemberChange struct {
+	// Node whose member changes.
+	Node string `json:"node"`
+	// Generation and Target of the spec whose etcd extraArgs it gets.
+	Generation int64  `json:"generation"`
+	Target     Target `json:"target"`
+	// ExtraArgs are the flags the member gets (Etcd.ExtraArgs of that spec).
+	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
 }
 
 // ComponentStatus is one component as observed.
@@ -193,8 +246,16 @@ const (
 	ConditionRolledBack = "RolledBack"
 )
 
-// The components, in the order they change (version-skew order: the apiserver first).
-var Components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+// The components, in the order they change (version-skew order: etcd, then the
+// apiserver, then the rest).
+var Components = []string{ComponentEtcd, "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+
+// ComponentEtcd is the name of etcd among Components (its static pods are etcd-<node>).
+const ComponentEtcd = "etcd"
+
+// Workloads are the components run by a DaemonSet or a Deployment; etcd is a static pod
+// on each control-plane node.
+var Workloads = Components[1:]
 
 // ComponentSpec returns the settings of component (one of Components) in s.
 func (s *Spec) ComponentSpec(component string) *Component {

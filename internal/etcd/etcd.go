@@ -8,7 +8,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -181,4 +183,44 @@ func (c *Client) RemoveByName(ctx context.Context, name string) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// Snapshot writes a snapshot of the member the client is connected to (give Dial one
+// endpoint) to path, created 0600 (written to path.part, synced, then renamed: a file at
+// path is whole). It returns the keyspace revision the member had when it began (the
+// snapshot holds at least that) and the file's size.
+func (c *Client) Snapshot(ctx context.Context, path string) (revision, size int64, err error) {
+	endpoints := c.c.Endpoints()
+	if len(endpoints) != 1 {
+		return 0, 0, fmt.Errorf("a snapshot is taken of one member, not of %v", endpoints)
+	}
+	st, err := c.c.Status(ctx, endpoints[0])
+	if err != nil {
+		return 0, 0, fmt.Errorf("asking etcd at %s for its status: %w", endpoints[0], err)
+	}
+	rc, err := c.c.Snapshot(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("asking etcd at %s for a snapshot: %w", endpoints[0], err)
+	}
+	defer rc.Close()
+	part := path + ".part"
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(part) // gone once renamed; left by a failure otherwise
+	size, err = io.Copy(f, rc)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("writing the snapshot to %s: %w", part, err)
+	}
+	if err := os.Rename(part, path); err != nil {
+		return 0, 0, err
+	}
+	return st.Header.Revision, size, nil
 }

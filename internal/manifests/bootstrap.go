@@ -92,7 +92,9 @@ func etcdPodWith(cfg *config.Config, f flags) *corev1.Pod {
 		StartupProbe:    probe(lo, etcdMetricsPort, health, corev1.URISchemeHTTP, startupPeriod, startupFailures),
 		VolumeMounts:    []corev1.VolumeMount{dataMount, certMount},
 	}
-	return staticPod(nameEtcd, false, c, []corev1.Volume{dataVol, certVol})
+	p := staticPod(nameEtcd, false, c, []corev1.Volume{dataVol, certVol})
+	annotateEtcd(p, f, local.ExtraArgs)
+	return p
 }
 
 // externalEtcdVolumes mounts the external etcd client files, which live on the

@@ -1,15 +1,18 @@
 package manifests
 
 import (
+	"path"
 	"strconv"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config"
+	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/node"
 )
 
@@ -62,7 +65,7 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 		LivenessProbe:  health,
 		ReadinessProbe: health,
 	}}
-	return []runtime.Object{
+	objs := []runtime.Object{
 		&corev1.ServiceAccount{ObjectMeta: objectMeta(nameCheckpointer, Namespace, labels)},
 		&rbacv1.Role{
 			ObjectMeta: objectMeta(nameCheckpointer, Namespace, labels),
@@ -81,6 +84,46 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: nameCheckpointer, Namespace: Namespace}},
 		},
 		ds,
+	}
+	if cfg.Cluster.Etcd.Local != nil {
+		objs = append(objs, etcdAgent(ds, labels)...)
+	}
+	return objs
+}
+
+// etcdAgent adds the etcd part of the node agent (package etcdagent) to the checkpointer
+// ds: etcd's CA and healthcheck client certificate (read-only, not the CA's key), the
+// snapshot directory, and a ClusterRole to read the ControlPlane and report its
+// snapshots in the status. The operator's word is in that status, which only the
+// operator and the node agents (and cluster administrators) may write.
+func etcdAgent(ds *appsv1.DaemonSet, labels map[string]string) []runtime.Object {
+	spec := &ds.Spec.Template.Spec
+	c := &spec.Containers[0]
+	for _, f := range []struct{ name, file string }{
+		{"etcd-ca", "ca.crt"}, {"etcd-client-cert", "healthcheck-client.crt"}, {"etcd-client-key", "healthcheck-client.key"},
+	} {
+		v, m := hostPathVolume(f.name, path.Join(EtcdPKIDir, f.file), corev1.HostPathFile, true)
+		spec.Volumes, c.VolumeMounts = append(spec.Volumes, v), append(c.VolumeMounts, m)
+	}
+	v, m := hostPathVolume("etcd-snapshots", EtcdSnapshotDir, corev1.HostPathDirectoryOrCreate, false)
+	spec.Volumes, c.VolumeMounts = append(spec.Volumes, v), append(c.VolumeMounts, m)
+	c.Command = append(c.Command, "--etcd-pki-dir="+EtcdPKIDir, "--etcd-snapshot-dir="+EtcdSnapshotDir)
+	name := nameCheckpointer + ":etcd"
+	return []runtime.Object{
+		&rbacv1.ClusterRole{
+			ObjectMeta: objectMeta(name, "", labels),
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{controlplane.Group}, Resources: []string{controlplane.Resource}, Verbs: []string{"get", "list", "watch"},
+					ResourceNames: []string{controlplane.Name}},
+				{APIGroups: []string{controlplane.Group}, Resources: []string{controlplane.Resource + "/status"}, Verbs: []string{"patch"},
+					ResourceNames: []string{controlplane.Name}},
+			},
+		},
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: objectMeta(name, "", labels),
+			RoleRef:    clusterRole(name),
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: nameCheckpointer, Namespace: Namespace}},
+		},
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -38,6 +39,7 @@ import (
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/node"
 )
 
 // Controller rolls the ControlPlane resource out as Decide says. It is the
@@ -55,6 +57,8 @@ type Controller struct {
 	deployments appslisters.DeploymentLister
 	replicaSets appslisters.ReplicaSetLister
 	pods        corelisters.PodLister
+	etcdPods    corelisters.PodLister
+	nodes       corelisters.NodeLister
 	synced      []cache.InformerSynced
 	queue       workqueue.TypedRateLimitingInterface[string]
 	events      record.EventRecorder
@@ -72,11 +76,18 @@ func ComponentPods() labels.Selector {
 	return labels.NewSelector().Add(*req)
 }
 
+// EtcdPods selects the mirror pods of the etcd members.
+func EtcdPods() labels.Selector {
+	return labels.SelectorFromSet(labels.Set{manifests.EtcdLabelComponent: manifests.EtcdComponent})
+}
+
 // New wires a Controller to its informers: controls (ControlPlanes, from a dynamic
-// informer factory) and kubeSystem (a factory of the kube-system namespace, whose pods
-// are narrowed to ComponentPods by the caller); the caller starts both.
+// informer factory), kubeSystem (a factory of the kube-system namespace, whose pods are
+// narrowed to ComponentPods by the caller), etcdPods (kube-system pods narrowed to
+// EtcdPods) and nodes; the caller starts their factories.
 func New(cfg *rest.Config, client kubernetes.Interface, dyn dynamic.Interface, applier *apply.Applier,
 	controls cache.SharedIndexInformer, kubeSystem informers.SharedInformerFactory,
+	etcdPods coreinformers.PodInformer, nodes coreinformers.NodeInformer,
 	events record.EventRecorder, log *slog.Logger) (*Controller, error) {
 	ds := kubeSystem.Apps().V1().DaemonSets()
 	deploy := kubeSystem.Apps().V1().Deployments()
@@ -89,8 +100,10 @@ func New(cfg *rest.Config, client kubernetes.Interface, dyn dynamic.Interface, a
 		deployments: deploy.Lister(),
 		replicaSets: rs.Lister(),
 		pods:        pods.Lister(),
+		etcdPods:    etcdPods.Lister(),
+		nodes:       nodes.Lister(),
 		synced: []cache.InformerSynced{controls.HasSynced, ds.Informer().HasSynced, deploy.Informer().HasSynced,
-			rs.Informer().HasSynced, pods.Informer().HasSynced},
+			rs.Informer().HasSynced, pods.Informer().HasSynced, etcdPods.Informer().HasSynced, nodes.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "controlplane"}),
 		events: events,
@@ -103,7 +116,8 @@ func New(cfg *rest.Config, client kubernetes.Interface, dyn dynamic.Interface, a
 		UpdateFunc: func(any, any) { c.queue.Add(controlplane.Name) },
 		DeleteFunc: func(any) { c.queue.Add(controlplane.Name) },
 	}
-	for _, inf := range []cache.SharedIndexInformer{controls, ds.Informer(), deploy.Informer(), rs.Informer(), pods.Informer()} {
+	for _, inf := range []cache.SharedIndexInformer{controls, ds.Informer(), deploy.Informer(), rs.Informer(), pods.Informer(),
+		etcdPods.Informer(), nodes.Informer()} {
 		if _, err := inf.AddEventHandler(enqueue); err != nil {
 			return nil, err
 		}
@@ -202,7 +216,14 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		for _, name := range controlplane.Components {
+		if cluster.Etcd.Local != nil {
+			o, err := c.observeEtcd(cp, target, cluster)
+			if err != nil {
+				return 0, err
+			}
+			state.Components = append(state.Components, o)
+		}
+		for _, name := range controlplane.Workloads {
 			o, err := c.observe(ctx, name, workloads[name], pods)
 			if target == controlplane.TargetSpec && (apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)) {
 				// The API server refuses what the spec renders to (a limit below a
@@ -225,7 +246,7 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	if d.Apply != "" {
+	if d.Apply != "" && d.Apply != controlplane.ComponentEtcd {
 		workloads, err := render(d.Target)
 		if err != nil {
 			return 0, err
@@ -325,6 +346,29 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 	}
 	o.Healthy = o.Waiting == ""
 	return o, nil
+}
+
+// observeEtcd sees the etcd members of the control-plane nodes against the target's
+// extra flags.
+func (c *Controller) observeEtcd(cp *controlplane.ControlPlane, target controlplane.Target, cluster config.ClusterConfiguration) (Observed, error) {
+	s := cp.Spec
+	if target == controlplane.TargetLastKnownGood {
+		s = cp.Status.LastKnownGood.Spec
+	}
+	sel := labels.SelectorFromSet(labels.Set{node.LabelControlPlane: ""})
+	nodes, err := c.nodes.List(sel)
+	if err != nil {
+		return Observed{}, err
+	}
+	names := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		names = append(names, n.Name)
+	}
+	pods, err := c.etcdPods.Pods(manifests.Namespace).List(EtcdPods())
+	if err != nil {
+		return Observed{}, err
+	}
+	return observeEtcd(names, pods, manifests.EtcdExtraArgsText(s.Etcd.ExtraArgs), cluster.Image(config.ImageEtcd)), nil
 }
 
 // serving asks each node's apiserver, on a new connection (steered like every new

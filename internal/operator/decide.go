@@ -31,7 +31,9 @@ package operator
 
 import (
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -60,6 +62,8 @@ type Observed struct {
 	Missing bool
 	// Status is the workload's figures for the ControlPlane's status.
 	Status controlplane.ComponentStatus
+	// Members are etcd's members, by node name (etcd only).
+	Members []Member
 }
 
 // Failure is why a component failed.
@@ -114,6 +118,7 @@ const (
 	ReasonInvalidSpec     = "InvalidSpec"
 	ReasonNoLastKnownGood = "NoLastKnownGood"
 	ReasonTimeout         = "Timeout"
+	ReasonSnapshotting    = "Snapshotting"
 )
 
 // Requeue periods.
@@ -177,7 +182,11 @@ func Decide(s State) Decision {
 		// the resource (kubectl edit): a healthy change is left as it is, a failing or
 		// missing one is put back. During a rollback every component that differs from
 		// the last-known-good spec is rolled back, none is drift.
-		drifted := !c.Matches && !rolling && target == controlplane.TargetSpec &&
+		// etcd is a static pod on each host, changed by the node agents only: a member that
+		// differs is one to change (a node joined since, a member an earlier roll-out did
+		// not reach), never a change to adopt.
+		isEtcd := c.Component == controlplane.ComponentEtcd
+		drifted := !c.Matches && !rolling && target == controlplane.TargetSpec && !isEtcd &&
 			st.LastKnownGood != nil && st.LastKnownGood.Generation == s.Generation && !c.Missing
 		failure := c.Failure
 		if drifted && failure == nil {
@@ -211,9 +220,23 @@ func Decide(s State) Decision {
 			d.Event = &Event{Warning: true, Reason: ReasonReverting, Message: msg}
 			return done()
 		}
-		if !c.Matches {
+		// etcd's members change one at a time, so a member of the new spec may fail while
+		// others still differ: its failure is judged before the next member changes.
+		etcdFailure := isEtcd && rolling && (c.Failure != nil || s.Now.Sub(r.Started.Time) > rollTimeout)
+		if !c.Matches && !etcdFailure {
+			if !rolling && target == controlplane.TargetSpec && s.hasEtcd() && !snapshotted(st.Etcd, s.Generation) {
+				// A snapshot of etcd before anything of this generation changes.
+				d.RequeueAfter = pollProgress
+				requestSnapshot(s, &st, set, event)
+				return done()
+			}
 			if !rolling {
 				st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component, Target: target, Started: metav1.NewTime(s.Now)}
+			}
+			if isEtcd {
+				d.RequeueAfter = pollProgress
+				nextMember(s, &st, target, c, set, event)
+				return done()
 			}
 			d.Apply, d.RequeueAfter = c.Component, pollProgress
 			if target == controlplane.TargetSpec {
@@ -226,7 +249,7 @@ func Decide(s State) Decision {
 			return done()
 		}
 		failure = c.Failure
-		if failure == nil && rolling && !c.Healthy && s.Now.Sub(r.Started.Time) > rollTimeout {
+		if failure == nil && rolling && (!c.Healthy || !c.Matches) && s.Now.Sub(r.Started.Time) > rollTimeout {
 			failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after its change: %s", rollTimeout, c.Waiting)}
 		}
 		if failure != nil {
@@ -241,6 +264,9 @@ func Decide(s State) Decision {
 				set(controlplane.ConditionAvailable, metav1.ConditionFalse, ReasonRollingBack, msg)
 				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingBack, msg)
 				d.Apply, d.Target, d.RequeueAfter = c.Component, controlplane.TargetLastKnownGood, pollProgress
+				if isEtcd {
+					d.Apply = "" // its members go back one by one, from the next look on
+				}
 				d.Event = &Event{Warning: true, Reason: ReasonRolledBack, Message: msg}
 				return done()
 			}
@@ -287,6 +313,9 @@ func Decide(s State) Decision {
 	// Every component runs the target, healthy.
 	finished := st.Rollout != nil
 	st.Rollout = nil
+	if st.Etcd != nil {
+		st.Etcd.Member = nil
+	}
 	meta.RemoveStatusCondition(&st.Conditions, controlplane.ConditionDegraded)
 	if target == controlplane.TargetSpec {
 		st.LastKnownGood = &controlplane.Revision{Generation: s.Generation, Spec: s.Spec}
@@ -338,5 +367,104 @@ func cloneStatus(s controlplane.Status) controlplane.Status {
 		}
 		out.Rollout = &r
 	}
+	if s.Etcd != nil {
+		e := *s.Etcd
+		e.Snapshots = maps.Clone(s.Etcd.Snapshots)
+		out.Etcd = &e
+	}
 	return out
+}
+
+// hasEtcd says the control plane has local etcd members (etcd is among the components).
+func (s State) hasEtcd() bool {
+	return slices.ContainsFunc(s.Components, func(c Observed) bool { return c.Component == controlplane.ComponentEtcd })
+}
+
+// snapshotted says a node agent reported a snapshot taken for generation.
+func snapshotted(e *controlplane.EtcdStatus, generation int64) bool {
+	if e == nil {
+		return false
+	}
+	for _, sn := range e.Snapshots {
+		if sn.Generation == generation && sn.Error == "" && sn.Path != "" {
+			return true
+		}
+	}
+	return false
+}
+
+type setCondition func(typ string, status metav1.ConditionStatus, reason, msg string)
+
+// requestSnapshot asks the node agents for a snapshot of etcd before generation rolls
+// out, and waits for one; the failures the agents reported, if any, are said (they try
+// again).
+func requestSnapshot(s State, st *controlplane.Status, set setCondition, event func(Event)) {
+	if st.Etcd == nil {
+		st.Etcd = &controlplane.EtcdStatus{}
+	} else {
+		e := *st.Etcd
+		st.Etcd = &e
+	}
+	st.Etcd.SnapshotFor = s.Generation
+	msg := fmt.Sprintf("taking a snapshot of etcd before generation %d rolls out", s.Generation)
+	var failed []string
+	for _, node := range slices.Sorted(maps.Keys(st.Etcd.Snapshots)) {
+		if sn := st.Etcd.Snapshots[node]; sn.Generation == s.Generation && sn.Error != "" {
+			failed = append(failed, node+": "+sn.Error)
+		}
+	}
+	if len(failed) > 0 {
+		msg += "; failed on " + strings.Join(failed, "; ") + " (retrying)"
+	}
+	set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonSnapshotting, msg)
+	event(Event{Warning: len(failed) > 0, Reason: ReasonSnapshotting, Message: msg})
+}
+
+// nextMember changes the next etcd member, one at a time: the first (by node name) that
+// differs from the target, once every other member is Ready, so that a member restarting
+// never costs the quorum. A member of the target that is not Ready yet is waited for.
+func nextMember(s State, st *controlplane.Status, target controlplane.Target, c Observed, set setCondition, event func(Event)) {
+	args, generation := s.Spec.Etcd.ExtraArgs, s.Generation
+	if target == controlplane.TargetLastKnownGood {
+		args, generation = st.LastKnownGood.Spec.Etcd.ExtraArgs, st.LastKnownGood.Generation
+	}
+	var next string
+	var blocked []string
+	for i, m := range c.Members {
+		if m.Matches {
+			continue
+		}
+		blocked = nil
+		for j, o := range c.Members {
+			if j != i && !o.Ready {
+				blocked = append(blocked, o.Node)
+			}
+		}
+		if len(blocked) == 0 {
+			next = m.Node
+			break
+		}
+	}
+	verb := "changing"
+	if target == controlplane.TargetLastKnownGood {
+		verb = "changing back"
+	}
+	if next == "" {
+		set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting,
+			fmt.Sprintf("etcd: waiting for the members of %v to be Ready before the next member changes (quorum)", blocked))
+		return
+	}
+	e := controlplane.EtcdStatus{}
+	if st.Etcd != nil {
+		e = *st.Etcd
+	}
+	e.Member = &controlplane.EtcdMemberChange{Node: next, Generation: generation, Target: target, ExtraArgs: maps.Clone(args)}
+	st.Etcd = &e
+	msg := fmt.Sprintf("%s the etcd member of node %s to generation %d", verb, next, generation)
+	reason := ReasonRollingOut
+	if target == controlplane.TargetLastKnownGood {
+		reason = ReasonRollingBack
+	}
+	set(controlplane.ConditionProgressing, metav1.ConditionTrue, reason, msg)
+	event(Event{Reason: reason, Message: msg})
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/manifests"
 )
 
 // failingReasons are the reasons a container waits for that more waiting does not mend.
@@ -147,4 +148,61 @@ func image(t corev1.PodTemplateSpec) string {
 		return ""
 	}
 	return t.Spec.Containers[0].Image
+}
+
+// Member is one control-plane node's etcd member, as its mirror pod shows it.
+type Member struct {
+	Node string
+	// Exists: the node's etcd mirror pod exists (it is missing for a moment while the
+	// kubelet restarts the member, and on a node that is still joining).
+	Exists bool
+	// Matches: it runs the target's extra flags (manifests.AnnotationEtcdExtraArgs).
+	Matches bool
+	Ready   bool
+}
+
+// observeEtcd judges the etcd members of nodes (the control-plane nodes) from pods (the
+// mirror pods of etcd) against the target's extra flags (their canonical text, as in
+// manifests.AnnotationEtcdExtraArgs). A mirror pod is made by the kubelet of its own
+// node from the static pod there: only that node can make it say something else.
+func observeEtcd(nodes []string, pods []*corev1.Pod, want, image string) Observed {
+	o := Observed{Component: controlplane.ComponentEtcd, Matches: len(nodes) > 0}
+	o.Status = controlplane.ComponentStatus{Name: controlplane.ComponentEtcd, Image: image, Desired: int32(len(nodes))}
+	var current []*corev1.Pod
+	for _, n := range slices.Sorted(slices.Values(nodes)) {
+		m := Member{Node: n}
+		for _, p := range pods {
+			if p.Spec.NodeName != n || p.DeletionTimestamp != nil {
+				continue
+			}
+			m.Exists = true
+			m.Matches = p.Annotations[manifests.AnnotationEtcdExtraArgs] == want
+			m.Ready = ready(p) && p.Status.Phase == corev1.PodRunning
+			if m.Matches {
+				current = append(current, p)
+			}
+		}
+		if m.Matches {
+			o.Status.Updated++
+		}
+		if m.Ready {
+			o.Status.Ready++
+		}
+		o.Matches = o.Matches && m.Matches
+		if o.Waiting == "" {
+			switch {
+			case !m.Exists:
+				o.Waiting = "the etcd member of node " + n + " has no mirror pod (yet)"
+			case !m.Ready:
+				o.Waiting = "the etcd member of node " + n + " is not Ready"
+			}
+		}
+		o.Members = append(o.Members, m)
+	}
+	if len(nodes) == 0 {
+		o.Waiting = "no control-plane node"
+	}
+	o.Failure = podFailure(current)
+	o.Healthy = o.Waiting == ""
+	return o
 }

@@ -112,11 +112,14 @@ func TestOnlyTheCurrentRevisionFails(t *testing.T) {
 	}
 }
 
-// The resource's component names are the workloads' names, in skew order.
+// The resource's component names are etcd's and the workloads' names, in skew order.
 func TestComponentNamesAreTheWorkloads(t *testing.T) {
 	want := []string{manifests.APIServer, manifests.ControllerManager, manifests.Scheduler}
-	if !slices.Equal(controlplane.Components, want) {
-		t.Errorf("controlplane.Components = %v, want %v", controlplane.Components, want)
+	if !slices.Equal(controlplane.Workloads, want) {
+		t.Errorf("controlplane.Workloads = %v, want %v", controlplane.Workloads, want)
+	}
+	if all := append([]string{"etcd"}, want...); !slices.Equal(controlplane.Components, all) {
+		t.Errorf("controlplane.Components = %v, want %v", controlplane.Components, all)
 	}
 	for _, c := range want {
 		if !ComponentPods().Matches(labels.Set{manifests.LabelName: c}) {

@@ -1,4 +1,5 @@
-// Package upgrade is `selfkube upgrade apply`: it changes the ControlPlane resource's spec
+// Package upgrade is `selfkube upgrade plan` (plan.go: what a change would do, and what
+// blocks it) and `selfkube upgrade apply`: it changes the ControlPlane resource's spec
 // field by field (--set, --unset), shows what changes, and follows the operator's
 // roll-out to its end, one ✓/✗ line per component with its duration. What it does is
 // what `kubectl patch controlplane cluster` does; it only saves the reading of the status.
@@ -60,10 +61,12 @@ func fieldKind(path string) (string, error) {
 		return "bool", nil
 	case len(p) == 4 && component(p[0]) && p[1] == "resources" && (p[2] == "requests" || p[2] == "limits") && p[3] != "":
 		return "string", nil
+	case len(p) == 3 && p[0] == "etcd" && p[1] == "extraArgs" && p[2] != "":
+		return "string", nil
 	}
 	return "", fmt.Errorf("%s is not a field of the ControlPlane's spec: the fields are kubernetesVersion, imageRepository, "+
 		"rollout.{timeoutSeconds,soakSeconds}, and for apiServer, controllerManager and scheduler: image, extraArgs.FLAG, "+
-		"featureGates.GATE, resources.{requests,limits}.RESOURCE", path)
+		"featureGates.GATE, resources.{requests,limits}.RESOURCE; and etcd.extraArgs.FLAG", path)
 }
 
 // Edit applies changes to spec (the unstructured spec of a ControlPlane) in place.

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/component"
+	"github.com/selfkube/selfkube/internal/etcdagent"
 	"github.com/selfkube/selfkube/internal/fence"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
@@ -26,6 +28,11 @@ type Options struct {
 	ManifestsDir       string
 	MetricsBindAddress string
 	Interval           time.Duration
+	// EtcdPKIDir, when set, runs the etcd part of the node agent (package etcdagent)
+	// with etcd's CA and healthcheck client certificate there; EtcdSnapshotDir is where
+	// it keeps snapshots.
+	EtcdPKIDir      string
+	EtcdSnapshotDir string
 }
 
 // DefaultOptions are the DaemonSet's settings.
@@ -36,6 +43,7 @@ func DefaultOptions() Options {
 		ManifestsDir:       "/etc/kubernetes/manifests",
 		MetricsBindAddress: fmt.Sprintf("127.0.0.1:%d", checkpoint.CheckpointerMetricsPort),
 		Interval:           time.Second,
+		EtcdSnapshotDir:    etcdagent.DefaultSnapshotDir,
 	}
 }
 
@@ -67,17 +75,40 @@ func Components(opts Options, log *slog.Logger) (component.Options, []component.
 		release: func() { _ = rt.Close() }, metricsAddr: opts.MetricsBindAddress,
 	}
 	a.life.Name = "checkpointer"
-	if opts.PodName == "" {
-		return run, []component.Component{a}, nil
+	var components []component.Component
+	var sink EventSink = discard{}
+	if opts.PodName != "" {
+		// The broadcaster retries, so events of an outage arrive when the API is back.
+		events := &component.Events{
+			Client: client, Namespace: manifests.Namespace,
+			Source: corev1.EventSource{Component: "selfkube-checkpointer", Host: nodeName},
+		}
+		sink = podEvents{events: events, ref: &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: manifests.Namespace, Name: opts.PodName}}
+		a.Events = sink
+		components = append(components, events)
 	}
-	// The broadcaster retries, so events of an outage arrive when the API is back.
-	events := &component.Events{
-		Client: client, Namespace: manifests.Namespace,
-		Source: corev1.EventSource{Component: "selfkube-checkpointer", Host: nodeName},
+	components = append(components, a)
+	if opts.EtcdPKIDir != "" {
+		cfg, err := component.RESTConfig(opts.Kubeconfig, "")
+		if err != nil {
+			return run, nil, err
+		}
+		dyn, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return run, nil, err
+		}
+		components = append(components, &etcdagent.Agent{
+			Client: dyn, Node: nodeName, ManifestsDir: opts.ManifestsDir, SnapshotDir: opts.EtcdSnapshotDir,
+			PKIDir: opts.EtcdPKIDir, Events: sink, Log: log.With("part", "etcd-agent"),
+		})
 	}
-	a.Events = podEvents{events: events, ref: &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: manifests.Namespace, Name: opts.PodName}}
-	return run, []component.Component{events, a}, nil
+	return run, components, nil
 }
+
+// discard is the EventSink without a pod to record on.
+type discard struct{}
+
+func (discard) Event(string, string, string) {}
 
 // podEvents records on the checkpointer's pod, once events is initialized.
 type podEvents struct {

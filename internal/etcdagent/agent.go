@@ -1,0 +1,361 @@
+package etcdagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/yaml"
+
+	"github.com/selfkube/selfkube/internal/component"
+	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/etcd"
+	"github.com/selfkube/selfkube/internal/manifests"
+)
+
+// Defaults of the agent's settings.
+const (
+	// DefaultSnapshotDir is where snapshots are kept on each control-plane node.
+	DefaultSnapshotDir = manifests.EtcdSnapshotDir
+	// DefaultKeep is how many snapshots are kept.
+	DefaultKeep = 5
+	// resync is how often the agent looks again without a change of the ControlPlane
+	// (the static pod on disk has no watch).
+	resync = 10 * time.Second
+)
+
+// EventSink records what the agent did (on the node agent's pod).
+type EventSink interface {
+	Event(eventType, reason, message string)
+}
+
+// Agent carries out the operator's word about this node's etcd member. It is a
+// component.Component: Init checks its directories, Start starts an informer on the
+// ControlPlane and one worker, Stop ends them (a change under way is finished first).
+type Agent struct {
+	Client       dynamic.Interface
+	Node         string
+	ManifestsDir string
+	// SnapshotDir (made 0700) keeps the newest Keep snapshots (0600) and the static pod
+	// each change replaced.
+	SnapshotDir string
+	Keep        int
+	// PKIDir holds etcd's CA and the healthcheck client certificate.
+	PKIDir string
+	Events EventSink
+	Log    *slog.Logger
+	Now    func() time.Time
+	// Snapshot takes a snapshot of the member at endpoint to path (etcd's client by
+	// default).
+	Snapshot func(ctx context.Context, endpoint, path string) (revision, size int64, err error)
+
+	life     component.Lifecycle
+	informer cache.SharedIndexInformer
+	factory  dynamicinformer.DynamicSharedInformerFactory
+	queue    workqueue.TypedRateLimitingInterface[string]
+	cancel   context.CancelFunc
+	done     sync.WaitGroup
+}
+
+// Init implements component.Component.
+func (a *Agent) Init(context.Context) error {
+	a.life.Name = "etcd-agent"
+	return a.life.Init(func() error {
+		if a.Node == "" || a.ManifestsDir == "" || a.SnapshotDir == "" || a.Client == nil {
+			return errors.New("the etcd agent needs a node name, the static-pod and snapshot directories and an API client")
+		}
+		if a.Keep <= 0 {
+			a.Keep = DefaultKeep
+		}
+		if a.Now == nil {
+			a.Now = time.Now
+		}
+		if a.Snapshot == nil {
+			a.Snapshot = a.snapshotWithClient
+		}
+		return ensurePrivateDir(a.SnapshotDir)
+	})
+}
+
+// Start implements component.Component.
+func (a *Agent) Start(ctx context.Context) error {
+	return a.life.Start(func() error {
+		a.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(a.Client, 10*time.Minute, "",
+			func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", controlplane.Name).String()
+			})
+		a.informer = a.factory.ForResource(controlplane.GroupVersionResource).Informer()
+		a.queue = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "etcd-agent"})
+		enqueue := func(any) { a.queue.Add(controlplane.Name) }
+		if _, err := a.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue}); err != nil {
+			return err
+		}
+		ctx, a.cancel = context.WithCancel(ctx)
+		a.factory.Start(ctx.Done())
+		a.done.Add(1)
+		go func() {
+			defer a.done.Done()
+			defer utilruntime.HandleCrash()
+			if !cache.WaitForCacheSync(ctx.Done(), a.informer.HasSynced) {
+				return
+			}
+			a.queue.Add(controlplane.Name)
+			go func() { <-ctx.Done(); a.queue.ShutDown() }()
+			a.work(ctx)
+		}()
+		return nil
+	})
+}
+
+// Stop implements component.Component.
+func (a *Agent) Stop() error {
+	return a.life.Stop(func(component.State) error {
+		if a.cancel != nil {
+			a.cancel()
+			a.done.Wait()
+			a.factory.Shutdown()
+		}
+		return nil
+	})
+}
+
+func (a *Agent) work(ctx context.Context) {
+	for {
+		key, quit := a.queue.Get()
+		if quit {
+			return
+		}
+		if err := a.Sync(ctx); err != nil {
+			a.Log.Warn("etcd agent: retrying", "err", err)
+			a.queue.AddRateLimited(key)
+		} else {
+			a.queue.Forget(key)
+			a.queue.AddAfter(key, resync)
+		}
+		a.queue.Done(key)
+	}
+}
+
+// Sync looks once and does what Decide says.
+func (a *Agent) Sync(ctx context.Context) error {
+	obj, ok, err := a.informer.GetStore().GetByKey(controlplane.Name)
+	if err != nil || !ok {
+		return err
+	}
+	u, isU := obj.(*unstructured.Unstructured)
+	if !isU {
+		return fmt.Errorf("the ControlPlane is a %T", obj)
+	}
+	cp, err := controlplane.FromUnstructured(u)
+	if err != nil {
+		return err
+	}
+	local, err := a.staticPod()
+	if err != nil {
+		return err
+	}
+	act := Decide(a.Node, cp.Status.Etcd, local, a.Now())
+	if act.Snapshot > 0 {
+		if err := a.report(ctx, a.takeSnapshot(ctx, local, act.Snapshot)); err != nil {
+			return err
+		}
+	}
+	if act.Change != nil {
+		a.change(local, act.Change)
+	}
+	return nil
+}
+
+// staticPod reads this node's etcd static pod; nil if there is none.
+func (a *Agent) staticPod() (*corev1.Pod, error) {
+	data, err := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdManifest))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p corev1.Pod
+	if err := yaml.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", manifests.EtcdManifest, err)
+	}
+	return &p, nil
+}
+
+// takeSnapshot snapshots the local member for generation and keeps the newest Keep.
+func (a *Agent) takeSnapshot(ctx context.Context, local *corev1.Pod, generation int64) controlplane.EtcdSnapshot {
+	now := a.Now()
+	out := controlplane.EtcdSnapshot{Generation: generation, Time: metav1.NewTime(now)}
+	fail := func(err error) controlplane.EtcdSnapshot {
+		out.Error = err.Error()
+		a.Events.Event(corev1.EventTypeWarning, "EtcdSnapshotFailed",
+			fmt.Sprintf("snapshot of etcd before generation %d: %v (trying again in %s)", generation, err, RetryAfter))
+		a.Log.Warn("etcd snapshot failed", "generation", generation, "err", err)
+		return out
+	}
+	endpoint, err := clientEndpoint(local)
+	if err != nil {
+		return fail(err)
+	}
+	if err := ensurePrivateDir(a.SnapshotDir); err != nil {
+		return fail(err)
+	}
+	path := filepath.Join(a.SnapshotDir, fmt.Sprintf("%s%s-generation-%d-%s%s", snapshotPrefix, a.Node, generation,
+		now.UTC().Format("20060102T150405Z"), snapshotSuffix))
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	rev, size, err := a.Snapshot(sctx, endpoint, path)
+	if err != nil {
+		return fail(err)
+	}
+	out.Path, out.Revision, out.Size = path, rev, size
+	if err := prune(a.SnapshotDir, a.Keep); err != nil {
+		a.Log.Warn("removing old etcd snapshots", "err", err)
+	}
+	a.Events.Event(corev1.EventTypeNormal, "EtcdSnapshotTaken",
+		fmt.Sprintf("snapshot of etcd before generation %d: %s (revision %d, %d bytes)", generation, path, rev, size))
+	a.Log.Info("etcd snapshot taken", "path", path, "revision", rev, "size", size)
+	return out
+}
+
+// report writes the snapshot into the ControlPlane's status, under this node's name
+// (a merge patch: the other nodes' entries and the operator's fields stay).
+func (a *Agent) report(ctx context.Context, s controlplane.EtcdSnapshot) error {
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"etcd": map[string]any{
+		"snapshots": map[string]any{a.Node: s}}}})
+	if err != nil {
+		return err
+	}
+	_, err = a.Client.Resource(controlplane.GroupVersionResource).Patch(ctx, controlplane.Name, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: "selfkube-etcd-agent"}, "status")
+	if err != nil {
+		return fmt.Errorf("reporting the etcd snapshot in the ControlPlane's status: %w", err)
+	}
+	return nil
+}
+
+// change renders the member's static pod with the change's flags and replaces the file
+// (the one replaced is kept beside the snapshots). A change it refuses is said in an
+// Event; the operator's timeout then rolls it back.
+func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
+	err := func() error {
+		pod, err := manifests.EtcdWithExtraArgs(local, m.ExtraArgs)
+		if err != nil {
+			return err
+		}
+		data, err := manifests.Encode(pod)
+		if err != nil {
+			return err
+		}
+		file := filepath.Join(a.ManifestsDir, manifests.EtcdManifest)
+		if old, err := os.ReadFile(file); err == nil {
+			keep := filepath.Join(a.SnapshotDir, fmt.Sprintf("%s.before-generation-%d", manifests.EtcdManifest, m.Generation))
+			if err := os.WriteFile(keep, old, 0o600); err != nil {
+				return err
+			}
+		}
+		// Written beside it under a dot name (the kubelet ignores those), then renamed:
+		// the kubelet never reads half a file.
+		tmp := filepath.Join(a.ManifestsDir, "."+manifests.EtcdManifest+".selfkube")
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			return err
+		}
+		return os.Rename(tmp, file)
+	}()
+	if err != nil {
+		a.Events.Event(corev1.EventTypeWarning, "EtcdChangeFailed",
+			fmt.Sprintf("changing this node's etcd member to generation %d: %v", m.Generation, err))
+		a.Log.Warn("changing the etcd member failed", "generation", m.Generation, "err", err)
+		return
+	}
+	a.Events.Event(corev1.EventTypeNormal, "EtcdMemberChanged",
+		fmt.Sprintf("this node's etcd member now runs generation %d's extra flags %s (%s); the kubelet restarts it",
+			m.Generation, manifests.EtcdExtraArgsText(m.ExtraArgs), m.Target))
+	a.Log.Info("etcd member changed", "generation", m.Generation, "target", m.Target, "extraArgs", m.ExtraArgs)
+}
+
+// clientEndpoint is the first client URL the member listens on (loopback first, as
+// selfkube renders it), from the flags recorded on its static pod.
+func clientEndpoint(p *corev1.Pod) (string, error) {
+	var f map[string]string
+	if err := json.Unmarshal([]byte(p.Annotations[manifests.AnnotationEtcdFlags]), &f); err != nil {
+		return "", fmt.Errorf("the etcd static pod has no readable %s annotation: %w", manifests.AnnotationEtcdFlags, err)
+	}
+	urls := strings.Split(f["listen-client-urls"], ",")
+	if urls[0] == "" {
+		return "", errors.New("the etcd static pod has no listen-client-urls")
+	}
+	return urls[0], nil
+}
+
+func (a *Agent) snapshotWithClient(ctx context.Context, endpoint, path string) (int64, int64, error) {
+	c, err := etcd.Dial([]string{endpoint}, a.PKIDir)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	return c.Snapshot(ctx, path)
+}
+
+const (
+	snapshotPrefix = "etcd-"
+	snapshotSuffix = ".db"
+)
+
+// ensurePrivateDir makes dir, root's only (0700), also when it existed with a wider mode
+// (the kubelet makes a hostPath directory 0755).
+func ensurePrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// prune removes all but the newest keep snapshots of dir.
+func prune(dir string, keep int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	type snap struct {
+		name string
+		mod  time.Time
+	}
+	var snaps []snap
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), snapshotPrefix) || !strings.HasSuffix(e.Name(), snapshotSuffix) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		snaps = append(snaps, snap{e.Name(), info.ModTime()})
+	}
+	slices.SortFunc(snaps, func(a, b snap) int { return b.mod.Compare(a.mod) })
+	var errs []error
+	for i := keep; i < len(snaps); i++ {
+		errs = append(errs, os.Remove(filepath.Join(dir, snaps[i].name)))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,237 @@
+package etcdagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"sigs.k8s.io/yaml"
+
+	"github.com/selfkube/selfkube/internal/config/configtest"
+	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/manifests"
+)
+
+type events struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (e *events) Event(typ, reason, msg string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.list = append(e.list, typ+" "+reason+": "+msg)
+}
+
+func (e *events) has(reason string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.ContainsFunc(e.list, func(s string) bool { return strings.Contains(s, " "+reason+": ") })
+}
+
+// node is a control-plane node's static-pod directory with the etcd pod init renders,
+// and a ControlPlane whose status is st.
+func node(t *testing.T, st controlplane.Status) (*Agent, *dynamicfake.FakeDynamicClient, *events) {
+	t.Helper()
+	cfg := configtest.Config(t, nil)
+	assets, err := manifests.Bootstrap(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, a := range assets {
+		if filepath.Base(a.Path) == manifests.EtcdManifest {
+			data, err := manifests.Encode(a.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, manifests.EtcdManifest), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cp := &controlplane.ControlPlane{ObjectMeta: metav1.ObjectMeta{Name: controlplane.Name, Generation: 2},
+		Spec: controlplane.SpecFrom(&cfg.Cluster), Status: st}
+	u, err := cp.Unstructured()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{controlplane.GroupVersionResource: controlplane.Kind + "List"}, u)
+	ev := &events{}
+	a := &Agent{Client: client, Node: cfg.Node.Name, ManifestsDir: dir, SnapshotDir: filepath.Join(t.TempDir(), "snapshots"),
+		Keep: 2, Events: ev, Log: slog.New(slog.DiscardHandler), Now: time.Now}
+	return a, client, ev
+}
+
+func run(t *testing.T, a *Agent) {
+	t.Helper()
+	if err := a.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("%s: not within 5 s", what)
+}
+
+func readPod(t *testing.T, a *Agent) *corev1.Pod {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p corev1.Pod
+	if err := yaml.Unmarshal(data, &p); err != nil {
+		t.Fatal(err)
+	}
+	return &p
+}
+
+// The member named in the status gets the flags asked, and only those: selfkube's own
+// flags stay, a flag given before and not now is gone.
+func TestTheNamedMemberGetsTheFlags(t *testing.T) {
+	name := configtest.Config(t, nil).Node.Name
+	a2, _, ev := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{Member: &controlplane.EtcdMemberChange{
+		Node: name, Generation: 2, Target: controlplane.TargetSpec, ExtraArgs: map[string]string{"snapshot-count": "5000", "log-level": "debug"}}}})
+	run(t, a2)
+	eventually(t, "the member changed", func() bool { return ev.has("EtcdMemberChanged") })
+	p := readPod(t, a2)
+	cmd := p.Spec.Containers[0].Command
+	for _, want := range []string{"--snapshot-count=5000", "--log-level=debug", "--name=" + name, "--data-dir=/var/lib/etcd"} {
+		if !slices.Contains(cmd, want) {
+			t.Errorf("the command %v lacks %s", cmd, want)
+		}
+	}
+	if slices.Contains(cmd, "--snapshot-count=10000") {
+		t.Errorf("selfkube's default stayed beside the override: %v", cmd)
+	}
+	if got := p.Annotations[manifests.AnnotationEtcdExtraArgs]; got != `{"log-level":"debug","snapshot-count":"5000"}` {
+		t.Errorf("extra-args annotation %q", got)
+	}
+	// The file replaced is kept, 0600, and the new one is 0600 too.
+	for _, f := range []string{filepath.Join(a2.ManifestsDir, manifests.EtcdManifest), filepath.Join(a2.SnapshotDir, "etcd.yaml.before-generation-2")} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", f, fi.Mode(), err)
+		}
+	}
+	if entries, _ := os.ReadDir(a2.ManifestsDir); len(entries) != 1 {
+		t.Errorf("the static-pod directory holds %d files, want etcd.yaml alone (no temporary file left)", len(entries))
+	}
+}
+
+// A flag that selfkube owns is refused, with an Event, and the file stays as it was.
+func TestAnOwnFlagIsRefused(t *testing.T) {
+	a, _, ev := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{Member: &controlplane.EtcdMemberChange{
+		Node: configtest.Config(t, nil).Node.Name, Generation: 2, ExtraArgs: map[string]string{"data-dir": "/tmp/elsewhere"}}}})
+	before, err := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, a)
+	eventually(t, "the refusal", func() bool { return ev.has("EtcdChangeFailed") })
+	after, _ := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdManifest))
+	if string(before) != string(after) {
+		t.Errorf("the static pod changed on a refused flag")
+	}
+}
+
+// A snapshot asked for is taken into a 0700 directory, 0600, reported in the status
+// under this node's name (the other nodes' entries stay), and only the newest Keep stay.
+func TestSnapshotsAreTakenReportedAndPruned(t *testing.T) {
+	other := controlplane.EtcdSnapshot{Generation: 3, Path: "/elsewhere.db", Time: metav1.NewTime(time.Unix(0, 0))}
+	a, client, _ := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{SnapshotFor: 3,
+		Snapshots: map[string]controlplane.EtcdSnapshot{"other-node": other}}})
+	if err := os.MkdirAll(a.SnapshotDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var endpoints []string
+	for i, age := range []time.Duration{3 * time.Hour, 2 * time.Hour} { // two older snapshots
+		f := filepath.Join(a.SnapshotDir, fmt.Sprintf("etcd-old-%d.db", i))
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(f, time.Now().Add(-age), time.Now().Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Snapshot = func(_ context.Context, endpoint, path string) (int64, int64, error) {
+		endpoints = append(endpoints, endpoint)
+		return 42, 7, os.WriteFile(path, []byte("snapshot"), 0o600)
+	}
+	run(t, a)
+	var got controlplane.EtcdSnapshot
+	eventually(t, "the snapshot reported", func() bool {
+		u, err := client.Resource(controlplane.GroupVersionResource).Get(context.Background(), controlplane.Name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		cp, err := controlplane.FromUnstructured(u)
+		if err != nil || cp.Status.Etcd == nil {
+			return false
+		}
+		if cp.Status.Etcd.Snapshots["other-node"].Path != other.Path {
+			t.Fatalf("another node's snapshot was lost: %+v", cp.Status.Etcd.Snapshots)
+		}
+		got = cp.Status.Etcd.Snapshots[a.Node]
+		return got.Path != ""
+	})
+	if got.Generation != 3 || got.Revision != 42 || got.Size != 7 || got.Error != "" || !strings.HasPrefix(got.Path, a.SnapshotDir+"/etcd-") {
+		t.Errorf("reported %+v", got)
+	}
+	if len(endpoints) != 1 || endpoints[0] != "https://127.0.0.1:2379" {
+		t.Errorf("snapshot asked of %v, want the member's loopback client URL once", endpoints)
+	}
+	if fi, err := os.Stat(a.SnapshotDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("snapshot directory: %v %v, want 0700", fi.Mode(), err)
+	}
+	entries, _ := os.ReadDir(a.SnapshotDir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != 2 || !slices.Contains(names, "etcd-old-1.db") || !slices.Contains(names, filepath.Base(got.Path)) {
+		t.Errorf("kept %v, want the newest two: etcd-old-1.db and the new one", names)
+	}
+}
+
+// A failed snapshot is reported with its error, for the operator to say.
+func TestAFailedSnapshotIsReported(t *testing.T) {
+	a, client, ev := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{SnapshotFor: 2}})
+	a.Snapshot = func(context.Context, string, string) (int64, int64, error) { return 0, 0, errors.New("etcd is down") }
+	run(t, a)
+	eventually(t, "the failure reported", func() bool {
+		u, err := client.Resource(controlplane.GroupVersionResource).Get(context.Background(), controlplane.Name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		cp, _ := controlplane.FromUnstructured(u)
+		return cp != nil && cp.Status.Etcd != nil && strings.Contains(cp.Status.Etcd.Snapshots[a.Node].Error, "etcd is down")
+	})
+	if !ev.has("EtcdSnapshotFailed") {
+		t.Errorf("no EtcdSnapshotFailed Event")
+	}
+}

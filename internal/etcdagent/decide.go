@@ -1,0 +1,59 @@
+// Package etcdagent is the etcd part of the node agent of a control-plane node (it runs
+// inside `selfkube checkpointer`, the DaemonSet on every control-plane node): it carries
+// out what the control-plane operator asks of this node's etcd member in the ControlPlane
+// status, and nothing else.
+//
+//	status.etcd.snapshotFor = G, and this node has no snapshot of G ──▶ snapshot the local
+//	    member into SnapshotDir (0600, the newest Keep kept) and report it in
+//	    status.etcd.snapshots[node] (or the error, tried again after RetryAfter)
+//	status.etcd.member names this node, and its etcd static pod runs other extra flags
+//	    ──▶ render the static pod again with those flags (manifests.EtcdWithExtraArgs)
+//	    and replace the file; the kubelet restarts the member
+//
+// The operator changes one member at a time and judges each by its mirror pod; the agent
+// decides nothing about the cluster. Decide is the pure part; Agent observes (the
+// ControlPlane from an informer, the static pod from the kubelet's directory) and acts.
+package etcdagent
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/manifests"
+)
+
+// RetryAfter is how long after a failed snapshot the agent tries again.
+const RetryAfter = 15 * time.Second
+
+// Action is what to do on this node.
+type Action struct {
+	// Snapshot, when not 0, is the generation to take a snapshot for.
+	Snapshot int64
+	// Change, when set, is the member change to carry out.
+	Change *controlplane.EtcdMemberChange
+}
+
+// Decide says what node's agent does, given the ControlPlane's etcd status and the
+// node's etcd static pod (nil when the node has none: nothing to do then).
+func Decide(node string, st *controlplane.EtcdStatus, local *corev1.Pod, now time.Time) Action {
+	var a Action
+	if st == nil || local == nil {
+		return a
+	}
+	if st.SnapshotFor > 0 {
+		mine, ok := st.Snapshots[node]
+		switch {
+		case !ok || mine.Generation < st.SnapshotFor:
+			a.Snapshot = st.SnapshotFor
+		case mine.Generation == st.SnapshotFor && mine.Error != "" && now.Sub(mine.Time.Time) >= RetryAfter:
+			a.Snapshot = st.SnapshotFor
+		}
+	}
+	if m := st.Member; m != nil && m.Node == node &&
+		local.Annotations[manifests.AnnotationEtcdExtraArgs] != manifests.EtcdExtraArgsText(m.ExtraArgs) {
+		a.Change = m
+	}
+	return a
+}

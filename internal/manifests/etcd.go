@@ -1,0 +1,85 @@
+package manifests
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/selfkube/selfkube/internal/config"
+)
+
+// The annotations of an etcd static pod that let a node agent change its extra flags
+// later without the configuration it was rendered from (its mirror pod carries them, so
+// the operator reads from them what each member runs):
+const (
+	// AnnotationEtcdFlags is the JSON of selfkube's own flags of the member (no extra).
+	AnnotationEtcdFlags = "selfkube.io/etcd-flags"
+	// AnnotationEtcdExtraArgs is the JSON of the extra flags it runs with ({} if none):
+	// canonical (encoding/json sorts keys), so that two equal sets compare equal as text.
+	AnnotationEtcdExtraArgs = "selfkube.io/etcd-extra-args"
+	// EtcdLabelComponent is the label (and value) of etcd's static pods and mirror pods.
+	EtcdLabelComponent = labelLegacyComponent
+	// EtcdSnapshotDir is where the node agents keep etcd snapshots on control-plane
+	// nodes.
+	EtcdSnapshotDir = "/var/lib/selfkube/etcd-snapshots"
+	// EtcdManifest is the file name of the etcd static pod in the kubelet's directory.
+	EtcdManifest = nameEtcd + ".yaml"
+)
+
+// EtcdComponent is the value of EtcdLabelComponent on etcd's pods.
+const EtcdComponent = nameEtcd
+
+// EtcdExtraArgsText is the canonical text of extra flags, as AnnotationEtcdExtraArgs
+// holds them.
+func EtcdExtraArgsText(extra map[string]string) string {
+	if extra == nil {
+		extra = map[string]string{}
+	}
+	b, err := json.Marshal(extra)
+	if err != nil { // a map of strings always marshals
+		panic(err)
+	}
+	return string(b)
+}
+
+// annotateEtcd records base and extra flags on an etcd pod.
+func annotateEtcd(p *corev1.Pod, base flags, extra map[string]string) {
+	b, err := json.Marshal(map[string]string(base))
+	if err != nil {
+		panic(err) // a map of strings always marshals
+	}
+	if p.Annotations == nil {
+		p.Annotations = map[string]string{}
+	}
+	p.Annotations[AnnotationEtcdFlags] = string(b)
+	p.Annotations[AnnotationEtcdExtraArgs] = EtcdExtraArgsText(extra)
+}
+
+// EtcdWithExtraArgs returns the etcd static pod p with extra in place of the extra flags
+// it has: its command is rendered again from the flags recorded on it
+// (AnnotationEtcdFlags), nothing else changes. It refuses extra flags that selfkube owns
+// (config.EtcdOwnFlags), and a pod not rendered by selfkube. p is not changed.
+func EtcdWithExtraArgs(p *corev1.Pod, extra map[string]string) (*corev1.Pod, error) {
+	if errs := config.ValidateEtcdExtraArgs(extra, nil); len(errs) > 0 {
+		return nil, fmt.Errorf("etcd extra flags: %w", errs.ToAggregate())
+	}
+	raw, ok := p.Annotations[AnnotationEtcdFlags]
+	if !ok {
+		return nil, fmt.Errorf("pod %s has no %s annotation: it was not rendered by this version of selfkube", p.Name, AnnotationEtcdFlags)
+	}
+	var base flags
+	if err := json.Unmarshal([]byte(raw), &base); err != nil {
+		return nil, fmt.Errorf("pod %s: reading %s: %w", p.Name, AnnotationEtcdFlags, err)
+	}
+	i := slices.IndexFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == nameEtcd })
+	if i < 0 {
+		return nil, fmt.Errorf("pod %s has no %s container", p.Name, nameEtcd)
+	}
+	out := p.DeepCopy()
+	out.Spec.Containers[i].Command = base.command("etcd", extra)
+	annotateEtcd(out, base, maps.Clone(extra))
+	return out, nil
+}
