@@ -224,3 +224,16 @@ func (c *Client) Snapshot(ctx context.Context, path string) (revision, size int6
 	}
 	return st.Header.Revision, size, nil
 }
+
+// Healthy says whether the member at endpoint (one of the client's) answers its status
+// with a leader: a member of a cluster that has its quorum.
+func (c *Client) Healthy(ctx context.Context, endpoint string) error {
+	st, err := c.c.Status(ctx, endpoint)
+	if err != nil {
+		return err
+	}
+	if st.Leader == 0 {
+		return fmt.Errorf("etcd at %s has no leader", endpoint)
+	}
+	return nil
+}

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/selfkube/selfkube/internal/controlplane"
+	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/test/e2e/framework"
 	"github.com/selfkube/selfkube/test/e2e/probe"
 )
@@ -309,6 +311,46 @@ func TestCheckpointer(t *testing.T) {
 			if !slices.Contains(p.Spec.Containers[0].Command, flag) {
 				t.Errorf("apiserver pod %s lacks %s after the reboot", p.Name, flag)
 			}
+		}
+	})
+
+	// A reboot in the middle of a roll-out through the ControlPlane resource: the API
+	// comes back (no request lost from each identity's first answer), and the operator
+	// finishes a good change and rolls a bad one back.
+	cpc := newControlPlaneClient(ctx, t, cfg)
+	rebootMidRollout := func(t *testing.T, what, patch string) *controlplane.ControlPlane {
+		t.Helper()
+		// The kubectl-edit flag above was adopted; the resource is the one truth again.
+		gen := cpc.patch(t, patch)
+		wait(ctx, t, 2*time.Minute, "the roll-out of the apiserver to begin", func(ctx context.Context) error {
+			c, err := cpc.get(ctx)
+			if err != nil {
+				return err
+			}
+			if r := c.Status.Rollout; r == nil || r.Generation != gen || r.Component != manifests.APIServer {
+				return fmt.Errorf("roll-out %+v, want generation %d's apiserver", r, gen)
+			}
+			return nil
+		})
+		recover(t, what, nil)
+		return cpc.settled(t, gen, what+": the operator done with the change")
+	}
+	step(t, "RebootInTheMiddleOfAGoodRollOut", func(t *testing.T) {
+		c := rebootMidRollout(t, "reboot in the middle of a good roll-out", `{"spec":{"apiServer":{"extraArgs":{"max-requests-inflight":"402"}}}}`)
+		if c.Status.LastKnownGood == nil || c.Status.LastKnownGood.Generation != c.Generation {
+			t.Errorf("after the reboot the change did not complete: last-known-good %+v, generation %d", c.Status.LastKnownGood, c.Generation)
+		}
+		if err := apiServerRolledOut(ctx, cs, 1, withFlag("--max-requests-inflight=402")); err != nil {
+			t.Errorf("after the reboot: %v", err)
+		}
+	})
+	step(t, "RebootInTheMiddleOfABadRollOut", func(t *testing.T) {
+		c := rebootMidRollout(t, "reboot in the middle of a bad roll-out", `{"spec":{"apiServer":{"extraArgs":{"no-such-flag":"1"}}}}`)
+		if c.Status.RolledBack == nil || c.Status.RolledBack.Generation != c.Generation || c.Status.LastKnownGood.Generation >= c.Generation {
+			t.Errorf("after the reboot the bad change was not rolled back: rolled back %+v, last-known-good %+v", c.Status.RolledBack, c.Status.LastKnownGood)
+		}
+		if err := apiServerRolledOut(ctx, cs, 1, withFlag("--max-requests-inflight=402")); err != nil {
+			t.Errorf("after the rollback: %v", err)
 		}
 	})
 }

@@ -111,8 +111,25 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 
 	step(t, "ControlPlaneResourceMadeByInit", func(t *testing.T) {
 		cp := settled(t, 1, "the operator to record the control plane init made as its last-known-good")
-		if cp.Status.LastKnownGood == nil || cp.Status.LastKnownGood.Generation != 1 || len(cp.Status.Components) != 3 {
+		if cp.Status.LastKnownGood == nil || cp.Status.LastKnownGood.Generation != 1 || len(cp.Status.Components) != 4 {
 			t.Errorf("status after init: %+v", cp.Status)
+		}
+	})
+
+	step(t, "UpgradePlan", func(t *testing.T) {
+		// Read-only: what a change would do, and what blocks one.
+		out, err := n.Exec(ctx, bin, "upgrade", "plan", "--set", "apiServer.extraArgs.max-requests-inflight=403")
+		t.Logf("selfkube upgrade plan:\n%s", out)
+		if err != nil || !strings.Contains(out, "max-requests-inflight: (unset) → 403") || strings.Contains(out, "✗") {
+			t.Errorf("upgrade plan of a good change: %v; want the change shown and nothing blocking", err)
+		}
+		out, err = n.Exec(ctx, bin, "upgrade", "plan", "--set", "kubernetesVersion=v1.38.0")
+		t.Logf("selfkube upgrade plan (two minors up):\n%s", out)
+		if err == nil || !strings.Contains(out, "✗") || !strings.Contains(out, "v1.37") {
+			t.Errorf("upgrade plan of a skipped minor: %v; want it to fail, saying v1.37 comes first", err)
+		}
+		if cp, err := cpc.get(ctx); err != nil || cp.Generation != 1 {
+			t.Errorf("upgrade plan changed the resource: generation %v, %v", cp, err)
 		}
 	})
 
@@ -141,6 +158,12 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 		if !slices.Contains(apiServerFlags(t), "--max-requests-inflight=403") {
 			t.Errorf("the DaemonSet lacks the flag after the roll-out")
 		}
+		// A snapshot of etcd was taken before the change and is named in the status.
+		cp, err := cpc.get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSnapshot(t, cp, gen, map[string]*framework.Node{n.Name: n})
 		if len(events(t, operator.ReasonRolledOut)) == 0 {
 			t.Errorf("no %s Event on the ControlPlane", operator.ReasonRolledOut)
 		}
