@@ -279,6 +279,26 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("an edit/admin user reading the ControlPlane: %v, want Forbidden", err)
 		}
+		// The status carries the operator's word to the node agents (which etcd member
+		// gets which flags): no more theirs than the spec.
+		_, err = udyn.Resource(controlplane.GroupVersionResource).Patch(ctx, controlplane.Name, types.MergePatchType,
+			[]byte(`{"status":{"etcd":{"member":{"node":"`+n.Name+`","generation":1,"target":"Spec","extraArgs":{"log-level":"debug"}}}}}`),
+			metav1.PatchOptions{}, "status")
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("an edit/admin user patching the ControlPlane's status: %v, want Forbidden", err)
+		}
+		// The node agent's ServiceAccount (a pod on a control-plane node that mounts its
+		// token) may report in the status but not change the spec.
+		sa := impersonate(cfg, "system:serviceaccount:kube-system:selfkube-checkpointer")
+		sdyn, err := dynamic.NewForConfig(sa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = sdyn.Resource(controlplane.GroupVersionResource).Patch(ctx, controlplane.Name, types.MergePatchType,
+			[]byte(`{"spec":{"etcd":{"extraArgs":{"log-level":"debug"}}}}`), metav1.PatchOptions{})
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("the node agent's ServiceAccount patching the ControlPlane's spec: %v, want Forbidden", err)
+		}
 	})
 }
 
@@ -309,4 +329,15 @@ func killOperatorLeader(ctx context.Context, t *testing.T, cs kubernetes.Interfa
 	}
 	t.Logf("killed the operator's leader %s at %s", leader, time.Now().Format("15:04:05.000"))
 	return leader
+}
+
+// impersonate is cfg (an administrator's) acting as user, as `kubectl --as` does.
+func impersonate(cfg *rest.Config, user string) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.Impersonate = rest.ImpersonationConfig{UserName: user}
+	if strings.HasPrefix(user, "system:serviceaccount:") {
+		ns := strings.Split(user, ":")[2]
+		c.Impersonate.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
+	}
+	return c
 }
