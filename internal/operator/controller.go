@@ -146,6 +146,10 @@ func (c *Controller) work(ctx context.Context) {
 		}
 		after, err := c.sync(ctx)
 		switch {
+		case apierrors.IsConflict(err):
+			// The status changed meanwhile (a node agent reported a snapshot): look again.
+			c.log.Debug("the ControlPlane changed meanwhile; looking again", "err", err)
+			c.queue.AddRateLimited(key)
 		case err != nil:
 			c.log.Warn("reconciling the control plane failed; retrying", "err", err)
 			c.queue.AddRateLimited(key)

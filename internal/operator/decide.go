@@ -431,8 +431,8 @@ func nextMember(s State, st *controlplane.Status, target controlplane.Target, c 
 	var next string
 	var blocked []string
 	for i, m := range c.Members {
-		if m.Matches {
-			continue
+		if m.Matches || !m.Exists {
+			continue // a member with no mirror pod (restarting, joining) cannot be judged
 		}
 		blocked = nil
 		for j, o := range c.Members {

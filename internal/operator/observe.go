@@ -188,7 +188,9 @@ func observeEtcd(nodes []string, pods []*corev1.Pod, want, image string) Observe
 		if m.Ready {
 			o.Status.Ready++
 		}
-		o.Matches = o.Matches && m.Matches
+		// A member without a mirror pod says nothing of what it runs: it is waited for
+		// (not healthy), never a reason to start a change.
+		o.Matches = o.Matches && (m.Matches || !m.Exists)
 		if o.Waiting == "" {
 			switch {
 			case !m.Exists:

@@ -130,3 +130,39 @@ func TestComponentNamesAreTheWorkloads(t *testing.T) {
 		t.Errorf("ComponentPods selects coredns")
 	}
 }
+
+func etcdMirror(node, extra string, ready bool, waiting string) *corev1.Pod {
+	p := pod("etcd-"+node, "", ready, waiting)
+	p.Spec.NodeName = node
+	p.Status.Phase = corev1.PodRunning
+	p.Annotations = map[string]string{manifests.AnnotationEtcdExtraArgs: extra}
+	return p
+}
+
+// etcd's members are judged by their mirror pods: one per control-plane node, its extra
+// flags against the target's; a node whose mirror pod is missing (restarting, joining)
+// is waited for but is no reason to change anything.
+func TestEtcdMembersAreJudgedByTheirMirrorPods(t *testing.T) {
+	nodes := []string{"b", "a", "c"}
+	o := observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", "{}", true, ""), etcdMirror("b", "{}", true, ""), etcdMirror("c", "{}", true, "")}, "{}", "etcd:x")
+	if !o.Matches || !o.Healthy || o.Failure != nil || o.Status.Ready != 3 || o.Status.Updated != 3 || o.Status.Desired != 3 {
+		t.Errorf("three matching Ready members: %+v", o)
+	}
+	if names := []string{o.Members[0].Node, o.Members[1].Node, o.Members[2].Node}; !slices.Equal(names, []string{"a", "b", "c"}) {
+		t.Errorf("members in order %v, want a b c", names)
+	}
+	o = observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", "{}", true, ""), etcdMirror("c", "{}", true, "")}, "{}", "etcd:x")
+	if !o.Matches || o.Healthy || !strings.Contains(o.Waiting, "node b") {
+		t.Errorf("b without a mirror pod: %+v; want it waited for, nothing to change", o)
+	}
+	o = observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", `{"v":"1"}`, false, "CrashLoopBackOff"), etcdMirror("b", "{}", true, ""), etcdMirror("c", "{}", true, "")},
+		`{"v":"1"}`, "etcd:x")
+	if o.Matches || o.Failure == nil || o.Failure.Reason != "CrashLoopBackOff" || o.Status.Updated != 1 {
+		t.Errorf("a crash-looping on the target's flags: %+v; want its failure, b and c still to change", o)
+	}
+	o = observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", `{}`, false, "CrashLoopBackOff"), etcdMirror("b", "{}", true, ""), etcdMirror("c", "{}", true, "")},
+		`{"v":"1"}`, "etcd:x")
+	if o.Failure != nil {
+		t.Errorf("a crash loop on flags other than the target's judged the target: %+v", o.Failure)
+	}
+}
