@@ -171,6 +171,8 @@ type EtcdMemberChange struct {
 	Target     Target `json:"target"`
 	// ExtraArgs are the flags the member gets (Etcd.ExtraArgs of that spec).
 	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
+	// Since is when this node's member was named: its roll-out timeout counts from then.
+	Since metav1.Time `json:"since"`
 }
 
 // ComponentStatus is one component as observed.

@@ -28,6 +28,7 @@ import (
 	"github.com/selfkube/selfkube/internal/component"
 	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/etcd"
+	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -73,6 +74,14 @@ type Agent struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	cancel   context.CancelFunc
 	done     sync.WaitGroup
+	tried    attempt
+}
+
+// attempt is the last snapshot this agent took or tried.
+type attempt struct {
+	generation int64
+	at         time.Time
+	ok         bool
 }
 
 // Init implements component.Component.
@@ -175,10 +184,21 @@ func (a *Agent) Sync(ctx context.Context) error {
 		return err
 	}
 	act := Decide(a.Node, cp.Status.Etcd, local, a.Now())
+	if t := a.tried; act.Snapshot > 0 && t.generation == act.Snapshot && (t.ok || a.Now().Sub(t.at) < RetryAfter) {
+		act.Snapshot = 0 // taken (or tried) already; the informer has not shown the report yet
+	}
 	if act.Snapshot > 0 {
-		if err := a.report(ctx, a.takeSnapshot(ctx, local, act.Snapshot)); err != nil {
+		sn := a.takeSnapshot(ctx, local, act.Snapshot)
+		a.tried = attempt{generation: act.Snapshot, at: a.Now(), ok: sn.Error == ""}
+		if err := a.report(ctx, sn); err != nil {
 			return err
 		}
+		// The snapshot took a while: what to change is decided on the next look, from the
+		// ControlPlane as it is then.
+		if a.queue != nil {
+			a.queue.Add(controlplane.Name)
+		}
+		return nil
 	}
 	if act.Change != nil {
 		a.change(local, act.Change)
@@ -241,8 +261,17 @@ func (a *Agent) takeSnapshot(ctx context.Context, local *corev1.Pod, generation 
 // report writes the snapshot into the ControlPlane's status, under this node's name
 // (a merge patch: the other nodes' entries and the operator's fields stay).
 func (a *Agent) report(ctx context.Context, s controlplane.EtcdSnapshot) error {
+	// Every field is written, an empty one as null: a merge patch leaves out what it
+	// does not name, so an error of an earlier try would outlive a success.
+	entry := map[string]any{"generation": s.Generation, "time": s.Time, "path": nil, "revision": nil, "size": nil, "error": nil}
+	if s.Path != "" {
+		entry["path"], entry["revision"], entry["size"] = s.Path, s.Revision, s.Size
+	}
+	if s.Error != "" {
+		entry["error"] = s.Error
+	}
 	patch, err := json.Marshal(map[string]any{"status": map[string]any{"etcd": map[string]any{
-		"snapshots": map[string]any{a.Node: s}}}})
+		"snapshots": map[string]any{a.Node: entry}}}})
 	if err != nil {
 		return err
 	}
@@ -269,18 +298,15 @@ func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
 		}
 		file := filepath.Join(a.ManifestsDir, manifests.EtcdManifest)
 		if old, err := os.ReadFile(file); err == nil {
-			keep := filepath.Join(a.SnapshotDir, fmt.Sprintf("%s.before-generation-%d", manifests.EtcdManifest, m.Generation))
-			if err := os.WriteFile(keep, old, 0o600); err != nil {
+			keep := filepath.Join(a.SnapshotDir, manifests.EtcdManifest+".before-"+a.Now().UTC().Format("20060102T150405Z"))
+			if _, err := host.WriteFile(keep, old, 0o600); err != nil {
 				return err
 			}
 		}
-		// Written beside it under a dot name (the kubelet ignores those), then renamed:
-		// the kubelet never reads half a file.
-		tmp := filepath.Join(a.ManifestsDir, "."+manifests.EtcdManifest+".selfkube")
-		if err := os.WriteFile(tmp, data, 0o600); err != nil {
-			return err
-		}
-		return os.Rename(tmp, file)
+		// Written beside it under a dot name (the kubelet ignores those), synced, renamed,
+		// the directory synced: the kubelet never reads half a file, nor does a reboot.
+		_, err = host.WriteFile(file, data, 0o600)
+		return err
 	}()
 	if err != nil {
 		a.Events.Event(corev1.EventTypeWarning, "EtcdChangeFailed",
@@ -343,7 +369,14 @@ func prune(dir string, keep int) error {
 	}
 	var snaps []snap
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), snapshotPrefix) || !strings.HasSuffix(e.Name(), snapshotSuffix) {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), snapshotPrefix) {
+			continue
+		}
+		if strings.HasSuffix(e.Name(), snapshotSuffix+".part") {
+			_ = os.Remove(filepath.Join(dir, e.Name())) // left by a killed agent
+			continue
+		}
+		if !strings.HasSuffix(e.Name(), snapshotSuffix) {
 			continue
 		}
 		info, err := e.Info()

@@ -133,9 +133,13 @@ func TestTheNamedMemberGetsTheFlags(t *testing.T) {
 		t.Errorf("extra-args annotation %q", got)
 	}
 	// The file replaced is kept, 0600, and the new one is 0600 too.
-	for _, f := range []string{filepath.Join(a2.ManifestsDir, manifests.EtcdManifest), filepath.Join(a2.SnapshotDir, "etcd.yaml.before-generation-2")} {
+	kept, _ := filepath.Glob(filepath.Join(a2.SnapshotDir, "etcd.yaml.before-*"))
+	if len(kept) != 1 {
+		t.Fatalf("the replaced static pod kept as %v, want one copy", kept)
+	}
+	for _, f := range []string{filepath.Join(a2.ManifestsDir, manifests.EtcdManifest), kept[0]} {
 		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v %v, want mode 0600", f, fi.Mode(), err)
+			t.Errorf("%s: %v, want mode 0600", f, err)
 		}
 	}
 	if entries, _ := os.ReadDir(a2.ManifestsDir); len(entries) != 1 {
@@ -233,5 +237,45 @@ func TestAFailedSnapshotIsReported(t *testing.T) {
 	})
 	if !ev.has("EtcdSnapshotFailed") {
 		t.Errorf("no EtcdSnapshotFailed Event")
+	}
+}
+
+// A snapshot that failed and then succeeded is reported as a success: the error of the
+// first try does not outlive it (the report is a merge patch).
+func TestASnapshotRetriedClearsItsError(t *testing.T) {
+	a, client, _ := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{SnapshotFor: 2}})
+	var mu sync.Mutex
+	clock, fail := time.Now(), true
+	a.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	a.Snapshot = func(_ context.Context, _, path string) (int64, int64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return 0, 0, errors.New("etcd is down")
+		}
+		return 7, 8, os.WriteFile(path, []byte("snapshot"), 0o600)
+	}
+	mine := func() controlplane.EtcdSnapshot {
+		u, err := client.Resource(controlplane.GroupVersionResource).Get(context.Background(), controlplane.Name, metav1.GetOptions{})
+		if err != nil {
+			return controlplane.EtcdSnapshot{}
+		}
+		cp, _ := controlplane.FromUnstructured(u)
+		if cp == nil || cp.Status.Etcd == nil {
+			return controlplane.EtcdSnapshot{}
+		}
+		return cp.Status.Etcd.Snapshots[a.Node]
+	}
+	run(t, a)
+	eventually(t, "the failure reported", func() bool { return mine().Error != "" })
+	mu.Lock()
+	clock, fail = clock.Add(RetryAfter+time.Second), false
+	mu.Unlock()
+	if err := a.Sync(context.Background()); err != nil { // without waiting for the resync
+		t.Fatal(err)
+	}
+	eventually(t, "the success reported", func() bool { return mine().Path != "" })
+	if got := mine(); got.Error != "" || got.Revision != 7 {
+		t.Errorf("after the retry: %+v, want a success without the first try's error", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
@@ -209,6 +210,8 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 	state := State{Generation: cp.Generation, Spec: cp.Spec, Status: cp.Status, Now: c.now()}
 	if errs := cp.Spec.Validate(); len(errs) > 0 {
 		state.Invalid = errs.ToAggregate().Error()
+	} else if cluster.Etcd.Local == nil && len(cp.Spec.Etcd.ExtraArgs) > 0 {
+		state.Invalid = "spec.etcd.extraArgs: this cluster's etcd is external; selfkube does not run it"
 	}
 	target := TargetOf(cp.Status, cp.Generation)
 	if state.Invalid == "" || target == controlplane.TargetLastKnownGood {
@@ -371,6 +374,13 @@ func (c *Controller) observeEtcd(cp *controlplane.ControlPlane, target controlpl
 	pods, err := c.etcdPods.Pods(manifests.Namespace).List(EtcdPods())
 	if err != nil {
 		return Observed{}, err
+	}
+	// A member on a node without the label (a join stopped before labelling it) is a
+	// member all the same: the quorum counts it.
+	for _, p := range pods {
+		if p.Spec.NodeName != "" && !slices.Contains(names, p.Spec.NodeName) {
+			names = append(names, p.Spec.NodeName)
+		}
 	}
 	return observeEtcd(names, pods, manifests.EtcdExtraArgsText(s.Etcd.ExtraArgs), cluster.Image(config.ImageEtcd)), nil
 }

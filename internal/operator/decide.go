@@ -222,9 +222,16 @@ func Decide(s State) Decision {
 		}
 		// etcd's members change one at a time, so a member of the new spec may fail while
 		// others still differ: its failure is judged before the next member changes.
-		etcdFailure := isEtcd && rolling && (c.Failure != nil || s.Now.Sub(r.Started.Time) > rollTimeout)
+		// Each member has the roll-out timeout from when it was named; going back, a
+		// timeout does not stop the members still to go back (only a member failing on
+		// the last-known-good flags does).
+		etcdTimedOut := isEtcd && rolling && memberTimedOut(st.Etcd, s.Now, rollTimeout)
+		etcdFailure := isEtcd && rolling && (c.Failure != nil || etcdTimedOut && target == controlplane.TargetSpec)
 		if !c.Matches && !etcdFailure {
-			if !rolling && target == controlplane.TargetSpec && s.hasEtcd() && !snapshotted(st.Etcd, s.Generation) {
+			// A snapshot of etcd before a generation that never ran changes anything (a
+			// workload put back, or a rollback, goes to what ran: none is needed).
+			newGeneration := st.LastKnownGood == nil || st.LastKnownGood.Generation != s.Generation
+			if !rolling && target == controlplane.TargetSpec && newGeneration && s.hasEtcd() && !snapshotted(st.Etcd, s.Generation) {
 				// A snapshot of etcd before anything of this generation changes.
 				d.RequeueAfter = pollProgress
 				requestSnapshot(s, &st, set, event)
@@ -249,8 +256,16 @@ func Decide(s State) Decision {
 			return done()
 		}
 		failure = c.Failure
-		if failure == nil && rolling && (!c.Healthy || !c.Matches) && s.Now.Sub(r.Started.Time) > rollTimeout {
-			failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after its change: %s", rollTimeout, c.Waiting)}
+		timedOut := rolling && s.Now.Sub(r.Started.Time) > rollTimeout
+		if isEtcd {
+			timedOut = etcdTimedOut
+		}
+		if failure == nil && timedOut && (!c.Healthy || !c.Matches) {
+			waiting := c.Waiting
+			if waiting == "" {
+				waiting = "not every member runs it"
+			}
+			failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after its change: %s", rollTimeout, waiting)}
 		}
 		if failure != nil {
 			if target == controlplane.TargetSpec && st.LastKnownGood != nil && st.LastKnownGood.Generation != s.Generation {
@@ -393,6 +408,12 @@ func snapshotted(e *controlplane.EtcdStatus, generation int64) bool {
 	return false
 }
 
+// memberTimedOut says the member named in e has not run its change, Ready, within
+// timeout of being named.
+func memberTimedOut(e *controlplane.EtcdStatus, now time.Time, timeout time.Duration) bool {
+	return e != nil && e.Member != nil && now.Sub(e.Member.Since.Time) > timeout
+}
+
 type setCondition func(typ string, status metav1.ConditionStatus, reason, msg string)
 
 // requestSnapshot asks the node agents for a snapshot of etcd before generation rolls
@@ -430,7 +451,21 @@ func nextMember(s State, st *controlplane.Status, target controlplane.Target, c 
 	}
 	var next string
 	var blocked []string
+	// The member named last goes on being the one until it runs the target, Ready (a
+	// change of the target meanwhile, a rollback, a node joined that sorts before it):
+	// its agent may be restarting it at this moment, and no other may restart with it.
+	if st.Etcd != nil && st.Etcd.Member != nil {
+		named := st.Etcd.Member.Node
+		if i := slices.IndexFunc(c.Members, func(m Member) bool { return m.Node == named }); i >= 0 {
+			if m := c.Members[i]; !m.Matches || !m.Ready {
+				next = named
+			}
+		}
+	}
 	for i, m := range c.Members {
+		if next != "" {
+			break
+		}
 		if m.Matches || !m.Exists {
 			continue // a member with no mirror pod (restarting, joining) cannot be judged
 		}
@@ -458,7 +493,14 @@ func nextMember(s State, st *controlplane.Status, target controlplane.Target, c 
 	if st.Etcd != nil {
 		e = *st.Etcd
 	}
-	e.Member = &controlplane.EtcdMemberChange{Node: next, Generation: generation, Target: target, ExtraArgs: maps.Clone(args)}
+	since := metav1.NewTime(s.Now)
+	if old := e.Member; old != nil && old.Node == next {
+		since = old.Since // the same member, maybe with a new target: its clock goes on
+		if old.Generation == generation && old.Target == target {
+			return // named already: nothing new to say
+		}
+	}
+	e.Member = &controlplane.EtcdMemberChange{Node: next, Generation: generation, Target: target, ExtraArgs: maps.Clone(args), Since: since}
 	st.Etcd = &e
 	msg := fmt.Sprintf("%s the etcd member of node %s to generation %d", verb, next, generation)
 	reason := ReasonRollingOut

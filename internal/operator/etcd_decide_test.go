@@ -116,9 +116,6 @@ func TestEtcdMembersChangeOneAtATimeKeepingQuorum(t *testing.T) {
 	if n := changing(d); n != "b" {
 		t.Fatalf("with b not Ready the instruction moved to %q", n)
 	}
-	if c := condition(t, d.Status, controlplane.ConditionProgressing); !strings.Contains(c.Message, "quorum") {
-		t.Errorf("Progressing = %+v, want it to say it waits for quorum", c)
-	}
 	if n := changing(look(5*time.Second, member("a", true, true), member("b", true, true), member("c", false, true))); n != "c" {
 		t.Fatalf("third member changed: %q, want c", n)
 	}
@@ -168,5 +165,58 @@ func TestAFailingEtcdMemberIsRolledBackFirst(t *testing.T) {
 	m := d.Status.Etcd.Member
 	if m == nil || m.Node != "a" || m.Target != controlplane.TargetLastKnownGood || !maps.Equal(m.ExtraArgs, old) || m.Generation != 1 {
 		t.Fatalf("rollback step: %+v, want a changed back to generation 1's flags", m)
+	}
+}
+
+// No member changes while one that needs no change is not Ready: that one and the
+// changed one down at once would be two of three.
+func TestNoMemberChangesWhileAnotherIsNotReady(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(1, spec("")), Etcd: snapshotFor(2)}
+	d := Decide(State{Generation: 2, Spec: etcdSpec(map[string]string{"snapshot-count": "5000"}), Status: st, Now: t0,
+		Components: withEtcd(healthy(), member("a", true, false), member("b", false, true), member("c", false, true))})
+	if d.Status.Etcd.Member != nil {
+		t.Fatalf("member %+v named while a is not Ready", d.Status.Etcd.Member)
+	}
+	if c := condition(t, d.Status, controlplane.ConditionProgressing); !strings.Contains(c.Message, "quorum") {
+		t.Errorf("Progressing = %+v, want it to say it waits for quorum", c)
+	}
+}
+
+// A member named stays the one to change until it runs the target, Ready, whatever
+// happens meanwhile: a new generation, or a rollback, names it again with the new flags
+// rather than another member its agent may restart at the same time.
+func TestTheNamedMemberStaysNamedUntilDone(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(1, spec("")), Etcd: snapshotFor(3)}
+	st.Etcd.Member = &controlplane.EtcdMemberChange{Node: "b", Generation: 2, Target: controlplane.TargetSpec,
+		ExtraArgs: map[string]string{"snapshot-count": "5000"}, Since: metav1.NewTime(t0)}
+	st.Rollout = &controlplane.RolloutStatus{Generation: 3, Component: "etcd", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}
+	// Generation 3 wants other flags; a (which ran generation 2) differs from it too and
+	// sorts first, but b was named and its mirror pod does not show the change yet.
+	args := map[string]string{"snapshot-count": "6000"}
+	d := Decide(State{Generation: 3, Spec: etcdSpec(args), Status: st, Now: t0.Add(time.Second),
+		Components: withEtcd(healthy(), member("a", false, true), member("b", false, true), member("c", false, true))})
+	m := d.Status.Etcd.Member
+	if m == nil || m.Node != "b" || m.Generation != 3 || !maps.Equal(m.ExtraArgs, args) || !m.Since.Equal(&metav1.Time{Time: t0}) {
+		t.Fatalf("member %+v, want b named again with generation 3's flags, its clock going on", m)
+	}
+}
+
+// The roll-out timeout counts per member, from when it was named: a slow three-member
+// roll is not rolled back for the time the first two took.
+func TestEtcdTimeoutCountsPerMember(t *testing.T) {
+	args := map[string]string{"snapshot-count": "5000"}
+	st := controlplane.Status{LastKnownGood: good(1, spec("")), Etcd: snapshotFor(2)}
+	st.Rollout = &controlplane.RolloutStatus{Generation: 2, Component: "etcd", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}
+	st.Etcd.Member = &controlplane.EtcdMemberChange{Node: "c", Generation: 2, Target: controlplane.TargetSpec, ExtraArgs: args,
+		Since: metav1.NewTime(t0.Add(290 * time.Second))}
+	d := Decide(State{Generation: 2, Spec: etcdSpec(args), Status: st, Now: t0.Add(320 * time.Second),
+		Components: withEtcd(healthy(), member("a", true, true), member("b", true, true), member("c", true, false))})
+	if d.Status.RolledBack != nil {
+		t.Fatalf("rolled back 30 s after c was named: %+v", d.Status.RolledBack)
+	}
+	d = Decide(State{Generation: 2, Spec: etcdSpec(args), Status: st, Now: t0.Add(600 * time.Second),
+		Components: withEtcd(healthy(), member("a", true, true), member("b", true, true), member("c", true, false))})
+	if d.Status.RolledBack == nil || d.Status.RolledBack.Reason != ReasonTimeout {
+		t.Fatalf("c not Ready 310 s after it was named: %+v, want a rollback for Timeout", d.Status.RolledBack)
 	}
 }
