@@ -32,6 +32,11 @@ func ownedPods(pods []*corev1.Pod, owners ...types.UID) []*corev1.Pod {
 		if ref == nil || !slices.Contains(owners, ref.UID) || p.DeletionTimestamp != nil {
 			continue
 		}
+		// A pod that ended (a Deployment's pod killed by a reboot of its node stays
+		// Failed until garbage-collected) is replaced, not waited for.
+		if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+			continue
+		}
 		out = append(out, p)
 	}
 	slices.SortFunc(out, func(a, b *corev1.Pod) int { return strings.Compare(a.Name, b.Name) })

@@ -166,3 +166,16 @@ func TestEtcdMembersAreJudgedByTheirMirrorPods(t *testing.T) {
 		t.Errorf("a crash loop on flags other than the target's judged the target: %+v", o.Failure)
 	}
 }
+
+// A pod that ended (Failed after its node rebooted) is no pod of the component: it
+// neither fails it nor keeps it from being healthy.
+func TestEndedPodsAreNotTheComponents(t *testing.T) {
+	const rs types.UID = "rs-uid"
+	live := pod("kube-scheduler-a", rs, true, "")
+	ended := pod("kube-scheduler-b", rs, false, "")
+	ended.Status.Phase = corev1.PodFailed
+	got := ownedPods([]*corev1.Pod{live, ended}, rs)
+	if len(got) != 1 || got[0].Name != "kube-scheduler-a" {
+		t.Errorf("owned pods %v, want the live one only", got)
+	}
+}
