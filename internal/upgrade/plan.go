@@ -177,10 +177,16 @@ func PlanFor(obs Observed, changes []Change) (*Plan, error) {
 		}
 	}
 	for _, name := range names {
+		if name == controlplane.ComponentEtcd && obs.Cluster.Etcd.Local == nil {
+			continue // an external etcd is not selfkube's
+		}
 		c := ComponentPlan{Name: name, TargetImage: configured.Image(name)}
 		if i := slices.IndexFunc(cp.Status.Components, func(s controlplane.ComponentStatus) bool { return s.Name == name }); i >= 0 {
 			s := cp.Status.Components[i]
 			c.Image, c.Ready, c.Desired = s.Image, s.Ready, s.Desired
+		}
+		if name == controlplane.ComponentEtcd && c.Image != "" {
+			c.TargetImage = c.Image // the operator changes etcd's flags, not (yet) its image
 		}
 		if f, ok := specField[name]; ok {
 			c.Settings = slices.ContainsFunc(p.Changes, func(fc FieldChange) bool {
