@@ -100,7 +100,7 @@ func (a *Agent) Init(context.Context) error {
 		if a.Snapshot == nil {
 			a.Snapshot = a.snapshotWithClient
 		}
-		return ensurePrivateDir(a.SnapshotDir)
+		return host.EnsurePrivateDir(a.SnapshotDir)
 	})
 }
 
@@ -237,7 +237,7 @@ func (a *Agent) takeSnapshot(ctx context.Context, local *corev1.Pod, generation 
 	if err != nil {
 		return fail(err)
 	}
-	if err := ensurePrivateDir(a.SnapshotDir); err != nil {
+	if err := host.EnsurePrivateDir(a.SnapshotDir); err != nil {
 		return fail(err)
 	}
 	path := filepath.Join(a.SnapshotDir, fmt.Sprintf("%s%s-generation-%d-%s%s", snapshotPrefix, a.Node, generation,
@@ -347,15 +347,6 @@ const (
 	snapshotPrefix = "etcd-"
 	snapshotSuffix = ".db"
 )
-
-// ensurePrivateDir makes dir, root's only (0700), also when it existed with a wider mode
-// (the kubelet makes a hostPath directory 0755).
-func ensurePrivateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return os.Chmod(dir, 0o700)
-}
 
 // prune removes all but the newest keep snapshots of dir.
 func prune(dir string, keep int) error {
