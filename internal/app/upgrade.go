@@ -49,6 +49,8 @@ FIELD is a path below spec:
                                         .resources.requests.RESOURCE, .resources.limits.RESOURCE
   etcd.extraArgs.FLAG                   (etcd's members change one at a time; the flags
                                          that make a member what it is are refused)
+  kubeProxy.image, coreDNS.image        (the add-ons, rolled out after the control plane;
+                                         kube-proxy follows kubernetesVersion otherwise)
 
 Before anything changes, each control-plane node's agent takes a snapshot of etcd
 (/var/lib/selfkube/etcd-snapshots, the newest 5; named in the status).

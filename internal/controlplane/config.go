@@ -24,6 +24,8 @@ func SpecFrom(cluster *config.ClusterConfiguration) Spec {
 		APIServer:         component(cluster.Images.APIServer, cluster.APIServer.Component),
 		ControllerManager: component(cluster.Images.ControllerManager, cluster.ControllerManager),
 		Scheduler:         component(cluster.Images.Scheduler, cluster.Scheduler),
+		KubeProxy:         Addon{Image: cluster.Images.Proxy},
+		CoreDNS:           Addon{Image: cluster.Images.CoreDNS},
 	}
 	if cluster.Etcd.Local != nil {
 		s.Etcd.ExtraArgs = maps.Clone(cluster.Etcd.Local.ExtraArgs)
@@ -43,6 +45,8 @@ func (s *Spec) Configure(cluster config.ClusterConfiguration) config.ClusterConf
 	out.Images.APIServer = s.APIServer.Image
 	out.Images.ControllerManager = s.ControllerManager.Image
 	out.Images.Scheduler = s.Scheduler.Image
+	out.Images.Proxy = s.KubeProxy.Image
+	out.Images.CoreDNS = s.CoreDNS.Image
 	out.APIServer.Component = copyComponent(s.APIServer.Component)
 	out.ControllerManager = copyComponent(s.ControllerManager.Component)
 	out.Scheduler = copyComponent(s.Scheduler.Component)
@@ -82,6 +86,14 @@ func (s *Spec) Validate() field.ErrorList {
 			errs = append(errs, field.Invalid(p.Child(c.name, "image"), c.c.Image, "must be an image reference"))
 		}
 		errs = append(errs, config.ValidateComponent(&c.c.Component, p.Child(c.name))...)
+	}
+	for _, a := range []struct {
+		name string
+		a    *Addon
+	}{{"kubeProxy", &s.KubeProxy}, {"coreDNS", &s.CoreDNS}} {
+		if strings.ContainsAny(a.a.Image, " \t") {
+			errs = append(errs, field.Invalid(p.Child(a.name, "image"), a.a.Image, "must be an image reference"))
+		}
 	}
 	errs = append(errs, config.ValidateEtcdExtraArgs(s.Etcd.ExtraArgs, p.Child("etcd", "extraArgs"))...)
 	return errs

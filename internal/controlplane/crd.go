@@ -59,6 +59,12 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 			"apiServer":         component("kube-apiserver"),
 			"controllerManager": component("kube-controller-manager"),
 			"scheduler":         component("kube-scheduler"),
+			"kubeProxy": {Type: "object", Description: "What may change of kube-proxy (rolled out after the control plane).",
+				Properties: map[string]apiextensionsv1.JSONSchemaProps{
+					"image": str("The full image reference, overriding <imageRepository>/kube-proxy:<kubernetesVersion>.")}},
+			"coreDNS": {Type: "object", Description: "What may change of CoreDNS (rolled out after kube-proxy).",
+				Properties: map[string]apiextensionsv1.JSONSchemaProps{
+					"image": str("The full image reference, overriding the CoreDNS image of selfkube's release.")}},
 			"etcd": {Type: "object", Description: "What may change of the local etcd members (none with an external etcd); " +
 				"each control-plane node's agent changes its member, one member at a time.",
 				Properties: map[string]apiextensionsv1.JSONSchemaProps{"extraArgs": etcdExtra}},

@@ -6,8 +6,8 @@
 // cluster configuration the manifests are built from. It does no I/O.
 //
 // The spec holds only what may change after init: the Kubernetes version, the image
-// repository, and per control-plane component the image, extra flags, feature gates and
-// resources. Everything else of the cluster (networks, certificates, endpoint) stays in
+// repository, per control-plane component the image, extra flags, feature gates and
+// resources, etcd's extra flags, and the images of kube-proxy and CoreDNS. Everything else of the cluster (networks, certificates, endpoint) stays in
 // the configuration init published (kube-system/selfkube-config), which the spec
 // overrides field by field.
 package controlplane
@@ -60,6 +60,10 @@ type Spec struct {
 	// Etcd is the settings of the local etcd members (static pods, changed one member at
 	// a time by the node agent of each control-plane node); empty with an external etcd.
 	Etcd Etcd `json:"etcd,omitempty"`
+	// KubeProxy and CoreDNS are the add-ons the operator rolls out after the control
+	// plane (kube-proxy follows KubernetesVersion unless its image is set).
+	KubeProxy Addon `json:"kubeProxy,omitempty"`
+	CoreDNS   Addon `json:"coreDNS,omitempty"`
 	// Rollout sets how a change is rolled out and judged.
 	Rollout Rollout `json:"rollout,omitempty"`
 }
@@ -70,6 +74,12 @@ type Component struct {
 	// Image overrides the full image reference (<imageRepository>/<component>:<version>).
 	Image            string `json:"image,omitempty"`
 	config.Component `json:",inline"`
+}
+
+// Addon is what may change of an add-on: its image.
+type Addon struct {
+	// Image overrides the full image reference.
+	Image string `json:"image,omitempty"`
 }
 
 // Etcd is what may change of the local etcd members.
@@ -249,11 +259,20 @@ const (
 )
 
 // The components, in the order they change (version-skew order: etcd, then the
-// apiserver, then the rest).
-var Components = []string{ComponentEtcd, "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+// apiserver, then the controller manager and scheduler, then the add-ons that are
+// clients of the API: kube-proxy, CoreDNS and selfkube's pod network, which runs only
+// where the cluster's network plugin is selfkube's).
+var Components = []string{ComponentEtcd, "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+	ComponentKubeProxy, ComponentCoreDNS, ComponentPodNetwork}
 
-// ComponentEtcd is the name of etcd among Components (its static pods are etcd-<node>).
-const ComponentEtcd = "etcd"
+// The names of etcd (its static pods are etcd-<node>) and of the add-ons among
+// Components: the names of their workloads.
+const (
+	ComponentEtcd       = "etcd"
+	ComponentKubeProxy  = "kube-proxy"
+	ComponentCoreDNS    = "coredns"
+	ComponentPodNetwork = "selfkube-network"
+)
 
 // Workloads are the components run by a DaemonSet or a Deployment; etcd is a static pod
 // on each control-plane node.
@@ -268,6 +287,17 @@ func (s *Spec) ComponentSpec(component string) *Component {
 		return &s.ControllerManager
 	case "kube-scheduler":
 		return &s.Scheduler
+	}
+	return nil
+}
+
+// AddonSpec returns the settings of the add-on component (kube-proxy or coredns) in s.
+func (s *Spec) AddonSpec(component string) *Addon {
+	switch component {
+	case ComponentKubeProxy:
+		return &s.KubeProxy
+	case ComponentCoreDNS:
+		return &s.CoreDNS
 	}
 	return nil
 }

@@ -751,6 +751,9 @@ func TestWorkloadsAreTheSelfHostedOnes(t *testing.T) {
 		nameAPIServer:         "manifests/15-kube-apiserver-daemonset.yaml",
 		nameControllerManager: "manifests/25-kube-controller-manager-deployment.yaml",
 		nameScheduler:         "manifests/35-kube-scheduler-deployment.yaml",
+		nameProxy:             "manifests/45-kube-proxy-daemonset.yaml",
+		nameCoreDNS:           "manifests/55-coredns-deployment.yaml",
+		nameNetwork:           "manifests/75-selfkube-network-daemonset.yaml",
 	}
 	for name, mk := range map[string]func(testing.TB) *config.Config{"default": defaultConfig, "custom": customConfig, "ipv6": ipv6} {
 		cfg := mk(t)
@@ -758,6 +761,9 @@ func TestWorkloadsAreTheSelfHostedOnes(t *testing.T) {
 		got, err := Workloads(cfg.Cluster)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(got) != len(files) {
+			t.Errorf("%s: %d workloads, want %d", name, len(got), len(files))
 		}
 		for component, file := range files {
 			want, err := Encode(find[runtime.Object](t, assets, file))

@@ -124,7 +124,7 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 				// their status and their pods, renders them from the published configuration.
 				{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments", "replicasets"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments"}, Verbs: []string{"patch"},
-					ResourceNames: []string{nameAPIServer, nameControllerManager, nameScheduler}},
+					ResourceNames: []string{nameAPIServer, nameControllerManager, nameScheduler, nameProxy, nameCoreDNS, nameNetwork}},
 				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}, ResourceNames: []string{ClusterConfigName}},
 			},

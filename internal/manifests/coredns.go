@@ -29,6 +29,10 @@ const (
 	coreDNSMetrics   = 9153
 )
 
+// coreDNSSelector selects the CoreDNS pods (the kube-dns Service's and the
+// Deployment's selector, kubeadm's label).
+var coreDNSSelector = map[string]string{labelLegacyK8sApp: DNSServiceName}
+
 // corefile is CoreDNS's configuration: the cluster zone from the API, everything else
 // forwarded to the node's resolvers.
 func corefile(domain string) string {
@@ -66,7 +70,7 @@ func coreDNS(cfg *config.Config) ([]runtime.Object, error) {
 		return nil, fmt.Errorf("choosing the cluster DNS address: %w", err)
 	}
 	labels := appLabels(nameCoreDNS, componentDNS)
-	selector := map[string]string{labelLegacyK8sApp: DNSServiceName}
+	selector := coreDNSSelector
 
 	role := &rbacv1.ClusterRole{
 		ObjectMeta: objectMeta(coreDNSRole, "", labels),

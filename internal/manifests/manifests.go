@@ -259,6 +259,11 @@ func Workloads(cluster config.ClusterConfiguration) (map[string]runtime.Object, 
 		nameAPIServer:         apiServerDaemonSet(cfg),
 		nameControllerManager: controllerManagerDeployment(cfg),
 		nameScheduler:         schedulerDeployment(cfg),
+		nameProxy:             kubeProxyDaemonSet(cfg),
+		nameCoreDNS:           coreDNSDeployment(cfg, coreDNSSelector),
+	}
+	if cluster.Networking.Plugin == config.NetworkPluginSelfkube {
+		out[nameNetwork] = podNetworkDaemonSet(cfg)
 	}
 	for name, obj := range out {
 		gvk, err := kindOf(obj)

@@ -28,6 +28,27 @@ const nameNetwork = "selfkube-network"
 // Service's endpoints change hands between apiservers.
 func podNetwork(cfg *config.Config) []runtime.Object {
 	labels := appLabels(nameNetwork, "network")
+	return []runtime.Object{
+		&corev1.ServiceAccount{ObjectMeta: objectMeta(nameNetwork, Namespace, labels)},
+		&rbacv1.ClusterRole{
+			ObjectMeta: objectMeta(nameNetwork, "", labels),
+			Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"},
+			}},
+		},
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: objectMeta(nameNetwork, "", labels),
+			RoleRef:    clusterRole(nameNetwork),
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: nameNetwork, Namespace: Namespace}},
+		},
+		podNetworkDaemonSet(cfg),
+	}
+}
+
+// podNetworkDaemonSet is the pod network's DaemonSet (podNetwork): what the operator
+// rolls out and judges.
+func podNetworkDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
+	labels := appLabels(nameNetwork, "network")
 	image := cfg.Cluster.Image(config.ImageSelfkube)
 	binVol, binMount := hostPathVolume("cni-bin", "/opt/cni/bin", corev1.HostPathDirectoryOrCreate, false)
 	binMount.MountPath = "/host/opt/cni/bin"
@@ -62,21 +83,7 @@ func podNetwork(cfg *config.Config) []runtime.Object {
 		Resources:       requests(50, 32),
 	}}
 	ds.Spec.Template.Spec.Volumes = []corev1.Volume{binVol, confVol}
-	return []runtime.Object{
-		&corev1.ServiceAccount{ObjectMeta: objectMeta(nameNetwork, Namespace, labels)},
-		&rbacv1.ClusterRole{
-			ObjectMeta: objectMeta(nameNetwork, "", labels),
-			Rules: []rbacv1.PolicyRule{{
-				APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"},
-			}},
-		},
-		&rbacv1.ClusterRoleBinding{
-			ObjectMeta: objectMeta(nameNetwork, "", labels),
-			RoleRef:    clusterRole(nameNetwork),
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: nameNetwork, Namespace: Namespace}},
-		},
-		ds,
-	}
+	return ds
 }
 
 // hostAgentDaemonSet is the frame of a selfkube agent on the host network (pod network,

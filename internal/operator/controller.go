@@ -67,10 +67,10 @@ type Controller struct {
 	now         func() time.Time
 }
 
-// ComponentPods selects the pods of the components the operator changes.
+// ComponentPods selects the workloads, ReplicaSets and pods of the components the
+// operator changes (each labelled with its name).
 func ComponentPods() labels.Selector {
-	names := []string{manifests.APIServer, manifests.ControllerManager, manifests.Scheduler}
-	req, err := labels.NewRequirement(manifests.LabelName, selection.In, names)
+	req, err := labels.NewRequirement(manifests.LabelName, selection.In, controlplane.Workloads)
 	if err != nil {
 		return labels.Nothing() // fixed names: cannot happen
 	}
@@ -231,7 +231,11 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 			state.Components = append(state.Components, o)
 		}
 		for _, name := range controlplane.Workloads {
-			o, err := c.observe(ctx, name, workloads[name], pods)
+			want, ok := workloads[name]
+			if !ok {
+				continue // the pod network of a cluster whose network plugin is not selfkube's
+			}
+			o, err := c.observe(ctx, name, want, pods)
 			if target == controlplane.TargetSpec && (apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)) {
 				// The API server refuses what the spec renders to (a limit below a
 				// request, say): the spec is not valid either, and nothing is changed.

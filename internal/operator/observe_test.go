@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
@@ -112,22 +113,52 @@ func TestOnlyTheCurrentRevisionFails(t *testing.T) {
 	}
 }
 
-// The resource's component names are etcd's and the workloads' names, in skew order.
+// The resource's component names are etcd's and the workloads' names, in skew order:
+// the control plane, then the add-ons that are its clients.
 func TestComponentNamesAreTheWorkloads(t *testing.T) {
-	want := []string{manifests.APIServer, manifests.ControllerManager, manifests.Scheduler}
+	want := []string{manifests.APIServer, manifests.ControllerManager, manifests.Scheduler, manifests.ProxyName, "coredns", "selfkube-network"}
 	if !slices.Equal(controlplane.Workloads, want) {
 		t.Errorf("controlplane.Workloads = %v, want %v", controlplane.Workloads, want)
 	}
 	if all := append([]string{"etcd"}, want...); !slices.Equal(controlplane.Components, all) {
 		t.Errorf("controlplane.Components = %v, want %v", controlplane.Components, all)
 	}
+	cfg := &config.Config{}
+	config.Default(cfg, config.Host{Hostname: "node1", DefaultAddress: "10.0.0.1"})
+	workloads, err := manifests.Workloads(cfg.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range want {
 		if !ComponentPods().Matches(labels.Set{manifests.LabelName: c}) {
 			t.Errorf("ComponentPods does not select %s", c)
 		}
+		w, ok := workloads[c]
+		if !ok {
+			t.Errorf("manifests.Workloads has no %s", c)
+			continue
+		}
+		// The informers see the workload, its ReplicaSets and its pods by that label.
+		m := w.(metav1.Object)
+		tmpl := map[string]string{}
+		switch o := w.(type) {
+		case *appsv1.DaemonSet:
+			tmpl = o.Spec.Template.Labels
+		case *appsv1.Deployment:
+			tmpl = o.Spec.Template.Labels
+		}
+		if m.GetName() != c || m.GetLabels()[manifests.LabelName] != c || tmpl[manifests.LabelName] != c {
+			t.Errorf("the %s workload is named %s, labelled %q, its pods %q", c, m.GetName(), m.GetLabels()[manifests.LabelName], tmpl[manifests.LabelName])
+		}
 	}
-	if ComponentPods().Matches(labels.Set{manifests.LabelName: "coredns"}) {
-		t.Errorf("ComponentPods selects coredns")
+	for _, other := range []string{"selfkube-checkpointer", "selfkube-controller", "selfkube-apiserver-steer", "etcd"} {
+		if ComponentPods().Matches(labels.Set{manifests.LabelName: other}) {
+			t.Errorf("ComponentPods selects %s", other)
+		}
+	}
+	cfg.Cluster.Networking.Plugin = config.NetworkPluginNone
+	if workloads, _ := manifests.Workloads(cfg.Cluster); workloads["selfkube-network"] != nil {
+		t.Errorf("a cluster without selfkube's network plugin has its DaemonSet among the workloads")
 	}
 }
 

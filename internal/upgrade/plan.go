@@ -134,6 +134,8 @@ var specField = map[string]string{
 	"kube-apiserver":          "apiServer",
 	"kube-controller-manager": "controllerManager",
 	"kube-scheduler":          "scheduler",
+	"kube-proxy":              "kubeProxy",
+	"coredns":                 "coreDNS",
 }
 
 // PlanFor plans changes to obs's ControlPlane; with no changes it plans the spec as it
@@ -180,7 +182,14 @@ func PlanFor(obs Observed, changes []Change) (*Plan, error) {
 		if name == controlplane.ComponentEtcd && obs.Cluster.Etcd.Local == nil {
 			continue // an external etcd is not selfkube's
 		}
-		c := ComponentPlan{Name: name, TargetImage: configured.Image(name)}
+		if name == controlplane.ComponentPodNetwork && obs.Cluster.Networking.Plugin != config.NetworkPluginSelfkube {
+			continue // the cluster's pod network is not selfkube's
+		}
+		image := name
+		if name == controlplane.ComponentPodNetwork {
+			image = config.ImageSelfkube // the pod network runs selfkube's own image
+		}
+		c := ComponentPlan{Name: name, TargetImage: configured.Image(image)}
 		if i := slices.IndexFunc(cp.Status.Components, func(s controlplane.ComponentStatus) bool { return s.Name == name }); i >= 0 {
 			s := cp.Status.Components[i]
 			c.Image, c.Ready, c.Desired = s.Image, s.Ready, s.Desired

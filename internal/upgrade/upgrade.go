@@ -63,10 +63,12 @@ func fieldKind(path string) (string, error) {
 		return "string", nil
 	case len(p) == 3 && p[0] == "etcd" && p[1] == "extraArgs" && p[2] != "":
 		return "string", nil
+	case len(p) == 2 && (p[0] == "kubeProxy" || p[0] == "coreDNS") && p[1] == "image":
+		return "string", nil
 	}
 	return "", fmt.Errorf("%s is not a field of the ControlPlane's spec: the fields are kubernetesVersion, imageRepository, "+
 		"rollout.{timeoutSeconds,soakSeconds}, and for apiServer, controllerManager and scheduler: image, extraArgs.FLAG, "+
-		"featureGates.GATE, resources.{requests,limits}.RESOURCE; and etcd.extraArgs.FLAG", path)
+		"featureGates.GATE, resources.{requests,limits}.RESOURCE; etcd.extraArgs.FLAG; kubeProxy.image and coreDNS.image", path)
 }
 
 // Edit applies changes to spec (the unstructured spec of a ControlPlane) in place.
