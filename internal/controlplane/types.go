@@ -156,6 +156,25 @@ type EtcdStatus struct {
 	// Member, when set, is the one member whose node agent changes it now; every other
 	// member stays as it is (quorum is kept).
 	Member *EtcdMemberChange `json:"member,omitempty"`
+	// Checks are the node agents' checks of their member once it runs the change named
+	// in Member, by node name: the member is judged done only with a passing check made
+	// after it came back Ready.
+	Checks map[string]EtcdCheck `json:"checks,omitempty"`
+}
+
+// EtcdCheck is a node agent's check of its own member after a change: the member's
+// endpoint answers with a leader, and the member list has every member started and
+// voting (none unstarted, none a learner).
+type EtcdCheck struct {
+	// Generation and Target of the member change it was made for.
+	Generation int64  `json:"generation"`
+	Target     Target `json:"target"`
+	// Healthy says the check passed; Members is how many started, voting members the
+	// list has; Message says what failed.
+	Healthy bool        `json:"healthy"`
+	Members int32       `json:"members"`
+	Message string      `json:"message,omitempty"`
+	Time    metav1.Time `json:"time"`
 }
 
 // EtcdSnapshot is a snapshot a node agent took (or failed to take).

@@ -225,6 +225,22 @@ func (c *Client) Snapshot(ctx context.Context, path string) (revision, size int6
 	return st.Header.Revision, size, nil
 }
 
+// Voting counts members, all of which must be started (named) voting members: a learner
+// or a member added but not started yet is an error that names it.
+func Voting(members []Member) (int32, error) {
+	var n int32
+	for _, m := range members {
+		switch {
+		case m.Name == "":
+			return n, fmt.Errorf("etcd member %x (%v) has not started", m.ID, m.PeerURLs)
+		case m.Learner:
+			return n, fmt.Errorf("etcd member %s is a learner, not yet voting", m.Name)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Healthy says whether the member at endpoint (one of the client's) answers its status
 // with a leader: a member of a cluster that has its quorum.
 func (c *Client) Healthy(ctx context.Context, endpoint string) error {

@@ -67,6 +67,10 @@ type Agent struct {
 	// Snapshot takes a snapshot of the member at endpoint to path (etcd's client by
 	// default).
 	Snapshot func(ctx context.Context, endpoint, path string) (revision, size int64, err error)
+	// CheckMember checks the member at endpoint (it answers with a leader) and returns
+	// how many started, voting members its list has, or why the check fails (etcd's
+	// client by default).
+	CheckMember func(ctx context.Context, endpoint string) (members int32, err error)
 
 	life     component.Lifecycle
 	informer cache.SharedIndexInformer
@@ -99,6 +103,9 @@ func (a *Agent) Init(context.Context) error {
 		}
 		if a.Snapshot == nil {
 			a.Snapshot = a.snapshotWithClient
+		}
+		if a.CheckMember == nil {
+			a.CheckMember = a.checkWithClient
 		}
 		return host.EnsurePrivateDir(a.SnapshotDir)
 	})
@@ -203,7 +210,68 @@ func (a *Agent) Sync(ctx context.Context) error {
 	if act.Change != nil {
 		a.change(local, act.Change)
 	}
+	if act.Check != nil {
+		if err := a.reportCheck(ctx, a.check(ctx, local, act.Check)); err != nil {
+			return err
+		}
+		// Looked at again soon: the operator takes a check made after the member came back
+		// Ready, and the member restarts at the kubelet's pace.
+		if a.queue != nil {
+			a.queue.AddAfter(controlplane.Name, CheckEvery)
+		}
+	}
 	return nil
+}
+
+// check checks this node's member for the change m: its endpoint answers with a leader,
+// and the member list has every member started and voting.
+func (a *Agent) check(ctx context.Context, local *corev1.Pod, m *controlplane.EtcdMemberChange) controlplane.EtcdCheck {
+	out := controlplane.EtcdCheck{Generation: m.Generation, Target: m.Target}
+	members, err := func() (int32, error) {
+		endpoint, err := clientEndpoint(local)
+		if err != nil {
+			return 0, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, CheckEvery)
+		defer cancel()
+		return a.CheckMember(ctx, endpoint)
+	}()
+	out.Time = metav1.NewTime(a.Now())
+	out.Members = members
+	if err != nil {
+		out.Message = err.Error()
+	} else {
+		out.Healthy = true
+	}
+	return out
+}
+
+// checkWithClient is CheckMember with etcd's client.
+func (a *Agent) checkWithClient(ctx context.Context, endpoint string) (int32, error) {
+	c, err := etcd.Dial([]string{endpoint}, a.PKIDir)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if err := c.Healthy(ctx, endpoint); err != nil {
+		return 0, err
+	}
+	members, err := c.Members(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return etcd.Voting(members)
+}
+
+// reportCheck writes c into the ControlPlane's status under this node's name (a merge
+// patch, every field named).
+func (a *Agent) reportCheck(ctx context.Context, c controlplane.EtcdCheck) error {
+	entry := map[string]any{"generation": c.Generation, "target": c.Target, "healthy": c.Healthy, "members": c.Members,
+		"message": nil, "time": c.Time}
+	if c.Message != "" {
+		entry["message"] = c.Message
+	}
+	return a.patchStatus(ctx, map[string]any{"checks": map[string]any{a.Node: entry}}, "the etcd member check")
 }
 
 // staticPod reads this node's etcd static pod; nil if there is none.
@@ -270,15 +338,19 @@ func (a *Agent) report(ctx context.Context, s controlplane.EtcdSnapshot) error {
 	if s.Error != "" {
 		entry["error"] = s.Error
 	}
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"etcd": map[string]any{
-		"snapshots": map[string]any{a.Node: entry}}}})
+	return a.patchStatus(ctx, map[string]any{"snapshots": map[string]any{a.Node: entry}}, "the etcd snapshot")
+}
+
+// patchStatus merges etcd into the ControlPlane's status.etcd.
+func (a *Agent) patchStatus(ctx context.Context, etcd map[string]any, what string) error {
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"etcd": etcd}})
 	if err != nil {
 		return err
 	}
 	_, err = a.Client.Resource(controlplane.GroupVersionResource).Patch(ctx, controlplane.Name, types.MergePatchType, patch,
 		metav1.PatchOptions{FieldManager: "selfkube-etcd-agent"}, "status")
 	if err != nil {
-		return fmt.Errorf("reporting the etcd snapshot in the ControlPlane's status: %w", err)
+		return fmt.Errorf("reporting %s in the ControlPlane's status: %w", what, err)
 	}
 	return nil
 }

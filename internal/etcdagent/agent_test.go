@@ -147,6 +147,57 @@ func TestTheNamedMemberGetsTheFlags(t *testing.T) {
 	}
 }
 
+// Once the named member runs its change, the agent checks it (endpoint health, member
+// list) and reports each check under its node, again while it stays named; a failing
+// check is reported with what failed.
+func TestTheChangedMemberIsCheckedAndReported(t *testing.T) {
+	name := configtest.Config(t, nil).Node.Name
+	a, client, _ := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{Member: &controlplane.EtcdMemberChange{
+		Node: name, Generation: 2, Target: controlplane.TargetLastKnownGood}}})
+	var mu sync.Mutex
+	calls, result := 0, error(errors.New("etcd member 8e9e05c52164694d has not started"))
+	a.CheckMember = func(_ context.Context, endpoint string) (int32, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if !strings.HasPrefix(endpoint, "https://") {
+			return 0, fmt.Errorf("endpoint %q", endpoint)
+		}
+		if result != nil {
+			return 0, result
+		}
+		return 3, nil
+	}
+	run(t, a)
+	reported := func() controlplane.EtcdCheck {
+		u, err := client.Resource(controlplane.GroupVersionResource).Get(context.Background(), controlplane.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, err := controlplane.FromUnstructured(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp.Status.Etcd.Checks[name]
+	}
+	eventually(t, "the failing check reported", func() bool {
+		c := reported()
+		return c.Generation == 2 && c.Target == controlplane.TargetLastKnownGood && !c.Healthy && strings.Contains(c.Message, "has not started")
+	})
+	mu.Lock()
+	result = nil
+	mu.Unlock()
+	// Checked again while named (every CheckEvery), so the passing check follows.
+	time.Sleep(CheckEvery)
+	eventually(t, "the passing check reported", func() bool {
+		c := reported()
+		return c.Healthy && c.Members == 3 && c.Message == ""
+	})
+	if p := readPod(t, a); p.Annotations[manifests.AnnotationEtcdExtraArgs] != "{}" {
+		t.Errorf("checking changed the static pod: %v", p.Annotations)
+	}
+}
+
 // A flag that selfkube owns is refused, with an Event, and the file stays as it was.
 func TestAnOwnFlagIsRefused(t *testing.T) {
 	a, _, ev := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{Member: &controlplane.EtcdMemberChange{

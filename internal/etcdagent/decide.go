@@ -9,6 +9,9 @@
 //	status.etcd.member names this node, and its etcd static pod runs other extra flags
 //	    ──▶ render the static pod again with those flags (manifests.EtcdWithExtraArgs)
 //	    and replace the file; the kubelet restarts the member
+////	status.etcd.member names this node, and its static pod runs those flags ──▶ check
+//	    the member (it answers with a leader; the member list has every member started
+//	    and voting) and report in status.etcd.checks[node], every CheckEvery while named
 //
 // The operator changes one member at a time and judges each by its mirror pod; the agent
 // decides nothing about the cluster. Decide is the pure part; Agent observes (the
@@ -33,7 +36,15 @@ type Action struct {
 	Snapshot int64
 	// Change, when set, is the member change to carry out.
 	Change *controlplane.EtcdMemberChange
+	// Check, when set, is the member change this node's static pod runs already, whose
+	// member to check (endpoint health and member list) and report on, again every
+	// CheckEvery while the operator names it: the operator takes only a check made after
+	// the restarted member came back Ready.
+	Check *controlplane.EtcdMemberChange
 }
+
+// CheckEvery is how often the agent checks its member while the operator names it.
+const CheckEvery = 3 * time.Second
 
 // Decide says what node's agent does, given the ControlPlane's etcd status and the
 // node's etcd static pod (nil when the node has none: nothing to do then).
@@ -51,9 +62,12 @@ func Decide(node string, st *controlplane.EtcdStatus, local *corev1.Pod, now tim
 			a.Snapshot = st.SnapshotFor
 		}
 	}
-	if m := st.Member; m != nil && m.Node == node &&
-		local.Annotations[manifests.AnnotationEtcdExtraArgs] != manifests.EtcdExtraArgsText(m.ExtraArgs) {
-		a.Change = m
+	if m := st.Member; m != nil && m.Node == node {
+		if local.Annotations[manifests.AnnotationEtcdExtraArgs] != manifests.EtcdExtraArgsText(m.ExtraArgs) {
+			a.Change = m
+		} else {
+			a.Check = m
+		}
 	}
 	return a
 }

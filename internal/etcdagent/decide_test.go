@@ -50,6 +50,11 @@ func TestDecide(t *testing.T) {
 			if a.Snapshot != tc.wantSnapshot || (a.Change != nil) != tc.wantChange {
 				t.Errorf("Decide = %+v, want snapshot %d, change %v", a, tc.wantSnapshot, tc.wantChange)
 			}
+			// The member named runs its change: it is checked (and only then).
+			named := tc.st != nil && tc.st.Member != nil && tc.st.Member.Node == "a" && tc.local != nil
+			if wantCheck := named && !tc.wantChange; (a.Check != nil) != wantCheck {
+				t.Errorf("Decide = %+v, want check %v", a, wantCheck)
+			}
 		})
 	}
 }

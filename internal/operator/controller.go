@@ -386,7 +386,7 @@ func (c *Controller) observeEtcd(cp *controlplane.ControlPlane, target controlpl
 			names = append(names, p.Spec.NodeName)
 		}
 	}
-	return observeEtcd(names, pods, manifests.EtcdExtraArgsText(s.Etcd.ExtraArgs), cluster.Image(config.ImageEtcd)), nil
+	return observeEtcd(names, pods, manifests.EtcdExtraArgsText(s.Etcd.ExtraArgs), cluster.Image(config.ImageEtcd), cp.Status.Etcd), nil
 }
 
 // serving asks each node's apiserver, on a new connection (steered like every new

@@ -385,6 +385,7 @@ func cloneStatus(s controlplane.Status) controlplane.Status {
 	if s.Etcd != nil {
 		e := *s.Etcd
 		e.Snapshots = maps.Clone(s.Etcd.Snapshots)
+		e.Checks = maps.Clone(s.Etcd.Checks)
 		out.Etcd = &e
 	}
 	return out

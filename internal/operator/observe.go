@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -164,13 +165,46 @@ type Member struct {
 	// Matches: it runs the target's extra flags (manifests.AnnotationEtcdExtraArgs).
 	Matches bool
 	Ready   bool
+	// Unchecked, when set, says why a member that is Ready is not counted so: it is being
+	// changed and its agent has not reported a passing check of it since.
+	Unchecked string
+}
+
+// unchecked says why the member changed by m is not done, given its node agent's last
+// check c, when its mirror pod became Ready, and how many members there are; "" when
+// it is done.
+func unchecked(m *controlplane.EtcdMemberChange, c controlplane.EtcdCheck, since time.Time, members int) string {
+	switch {
+	case c.Generation != m.Generation || c.Target != m.Target || c.Time.Time.Before(since):
+		return "waiting for its node agent to check it (endpoint health, member list)"
+	case !c.Healthy:
+		return "its node agent's check fails: " + c.Message
+	case int(c.Members) != members:
+		return fmt.Sprintf("its member list has %d started, voting members; want %d", c.Members, members)
+	}
+	return ""
+}
+
+// readySince is when p last became Ready.
+func readySince(p *corev1.Pod) time.Time {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return time.Time{}
 }
 
 // observeEtcd judges the etcd members of nodes (the control-plane nodes) from pods (the
 // mirror pods of etcd) against the target's extra flags (their canonical text, as in
 // manifests.AnnotationEtcdExtraArgs). A mirror pod is made by the kubelet of its own
 // node from the static pod there: only that node can make it say something else.
-func observeEtcd(nodes []string, pods []*corev1.Pod, want, image string) Observed {
+//
+// The member named in st (the one being changed) is Ready only once its node agent
+// reported a passing check of it for that change (endpoint health, every member of
+// nodes started and voting in the member list), made after its mirror pod last became
+// Ready (the agent and the kubelet share the node's clock).
+func observeEtcd(nodes []string, pods []*corev1.Pod, want, image string, st *controlplane.EtcdStatus) Observed {
 	o := Observed{Component: controlplane.ComponentEtcd, Matches: len(nodes) > 0}
 	o.Status = controlplane.ComponentStatus{Name: controlplane.ComponentEtcd, Image: image, Desired: int32(len(nodes))}
 	var current []*corev1.Pod
@@ -186,6 +220,11 @@ func observeEtcd(nodes []string, pods []*corev1.Pod, want, image string) Observe
 			if m.Matches {
 				current = append(current, p)
 			}
+			if m.Ready && m.Matches && st != nil && st.Member != nil && st.Member.Node == n {
+				if why := unchecked(st.Member, st.Checks[n], readySince(p), len(nodes)); why != "" {
+					m.Ready, m.Unchecked = false, why
+				}
+			}
 		}
 		if m.Matches {
 			o.Status.Updated++
@@ -200,6 +239,8 @@ func observeEtcd(nodes []string, pods []*corev1.Pod, want, image string) Observe
 			switch {
 			case !m.Exists:
 				o.Waiting = "the etcd member of node " + n + " has no mirror pod (yet)"
+			case m.Unchecked != "":
+				o.Waiting = "the etcd member of node " + n + ": " + m.Unchecked
 			case !m.Ready:
 				o.Waiting = "the etcd member of node " + n + " is not Ready"
 			}

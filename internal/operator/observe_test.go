@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -175,26 +176,67 @@ func etcdMirror(node, extra string, ready bool, waiting string) *corev1.Pod {
 // is waited for but is no reason to change anything.
 func TestEtcdMembersAreJudgedByTheirMirrorPods(t *testing.T) {
 	nodes := []string{"b", "a", "c"}
-	o := observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", "{}", true, ""), etcdMirror("b", "{}", true, ""), etcdMirror("c", "{}", true, "")}, "{}", "etcd:x")
+	o := observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", "{}", true, ""), etcdMirror("b", "{}", true, ""), etcdMirror("c", "{}", true, "")}, "{}", "etcd:x", nil)
 	if !o.Matches || !o.Healthy || o.Failure != nil || o.Status.Ready != 3 || o.Status.Updated != 3 || o.Status.Desired != 3 {
 		t.Errorf("three matching Ready members: %+v", o)
 	}
 	if names := []string{o.Members[0].Node, o.Members[1].Node, o.Members[2].Node}; !slices.Equal(names, []string{"a", "b", "c"}) {
 		t.Errorf("members in order %v, want a b c", names)
 	}
-	o = observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", "{}", true, ""), etcdMirror("c", "{}", true, "")}, "{}", "etcd:x")
+	o = observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", "{}", true, ""), etcdMirror("c", "{}", true, "")}, "{}", "etcd:x", nil)
 	if !o.Matches || o.Healthy || !strings.Contains(o.Waiting, "node b") {
 		t.Errorf("b without a mirror pod: %+v; want it waited for, nothing to change", o)
 	}
 	o = observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", `{"v":"1"}`, false, "CrashLoopBackOff"), etcdMirror("b", "{}", true, ""), etcdMirror("c", "{}", true, "")},
-		`{"v":"1"}`, "etcd:x")
+		`{"v":"1"}`, "etcd:x", nil)
 	if o.Matches || o.Failure == nil || o.Failure.Reason != "CrashLoopBackOff" || o.Status.Updated != 1 {
 		t.Errorf("a crash-looping on the target's flags: %+v; want its failure, b and c still to change", o)
 	}
 	o = observeEtcd(nodes, []*corev1.Pod{etcdMirror("a", `{}`, false, "CrashLoopBackOff"), etcdMirror("b", "{}", true, ""), etcdMirror("c", "{}", true, "")},
-		`{"v":"1"}`, "etcd:x")
+		`{"v":"1"}`, "etcd:x", nil)
 	if o.Failure != nil {
 		t.Errorf("a crash loop on flags other than the target's judged the target: %+v", o.Failure)
+	}
+}
+
+// The member being changed is done only once its node agent reported a passing check
+// (endpoint health, every member started and voting) made for this change after its
+// mirror pod became Ready: a check of the old process, before the kubelet restarted it,
+// does not count.
+func TestTheChangedMemberCountsOnlyWithItsAgentsCheck(t *testing.T) {
+	nodes := []string{"a", "b", "c"}
+	readyAt := metav1.NewTime(time.Date(2026, 12, 6, 3, 0, 10, 0, time.UTC))
+	pods := func() []*corev1.Pod {
+		a := etcdMirror("a", `{"v":"1"}`, true, "")
+		a.Status.Conditions[0].LastTransitionTime = readyAt
+		return []*corev1.Pod{a, etcdMirror("b", "{}", true, ""), etcdMirror("c", "{}", true, "")}
+	}
+	named := &controlplane.EtcdMemberChange{Node: "a", Generation: 2, Target: controlplane.TargetSpec, ExtraArgs: map[string]string{"v": "1"}}
+	check := func(gen int64, healthy bool, members int32, at time.Time) map[string]controlplane.EtcdCheck {
+		return map[string]controlplane.EtcdCheck{"a": {Generation: gen, Target: controlplane.TargetSpec, Healthy: healthy, Members: members,
+			Message: "etcd member c0ffee has not started", Time: metav1.NewTime(at)}}
+	}
+	for name, tc := range map[string]struct {
+		checks map[string]controlplane.EtcdCheck
+		ready  bool
+		want   string
+	}{
+		"no check yet":                      {nil, false, "waiting for its node agent"},
+		"a check before it became Ready":    {check(2, true, 3, readyAt.Add(-time.Second)), false, "waiting for its node agent"},
+		"a check of an earlier change":      {check(1, true, 3, readyAt.Add(time.Second)), false, "waiting for its node agent"},
+		"a failing check":                   {check(2, false, 0, readyAt.Add(time.Second)), false, "has not started"},
+		"a member missing from the list":    {check(2, true, 2, readyAt.Add(time.Second)), false, "2 started, voting members; want 3"},
+		"a passing check after it is Ready": {check(2, true, 3, readyAt.Add(time.Second)), true, ""},
+	} {
+		st := &controlplane.EtcdStatus{Member: named, Checks: tc.checks}
+		o := observeEtcd(nodes, pods(), `{"v":"1"}`, "etcd:x", st)
+		if o.Members[0].Ready != tc.ready || !strings.Contains(o.Waiting, tc.want) || o.Healthy != (tc.want == "") {
+			t.Errorf("%s: member a Ready=%v, waiting %q; want Ready=%v, waiting for %q", name, o.Members[0].Ready, o.Waiting, tc.ready, tc.want)
+		}
+	}
+	// Members not being changed are judged by their mirror pods alone.
+	if o := observeEtcd(nodes, pods(), `{"v":"1"}`, "etcd:x", &controlplane.EtcdStatus{Member: named, Checks: check(2, true, 3, readyAt.Add(time.Second))}); !o.Members[1].Ready || !o.Members[2].Ready {
+		t.Errorf("b and c: %+v", o.Members)
 	}
 }
 

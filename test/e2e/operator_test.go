@@ -111,8 +111,14 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 
 	step(t, "ControlPlaneResourceMadeByInit", func(t *testing.T) {
 		cp := settled(t, 1, "the operator to record the control plane init made as its last-known-good")
-		if cp.Status.LastKnownGood == nil || cp.Status.LastKnownGood.Generation != 1 || len(cp.Status.Components) != 4 {
-			t.Errorf("status after init: %+v", cp.Status)
+		var names []string
+		for _, c := range cp.Status.Components {
+			names = append(names, c.Name)
+		}
+		// Every component in skew order: etcd, the control plane, then the add-ons.
+		want := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "coredns", "selfkube-network"}
+		if cp.Status.LastKnownGood == nil || cp.Status.LastKnownGood.Generation != 1 || !slices.Equal(names, want) {
+			t.Errorf("status after init: components %v (want %v), %+v", names, want, cp.Status)
 		}
 	})
 
@@ -169,7 +175,9 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 		}
 	})
 
-	rolledBack := func(t *testing.T, scenario, p, wantReason string) {
+	// rolledBackComponent makes the bad change p (a --set of selfkube upgrade apply, or
+	// a merge patch) and checks that component's failure rolled it back.
+	rolledBackComponent := func(t *testing.T, scenario, p, component, wantReason string) {
 		t.Helper()
 		var gen int64
 		var cp *controlplane.ControlPlane
@@ -196,7 +204,7 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 		requireNoGap(t, rep, informed)
 		rb := meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionRolledBack)
 		if rb == nil || rb.Status != metav1.ConditionTrue || cp.Status.RolledBack == nil || cp.Status.RolledBack.Generation != gen ||
-			cp.Status.RolledBack.Component != "kube-apiserver" || !strings.Contains(cp.Status.RolledBack.Reason+" "+rb.Reason, wantReason) {
+			cp.Status.RolledBack.Component != component || !strings.Contains(cp.Status.RolledBack.Reason+" "+rb.Reason, wantReason) {
 			t.Errorf("status after the bad change: RolledBack %+v, %+v; want reason %s", rb, cp.Status.RolledBack, wantReason)
 		}
 		if cp.Status.LastKnownGood == nil || cp.Status.LastKnownGood.Generation >= gen {
@@ -209,6 +217,11 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 		if !warned {
 			t.Errorf("no Warning %s Event names generation %d", operator.ReasonRolledBack, gen)
 		}
+	}
+
+	rolledBack := func(t *testing.T, scenario, p, wantReason string) {
+		t.Helper()
+		rolledBackComponent(t, scenario, p, "kube-apiserver", wantReason)
 	}
 
 	step(t, "UnknownFlagRolledBack", func(t *testing.T) {
@@ -236,6 +249,32 @@ func controlPlaneScenarios(ctx context.Context, t *testing.T, cfg *rest.Config, 
 			})
 		})
 		requireNoGap(t, rep, informed)
+	})
+
+	step(t, "AddOnImageRolledBack", func(t *testing.T) {
+		// The add-ons roll out after the control plane, with the same gates: CoreDNS on
+		// an image that does not exist is rolled back, its old pods serving meanwhile.
+		before, err := cs.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rolledBackComponent(t, "controlplane-bad-coredns-image", "coreDNS.image=registry.local/coredns:v0.0.0-missing", "coredns", "ImagePull")
+		wait(ctx, t, 2*time.Minute, "CoreDNS back on its image, every replica Ready", func(ctx context.Context) error {
+			d, err := cs.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if img := d.Spec.Template.Spec.Containers[0].Image; img != before.Spec.Template.Spec.Containers[0].Image {
+				return fmt.Errorf("image %s", img)
+			}
+			if d.Status.UpdatedReplicas != *d.Spec.Replicas || d.Status.ReadyReplicas != *d.Spec.Replicas || d.Status.Replicas != *d.Spec.Replicas {
+				return fmt.Errorf("%d updated, %d ready, %d in all of %d", d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.Replicas, *d.Spec.Replicas)
+			}
+			return nil
+		})
+		// Back to a good spec for what follows.
+		gen := patch(t, `{"spec":{"coreDNS":{"image":null}}}`)
+		settled(t, gen, "the good spec rolled out")
 	})
 
 	step(t, "EditUsersCannotChangeTheControlPlane", func(t *testing.T) {
