@@ -9,13 +9,12 @@
 //	status.etcd.member names this node, and its etcd static pod runs other extra flags
 //	    ──▶ render the static pod again with those flags (manifests.EtcdWithExtraArgs)
 //	    and replace the file; the kubelet restarts the member
+//	status.etcd.member names this node, and its static pod runs those flags ──▶ check
+//	    the member (it answers with a leader; the member list has every member started
+//	    and voting) and report in status.etcd.checks[node], every CheckEvery while named
 //
-// //	status.etcd.member names this node, and its static pod runs those flags ──▶ check
-//
-//	the member (it answers with a leader; the member list has every member started
-//	and voting) and report in status.etcd.checks[node], every CheckEvery while named
-//
-// The operator changes one member at a time and judges each by its mirror pod; the agent
+// The operator changes one member at a time and judges each by its mirror pod and this
+// check; the agent
 // decides nothing about the cluster. Decide is the pure part; Agent observes (the
 // ControlPlane from an informer, the static pod from the kubelet's directory) and acts.
 package etcdagent
