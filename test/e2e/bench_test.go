@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/test/e2e/framework"
 	"github.com/selfkube/selfkube/test/e2e/probe"
 )
@@ -24,7 +25,8 @@ import (
 // benchVariant measures the benchmark steps for one way of running the control plane.
 // Variants fill the same rows of one table (framework.BenchSteps), one column each.
 type benchVariant struct {
-	name string
+	name string // the column
+	test string // the subtest, when a column has more than one (default: name)
 	run  func(ctx context.Context, t *testing.T, h *framework.Harness, b *bench)
 }
 
@@ -43,12 +45,16 @@ const (
 	availReboot     = "control-plane reboot"
 	availCPChange   = "apiserver flag change through the ControlPlane resource"
 	availCPRollback = "bad apiserver change through the ControlPlane resource, rolled back"
+	availCPChange3  = "three control-plane nodes: apiserver flag change through the ControlPlane resource"
+	availCPRollbk3  = "three control-plane nodes: bad apiserver change, rolled back"
+	availEtcd3      = "three control-plane nodes: etcd flag change, member by member"
 )
 
 // benchVariants are the table's columns, in order. The selfkube column joins here.
 var benchVariants = []benchVariant{
 	{name: "kubeadm", run: benchKubeadm},
 	{name: "selfkube", run: benchSelfkube},
+	{name: "selfkube", test: "selfkube-three-control-planes", run: benchSelfkubeHA},
 }
 
 // TestBench measures the benchmark table (`make bench`). It runs only with SELFKUBE_BENCH=1
@@ -68,13 +74,19 @@ func TestBench(t *testing.T) {
 	}
 	var names []string
 	for _, v := range benchVariants {
-		names = append(names, v.name)
+		if !slices.Contains(names, v.name) {
+			names = append(names, v.name)
+		}
 	}
 	table := framework.NewBenchTable(names...)
 	table.AddRatio("selfkube", "kubeadm")
 	b := &bench{table: table, avail: framework.NewAvailabilityTable(names...), reboots: reboots}
 	for _, v := range benchVariants {
-		t.Run(v.name, func(t *testing.T) {
+		name := v.name
+		if v.test != "" {
+			name = v.test
+		}
+		t.Run(name, func(t *testing.T) {
 			h := framework.NewForTest(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 			defer cancel()
@@ -426,4 +438,98 @@ func temporaryControlPlaneGone(ctx context.Context, cs kubernetes.Interface, man
 		}
 	}
 	return nil
+}
+
+// benchSelfkubeHA measures changes through the ControlPlane resource on three
+// control-plane nodes and a worker: an apiserver flag (rolled node by node), an unknown
+// flag (rolled back) and an etcd flag (member by member), each timed from the patch to
+// settled, with the honest prober at ha1 (every identity), the RBAC user at ha2 and ha3,
+// and the RBAC user and the worker's kubelet through the worker's api-proxy.
+func benchSelfkubeHA(ctx context.Context, t *testing.T, h *framework.Harness, b *bench) {
+	const variant = "selfkube"
+	bin := selfkubeBinary(t)
+	cps := []struct{ name, ip string }{{"ha1", "172.31.0.41"}, {"ha2", "172.31.0.42"}, {"ha3", "172.31.0.43"}}
+	const workerName, workerIP = "hw", "172.31.0.44"
+	nodes := map[string]*framework.Node{}
+	for _, n := range append(cps, struct{ name, ip string }{workerName, workerIP}) {
+		node, err := h.UpWith(ctx, n.name, n.ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[n.name] = node
+	}
+	first := nodes["ha1"]
+	if err := os.WriteFile(first.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig("ha1", cps[0].ip)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	initOut, err := first.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml")
+	if err != nil {
+		t.Fatalf("selfkube init: %v\n%s", err, initOut)
+	}
+	server := "https://" + cps[0].ip + ":6443"
+	cfg, err := framework.RestConfig(first.HostPath("/etc/kubernetes/admin.conf"), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range cps[1:] {
+		out, err := first.Exec(ctx, bin, "token", "create", "--control-plane", "--print-join-command")
+		if err != nil {
+			t.Fatalf("token create --control-plane: %v\n%s", err, out)
+		}
+		if out, err := nodes[n.name].Exec(ctx, append([]string{bin}, strings.Fields(strings.TrimSpace(out))[1:]...)...); err != nil {
+			t.Fatalf("join --control-plane of %s: %v\n%s", n.name, err, out)
+		}
+	}
+	if out, err := nodes[workerName].Exec(ctx, append([]string{bin}, joinCommandArgs(t, initOut)...)...); err != nil {
+		t.Fatalf("join of the worker: %v\n%s", err, out)
+	}
+	wait(ctx, t, 5*time.Minute, "four nodes Ready and the control plane on each control-plane node", func(ctx context.Context) error {
+		if err := framework.NodesReady(ctx, cs, "ha1", "ha2", "ha3", workerName); err != nil {
+			return err
+		}
+		for _, n := range cps {
+			if err := controlPlaneBack(ctx, cs, n.name, time.Time{}, nodes[n.name].HostPath("/etc/kubernetes/manifests")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	cpc := newControlPlaneClient(ctx, t, cfg)
+	cpc.settled(t, 1, "the operator to record the three-node control plane as good")
+
+	// The prober as TestHA's: four nodes on two cores, so fewer requests per target.
+	targets := availabilityTargets(ctx, t, cs, first, server)
+	for _, n := range cps[1:] {
+		targets = append(targets, atServer(targets[0], "https://"+n.ip+":6443", n.name))
+	}
+	workerKubelet, err := kubeletTarget(nodes[workerName], server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range []probe.Target{targets[0], workerKubelet} {
+		tg = atServer(tg, fmt.Sprintf("https://127.0.0.1:%d", manifests.APIProxyPort), workerName+"'s api-proxy")
+		tg.Config.Dial = nodes[workerName].DialContext
+		targets = append(targets, tg)
+	}
+	opts := probe.Options{Rate: 3, KeepAliveRate: 2}
+	for i := 0; i < b.reboots; i++ {
+		for _, c := range []struct{ step, scenario, patch string }{
+			{framework.StepCPChange3, availCPChange3, fmt.Sprintf(`{"spec":{"apiServer":{"extraArgs":{"no-such-flag":null,"max-requests-inflight":"%d"}}}}`, 601+i)},
+			{framework.StepCPRollback3, availCPRollbk3, `{"spec":{"apiServer":{"extraArgs":{"no-such-flag":"1"}}}}`},
+			{framework.StepEtcdChange3, availEtcd3, fmt.Sprintf(`{"spec":{"apiServer":{"extraArgs":{"no-such-flag":null}},"etcd":{"extraArgs":{"snapshot-count":"%d"}}}}`, 5001+i)},
+		} {
+			rep := probeDuring(ctx, t, opts, targets, func() {
+				start := time.Now()
+				gen := cpc.patch(t, c.patch)
+				cpc.settled(t, gen, c.scenario)
+				b.table.Add(variant, c.step, time.Since(start))
+			})
+			t.Logf("%s, %s:\n%s", variant, c.scenario, rep.Table())
+			b.avail.Add(variant, c.scenario, rep)
+		}
+	}
 }

@@ -378,6 +378,17 @@ func TestHA(t *testing.T) {
 			}
 		}
 		checkSnapshot(t, cp, gen, nodes)
+		// Each member was done only with its agent's passing check of it: endpoint
+		// health, and three started, voting members in its list.
+		for _, c := range cps {
+			var ch controlplane.EtcdCheck
+			if cp.Status.Etcd != nil {
+				ch = cp.Status.Etcd.Checks[c.name]
+			}
+			if ch.Generation != gen || ch.Target != controlplane.TargetSpec || !ch.Healthy || ch.Members != 3 {
+				t.Errorf("the check of %s's member: %+v; want a passing one of generation %d with 3 members", c.name, ch, gen)
+			}
+		}
 	})
 
 	step(t, "AllControlPlanesRebootedAtOnce", func(t *testing.T) {

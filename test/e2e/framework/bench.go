@@ -21,13 +21,16 @@ const (
 	StepWorkerRebootPods = "worker reboot: kubelet start → its pods running again"
 	StepCPChange         = "apiserver flag change through the ControlPlane resource: patch → rolled out (10 s soak included)"
 	StepCPRollback       = "bad apiserver change (unknown flag) through the ControlPlane resource: patch → rolled back, serving"
+	StepCPChange3        = "three control-plane nodes: apiserver flag change through the ControlPlane resource: patch → rolled out on every node"
+	StepCPRollback3      = "three control-plane nodes: bad apiserver change (unknown flag): patch → rolled back, serving"
+	StepEtcdChange3      = "three control-plane nodes: etcd flag change: patch → every member restarted with it, one at a time"
 )
 
 // BenchSteps is the row order of the table.
 var BenchSteps = []string{
 	StepInitWall, StepInitToReady, StepJoinWall, StepJoinToReady,
 	StepCPRebootReadyz, StepCPRebootRBAC, StepCPRebootControl, StepCPRebootSystem, StepWorkerRebootPods,
-	StepCPChange, StepCPRollback,
+	StepCPChange, StepCPRollback, StepCPChange3, StepCPRollback3, StepEtcdChange3,
 }
 
 // BenchTable collects durations per step and variant and renders them as a markdown table
