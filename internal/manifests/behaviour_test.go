@@ -738,6 +738,46 @@ func TestSteerRoleCannotReachSecrets(t *testing.T) {
 	}
 }
 
+// Every apiserver lists, after its own node's etcd member, the member of every
+// control-plane node, so that it keeps serving while its own member restarts; an
+// external etcd's endpoints are the user's and stay as given.
+func TestAPIServerListsEveryEtcdMember(t *testing.T) {
+	servers := func(cluster config.ClusterConfiguration, members []string) string {
+		t.Helper()
+		w, err := Workloads(cluster, members)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, arg := range w[nameAPIServer].(*appsv1.DaemonSet).Spec.Template.Spec.Containers[0].Command {
+			if v, ok := strings.CutPrefix(arg, "--etcd-servers="); ok {
+				return v
+			}
+		}
+		t.Fatal("no --etcd-servers")
+		return ""
+	}
+	cfg := defaultConfig(t)
+	if got, want := servers(cfg.Cluster, []string{"10.0.0.3", "10.0.0.2", "10.0.0.1"}),
+		"https://127.0.0.1:2379,https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379"; got != want {
+		t.Errorf("three members: %s, want %s", got, want)
+	}
+	if got := servers(cfg.Cluster, nil); got != "https://127.0.0.1:2379" {
+		t.Errorf("no member known: %s, want the local one", got)
+	}
+	ipv6 := validConfig(t, &config.Config{Node: config.NodeConfiguration{AdvertiseAddress: "2001:db8::10"},
+		Cluster: config.ClusterConfiguration{Networking: config.Networking{PodSubnet: "fd00:10:244::/56", ServiceSubnet: "fd00:10:96::/112"}}})
+	if got, want := servers(ipv6.Cluster, []string{"2001:db8::11", "2001:db8::10"}),
+		"https://[::1]:2379,https://[2001:db8::10]:2379,https://[2001:db8::11]:2379"; got != want {
+		t.Errorf("IPv6: %s, want %s", got, want)
+	}
+	external := defaultConfig(t)
+	external.Cluster.Etcd = config.Etcd{External: &config.ExternalEtcd{Endpoints: []string{"https://etcd.example:2379"},
+		CAFile: "/etc/etcd/ca.crt", CertFile: "/etc/etcd/c.crt", KeyFile: "/etc/etcd/c.key"}}
+	if got := servers(external.Cluster, []string{"10.0.0.1"}); got != "https://etcd.example:2379" {
+		t.Errorf("external etcd: %s, want its endpoints alone", got)
+	}
+}
+
 // The operator renders the workloads from the cluster part of the configuration alone;
 // they must be exactly the ones init applied, or its first look would roll the control
 // plane for nothing.
@@ -758,7 +798,7 @@ func TestWorkloadsAreTheSelfHostedOnes(t *testing.T) {
 	for name, mk := range map[string]func(testing.TB) *config.Config{"default": defaultConfig, "custom": customConfig, "ipv6": ipv6} {
 		cfg := mk(t)
 		assets := render(t, cfg)
-		got, err := Workloads(cfg.Cluster)
+		got, err := Workloads(cfg.Cluster, []string{cfg.Node.AdvertiseAddress})
 		if err != nil {
 			t.Fatal(err)
 		}

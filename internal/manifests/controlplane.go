@@ -3,7 +3,9 @@ package manifests
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -113,8 +115,9 @@ func podTemplate(name string, labels map[string]string, spec corev1.PodSpec) cor
 // apiServerDaemonSet runs one API server on every control-plane node. A new pod starts
 // beside the old one (maxSurge 1, maxUnavailable 0), both serving on the shared port,
 // and the old one is stopped only when the new one is ready.
-func apiServerDaemonSet(cfg *config.Config) *appsv1.DaemonSet {
+func apiServerDaemonSet(cfg *config.Config, etcdMembers []string) *appsv1.DaemonSet {
 	c := apiServerContainer(cfg, secretPath, "$(HOST_IP)", "")
+	withEtcdMembers(&c, cfg, etcdMembers)
 	c.Env = append(c.Env, fieldEnv("HOST_IP", "status.hostIP"))
 	hostVols, hostMounts := apiServerHostVolumes(cfg)
 	c.VolumeMounts = hostMounts
@@ -212,5 +215,26 @@ func disruptionBudget(name string) *policyv1.PodDisruptionBudget {
 			MinAvailable: ptr.To(intstr.FromInt32(1)),
 			Selector:     &metav1.LabelSelector{MatchLabels: selector},
 		},
+	}
+}
+
+// withEtcdMembers makes the apiserver c of a cluster with local etcd list, after its own
+// node's member (the loopback address), the member of every address in members: while
+// its own member restarts (a change of etcd's flags, one member at a time), an
+// apiserver goes on serving from the others instead of failing every request, and so
+// do the kubelet's calls that the member's restart waits for. With one member it lists
+// that one twice; etcd's client balances over the endpoints that answer.
+func withEtcdMembers(c *corev1.Container, cfg *config.Config, members []string) {
+	if cfg.Cluster.Etcd.Local == nil || len(members) == 0 {
+		return
+	}
+	for i, arg := range c.Command {
+		if v, ok := strings.CutPrefix(arg, "--etcd-servers="); ok {
+			servers := []string{v}
+			for _, m := range slices.Sorted(slices.Values(members)) {
+				servers = append(servers, "https://"+net.JoinHostPort(m, strconv.Itoa(etcdClientPort)))
+			}
+			c.Command[i] = "--etcd-servers=" + strings.Join(slices.Compact(servers), ",")
+		}
 	}
 }

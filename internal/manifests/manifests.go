@@ -245,9 +245,11 @@ const (
 
 // Workloads are the self-hosted control plane's DaemonSet and Deployments as rendered for
 // cluster (kind set), by component name: what selfkube-controller's operator applies
-// when the ControlPlane resource changes. They are SelfHosted's for a configuration with
-// that cluster part.
-func Workloads(cluster config.ClusterConfiguration) (map[string]runtime.Object, error) {
+// when the ControlPlane resource changes. etcdMembers are the addresses of the local
+// etcd members (the control-plane nodes'), which every apiserver lists after its own
+// node's member. They are SelfHosted's for a configuration with that cluster part, whose
+// node is the one member.
+func Workloads(cluster config.ClusterConfiguration, etcdMembers []string) (map[string]runtime.Object, error) {
 	cfg := &config.Config{Cluster: cluster}
 	// The workloads depend on the node only through its address family (the loopback
 	// address of the local etcd), which is the service network's.
@@ -256,7 +258,7 @@ func Workloads(cluster config.ClusterConfiguration) (map[string]runtime.Object, 
 		cfg.Node.AdvertiseAddress = "::1"
 	}
 	out := map[string]runtime.Object{
-		nameAPIServer:         apiServerDaemonSet(cfg),
+		nameAPIServer:         apiServerDaemonSet(cfg, etcdMembers),
 		nameControllerManager: controllerManagerDeployment(cfg),
 		nameScheduler:         schedulerDeployment(cfg),
 		nameProxy:             kubeProxyDaemonSet(cfg),
@@ -295,7 +297,7 @@ func SelfHosted(cfg *config.Config, files Files) ([]Asset, error) {
 		workload runtime.Object
 		extra    []runtime.Object
 	}{
-		{stageAPIServer, nameAPIServer, apiServerDaemonSet(cfg), nil},
+		{stageAPIServer, nameAPIServer, apiServerDaemonSet(cfg, []string{cfg.Node.AdvertiseAddress}), nil},
 		{stageControllerManager, nameControllerManager, controllerManagerDeployment(cfg),
 			[]runtime.Object{disruptionBudget(nameControllerManager)}},
 		{stageScheduler, nameScheduler, schedulerDeployment(cfg),

@@ -96,7 +96,7 @@ func TestControlPlaneResource(t *testing.T) {
 	})
 
 	t.Run("a dry-run apply raises the generation only for a change", func(t *testing.T) {
-		workloads, err := manifests.Workloads(cfg.Cluster)
+		workloads, err := manifests.Workloads(cfg.Cluster, []string{cfg.Node.AdvertiseAddress})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +114,7 @@ func TestControlPlaneResource(t *testing.T) {
 		}
 		spec := controlplane.SpecFrom(&cfg.Cluster)
 		spec.APIServer.ExtraArgs = map[string]string{"v": "1"}
-		changed, err := manifests.Workloads(spec.Configure(cfg.Cluster))
+		changed, err := manifests.Workloads(spec.Configure(cfg.Cluster), []string{cfg.Node.AdvertiseAddress})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,11 +11,13 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -189,6 +191,10 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	members, err := c.etcdMembers(cluster)
+	if err != nil {
+		return 0, err
+	}
 	// render renders the workloads of a target once per sync: observing and applying
 	// the same target share them.
 	rendered := map[controlplane.Target]map[string]runtime.Object{}
@@ -200,7 +206,7 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		if t == controlplane.TargetLastKnownGood {
 			s = cp.Status.LastKnownGood.Spec
 		}
-		w, err := manifests.Workloads(s.Configure(cluster))
+		w, err := manifests.Workloads(s.Configure(cluster), members)
 		if err == nil {
 			rendered[t] = w
 		}
@@ -250,6 +256,11 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 	}
 
 	d := Decide(state)
+	// What the roll-out waits for, in the log too when it changes (`kubectl logs`).
+	if now, was := meta.FindStatusCondition(d.Status.Conditions, controlplane.ConditionProgressing),
+		meta.FindStatusCondition(cp.Status.Conditions, controlplane.ConditionProgressing); now != nil && (was == nil || was.Message != now.Message) {
+		c.log.Info("progressing: "+now.Message, "reason", now.Reason, "generation", cp.Generation)
+	}
 	// The status first: a roll-out is recorded (with its start, which its timeout counts
 	// from) before the workload changes, never the other way round.
 	if !reflect.DeepEqual(d.Status, cp.Status) {
@@ -351,12 +362,42 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 	}
 	// A dry-run apply that would change the spec would raise the generation.
 	o.Matches = dry.GetGeneration() == generation
+	if !o.Matches {
+		if live, target := etcdServers(template), etcdServers(podTemplate(want)); live != target {
+			o.Refresh = fmt.Sprintf("the etcd members changed (--etcd-servers %s → %s)", live, target)
+		}
+	}
 	o.Failure = podFailure(currentRevision(owned, template))
 	if o.Waiting == "" && component == manifests.APIServer {
 		o.Waiting = c.serving(ctx, owned)
 	}
 	o.Healthy = o.Waiting == ""
 	return o, nil
+}
+
+// etcdMembers are the addresses of the local etcd members, which every apiserver lists:
+// the InternalIP of each control-plane node (nil with an external etcd). A node that is
+// down stays in the list (it is a member still); a node joins the list once its join
+// labels it, after its member was added.
+func (c *Controller) etcdMembers(cluster config.ClusterConfiguration) ([]string, error) {
+	if cluster.Etcd.Local == nil {
+		return nil, nil
+	}
+	nodes, err := c.nodes.List(labels.SelectorFromSet(labels.Set{node.LabelControlPlane: ""}))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range nodes {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				out = append(out, a.Address)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // observeEtcd sees the etcd members of the control-plane nodes against the target's
@@ -387,6 +428,32 @@ func (c *Controller) observeEtcd(cp *controlplane.ControlPlane, target controlpl
 		}
 	}
 	return observeEtcd(names, pods, manifests.EtcdExtraArgsText(s.Etcd.ExtraArgs), cluster.Image(config.ImageEtcd), cp.Status.Etcd), nil
+}
+
+// etcdServers is the --etcd-servers of the apiserver in t ("" for other workloads).
+func etcdServers(t corev1.PodTemplateSpec) string {
+	for _, c := range t.Spec.Containers {
+		if c.Name != manifests.APIServer {
+			continue
+		}
+		for _, arg := range c.Command {
+			if v, ok := strings.CutPrefix(arg, "--etcd-servers="); ok {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// podTemplate is the pod template of a DaemonSet or Deployment.
+func podTemplate(w runtime.Object) corev1.PodTemplateSpec {
+	switch o := w.(type) {
+	case *appsv1.DaemonSet:
+		return o.Spec.Template
+	case *appsv1.Deployment:
+		return o.Spec.Template
+	}
+	return corev1.PodTemplateSpec{}
 }
 
 // serving asks each node's apiserver, on a new connection (steered like every new

@@ -60,6 +60,10 @@ type Observed struct {
 	Failure *Failure
 	// Missing says the workload does not exist (deleted): it is put back.
 	Missing bool
+	// Refresh, when set, says the workload differs from its target because the cluster
+	// changed, not its spec (the etcd members every apiserver lists: a control-plane node
+	// joined or left): it is rolled out like a change of the spec, never adopted as drift.
+	Refresh string
 	// Status is the workload's figures for the ControlPlane's status.
 	Status controlplane.ComponentStatus
 	// Members are etcd's members, by node name (etcd only).
@@ -187,7 +191,7 @@ func Decide(s State) Decision {
 		// not reach), never a change to adopt.
 		isEtcd := c.Component == controlplane.ComponentEtcd
 		drifted := !c.Matches && !rolling && target == controlplane.TargetSpec && !isEtcd &&
-			st.LastKnownGood != nil && st.LastKnownGood.Generation == s.Generation && !c.Missing
+			st.LastKnownGood != nil && st.LastKnownGood.Generation == s.Generation && !c.Missing && c.Refresh == ""
 		failure := c.Failure
 		if drifted && failure == nil {
 			if c.Healthy {
@@ -247,8 +251,12 @@ func Decide(s State) Decision {
 			}
 			d.Apply, d.RequeueAfter = c.Component, pollProgress
 			if target == controlplane.TargetSpec {
-				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, "changing "+c.Component+" to generation "+fmt.Sprint(s.Generation))
-				event(Event{Reason: ReasonRollingOut, Message: "changing " + c.Component + " to generation " + fmt.Sprint(s.Generation)})
+				msg := "changing " + c.Component + " to generation " + fmt.Sprint(s.Generation)
+				if c.Refresh != "" {
+					msg = "changing " + c.Component + ": " + c.Refresh
+				}
+				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, msg)
+				event(Event{Reason: ReasonRollingOut, Message: msg})
 			} else {
 				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingBack,
 					"changing "+c.Component+" back to generation "+fmt.Sprint(st.LastKnownGood.Generation))

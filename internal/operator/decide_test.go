@@ -233,6 +233,30 @@ func TestDriftPolicy(t *testing.T) {
 	}
 }
 
+// A workload that differs from a spec that ran because the cluster changed (a
+// control-plane node joined: every apiserver must list its etcd member) is rolled out
+// like a change, with its gates, never adopted as drift; then it is done.
+func TestAChangeOfTheClusterIsRolledOutNotAdopted(t *testing.T) {
+	st := controlplane.Status{LastKnownGood: good(2, spec("v"))}
+	refresh := func(o *Observed) {
+		o.Matches, o.Refresh = false, "the etcd members changed (--etcd-servers a → a,b)"
+	}
+	d := Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: with(healthy(), "kube-apiserver", refresh), Now: t0})
+	if d.Apply != "kube-apiserver" || d.Target != controlplane.TargetSpec || d.Status.Rollout == nil || d.Status.Rollout.Drift {
+		t.Fatalf("a change of the etcd members: %+v, want the apiserver rolled out", d)
+	}
+	if d.Event == nil || !strings.Contains(d.Event.Message, "etcd members changed") {
+		t.Errorf("Event %+v, want it to say why", d.Event)
+	}
+	// Rolled out and healthy: soaked like any change, then done; the spec stays good.
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: d.Status, Components: healthy(), Now: t0.Add(20 * time.Second)})
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: d.Status, Components: healthy(), Now: t0.Add(40 * time.Second)})
+	if d.Apply != "" || d.Status.Rollout != nil || d.Status.LastKnownGood.Generation != 2 ||
+		condition(t, d.Status, controlplane.ConditionAvailable).Status != metav1.ConditionTrue {
+		t.Errorf("after the roll-out: %+v", d.Status)
+	}
+}
+
 func TestDecideLeavesItsInputAlone(t *testing.T) {
 	st := controlplane.Status{LastKnownGood: good(1, spec("")),
 		Rollout: &controlplane.RolloutStatus{Generation: 2, Component: "kube-apiserver", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}

@@ -126,7 +126,7 @@ func TestComponentNamesAreTheWorkloads(t *testing.T) {
 	}
 	cfg := &config.Config{}
 	config.Default(cfg, config.Host{Hostname: "node1", DefaultAddress: "10.0.0.1"})
-	workloads, err := manifests.Workloads(cfg.Cluster)
+	workloads, err := manifests.Workloads(cfg.Cluster, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestComponentNamesAreTheWorkloads(t *testing.T) {
 		}
 	}
 	cfg.Cluster.Networking.Plugin = config.NetworkPluginNone
-	if workloads, _ := manifests.Workloads(cfg.Cluster); workloads["selfkube-network"] != nil {
+	if workloads, _ := manifests.Workloads(cfg.Cluster, nil); workloads["selfkube-network"] != nil {
 		t.Errorf("a cluster without selfkube's network plugin has its DaemonSet among the workloads")
 	}
 }

@@ -498,6 +498,9 @@ func benchSelfkubeHA(ctx context.Context, t *testing.T, h *framework.Harness, b 
 		}
 		return nil
 	})
+	wait(ctx, t, 6*time.Minute, "every apiserver listing the three etcd members", func(ctx context.Context) error {
+		return apiServerRolledOut(ctx, cs, 3, listsEtcdMembers(cps[0].ip, cps[1].ip, cps[2].ip))
+	})
 	cpc := newControlPlaneClient(ctx, t, cfg)
 	cpc.settled(t, 1, "the operator to record the three-node control plane as good")
 

@@ -86,6 +86,12 @@ func TestHA(t *testing.T) {
 		return cfg.CAData
 	}
 
+	adminCfg, err := framework.RestConfig(first.HostPath("/etc/kubernetes/admin.conf"), "https://"+cps[0].ip+":6443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpc := newControlPlaneClient(ctx, t, adminCfg)
+
 	step(t, "JoinControlPlanes", func(t *testing.T) {
 		workerToken := tokenClient(t, "https://"+cps[0].ip+":6443", caData(t), flagValue(joinCommandArgs(t, initOut), "--token"))
 		for _, n := range cps[1:] {
@@ -216,6 +222,15 @@ func TestHA(t *testing.T) {
 		}
 	})
 
+	step(t, "EveryAPIServerListsEveryEtcdMember", func(t *testing.T) {
+		// Each join made the operator roll the apiservers (no drift to adopt): each lists
+		// every member, so that it serves while its own member restarts.
+		wait(ctx, t, 6*time.Minute, "every apiserver listing the three etcd members", func(ctx context.Context) error {
+			return apiServerRolledOut(ctx, cs, 3, listsEtcdMembers(cps[0].ip, cps[1].ip, cps[2].ip))
+		})
+		cpc.settled(t, 1, "the operator done with the joins")
+	})
+
 	// The honest prober's identities, at ha1 (an RBAC user and its keep-alive client, a
 	// ServiceAccount, ha1's kubelet), and the RBAC user at ha2 and ha3. Four nodes on the
 	// test machine: 4 requests/s per target (20 new TLS connections a second in all, a
@@ -280,12 +295,6 @@ func TestHA(t *testing.T) {
 			t.Errorf("the informer: %v", err)
 		}
 	})
-
-	adminCfg, err := framework.RestConfig(first.HostPath("/etc/kubernetes/admin.conf"), "https://"+cps[0].ip+":6443")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpc := newControlPlaneClient(ctx, t, adminCfg)
 
 	step(t, "FlagChangedThroughTheResourceOnThreeNodes", func(t *testing.T) {
 		// The operator's leader is killed (no grace: its lease is not handed back) while
@@ -543,4 +552,22 @@ func TestHA(t *testing.T) {
 			t.Errorf("reset left /etc/kubernetes/pki: %v", err)
 		}
 	})
+}
+
+// listsEtcdMembers says whether an apiserver container lists the etcd member of every
+// address in ips in --etcd-servers.
+func listsEtcdMembers(ips ...string) func(corev1.Container) bool {
+	return func(c corev1.Container) bool {
+		for _, arg := range c.Command {
+			if v, ok := strings.CutPrefix(arg, "--etcd-servers="); ok {
+				for _, ip := range ips {
+					if !slices.Contains(strings.Split(v, ","), etcd.ClientURL(ip)) {
+						return false
+					}
+				}
+				return true
+			}
+		}
+		return false
+	}
 }
