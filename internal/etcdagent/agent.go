@@ -370,9 +370,12 @@ func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
 		}
 		file := filepath.Join(a.ManifestsDir, manifests.EtcdManifest)
 		if old, err := os.ReadFile(file); err == nil {
-			keep := filepath.Join(a.SnapshotDir, manifests.EtcdManifest+".before-"+a.Now().UTC().Format("20060102T150405Z"))
+			keep := filepath.Join(a.SnapshotDir, replacedPrefix+a.Now().UTC().Format("20060102T150405Z"))
 			if _, err := host.WriteFile(keep, old, 0o600); err != nil {
 				return err
+			}
+			if err := prune(a.SnapshotDir, a.Keep); err != nil {
+				a.Log.Warn("removing old etcd static pods", "err", err)
 			}
 		}
 		// Written beside it under a dot name (the kubelet ignores those), synced, renamed,
@@ -418,40 +421,48 @@ func (a *Agent) snapshotWithClient(ctx context.Context, endpoint, path string) (
 const (
 	snapshotPrefix = "etcd-"
 	snapshotSuffix = ".db"
+	// replacedPrefix names the static pods a member change replaced (etcd.yaml.before-<time>).
+	replacedPrefix = manifests.EtcdManifest + ".before-"
 )
 
-// prune removes all but the newest keep snapshots of dir.
+// prune removes all but the newest keep snapshots of dir, and all but the newest keep
+// static pods that member changes replaced.
 func prune(dir string, keep int) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
-	type snap struct {
+	type file struct {
 		name string
 		mod  time.Time
 	}
-	var snaps []snap
+	var snaps, replaced []file
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), snapshotPrefix) {
+		if !e.Type().IsRegular() {
 			continue
 		}
-		if strings.HasSuffix(e.Name(), snapshotSuffix+".part") {
-			_ = os.Remove(filepath.Join(dir, e.Name())) // left by a killed agent
-			continue
-		}
-		if !strings.HasSuffix(e.Name(), snapshotSuffix) {
+		name := e.Name()
+		if strings.HasPrefix(name, snapshotPrefix) && strings.HasSuffix(name, snapshotSuffix+".part") {
+			_ = os.Remove(filepath.Join(dir, name)) // left by a killed agent
 			continue
 		}
 		info, err := e.Info()
 		if err != nil {
 			continue
 		}
-		snaps = append(snaps, snap{e.Name(), info.ModTime()})
+		switch {
+		case strings.HasPrefix(name, replacedPrefix):
+			replaced = append(replaced, file{name, info.ModTime()})
+		case strings.HasPrefix(name, snapshotPrefix) && strings.HasSuffix(name, snapshotSuffix):
+			snaps = append(snaps, file{name, info.ModTime()})
+		}
 	}
-	slices.SortFunc(snaps, func(a, b snap) int { return b.mod.Compare(a.mod) })
 	var errs []error
-	for i := keep; i < len(snaps); i++ {
-		errs = append(errs, os.Remove(filepath.Join(dir, snaps[i].name)))
+	for _, files := range [][]file{snaps, replaced} {
+		slices.SortFunc(files, func(a, b file) int { return b.mod.Compare(a.mod) })
+		for i := keep; i < len(files); i++ {
+			errs = append(errs, os.Remove(filepath.Join(dir, files[i].name)))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -330,3 +330,38 @@ func TestASnapshotRetriedClearsItsError(t *testing.T) {
 		t.Errorf("after the retry: %+v, want a success without the first try's error", got)
 	}
 }
+
+// The newest snapshots and the newest replaced static pods are kept, keep of each; a
+// snapshot left half-written is removed; other files are left alone.
+func TestPruneKeepsTheNewestOfEach(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	write := func(name string, age int) {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		at := base.Add(-time.Duration(age) * time.Hour)
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		write(fmt.Sprintf("etcd-n1-generation-%d.db", i), i)
+		write(fmt.Sprintf("etcd.yaml.before-%d", i), i)
+	}
+	write("etcd-n1-generation-9.db.part", 0)
+	write("notes.txt", 9)
+	if err := prune(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	want := []string{"etcd-n1-generation-0.db", "etcd-n1-generation-1.db", "etcd.yaml.before-0", "etcd.yaml.before-1", "notes.txt"}
+	if !slices.Equal(left, want) {
+		t.Errorf("left %v, want %v", left, want)
+	}
+}
