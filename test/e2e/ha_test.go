@@ -319,6 +319,9 @@ func TestHA(t *testing.T) {
 			cpc.settled(t, gen, "the flag change rolled out on three nodes")
 		})
 		requireOnlySlowAnswers(t, rep)
+		// Through the worker's api-proxy, what every worker's kubelet and kube-proxy use:
+		// not one request lost, a timeout neither.
+		requireNoFailureVia(t, rep, workerName+"'s api-proxy")
 		if err := informed.Err(); err != nil {
 			t.Errorf("the informer: %v", err)
 		}

@@ -287,6 +287,25 @@ func requireOnlySlowAnswers(t *testing.T, rep probe.Report) {
 	}
 }
 
+// requireNoFailureVia fails t for any failed request (a timeout too) of the targets whose
+// name contains where: the path the issue asks to lose nothing.
+func requireNoFailureVia(t *testing.T, rep probe.Report, where string) {
+	t.Helper()
+	seen := false
+	for _, tr := range rep.Targets {
+		if !strings.Contains(tr.Name, where) {
+			continue
+		}
+		seen = true
+		if tr.Failed > 0 {
+			t.Errorf("%s: %d of %d requests failed (%v), want none", tr.Name, tr.Failed, tr.Counted, tr.ByKind)
+		}
+	}
+	if !seen {
+		t.Errorf("no target goes via %s", where)
+	}
+}
+
 // requireNoLoss fails t unless the measurement is valid (every target answered and the
 // prober kept its rate) and no client lost a request; it logs the table.
 func requireNoLoss(t *testing.T, scenario string, rep probe.Report) {
