@@ -31,10 +31,11 @@ const (
 
 // Member is one etcd member.
 type Member struct {
-	ID       uint64
-	Name     string
-	PeerURLs []string
-	Learner  bool
+	ID         uint64
+	Name       string
+	PeerURLs   []string
+	ClientURLs []string
+	Learner    bool
 }
 
 // Client talks to etcd with the healthcheck client certificate of a node.
@@ -88,7 +89,7 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 	}
 	var out []Member
 	for _, m := range resp.Members {
-		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, Learner: m.IsLearner})
+		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Learner: m.IsLearner})
 	}
 	return out, nil
 }
@@ -116,7 +117,7 @@ func (c *Client) AddLearner(ctx context.Context, peerURL string) (Member, []Memb
 	added := Member{ID: resp.Member.ID, PeerURLs: resp.Member.PeerURLs, Learner: true}
 	out := []Member{}
 	for _, m := range resp.Members {
-		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, Learner: m.IsLearner})
+		out = append(out, Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Learner: m.IsLearner})
 	}
 	return added, out, nil
 }

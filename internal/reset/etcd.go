@@ -45,7 +45,24 @@ func LeaveEtcd(ctx context.Context, l host.Layout) (string, error) {
 	if len(members) == 1 && members[0].Name == name {
 		return name, ErrLastMember
 	}
-	if _, err := c.RemoveByName(ctx, name); err != nil {
+	// Removed through another member: a member asked to remove itself may stop before it
+	// answers ("etcdserver: server stopped"), and the removal is then unknown.
+	var others []string
+	for _, m := range members {
+		if m.Name != name && !m.Learner {
+			others = append(others, m.ClientURLs...)
+		}
+	}
+	via := c
+	if len(others) > 0 {
+		o, err := etcd.Dial(others, filepath.Join(l.PKIDir(), "etcd"))
+		if err != nil {
+			return name, err
+		}
+		defer o.Close()
+		via = o
+	}
+	if _, err := via.RemoveByName(ctx, name); err != nil {
 		return name, err
 	}
 	return name, nil
