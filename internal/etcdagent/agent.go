@@ -226,7 +226,9 @@ func (a *Agent) Sync(ctx context.Context) error {
 // check checks this node's member for the change m: its endpoint answers with a leader,
 // and the member list has every member started and voting.
 func (a *Agent) check(ctx context.Context, local *corev1.Pod, m *controlplane.EtcdMemberChange) controlplane.EtcdCheck {
-	out := controlplane.EtcdCheck{Generation: m.Generation, Target: m.Target}
+	// Stamped before it asks: the operator takes only a check begun after the member's
+	// new process was Ready.
+	out := controlplane.EtcdCheck{Generation: m.Generation, Target: m.Target, Time: metav1.NewTime(a.Now())}
 	members, err := func() (int32, error) {
 		endpoint, err := clientEndpoint(local)
 		if err != nil {
@@ -236,7 +238,6 @@ func (a *Agent) check(ctx context.Context, local *corev1.Pod, m *controlplane.Et
 		defer cancel()
 		return a.CheckMember(ctx, endpoint)
 	}()
-	out.Time = metav1.NewTime(a.Now())
 	out.Members = members
 	if err != nil {
 		out.Message = err.Error()

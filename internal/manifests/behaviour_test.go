@@ -770,6 +770,11 @@ func TestAPIServerListsEveryEtcdMember(t *testing.T) {
 		"https://[::1]:2379,https://[2001:db8::10]:2379,https://[2001:db8::11]:2379"; got != want {
 		t.Errorf("IPv6: %s, want %s", got, want)
 	}
+	own := defaultConfig(t)
+	own.Cluster.APIServer.ExtraArgs = map[string]string{"etcd-servers": "https://10.9.9.9:2379"}
+	if got := servers(own.Cluster, []string{"10.0.0.1"}); got != "https://10.9.9.9:2379" {
+		t.Errorf("the user's own --etcd-servers: %s, want it as given", got)
+	}
 	external := defaultConfig(t)
 	external.Cluster.Etcd = config.Etcd{External: &config.ExternalEtcd{Endpoints: []string{"https://etcd.example:2379"},
 		CAFile: "/etc/etcd/ca.crt", CertFile: "/etc/etcd/c.crt", KeyFile: "/etc/etcd/c.key"}}

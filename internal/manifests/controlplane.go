@@ -222,11 +222,12 @@ func disruptionBudget(name string) *policyv1.PodDisruptionBudget {
 // node's member (the loopback address), the member of every address in members: while
 // its own member restarts (a change of etcd's flags, one member at a time), an
 // apiserver goes on serving from the others instead of failing every request, and so
-// do the kubelet's calls that the member's restart waits for. With one member it lists
-// that one twice; etcd's client balances over the endpoints that answer.
+// do the kubelet's calls that the member's restart waits for. etcd's client balances
+// over the endpoints that answer (the local member is no more preferred than the
+// others); with one member it lists that one twice.
 func withEtcdMembers(c *corev1.Container, cfg *config.Config, members []string) {
-	if cfg.Cluster.Etcd.Local == nil || len(members) == 0 {
-		return
+	if _, own := cfg.Cluster.APIServer.ExtraArgs["etcd-servers"]; cfg.Cluster.Etcd.Local == nil || len(members) == 0 || own {
+		return // an external etcd's endpoints, or the user's own list, stay as given
 	}
 	for i, arg := range c.Command {
 		if v, ok := strings.CutPrefix(arg, "--etcd-servers="); ok {

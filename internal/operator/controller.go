@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -67,6 +68,9 @@ type Controller struct {
 	events      record.EventRecorder
 	log         *slog.Logger
 	now         func() time.Time
+	// etcdAddresses is the client address each control-plane node's etcd member last
+	// advertised, by node name (etcdMembers).
+	etcdAddresses map[string]string
 }
 
 // ComponentPods selects the workloads, ReplicaSets and pods of the components the
@@ -229,6 +233,10 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
+		down, err := c.downNodes()
+		if err != nil {
+			return 0, err
+		}
 		if cluster.Etcd.Local != nil {
 			o, err := c.observeEtcd(cp, target, cluster)
 			if err != nil {
@@ -241,7 +249,7 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 			if !ok {
 				continue // the pod network of a cluster whose network plugin is not selfkube's
 			}
-			o, err := c.observe(ctx, name, want, pods)
+			o, err := c.observe(ctx, name, want, pods, down)
 			if target == controlplane.TargetSpec && (apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)) {
 				// The API server refuses what the spec renders to (a limit below a
 				// request, say): the spec is not valid either, and nothing is changed.
@@ -313,7 +321,7 @@ func (c *Controller) writeStatus(ctx context.Context, u *unstructured.Unstructur
 
 // observe sees component against its target workload want; pods are the control
 // plane's pods (ComponentPods), of which it judges the component's own.
-func (c *Controller) observe(ctx context.Context, component string, want runtime.Object, pods []*corev1.Pod) (Observed, error) {
+func (c *Controller) observe(ctx context.Context, component string, want runtime.Object, pods []*corev1.Pod, down map[string]bool) (Observed, error) {
 	o := Observed{Component: component, Status: controlplane.ComponentStatus{Name: component}}
 	dry, err := c.applier.DryRun(ctx, want)
 	if err != nil {
@@ -334,7 +342,7 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 		}
 		generation, template = ds.Generation, ds.Spec.Template
 		owned = ownedPods(pods, ds.UID)
-		o.Status, o.Waiting = daemonSetHealth(ds, owned)
+		o.Status, o.Waiting = daemonSetHealth(ds, owned, down)
 	case *appsv1.Deployment:
 		d, err := c.deployments.Deployments(manifests.Namespace).Get(component)
 		if apierrors.IsNotFound(err) {
@@ -369,16 +377,46 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 	}
 	o.Failure = podFailure(currentRevision(owned, template))
 	if o.Waiting == "" && component == manifests.APIServer {
-		o.Waiting = c.serving(ctx, owned)
+		var up []*corev1.Pod
+		for _, p := range owned {
+			if !down[p.Spec.NodeName] {
+				up = append(up, p)
+			}
+		}
+		o.Waiting = c.serving(ctx, up)
 	}
 	o.Healthy = o.Waiting == ""
 	return o, nil
 }
 
-// etcdMembers are the addresses of the local etcd members, which every apiserver lists:
-// the InternalIP of each control-plane node (nil with an external etcd). A node that is
-// down stays in the list (it is a member still); a node joins the list once its join
-// labels it, after its member was added.
+// downNodes are the nodes whose Ready condition is not True, by name.
+func (c *Controller) downNodes() (map[string]bool, error) {
+	nodes, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		return nil, err
+	}
+	down := map[string]bool{}
+	for _, n := range nodes {
+		ready := false
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				ready = cond.Status == corev1.ConditionTrue
+			}
+		}
+		if !ready {
+			down[n.Name] = true
+		}
+	}
+	return down, nil
+}
+
+// etcdMembers are the addresses of the local etcd members, which every apiserver lists,
+// one per control-plane node (nil with an external etcd): the address its member
+// advertises to clients (the flags its mirror pod records), else the one it advertised
+// when last seen (its mirror pod is gone for a moment while the kubelet restarts the
+// member), else the node's InternalIP. A node that is down stays in the list (it is a
+// member still); a node joins the list once its join labels it, after its member was
+// added.
 func (c *Controller) etcdMembers(cluster config.ClusterConfiguration) ([]string, error) {
 	if cluster.Etcd.Local == nil {
 		return nil, nil
@@ -387,8 +425,24 @@ func (c *Controller) etcdMembers(cluster config.ClusterConfiguration) ([]string,
 	if err != nil {
 		return nil, err
 	}
+	pods, err := c.etcdPods.Pods(manifests.Namespace).List(EtcdPods())
+	if err != nil {
+		return nil, err
+	}
+	if c.etcdAddresses == nil {
+		c.etcdAddresses = map[string]string{}
+	}
+	for _, p := range pods {
+		if a := advertisedClientAddress(p); a != "" && p.Spec.NodeName != "" {
+			c.etcdAddresses[p.Spec.NodeName] = a
+		}
+	}
 	var out []string
 	for _, n := range nodes {
+		if a, ok := c.etcdAddresses[n.Name]; ok {
+			out = append(out, a)
+			continue
+		}
 		for _, a := range n.Status.Addresses {
 			if a.Type == corev1.NodeInternalIP {
 				out = append(out, a.Address)
@@ -397,7 +451,21 @@ func (c *Controller) etcdMembers(cluster config.ClusterConfiguration) ([]string,
 		}
 	}
 	slices.Sort(out)
-	return out, nil
+	return slices.Compact(out), nil
+}
+
+// advertisedClientAddress is the host of the first client URL the etcd member of mirror
+// pod p advertises (manifests.AnnotationEtcdFlags), or "".
+func advertisedClientAddress(p *corev1.Pod) string {
+	var f map[string]string
+	if err := json.Unmarshal([]byte(p.Annotations[manifests.AnnotationEtcdFlags]), &f); err != nil {
+		return ""
+	}
+	u, err := url.Parse(strings.Split(f["advertise-client-urls"], ",")[0])
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 // observeEtcd sees the etcd members of the control-plane nodes against the target's

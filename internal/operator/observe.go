@@ -105,20 +105,30 @@ func ready(p *corev1.Pod) bool {
 
 // daemonSetHealth says whether ds has rolled out: its controller saw its generation, and
 // each of the pods it should have is updated and Ready with no other left; or what it
-// still waits for.
-func daemonSetHealth(ds *appsv1.DaemonSet, pods []*corev1.Pod) (controlplane.ComponentStatus, string) {
+// still waits for. A pod on a node that is down (down, by name) is not waited for once it
+// runs the current template: a worker powered off keeps no spec from counting as
+// healthy, nor a roll-out of another component waiting. A roll-out of ds itself still
+// waits for that node (its pod cannot be replaced there).
+func daemonSetHealth(ds *appsv1.DaemonSet, pods []*corev1.Pod, down map[string]bool) (controlplane.ComponentStatus, string) {
 	s := ds.Status
 	st := controlplane.ComponentStatus{Name: ds.Name, Image: image(ds.Spec.Template), ObservedGeneration: s.ObservedGeneration,
 		Updated: s.UpdatedNumberScheduled, Ready: s.NumberReady, Desired: s.DesiredNumberScheduled}
+	var live []*corev1.Pod
+	for _, p := range pods {
+		if !down[p.Spec.NodeName] {
+			live = append(live, p)
+		}
+	}
+	onDown := int32(len(pods) - len(live))
 	switch {
 	case s.ObservedGeneration < ds.Generation:
 		return st, fmt.Sprintf("the DaemonSet controller has not seen generation %d yet", ds.Generation)
 	case s.DesiredNumberScheduled == 0:
 		return st, "no node to run on"
-	case s.UpdatedNumberScheduled != s.DesiredNumberScheduled || s.NumberAvailable != s.DesiredNumberScheduled || int32(len(pods)) != s.DesiredNumberScheduled:
+	case s.UpdatedNumberScheduled != s.DesiredNumberScheduled || s.NumberAvailable+onDown < s.DesiredNumberScheduled || int32(len(pods)) != s.DesiredNumberScheduled:
 		return st, fmt.Sprintf("%d of %d pods updated, %d available, %d pods in all", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberAvailable, len(pods))
 	}
-	for _, p := range pods {
+	for _, p := range live {
 		if !ready(p) {
 			return st, "pod " + p.Name + " is not Ready"
 		}
@@ -174,12 +184,15 @@ type Member struct {
 // check c, when its mirror pod became Ready, and how many members there are; "" when
 // it is done.
 func unchecked(m *controlplane.EtcdMemberChange, c controlplane.EtcdCheck, since time.Time, members int) string {
+	// The check must have begun after the pod became Ready (the agent stamps it before it
+	// asks, and the status keeps whole seconds): one that began earlier may have been
+	// answered by the member's old process.
 	switch {
-	case c.Generation != m.Generation || c.Target != m.Target || c.Time.Time.Before(since):
+	case c.Generation != m.Generation || c.Target != m.Target || since.IsZero() || !c.Time.Time.After(since):
 		return "waiting for its node agent to check it (endpoint health, member list)"
 	case !c.Healthy:
 		return "its node agent's check fails: " + c.Message
-	case int(c.Members) != members:
+	case int(c.Members) < members:
 		return fmt.Sprintf("its member list has %d started, voting members; want %d", c.Members, members)
 	}
 	return ""

@@ -70,6 +70,11 @@ func TestPodFailureSaysWhatAndWhere(t *testing.T) {
 	}
 }
 
+func onNode(p *corev1.Pod, node string) *corev1.Pod {
+	p.Spec.NodeName = node
+	return p
+}
+
 func TestDaemonSetHealth(t *testing.T) {
 	ds := func(gen, observed int64, desired, updated, available int32) *appsv1.DaemonSet {
 		return &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "kube-apiserver", Generation: gen},
@@ -88,8 +93,12 @@ func TestDaemonSetHealth(t *testing.T) {
 		"the new pod is not updated":     {ds(3, 3, 1, 0, 1), one, false},
 		"the pod is not Ready":           {ds(3, 3, 1, 1, 1), []*corev1.Pod{pod("a", "u", false, "")}, false},
 		"no node to run on":              {ds(3, 3, 0, 0, 0), nil, false},
+		// A worker powered off: its updated pod is not available, and not waited for.
+		"a node down, its pod updated":     {ds(3, 3, 2, 2, 1), []*corev1.Pod{pod("a", "u", true, ""), onNode(pod("b", "u", false, ""), "down")}, true},
+		"a node down, its pod not updated": {ds(3, 3, 2, 1, 1), []*corev1.Pod{pod("a", "u", true, ""), onNode(pod("b", "u", false, ""), "down")}, false},
+		"a node up, its pod not available": {ds(3, 3, 2, 2, 1), []*corev1.Pod{pod("a", "u", true, ""), onNode(pod("b", "u", false, ""), "node2")}, false},
 	} {
-		_, waiting := daemonSetHealth(tc.ds, tc.pods)
+		_, waiting := daemonSetHealth(tc.ds, tc.pods, map[string]bool{"down": true})
 		if (waiting == "") != tc.healthy {
 			t.Errorf("%s: waiting %q, want healthy %v", name, waiting, tc.healthy)
 		}
@@ -223,10 +232,13 @@ func TestTheChangedMemberCountsOnlyWithItsAgentsCheck(t *testing.T) {
 	}{
 		"no check yet":                      {nil, false, "waiting for its node agent"},
 		"a check before it became Ready":    {check(2, true, 3, readyAt.Add(-time.Second)), false, "waiting for its node agent"},
+		"a check in the same second":        {check(2, true, 3, readyAt.Time), false, "waiting for its node agent"},
 		"a check of an earlier change":      {check(1, true, 3, readyAt.Add(time.Second)), false, "waiting for its node agent"},
 		"a failing check":                   {check(2, false, 0, readyAt.Add(time.Second)), false, "has not started"},
 		"a member missing from the list":    {check(2, true, 2, readyAt.Add(time.Second)), false, "2 started, voting members; want 3"},
 		"a passing check after it is Ready": {check(2, true, 3, readyAt.Add(time.Second)), true, ""},
+		// A member of a node deleted without leaving etcd counts too: more is no reason to wait.
+		"a member list longer than the nodes": {check(2, true, 4, readyAt.Add(time.Second)), true, ""},
 	} {
 		st := &controlplane.EtcdStatus{Member: named, Checks: tc.checks}
 		o := observeEtcd(nodes, pods(), `{"v":"1"}`, "etcd:x", st)
