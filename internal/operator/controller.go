@@ -343,6 +343,11 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 		generation, template = ds.Generation, ds.Spec.Template
 		owned = ownedPods(pods, ds.UID)
 		o.Status, o.Waiting = daemonSetHealth(ds, owned, down)
+		// Healthy but for nodes that are down: not healthy (a roll-out of it waits), but
+		// no reason to hold the rest (DownOnly).
+		if _, strict := daemonSetHealth(ds, owned, nil); o.Waiting == "" && strict != "" {
+			o.Waiting, o.DownOnly = strict+" (on a node that is down)", true
+		}
 	case *appsv1.Deployment:
 		d, err := c.deployments.Deployments(manifests.Namespace).Get(component)
 		if apierrors.IsNotFound(err) {
@@ -376,14 +381,16 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 		}
 	}
 	o.Failure = podFailure(currentRevision(owned, template))
-	if o.Waiting == "" && component == manifests.APIServer {
+	if (o.Waiting == "" || o.DownOnly) && component == manifests.APIServer {
 		var up []*corev1.Pod
 		for _, p := range owned {
 			if !down[p.Spec.NodeName] {
 				up = append(up, p)
 			}
 		}
-		o.Waiting = c.serving(ctx, up)
+		if w := c.serving(ctx, up); w != "" {
+			o.Waiting, o.DownOnly = w, false
+		}
 	}
 	o.Healthy = o.Waiting == ""
 	return o, nil

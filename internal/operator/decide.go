@@ -60,6 +60,11 @@ type Observed struct {
 	Failure *Failure
 	// Missing says the workload does not exist (deleted): it is put back.
 	Missing bool
+	// DownOnly says the component is not Healthy only because of its pods on nodes that
+	// are down (Waiting says which): a roll-out of it waits for them, but a component
+	// that is not changing counts as healthy, so that a node powered off holds neither
+	// the other components nor the recording of the last-known-good spec.
+	DownOnly bool
 	// Refresh, when set, says the workload differs from its target because the cluster
 	// changed, not its spec (the etcd members every apiserver lists: a control-plane node
 	// joined or left): it is rolled out like a change of the spec, never adopted as drift.
@@ -311,7 +316,7 @@ func Decide(s State) Decision {
 			d.RequeueAfter = pollDegraded
 			return done()
 		}
-		if !c.Healthy {
+		if !c.Healthy && (rolling || !c.DownOnly) {
 			if rolling {
 				r.HealthySince = nil // the soak starts again once it is healthy again
 			}

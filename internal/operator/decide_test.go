@@ -257,6 +257,23 @@ func TestAChangeOfTheClusterIsRolledOutNotAdopted(t *testing.T) {
 	}
 }
 
+// A DaemonSet unhealthy only for its pod on a node that is down (a worker powered off)
+// holds nothing while it is not changing; a roll-out of it waits for the node.
+func TestANodeDownHoldsOnlyTheRollOutOfItsDaemonSet(t *testing.T) {
+	downOnly := func(o *Observed) { o.Healthy, o.DownOnly, o.Waiting = false, true, "1 of 2 pods available (on a node that is down)" }
+	d := Decide(State{Generation: 2, Spec: spec("v"), Status: controlplane.Status{LastKnownGood: good(1, spec(""))},
+		Components: with(healthy(), "kube-proxy", downOnly), Now: t0})
+	if d.Status.LastKnownGood.Generation != 2 || condition(t, d.Status, controlplane.ConditionAvailable).Status != metav1.ConditionTrue {
+		t.Errorf("kube-proxy unchanged, a worker down: %+v, want generation 2 recorded as good", d.Status)
+	}
+	rolling := controlplane.Status{LastKnownGood: good(1, spec("")), Rollout: &controlplane.RolloutStatus{
+		Generation: 2, Component: "kube-proxy", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}
+	d = Decide(State{Generation: 2, Spec: spec("v"), Status: rolling, Components: with(healthy(), "kube-proxy", downOnly), Now: t0.Add(time.Second)})
+	if d.Status.LastKnownGood.Generation != 1 || d.RequeueAfter == 0 || d.Status.Rollout == nil {
+		t.Errorf("kube-proxy rolling, a worker down: %+v, want it waited for", d.Status)
+	}
+}
+
 func TestDecideLeavesItsInputAlone(t *testing.T) {
 	st := controlplane.Status{LastKnownGood: good(1, spec("")),
 		Rollout: &controlplane.RolloutStatus{Generation: 2, Component: "kube-apiserver", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}

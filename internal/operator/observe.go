@@ -105,10 +105,9 @@ func ready(p *corev1.Pod) bool {
 
 // daemonSetHealth says whether ds has rolled out: its controller saw its generation, and
 // each of the pods it should have is updated and Ready with no other left; or what it
-// still waits for. A pod on a node that is down (down, by name) is not waited for once it
-// runs the current template: a worker powered off keeps no spec from counting as
-// healthy, nor a roll-out of another component waiting. A roll-out of ds itself still
-// waits for that node (its pod cannot be replaced there).
+// still waits for. A pod on a node in down (by name) that runs the current template is
+// not waited for (the caller judges a DaemonSet twice: with the nodes that are down,
+// and without).
 func daemonSetHealth(ds *appsv1.DaemonSet, pods []*corev1.Pod, down map[string]bool) (controlplane.ComponentStatus, string) {
 	s := ds.Status
 	st := controlplane.ComponentStatus{Name: ds.Name, Image: image(ds.Spec.Template), ObservedGeneration: s.ObservedGeneration,
