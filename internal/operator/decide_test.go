@@ -260,7 +260,9 @@ func TestAChangeOfTheClusterIsRolledOutNotAdopted(t *testing.T) {
 // A DaemonSet unhealthy only for its pod on a node that is down (a worker powered off)
 // holds nothing while it is not changing; a roll-out of it waits for the node.
 func TestANodeDownHoldsOnlyTheRollOutOfItsDaemonSet(t *testing.T) {
-	downOnly := func(o *Observed) { o.Healthy, o.DownOnly, o.Waiting = false, true, "1 of 2 pods available (on a node that is down)" }
+	downOnly := func(o *Observed) {
+		o.Healthy, o.DownOnly, o.Waiting = false, true, "1 of 2 pods available (on a node that is down)"
+	}
 	d := Decide(State{Generation: 2, Spec: spec("v"), Status: controlplane.Status{LastKnownGood: good(1, spec(""))},
 		Components: with(healthy(), "kube-proxy", downOnly), Now: t0})
 	if d.Status.LastKnownGood.Generation != 2 || condition(t, d.Status, controlplane.ConditionAvailable).Status != metav1.ConditionTrue {
