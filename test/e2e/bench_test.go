@@ -448,20 +448,8 @@ func temporaryControlPlaneGone(ctx context.Context, cs kubernetes.Interface, man
 func benchSelfkubeHA(ctx context.Context, t *testing.T, h *framework.Harness, b *bench) {
 	const variant = "selfkube"
 	bin := selfkubeBinary(t)
-	cps := []struct{ name, ip string }{{"ha1", "172.31.0.41"}, {"ha2", "172.31.0.42"}, {"ha3", "172.31.0.43"}}
-	const workerName, workerIP = "hw", "172.31.0.44"
-	nodes := map[string]*framework.Node{}
-	for _, n := range append(cps, struct{ name, ip string }{workerName, workerIP}) {
-		node, err := h.UpWith(ctx, n.name, n.ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[n.name] = node
-	}
-	first := nodes["ha1"]
-	if err := os.WriteFile(first.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig("ha1", cps[0].ip)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cps := haControlPlanes
+	nodes, first := upHANodes(ctx, t, h, bin)
 	initOut, err := first.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml")
 	if err != nil {
 		t.Fatalf("selfkube init: %v\n%s", err, initOut)

@@ -39,21 +39,8 @@ func TestHA(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	bin := selfkubeBinary(t)
-	cps := []struct{ name, ip string }{{"ha1", "172.31.0.41"}, {"ha2", "172.31.0.42"}, {"ha3", "172.31.0.43"}}
-	const workerName, workerIP = "hw", "172.31.0.44"
-
-	nodes := map[string]*framework.Node{}
-	for _, n := range append(cps, struct{ name, ip string }{workerName, workerIP}) {
-		node, err := h.UpWith(ctx, n.name, n.ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[n.name] = node
-	}
-	first := nodes["ha1"]
-	if err := os.WriteFile(first.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig("ha1", cps[0].ip)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cps := haControlPlanes
+	nodes, first := upHANodes(ctx, t, h, bin)
 	// clientAt talks to the apiserver of one control-plane node, verifying its certificate.
 	clientAt := func(t *testing.T, ip string) kubernetes.Interface {
 		t.Helper()
@@ -572,4 +559,29 @@ func listsEtcdMembers(ips ...string) func(corev1.Container) bool {
 		}
 		return false
 	}
+}
+
+// haControlPlanes and haWorker are the nodes of the three-control-plane scenarios
+// (TestHA and the bench's three-node variant); ha1 is the one init runs on.
+var haControlPlanes = []struct{ name, ip string }{{"ha1", "172.31.0.41"}, {"ha2", "172.31.0.42"}, {"ha3", "172.31.0.43"}}
+
+const workerName, workerIP = "hw", "172.31.0.44"
+
+// upHANodes brings up the three control-plane nodes and the worker (no cluster yet) and
+// writes init's config on ha1, which it returns as first.
+func upHANodes(ctx context.Context, t *testing.T, h *framework.Harness, bin string) (map[string]*framework.Node, *framework.Node) {
+	t.Helper()
+	nodes := map[string]*framework.Node{}
+	for _, n := range append(haControlPlanes, struct{ name, ip string }{workerName, workerIP}) {
+		node, err := h.UpWith(ctx, n.name, n.ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[n.name] = node
+	}
+	first := nodes[haControlPlanes[0].name]
+	if err := os.WriteFile(first.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig(haControlPlanes[0].name, haControlPlanes[0].ip)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return nodes, first
 }
