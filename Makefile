@@ -6,7 +6,7 @@ export KUBE_VERSION ?= v1.36.3
 GO ?= go
 BIN_DIR := _output/bin
 
-.PHONY: build test unit apitest components images host-setup e2e bench up down clean-nodes ci
+.PHONY: build test unit apitest components images upgrade-images host-setup e2e bench up down clean-nodes ci
 
 ## build: the selfkube binary in _output/bin/selfkube
 build:
@@ -24,6 +24,16 @@ components:
 images: components build
 	hack/build-images.sh
 
+## upgrade-images: what the upgrade tests start from and go to, beside the pinned release:
+## Kubernetes $(UPGRADE_FROM) (components and images) and etcd $(ETCD_UPGRADE_TO) (an image of its own)
+UPGRADE_FROM ?= v1.35.4
+ETCD_UPGRADE_TO ?= v3.6.16
+upgrade-images: images
+	KUBE_VERSION=$(UPGRADE_FROM) hack/build-components.sh kubernetes
+	ETCD_VERSION=$(ETCD_UPGRADE_TO) hack/build-components.sh etcd
+	KUBE_VERSION=$(UPGRADE_FROM) hack/build-images.sh
+	EXTRA_ETCD_VERSIONS=$(ETCD_UPGRADE_TO) hack/build-images.sh
+
 ## test: unit tests plus the API tier (a real kube-apiserver and etcd from the cached binaries),
 ## and the build tools' own tests
 test: components
@@ -35,7 +45,7 @@ host-setup:
 	hack/host-setup.sh
 
 ## e2e: the real-node suite (root): nodes with their own kubelet and containerd on this machine
-e2e: host-setup images
+e2e: host-setup upgrade-images
 	hack/e2e.sh
 
 ## bench: the benchmark table, kubeadm and selfkube side by side on the same substrate

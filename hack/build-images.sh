@@ -13,6 +13,8 @@ KUBE_VERSION=${KUBE_VERSION:-v1.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.6}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.1}
+# Other etcd releases (upgrade targets), space-separated: each its own tarball (etcd_<version>.tar).
+EXTRA_ETCD_VERSIONS=${EXTRA_ETCD_VERSIONS:-}
 IMAGE_REPOSITORY=${IMAGE_REPOSITORY:-registry.local}
 GO=${GO:-go}
 
@@ -176,6 +178,12 @@ main() {
   done
   [[ $(id -u) == 0 ]] || die "needs root (chroot and a network namespace check the Debian root filesystems): run it with sudo"
 
+  local extra=() v
+  for v in $EXTRA_ETCD_VERSIONS; do
+    [[ -x $BIN_ROOT/etcd-$v/etcd ]] || die "$BIN_ROOT/etcd-$v/etcd not found: run \`ETCD_VERSION=$v hack/build-components.sh etcd\` first"
+    extra+=(-extra-etcd "$v=$BIN_ROOT/etcd-$v")
+  done
+
   local start=$SECONDS iptables_root busybox_root
   iptables_root=$(debian_rootfs iptables finish_iptables iptables conntrack nftables)
   busybox_root=$(debian_rootfs busybox finish_busybox busybox-static)
@@ -187,7 +195,7 @@ main() {
     -etcd-bin "$BIN_ROOT/etcd-$ETCD_VERSION" -etcd-version "$ETCD_VERSION" \
     -coredns-bin "$BIN_ROOT/coredns-$COREDNS_VERSION" -coredns-version "$COREDNS_VERSION" \
     -cni-bin "$BIN_ROOT/cni-plugins-$CNI_PLUGINS_VERSION" -pause "$BIN_ROOT/pause/pause" \
-    -iptables-root "$iptables_root" -busybox-root "$busybox_root" -selfkube "$SELFKUBE_BINARY") ||
+    -iptables-root "$iptables_root" -busybox-root "$busybox_root" -selfkube "$SELFKUBE_BINARY" "${extra[@]}") ||
     die "writing the image tarballs failed (see above)"
   log "images ready in $SELFKUBE_CACHE/images ($((SECONDS - start))s)"
 }

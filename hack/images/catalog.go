@@ -21,6 +21,9 @@ type Inputs struct {
 	KubeBin string
 	// EtcdBin holds etcd and etcdctl; EtcdVersion is their release, e.g. v3.6.6.
 	EtcdBin, EtcdVersion string
+	// ExtraEtcd are other etcd releases (upgrade targets): each one is its own tarball,
+	// etcd_<3.6.16-0>.tar, with only its own tags.
+	ExtraEtcd []EtcdRelease
 	// CoreDNSBin holds coredns; CoreDNSVersion is its release, e.g. v1.15.0.
 	CoreDNSBin, CoreDNSVersion string
 	// CNIBin holds the CNI plugins copied into the selfkube image.
@@ -34,6 +37,9 @@ type Inputs struct {
 	// Selfkube is the selfkube binary.
 	Selfkube string
 }
+
+// EtcdRelease is an etcd release and the directory holding its etcd and etcdctl.
+type EtcdRelease struct{ Version, Bin string }
 
 // Image is one image tarball to write.
 type Image struct {
@@ -88,6 +94,33 @@ func Catalog(in Inputs) ([]Image, error) {
 		},
 		selfkubeImage(in),
 	)
+	taken := map[string]bool{}
+	for _, img := range images {
+		for _, t := range img.Tags {
+			taken[t] = true
+		}
+	}
+	for _, r := range in.ExtraEtcd {
+		// Named by the release (etcd_v3.6.16.tar), never by kubeadm's tag form, so that
+		// it cannot overwrite the pinned release's tarball; a tag another image already
+		// carries is left out.
+		var tags []string
+		for _, t := range []string{in.Repository + "/etcd:" + r.Version, in.Repository + "/etcd:" + etcdTag(r.Version)} {
+			if !taken[t] {
+				tags, taken[t] = append(tags, t), true
+			}
+		}
+		if len(tags) == 0 {
+			continue
+		}
+		images = append(images, Image{
+			File:       "etcd_" + r.Version + ".tar",
+			Tags:       tags,
+			Contents:   withBase(Content{Dest: "/usr/local/bin/etcd", Source: filepath.Join(r.Bin, "etcd")}, Content{Dest: "/usr/local/bin/etcdctl", Source: filepath.Join(r.Bin, "etcdctl")}),
+			Entrypoint: []string{"/usr/local/bin/etcd"},
+			Env:        []string{defaultPath},
+		})
+	}
 	sort.Slice(images, func(i, j int) bool { return images[i].File < images[j].File })
 	return images, nil
 }
@@ -114,7 +147,7 @@ func componentImage(in Inputs, name, tag string) (Image, error) {
 		img.Entrypoint = []string{"/usr/local/bin/etcd"}
 		img.Tags = appendTag(img.Tags, in.Repository+"/etcd:"+in.EtcdVersion)
 		// The upstream registry's tag form (3.6.6-0), which selfkube's configuration defaults to.
-		img.Tags = appendTag(img.Tags, in.Repository+"/etcd:"+strings.TrimPrefix(in.EtcdVersion, "v")+"-0")
+		img.Tags = appendTag(img.Tags, in.Repository+"/etcd:"+etcdTag(in.EtcdVersion))
 	case "coredns":
 		// The upstream image runs /coredns and kubeadm's Deployment passes only args.
 		img.Contents = withBase(Content{Dest: "/coredns", Source: filepath.Join(in.CoreDNSBin, "coredns")})
@@ -165,3 +198,6 @@ func splitRef(ref string) (repo, tag string, ok bool) {
 	}
 	return ref[:i], ref[i+1:], true
 }
+
+// etcdTag is the upstream registry's tag form of an etcd release: v3.6.6 → 3.6.6-0.
+func etcdTag(version string) string { return strings.TrimPrefix(version, "v") + "-0" }

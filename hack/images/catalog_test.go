@@ -50,6 +50,37 @@ func TestCatalogTags(t *testing.T) {
 	}
 }
 
+// An extra etcd release (an upgrade target) is a tarball of its own, named by its
+// release, with its own tags only; the pinned release's tarball keeps its tags.
+func TestCatalogExtraEtcd(t *testing.T) {
+	in := inputs(kubeadmV136)
+	in.ExtraEtcd = []EtcdRelease{{Version: "v3.6.16", Bin: "/e16"}, {Version: "v3.6.6", Bin: "/e"}}
+	images, err := Catalog(in)
+	if err != nil {
+		t.Fatalf("Catalog: %v", err)
+	}
+	byFile := map[string]Image{}
+	for _, img := range images {
+		byFile[img.File] = img
+	}
+	extra, ok := byFile["etcd_v3.6.16.tar"]
+	if !ok {
+		t.Fatalf("no etcd_v3.6.16.tar among %v", images)
+	}
+	if diff := cmp.Diff([]string{"registry.local/etcd:v3.6.16", "registry.local/etcd:3.6.16-0"}, extra.Tags); diff != "" {
+		t.Errorf("tags of the extra etcd (-want +got):\n%s", diff)
+	}
+	if extra.Contents[0].Source != "/e16/etcd" {
+		t.Errorf("extra etcd built from %v, want /e16/etcd", extra.Contents)
+	}
+	if diff := cmp.Diff([]string{"registry.local/etcd:3.6.5-0", "registry.local/etcd:v3.6.6", "registry.local/etcd:3.6.6-0"}, byFile["etcd_3.6.5-0.tar"].Tags); diff != "" {
+		t.Errorf("pinned etcd's tags (-want +got):\n%s", diff)
+	}
+	if _, dup := byFile["etcd_v3.6.6.tar"]; dup {
+		t.Error("the pinned release given again as an extra got a tarball of its own")
+	}
+}
+
 func TestCatalogContents(t *testing.T) {
 	images, err := Catalog(inputs(kubeadmV136))
 	if err != nil {

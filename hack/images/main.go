@@ -49,6 +49,14 @@ func run(args []string) error {
 	fl.StringVar(&in.KubeBin, "kube-bin", "", "directory with the Kubernetes binaries")
 	fl.StringVar(&in.EtcdBin, "etcd-bin", "", "directory with etcd and etcdctl")
 	fl.StringVar(&in.EtcdVersion, "etcd-version", "", "etcd release, an extra tag of the etcd image")
+	fl.Func("extra-etcd", "another etcd release as VERSION=DIR (DIR holds its etcd and etcdctl); repeatable", func(v string) error {
+		version, dir, ok := strings.Cut(v, "=")
+		if !ok || !strings.HasPrefix(version, "v3.") || dir == "" {
+			return fmt.Errorf("-extra-etcd %q: want VERSION=DIR, e.g. v3.6.16=/var/cache/selfkube-test/bin/etcd-v3.6.16", v)
+		}
+		in.ExtraEtcd = append(in.ExtraEtcd, EtcdRelease{Version: version, Bin: dir})
+		return nil
+	})
 	fl.StringVar(&in.CoreDNSBin, "coredns-bin", "", "directory with coredns")
 	fl.StringVar(&in.CoreDNSVersion, "coredns-version", "", "CoreDNS release, an extra tag of the coredns image")
 	fl.StringVar(&in.CNIBin, "cni-bin", "", "directory with the CNI plugins")

@@ -32,9 +32,10 @@ write nothing on this host.`,
 		opts           upgrade.Options
 	)
 	apply := &cobra.Command{
-		Use:   "apply --set FIELD=VALUE… [--unset FIELD…] [--dry-run]",
-		Short: "Change fields of the ControlPlane's spec and follow the roll-out",
-		Long: `Change fields of the ControlPlane resource's spec (kubectl get controlplane cluster -o yaml)
+		Use:   "apply [VERSION] [--set FIELD=VALUE…] [--unset FIELD…] [--dry-run]",
+		Short: "Upgrade to a Kubernetes version, or change fields of the ControlPlane's spec, and follow the roll-out",
+		Long: `Upgrade the control plane to Kubernetes VERSION (the same as --set kubernetesVersion=VERSION),
+or change other fields of the ControlPlane resource's spec (kubectl get controlplane cluster -o yaml),
 and follow selfkube-controller's roll-out: one line per component with ✓ or ✗ and its
 duration. It exits 0 once every component runs the change, and non-zero when the
 operator rolled it back (saying which component failed and why) or the timeout passed.
@@ -55,19 +56,29 @@ FIELD is a path below spec:
 Before anything changes, each control-plane node's agent takes a snapshot of etcd
 (/var/lib/selfkube/etcd-snapshots, the newest 5; named in the status).
 
+A version upgrade goes in the version-skew order: etcd member by member (when
+etcd.version changes too), kube-apiserver node by node, then the controller manager and
+scheduler, kube-proxy and CoreDNS; each is health-gated and rolled back on failure, which
+leaves every component on the old version. Run selfkube upgrade plan VERSION first: it
+says whether the images are on the nodes, whether every kubelet is within the skew, and
+which flags the new version removes. Kubelets follow afterwards, one node at a time:
+selfkube upgrade node on each node.
+
 A change that is not valid changes nothing. The same change can be made with kubectl:
   kubectl patch controlplane cluster --type merge -p '{"spec":{"apiServer":{"extraArgs":{"v":"2"}}}}'`,
-		Example: `  selfkube upgrade apply --set apiServer.extraArgs.v=2 --dry-run
+		Example: `  selfkube upgrade apply v1.36.3
+  selfkube upgrade apply v1.36.3 --set etcd.version=v3.6.16
+  selfkube upgrade apply --set apiServer.extraArgs.v=2 --dry-run
   selfkube upgrade apply --set apiServer.extraArgs.max-requests-inflight=800
   selfkube upgrade apply --unset apiServer.extraArgs.v --set scheduler.featureGates.SchedulerQueueingHints=false`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
-			if opts.Changes, err = parseChanges(sets, unsets); err != nil {
+			if opts.Changes, err = parseChanges(args, sets, unsets); err != nil {
 				return err
 			}
 			if len(opts.Changes) == 0 {
-				return fmt.Errorf("nothing to change: give --set FIELD=VALUE or --unset FIELD (see --help)")
+				return fmt.Errorf("nothing to change: give a VERSION, --set FIELD=VALUE or --unset FIELD (see --help)")
 			}
 			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigPath)
 			if err != nil {
@@ -90,7 +101,7 @@ A change that is not valid changes nothing. The same change can be made with kub
 
 	var output string
 	plan := &cobra.Command{
-		Use:   "plan [--set FIELD=VALUE…] [--unset FIELD…] [-o text|json]",
+		Use:   "plan [VERSION] [--set FIELD=VALUE…] [--unset FIELD…] [-o text|json]",
 		Short: "Show what a change of the ControlPlane's spec would do and what blocks it, changing nothing",
 		Long: `Show what a change of the ControlPlane resource's spec would do, and whether anything
 stands in its way, without making it. It reads the ControlPlane, the cluster configuration,
@@ -102,31 +113,48 @@ it plans that change: the fields it changes, the image each component runs and w
 whether the component's flags, feature gates or resources change, and the checks below.
 Without them it plans the spec as it is: what of it has not rolled out yet, and what runs.
 
+It lists the versions the control plane can go to without pulling an image: each
+Kubernetes version, other than the running one, whose kube-apiserver,
+kube-controller-manager and kube-scheduler images (from the planned imageRepository)
+every control-plane node has and whose kube-proxy image every node has, as the nodes'
+status lists them; ✓ when the version and kubelets checks below pass for it, ✗ and why
+not. Then the etcd releases whose image every control-plane node has. A kubelet lists
+only its 50 largest images by default (nodeStatusMaxImages), so a version may be
+missing from the list although its images are there.
+
 Each check is one line: ✓ passes, ! is worth knowing but does not block, ✗ blocks.
-  spec      the changed spec is valid (the rules upgrade apply and the operator use)
-  version   the control plane goes up one minor version at a time, never down a minor,
-            never to another major; patch releases go either way
-  kubelets  no node's kubelet is newer than the new kube-apiserver nor more than three
-            minor versions older (Kubernetes' version-skew policy): upgrade kubelets
-            that are too old first
-  roll-out  what the operator is doing: a roll-out in progress (the change replaces its
-            target), a spec it has not seen yet, Degraded, or the control plane held at
-            the last-known-good generation after a rollback
-  operator  a replica of kube-system/selfkube-controller is ready to roll the change out
+  spec           the changed spec is valid (the rules upgrade apply and the operator use)
+  version        the control plane goes up one minor version at a time, never down a
+                 minor, never to another major; patch releases go either way
+  kubelets       no node's kubelet is newer than the new kube-apiserver nor more than
+                 three minor versions older (Kubernetes' version-skew policy): upgrade
+                 kubelets that are too old first
+  removed flags  no extraArgs of kube-apiserver, kube-controller-manager or kube-scheduler
+                 sets a flag that a newer minor version, up to the target, removed (the
+                 component would not start): --unset it with the change
+  images         with a new kubernetesVersion: which node lacks which of its images (!,
+                 the kubelet pulls them if it can reach the registry)
+  roll-out       what the operator is doing: a roll-out in progress (the change replaces
+                 its target), a spec it has not seen yet, Degraded, or the control plane
+                 held at the last-known-good generation after a rollback
+  operator       a replica of kube-system/selfkube-controller is ready to roll the change
+                 out
 
 It exits 0 when nothing blocks, and non-zero, saying what blocks, when a check does: a
 script can run plan before apply. -o json prints the plan for scripts (changes,
-components, checks with result pass, warn or block, and blocked) on stdout.`,
+components, available with version, allowed and reason, availableEtcd, checks with
+result pass, warn or block, and blocked) on stdout.`,
 		Example: `  selfkube upgrade plan
+  selfkube upgrade plan v1.36.3
   selfkube upgrade plan --set kubernetesVersion=v1.37.0
   selfkube upgrade plan --set apiServer.extraArgs.v=2 --unset scheduler.featureGates.SchedulerQueueingHints
   selfkube upgrade plan --set kubernetesVersion=v1.37.0 -o json | jq -r '.checks[] | select(.result != "pass")'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown output format %q: use -o text or -o json", output)
 			}
-			changes, err := parseChanges(sets, unsets)
+			changes, err := parseChanges(args, sets, unsets)
 			if err != nil {
 				return err
 			}
@@ -171,9 +199,16 @@ components, checks with result pass, warn or block, and blocked) on stdout.`,
 	return cmd
 }
 
-// parseChanges reads --set and --unset arguments.
-func parseChanges(sets, unsets []string) ([]upgrade.Change, error) {
+// parseChanges reads the VERSION argument (kubernetesVersion), --set and --unset.
+func parseChanges(args, sets, unsets []string) ([]upgrade.Change, error) {
 	var changes []upgrade.Change
+	for _, v := range args {
+		c, err := upgrade.VersionChange(v)
+		if err != nil {
+			return nil, err
+		}
+		changes = append(changes, c)
+	}
 	for _, s := range sets {
 		c, err := upgrade.ParseSet(s)
 		if err != nil {

@@ -28,6 +28,7 @@ var invalidCases = map[string]string{
 	"bad-cidr":              `ClusterConfiguration.networking.podSubnet`,
 	"overlapping-subnets":   `ClusterConfiguration.networking.serviceSubnet: Invalid value: "10.96.0.0/12": overlaps podSubnet`,
 	"bad-version":           `ClusterConfiguration.kubernetesVersion`,
+	"bad-etcd-version":      `ClusterConfiguration.etcdVersion: Invalid value: "3.6.16": must be an etcd release such as v3.6.16`,
 	"endpoint-without-port": `ClusterConfiguration.controlPlaneEndpoint: Invalid value: "192.0.2.10": must be host:port`,
 	"endpoint-bad-port":     `ClusterConfiguration.controlPlaneEndpoint: Invalid value: "api.example.com:70000": port must be`,
 	"unknown-key-algorithm": `ClusterConfiguration.certificates.keyAlgorithm: Unsupported value: "ED25519"`,
@@ -96,7 +97,7 @@ func TestLoadValid(t *testing.T) {
 		{"valid-minimal.yaml", func(t *testing.T, c *Config) {
 			want := Config{
 				Cluster: ClusterConfiguration{
-					KubernetesVersion: "v1.36.3", ImageRepository: "registry.k8s.io",
+					KubernetesVersion: "v1.36.3", EtcdVersion: "v3.6.6", ImageRepository: "registry.k8s.io",
 					ControlPlaneEndpoint: "192.0.2.10:6443",
 					Networking:           Networking{PodSubnet: "10.244.0.0/16", ServiceSubnet: "10.96.0.0/12", DNSDomain: "cluster.local", Plugin: "selfkube"},
 					APIServer: APIServer{EncryptionAtRest: ptr.To(true), Audit: Audit{

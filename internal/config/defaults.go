@@ -13,6 +13,7 @@ import (
 // Defaults of the configuration API.
 const (
 	DefaultKubernetesVersion = "v1.36.3"
+	DefaultEtcdVersion       = "v3.6.6"
 	DefaultImageRepository   = "registry.k8s.io"
 	DefaultAPIServerPort     = 6443
 	DefaultPodSubnet         = "10.244.0.0/16"
@@ -37,8 +38,8 @@ const (
 	DefaultCAValidity   = 10 * 365 * 24 * time.Hour
 	DefaultLeafValidity = 365 * 24 * time.Hour
 
-	// Tags of the images that are not versioned with Kubernetes.
-	EtcdImageTag    = "3.6.6-0"
+	// Tags of the images that are not versioned with Kubernetes (etcd's follows
+	// etcdVersion: EtcdImageTag).
 	CoreDNSImageTag = "v1.15.0"
 	PauseImageTag   = "3.10.2"
 )
@@ -64,6 +65,9 @@ func Default(cfg *Config, host Host) {
 
 	if c.KubernetesVersion == "" {
 		c.KubernetesVersion = DefaultKubernetesVersion
+	}
+	if c.EtcdVersion == "" && c.Etcd.External == nil {
+		c.EtcdVersion = DefaultEtcdVersion
 	}
 	if c.ImageRepository == "" {
 		c.ImageRepository = DefaultImageRepository
@@ -223,7 +227,7 @@ func (c *ClusterConfiguration) Image(name string) string {
 			name = "coredns/coredns"
 		}
 	case ImageEtcd:
-		override, tag = c.Images.Etcd, EtcdImageTag
+		override, tag = c.Images.Etcd, EtcdImageTag(c.EtcdVersion)
 		if c.Etcd.Local != nil && c.Etcd.Local.Image != "" {
 			override = c.Etcd.Local.Image
 		}
@@ -248,3 +252,7 @@ func (c *ClusterConfiguration) EndpointHost() string {
 	}
 	return h
 }
+
+// EtcdImageTag is the image tag of an etcd release in the upstream registry's form:
+// v3.6.6 → 3.6.6-0.
+func EtcdImageTag(version string) string { return strings.TrimPrefix(version, "v") + "-0" }

@@ -16,6 +16,7 @@ var fieldDocs = map[string]string{
 	"kind":       "ClusterConfiguration describes the cluster; NodeConfiguration this machine.",
 
 	"kubernetesVersion":        "Kubernetes version of every control-plane component.",
+	"etcdVersion":              "etcd release of the local members (v3.6.6); their image tag is 3.6.6-0.",
 	"imageRepository":          "Registry and path of every component image: <imageRepository>/<component>:<tag>.",
 	"images":                   "Full image references that override single components.",
 	"controlPlaneEndpoint":     "host:port every client uses to reach the API (a load balancer or DNS name for HA).\nDefault: the first node's advertise address and port 6443.",

@@ -31,6 +31,10 @@ type ClusterConfiguration struct {
 
 	// KubernetesVersion of the control plane, e.g. v1.36.3.
 	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// EtcdVersion of the local etcd members, e.g. v3.6.6: the tag of their image is
+	// 3.6.6-0 (the upstream registry's form) unless an image is set. Not used with an
+	// external etcd.
+	EtcdVersion string `json:"etcdVersion,omitempty"`
 	// ImageRepository is the registry and path prefix of every component image.
 	ImageRepository string `json:"imageRepository,omitempty"`
 	// Images overrides the full reference of single component images.

@@ -20,6 +20,19 @@ import (
 
 var versionPattern = regexp.MustCompile(`^v1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?$`)
 
+// EtcdVersionPattern is what an etcd release looks like: v3.<minor>.<patch>.
+const EtcdVersionPattern = `^v3\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`
+
+var etcdVersionRE = regexp.MustCompile(EtcdVersionPattern)
+
+// ValidateEtcdVersion checks an etcd release such as v3.6.16.
+func ValidateEtcdVersion(v string, p *field.Path) field.ErrorList {
+	if !etcdVersionRE.MatchString(v) {
+		return field.ErrorList{field.Invalid(p, v, "must be an etcd release such as v3.6.16")}
+	}
+	return nil
+}
+
 // Validate checks a defaulted configuration and returns every problem it finds, each
 // naming the field it is about.
 func Validate(cfg *Config) field.ErrorList {
@@ -52,6 +65,12 @@ func validateCluster(c *ClusterConfiguration, p *field.Path) field.ErrorList {
 	errs = append(errs, ValidateComponent(&c.ControllerManager, p.Child("controllerManager"))...)
 	errs = append(errs, ValidateComponent(&c.Scheduler, p.Child("scheduler"))...)
 	errs = append(errs, validateEtcd(&c.Etcd, p.Child("etcd"))...)
+	switch {
+	case c.Etcd.External != nil && c.EtcdVersion != "":
+		errs = append(errs, field.Forbidden(p.Child("etcdVersion"), "selfkube runs no etcd with an external one: leave etcdVersion out"))
+	case c.Etcd.External == nil:
+		errs = append(errs, ValidateEtcdVersion(c.EtcdVersion, p.Child("etcdVersion"))...)
+	}
 	errs = append(errs, validateCertificates(&c.Certificates, p.Child("certificates"))...)
 	switch c.Proxy.Mode {
 	case "iptables", "ipvs", "nftables":

@@ -29,6 +29,7 @@ func SpecFrom(cluster *config.ClusterConfiguration) Spec {
 	}
 	if cluster.Etcd.Local != nil {
 		s.Etcd.ExtraArgs = maps.Clone(cluster.Etcd.Local.ExtraArgs)
+		s.Etcd.Version = cluster.EtcdVersion
 	}
 	return s
 }
@@ -54,6 +55,9 @@ func (s *Spec) Configure(cluster config.ClusterConfiguration) config.ClusterConf
 		local := *cluster.Etcd.Local
 		local.ExtraArgs = maps.Clone(s.Etcd.ExtraArgs)
 		out.Etcd.Local = &local
+		if s.Etcd.Version != "" {
+			out.EtcdVersion = s.Etcd.Version
+		}
 	}
 	return out
 }
@@ -96,5 +100,8 @@ func (s *Spec) Validate() field.ErrorList {
 		}
 	}
 	errs = append(errs, config.ValidateEtcdExtraArgs(s.Etcd.ExtraArgs, p.Child("etcd", "extraArgs"))...)
+	if s.Etcd.Version != "" {
+		errs = append(errs, config.ValidateEtcdVersion(s.Etcd.Version, p.Child("etcd", "version"))...)
+	}
 	return errs
 }

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"github.com/selfkube/selfkube/internal/config"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -67,7 +68,10 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 					"image": str("The full image reference, overriding the CoreDNS image of selfkube's release.")}},
 			"etcd": {Type: "object", Description: "What may change of the local etcd members (none with an external etcd); " +
 				"each control-plane node's agent changes its member, one member at a time.",
-				Properties: map[string]apiextensionsv1.JSONSchemaProps{"extraArgs": etcdExtra}},
+				Properties: map[string]apiextensionsv1.JSONSchemaProps{
+					"version": {Type: "string", Pattern: config.EtcdVersionPattern,
+						Description: "The etcd release the members run (v3.6.16), one member at a time; its image is <imageRepository>/etcd:3.6.16-0."},
+					"extraArgs": etcdExtra}},
 			"rollout": {Type: "object", Description: "How a change rolls out and is judged.",
 				Properties: map[string]apiextensionsv1.JSONSchemaProps{
 					"timeoutSeconds": {Type: "integer", Format: "int32", Minimum: ptr.To[float64](30), Maximum: ptr.To[float64](3600),

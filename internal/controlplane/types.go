@@ -84,6 +84,9 @@ type Addon struct {
 
 // Etcd is what may change of the local etcd members.
 type Etcd struct {
+	// Version of etcd the members run, e.g. v3.6.16 (their image's tag is 3.6.16-0);
+	// changed one member at a time like the flags. Empty: the cluster configuration's.
+	Version string `json:"version,omitempty"`
 	// ExtraArgs are flags added to, or overriding, selfkube's (without the dashes). The
 	// flags that make the member what it is (its name, data directory, URLs, certificates,
 	// initial cluster) are selfkube's and cannot be set here.
@@ -200,6 +203,9 @@ type EtcdMemberChange struct {
 	Target     Target `json:"target"`
 	// ExtraArgs are the flags the member gets (Etcd.ExtraArgs of that spec).
 	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
+	// Image the member runs (its version), as that spec renders it; empty from an
+	// operator older than etcd versions: the member's image is left as it is.
+	Image string `json:"image,omitempty"`
 	// Since is when this node's member was named: its roll-out timeout counts from then.
 	Since metav1.Time `json:"since"`
 }

@@ -1,6 +1,7 @@
 package etcdagent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -361,7 +362,7 @@ func (a *Agent) patchStatus(ctx context.Context, etcd map[string]any, what strin
 // Event; the operator's timeout then rolls it back.
 func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
 	err := func() error {
-		pod, err := manifests.EtcdWithExtraArgs(local, m.ExtraArgs)
+		pod, err := manifests.EtcdWith(local, m.ExtraArgs, m.Image)
 		if err != nil {
 			return err
 		}
@@ -391,8 +392,8 @@ func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
 		return
 	}
 	a.Events.Event(corev1.EventTypeNormal, "EtcdMemberChanged",
-		fmt.Sprintf("this node's etcd member now runs generation %d's extra flags %s (%s); the kubelet restarts it",
-			m.Generation, manifests.EtcdExtraArgsText(m.ExtraArgs), m.Target))
+		fmt.Sprintf("this node's etcd member now runs generation %d's extra flags %s and image %s (%s); the kubelet restarts it",
+			m.Generation, manifests.EtcdExtraArgsText(m.ExtraArgs), cmp.Or(m.Image, "unchanged"), m.Target))
 	a.Log.Info("etcd member changed", "generation", m.Generation, "target", m.Target, "extraArgs", m.ExtraArgs)
 }
 

@@ -7,9 +7,10 @@
 //	    member into SnapshotDir (0600, the newest Keep kept) and report it in
 //	    status.etcd.snapshots[node] (or the error, tried again after RetryAfter)
 //	status.etcd.member names this node, and its etcd static pod runs other extra flags
-//	    ──▶ render the static pod again with those flags (manifests.EtcdWithExtraArgs)
+//	    or another image (version) ──▶ render the static pod again with those flags and
+//	    that image (manifests.EtcdWith)
 //	    and replace the file; the kubelet restarts the member
-//	status.etcd.member names this node, and its static pod runs those flags ──▶ check
+//	status.etcd.member names this node, and its static pod runs those ──▶ check
 //	    the member (it answers with a leader; the member list has every member started
 //	    and voting) and report in status.etcd.checks[node], every CheckEvery while named
 //
@@ -64,7 +65,8 @@ func Decide(node string, st *controlplane.EtcdStatus, local *corev1.Pod, now tim
 		}
 	}
 	if m := st.Member; m != nil && m.Node == node {
-		if local.Annotations[manifests.AnnotationEtcdExtraArgs] != manifests.EtcdExtraArgsText(m.ExtraArgs) {
+		if local.Annotations[manifests.AnnotationEtcdExtraArgs] != manifests.EtcdExtraArgsText(m.ExtraArgs) ||
+			m.Image != "" && manifests.EtcdImage(local) != m.Image {
 			a.Change = m
 		} else {
 			a.Check = m

@@ -17,6 +17,16 @@ func staticPod(extra string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "etcd", Annotations: map[string]string{manifests.AnnotationEtcdExtraArgs: extra}}}
 }
 
+func onImage(p *corev1.Pod, image string) *corev1.Pod {
+	p.Spec.Containers = []corev1.Container{{Name: "etcd", Image: image}}
+	return p
+}
+
+func withImage(m *controlplane.EtcdMemberChange, image string) *controlplane.EtcdMemberChange {
+	m.Image = image
+	return m
+}
+
 func TestDecide(t *testing.T) {
 	member := func(node string, args map[string]string) *controlplane.EtcdMemberChange {
 		return &controlplane.EtcdMemberChange{Node: node, Generation: 2, Target: controlplane.TargetSpec, ExtraArgs: args}
@@ -44,6 +54,12 @@ func TestDecide(t *testing.T) {
 			staticPod(`{"snapshot-count":"5"}`), 0, false},
 		{"this node's member back to no flags", &controlplane.EtcdStatus{Member: member("a", nil)}, staticPod(`{"snapshot-count":"5"}`), 0, true},
 		{"a pod rendered before the annotation", &controlplane.EtcdStatus{Member: member("a", nil)}, &corev1.Pod{}, 0, true},
+		{"this node's member, another version", &controlplane.EtcdStatus{Member: withImage(member("a", nil), "etcd:3.6.16-0")},
+			onImage(staticPod("{}"), "etcd:3.6.6-0"), 0, true},
+		{"this node's member, already on that version", &controlplane.EtcdStatus{Member: withImage(member("a", nil), "etcd:3.6.16-0")},
+			onImage(staticPod("{}"), "etcd:3.6.16-0"), 0, false},
+		{"a change from an operator that names no image", &controlplane.EtcdStatus{Member: member("a", nil)},
+			onImage(staticPod("{}"), "etcd:3.6.6-0"), 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := Decide("a", tc.st, tc.local, t0)

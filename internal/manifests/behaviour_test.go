@@ -825,3 +825,38 @@ func TestWorkloadsAreTheSelfHostedOnes(t *testing.T) {
 		}
 	}
 }
+
+// The etcd version a cluster asks for is its members' image (3.6.16-0 for v3.6.16), and
+// the node agent's re-render of a member for a version change replaces that image and
+// keeps every flag the member was made with.
+func TestEtcdVersionIsTheMembersImage(t *testing.T) {
+	cfg := validConfig(t, &config.Config{Cluster: config.ClusterConfiguration{EtcdVersion: "v3.6.16", ImageRepository: "registry.local"}})
+	boot, err := Bootstrap(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := find[*corev1.Pod](t, boot, "bootstrap-manifests/etcd.yaml")
+	if got := EtcdImage(pod); got != "registry.local/etcd:3.6.16-0" {
+		t.Errorf("etcd image %q, want registry.local/etcd:3.6.16-0", got)
+	}
+	changed, err := EtcdWith(pod, map[string]string{"snapshot-count": "5000"}, "registry.local/etcd:3.6.6-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := EtcdImage(changed); got != "registry.local/etcd:3.6.6-0" {
+		t.Errorf("re-rendered etcd image %q, want registry.local/etcd:3.6.6-0", got)
+	}
+	if got := flagValues(changed.Spec.Containers[0].Command, "snapshot-count"); !slices.Equal(got, []string{"5000"}) {
+		t.Errorf("--snapshot-count = %v, want 5000", got)
+	}
+	if got, want := flagValues(changed.Spec.Containers[0].Command, "data-dir"), flagValues(pod.Spec.Containers[0].Command, "data-dir"); !slices.Equal(got, want) || len(got) != 1 {
+		t.Errorf("--data-dir = %v, want %v as before", got, want)
+	}
+	same, err := EtcdWith(pod, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if EtcdImage(same) != EtcdImage(pod) {
+		t.Errorf("no image given changed the image to %q", EtcdImage(same))
+	}
+}

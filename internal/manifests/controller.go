@@ -127,6 +127,8 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 					ResourceNames: []string{nameAPIServer, nameControllerManager, nameScheduler, nameProxy, nameCoreDNS, nameNetwork}},
 				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}, ResourceNames: []string{ClusterConfigName}},
+				// …and, once a version runs everywhere, says so to a stock `kubeadm join`.
+				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "update"}, ResourceNames: []string{KubeadmConfigName}},
 			},
 		},
 		&rbacv1.RoleBinding{

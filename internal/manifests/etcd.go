@@ -58,11 +58,12 @@ func annotateEtcd(p *corev1.Pod, base flags, extra map[string]string) {
 	p.Annotations[AnnotationEtcdExtraArgs] = EtcdExtraArgsText(extra)
 }
 
-// EtcdWithExtraArgs returns the etcd static pod p with extra in place of the extra flags
-// it has: its command is rendered again from the flags recorded on it
-// (AnnotationEtcdFlags), nothing else changes. It refuses extra flags that selfkube owns
-// (config.EtcdOwnFlags), and a pod not rendered by selfkube. p is not changed.
-func EtcdWithExtraArgs(p *corev1.Pod, extra map[string]string) (*corev1.Pod, error) {
+// EtcdWith returns the etcd static pod p with extra in place of the extra flags it has
+// and, unless image is empty, that image (an etcd version): its command is rendered
+// again from the flags recorded on it (AnnotationEtcdFlags), nothing else changes. It
+// refuses extra flags that selfkube owns (config.EtcdOwnFlags), and a pod not rendered
+// by selfkube. p is not changed.
+func EtcdWith(p *corev1.Pod, extra map[string]string, image string) (*corev1.Pod, error) {
 	if errs := config.ValidateEtcdExtraArgs(extra, nil); len(errs) > 0 {
 		return nil, fmt.Errorf("etcd extra flags: %w", errs.ToAggregate())
 	}
@@ -80,6 +81,19 @@ func EtcdWithExtraArgs(p *corev1.Pod, extra map[string]string) (*corev1.Pod, err
 	}
 	out := p.DeepCopy()
 	out.Spec.Containers[i].Command = base.command("etcd", extra)
+	if image != "" {
+		out.Spec.Containers[i].Image = image
+	}
 	annotateEtcd(out, base, maps.Clone(extra))
 	return out, nil
+}
+
+// EtcdImage is the image of the etcd container of p ("" when it has none).
+func EtcdImage(p *corev1.Pod) string {
+	for _, c := range p.Spec.Containers {
+		if c.Name == nameEtcd {
+			return c.Image
+		}
+	}
+	return ""
 }

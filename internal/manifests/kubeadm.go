@@ -90,3 +90,28 @@ func KubeadmCompat(cfg *config.Config, kubelet *kubeletv1beta1.KubeletConfigurat
 	}
 	return objs, nil
 }
+
+// KubeadmConfigWithVersion returns kubeadm-config cm with its ClusterConfiguration's
+// kubernetesVersion set to version, and whether that changed it (a stock `kubeadm join`
+// of a node reads the version there: the control plane's, once it runs everywhere). cm
+// is not changed; every other field of the ClusterConfiguration is kept.
+func KubeadmConfigWithVersion(cm *corev1.ConfigMap, version string) (*corev1.ConfigMap, bool, error) {
+	var cluster map[string]any
+	if err := yaml.Unmarshal([]byte(cm.Data[kubeadmConfigKey]), &cluster); err != nil {
+		return nil, false, fmt.Errorf("reading %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	if cluster == nil {
+		return nil, false, fmt.Errorf("%s/%s has no %s", cm.Namespace, cm.Name, kubeadmConfigKey)
+	}
+	if cluster["kubernetesVersion"] == version {
+		return cm, false, nil
+	}
+	cluster["kubernetesVersion"] = version
+	b, err := yaml.Marshal(cluster)
+	if err != nil {
+		return nil, false, err
+	}
+	out := cm.DeepCopy()
+	out.Data[kubeadmConfigKey] = string(b)
+	return out, true, nil
+}

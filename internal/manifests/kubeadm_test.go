@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"strings"
 	"testing"
 
@@ -53,5 +54,32 @@ func TestKubeadmCompat(t *testing.T) {
 		if s := strings.Join(bound[role], ","); s != NodeBootstrapGroup+",system:nodes" {
 			t.Errorf("%s is bound to %s, want the bootstrap-token group and nodes", role, s)
 		}
+	}
+}
+
+// Once a version runs everywhere the operator writes it into kubeadm-config, where a
+// stock `kubeadm join` reads the control plane's version; nothing else there changes,
+// and a version it says already is no change.
+func TestKubeadmConfigWithVersion(t *testing.T) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: KubeadmConfigName, Namespace: Namespace}, Data: map[string]string{
+		"ClusterConfiguration": "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.35.4\ncontrolPlaneEndpoint: 192.0.2.10:6443\n",
+	}}
+	out, changed, err := KubeadmConfigWithVersion(cm, "v1.36.3")
+	if err != nil || !changed {
+		t.Fatalf("KubeadmConfigWithVersion = changed %v, %v; want a change", changed, err)
+	}
+	for _, want := range []string{"kubernetesVersion: v1.36.3", "controlPlaneEndpoint: 192.0.2.10:6443", "kind: ClusterConfiguration"} {
+		if !strings.Contains(out.Data["ClusterConfiguration"], want) {
+			t.Errorf("kubeadm-config lost or lacks %q:\n%s", want, out.Data["ClusterConfiguration"])
+		}
+	}
+	if !strings.Contains(cm.Data["ClusterConfiguration"], "v1.35.4") {
+		t.Error("the ConfigMap given was changed")
+	}
+	if _, changed, err := KubeadmConfigWithVersion(out, "v1.36.3"); err != nil || changed {
+		t.Errorf("the same version again: changed %v, %v; want no change", changed, err)
+	}
+	if _, _, err := KubeadmConfigWithVersion(&corev1.ConfigMap{Data: map[string]string{"ClusterConfiguration": "{"}}, "v1.36.3"); err == nil {
+		t.Error("a kubeadm-config that is not YAML: no error")
 	}
 }

@@ -71,6 +71,8 @@ type Controller struct {
 	// etcdAddresses is the client address each control-plane node's etcd member last
 	// advertised, by node name (etcdMembers).
 	etcdAddresses map[string]string
+	// kubeadmVersion is the version kubeadm-config was last found or made to say.
+	kubeadmVersion string
 }
 
 // ComponentPods selects the workloads, ReplicaSets and pods of the components the
@@ -220,8 +222,8 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 	state := State{Generation: cp.Generation, Spec: cp.Spec, Status: cp.Status, Now: c.now()}
 	if errs := cp.Spec.Validate(); len(errs) > 0 {
 		state.Invalid = errs.ToAggregate().Error()
-	} else if cluster.Etcd.Local == nil && len(cp.Spec.Etcd.ExtraArgs) > 0 {
-		state.Invalid = "spec.etcd.extraArgs: this cluster's etcd is external; selfkube does not run it"
+	} else if cluster.Etcd.Local == nil && (len(cp.Spec.Etcd.ExtraArgs) > 0 || cp.Spec.Etcd.Version != "") {
+		state.Invalid = "spec.etcd: this cluster's etcd is external; selfkube does not run it"
 	}
 	target := TargetOf(cp.Status, cp.Generation)
 	if state.Invalid == "" || target == controlplane.TargetLastKnownGood {
@@ -276,6 +278,11 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 	}
+	if lkg := d.Status.LastKnownGood; lkg != nil && lkg.Generation == cp.Generation && c.kubeadmVersion != lkg.Spec.KubernetesVersion {
+		if err := c.refreshKubeadmConfig(ctx, lkg.Spec.KubernetesVersion); err != nil {
+			return 0, err
+		}
+	}
 	if d.Apply != "" && d.Apply != controlplane.ComponentEtcd {
 		workloads, err := render(d.Target)
 		if err != nil {
@@ -297,6 +304,33 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		c.log.Info(e.Message, "reason", e.Reason)
 	}
 	return d.RequeueAfter, nil
+}
+
+// refreshKubeadmConfig says version in kubeadm-config, where a stock `kubeadm join`
+// reads the control plane's version, once that version runs healthy everywhere. A
+// cluster without kubeadm-config (made before it existed) is left as it is.
+func (c *Controller) refreshKubeadmConfig(ctx context.Context, version string) error {
+	cms := c.client.CoreV1().ConfigMaps(manifests.Namespace)
+	cm, err := cms.Get(ctx, manifests.KubeadmConfigName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		c.kubeadmVersion = version
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", manifests.KubeadmConfigName, err)
+	}
+	out, changed, err := manifests.KubeadmConfigWithVersion(cm, version)
+	if err != nil {
+		return err
+	}
+	if changed {
+		if _, err := cms.Update(ctx, out, metav1.UpdateOptions{FieldManager: apply.FieldManager}); err != nil {
+			return fmt.Errorf("writing %s: %w", manifests.KubeadmConfigName, err)
+		}
+		c.log.Info("kubeadm-config now says the control plane's version", "kubernetesVersion", version)
+	}
+	c.kubeadmVersion = version
+	return nil
 }
 
 // writeStatus replaces the status of the ControlPlane u with st (an update of the status
@@ -502,7 +536,8 @@ func (c *Controller) observeEtcd(cp *controlplane.ControlPlane, target controlpl
 			names = append(names, p.Spec.NodeName)
 		}
 	}
-	return observeEtcd(names, pods, manifests.EtcdExtraArgsText(s.Etcd.ExtraArgs), cluster.Image(config.ImageEtcd), cp.Status.Etcd), nil
+	configured := s.Configure(cluster)
+	return observeEtcd(names, pods, manifests.EtcdExtraArgsText(s.Etcd.ExtraArgs), configured.Image(config.ImageEtcd), cp.Status.Etcd), nil
 }
 
 // etcdServers is the --etcd-servers of the apiserver in t ("" for other workloads).

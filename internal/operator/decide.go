@@ -514,7 +514,8 @@ func nextMember(s State, st *controlplane.Status, target controlplane.Target, c 
 			return // named already: nothing new to say
 		}
 	}
-	e.Member = &controlplane.EtcdMemberChange{Node: next, Generation: generation, Target: target, ExtraArgs: maps.Clone(args), Since: since}
+	e.Member = &controlplane.EtcdMemberChange{Node: next, Generation: generation, Target: target, ExtraArgs: maps.Clone(args),
+		Image: c.Status.Image, Since: since}
 	st.Etcd = &e
 	msg := fmt.Sprintf("%s the etcd member of node %s to generation %d", verb, next, generation)
 	reason := ReasonRollingOut

@@ -209,7 +209,7 @@ func readySince(p *corev1.Pod) time.Time {
 
 // observeEtcd judges the etcd members of nodes (the control-plane nodes) from pods (the
 // mirror pods of etcd) against the target's extra flags (their canonical text, as in
-// manifests.AnnotationEtcdExtraArgs). A mirror pod is made by the kubelet of its own
+// manifests.AnnotationEtcdExtraArgs) and image (its version). A mirror pod is made by the kubelet of its own
 // node from the static pod there: only that node can make it say something else.
 //
 // The member named in st (the one being changed) is Ready only once its node agent
@@ -227,7 +227,7 @@ func observeEtcd(nodes []string, pods []*corev1.Pod, want, image string, st *con
 				continue
 			}
 			m.Exists = true
-			m.Matches = p.Annotations[manifests.AnnotationEtcdExtraArgs] == want
+			m.Matches = p.Annotations[manifests.AnnotationEtcdExtraArgs] == want && manifests.EtcdImage(p) == image
 			m.Ready = ready(p) && p.Status.Phase == corev1.PodRunning
 			if m.Matches {
 				current = append(current, p)

@@ -175,6 +175,7 @@ func TestComponentNamesAreTheWorkloads(t *testing.T) {
 func etcdMirror(node, extra string, ready bool, waiting string) *corev1.Pod {
 	p := pod("etcd-"+node, "", ready, waiting)
 	p.Spec.NodeName = node
+	p.Spec.Containers = []corev1.Container{{Name: "etcd", Image: "etcd:x"}}
 	p.Status.Phase = corev1.PodRunning
 	p.Annotations = map[string]string{manifests.AnnotationEtcdExtraArgs: extra}
 	return p
@@ -212,6 +213,17 @@ func TestEtcdMembersAreJudgedByTheirMirrorPods(t *testing.T) {
 // (endpoint health, every member started and voting) made for this change after its
 // mirror pod became Ready: a check of the old process, before the kubelet restarted it,
 // does not count.
+// An etcd version change is a change of the members' image: a member on another image
+// is not the target's, whatever its flags; one on the target's image is.
+func TestEtcdMembersOnAnotherVersionAreToChange(t *testing.T) {
+	old := etcdMirror("b", "{}", true, "")
+	old.Spec.Containers[0].Image = "registry.local/etcd:3.6.6-0"
+	o := observeEtcd([]string{"a", "b"}, []*corev1.Pod{etcdMirror("a", "{}", true, ""), old}, "{}", "etcd:x", nil)
+	if o.Matches || o.Status.Updated != 1 || o.Members[1].Matches || !o.Members[0].Matches {
+		t.Errorf("b on the old image: %+v; want a updated, b to change", o)
+	}
+}
+
 func TestTheChangedMemberCountsOnlyWithItsAgentsCheck(t *testing.T) {
 	nodes := []string{"a", "b", "c"}
 	readyAt := metav1.NewTime(time.Date(2026, 12, 6, 3, 0, 10, 0, time.UTC))

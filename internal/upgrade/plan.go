@@ -7,6 +7,7 @@ package upgrade
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -83,7 +84,13 @@ type Plan struct {
 	Edited     bool            `json:"edited"`
 	Changes    []FieldChange   `json:"changes"`
 	Components []ComponentPlan `json:"components"`
-	Checks     []Check         `json:"checks"`
+	// Available are the Kubernetes versions, other than the running one, whose images
+	// every node has (see AvailableVersion), oldest first; AvailableEtcd the etcd
+	// releases (v3.6.16), other than the running one, whose image every control-plane
+	// node has.
+	Available     []AvailableVersion `json:"available"`
+	AvailableEtcd []string           `json:"availableEtcd"`
+	Checks        []Check            `json:"checks"`
 	// Blocked is true when a check blocks (Result Block).
 	Blocked bool `json:"blocked"`
 }
@@ -109,6 +116,18 @@ type ComponentPlan struct {
 	// Settings says the planned change touches the component's flags, feature gates or
 	// resources.
 	Settings bool `json:"settings"`
+}
+
+// AvailableVersion is a Kubernetes version whose images are on every node, in the
+// planned spec's image repository: kube-apiserver, kube-controller-manager and
+// kube-scheduler on every control-plane node (every node when none is labelled
+// control-plane) and kube-proxy on every node.
+type AvailableVersion struct {
+	Version string `json:"version"`
+	// Allowed says the version and kubelets checks pass for going to it from the
+	// running version; Reason says why not.
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // Check is one thing a change is judged by.
@@ -143,7 +162,8 @@ var specField = map[string]string{
 // change that is not valid is a blocking check.
 func PlanFor(obs Observed, changes []Change) (*Plan, error) {
 	cp := obs.ControlPlane
-	p := &Plan{Generation: cp.Generation, Edited: len(changes) > 0, Changes: []FieldChange{}, Components: []ComponentPlan{}}
+	p := &Plan{Generation: cp.Generation, Edited: len(changes) > 0, Changes: []FieldChange{}, Components: []ComponentPlan{},
+		Available: []AvailableVersion{}, AvailableEtcd: []string{}}
 	if lkg := cp.Status.LastKnownGood; lkg != nil {
 		p.LastKnownGood = lkg.Generation
 	}
@@ -194,20 +214,35 @@ func PlanFor(obs Observed, changes []Change) (*Plan, error) {
 			s := cp.Status.Components[i]
 			c.Image, c.Ready, c.Desired = s.Image, s.Ready, s.Desired
 		}
-		if name == controlplane.ComponentEtcd && c.Image != "" {
-			c.TargetImage = c.Image // the operator changes etcd's flags, not (yet) its image
-		}
 		if f, ok := specField[name]; ok {
 			c.Settings = slices.ContainsFunc(p.Changes, func(fc FieldChange) bool {
-				return strings.HasPrefix(fc.Path, f+".") && fc.Path != f+".image"
+				return strings.HasPrefix(fc.Path, f+".") && fc.Path != f+".image" && fc.Path != f+".version"
 			})
 		}
 		p.Components = append(p.Components, c)
 	}
 
+	kubelets := kubeletsOf(obs.Nodes)
+	controlPlane := controlPlaneNodes(obs.Nodes)
+	p.Available = availableVersions(obs.Nodes, controlPlane, configured.ImageRepository, current.KubernetesVersion, kubelets)
+	if obs.Cluster.Etcd.Local != nil {
+		running := current.Configure(obs.Cluster)
+		etcd := running.Image(config.ImageEtcd)
+		if i := slices.IndexFunc(cp.Status.Components, func(s controlplane.ComponentStatus) bool {
+			return s.Name == controlplane.ComponentEtcd && s.Image != ""
+		}); i >= 0 {
+			etcd = cp.Status.Components[i].Image
+		}
+		p.AvailableEtcd = availableEtcd(controlPlane, configured.ImageRepository, etcd)
+	}
+
 	p.Checks = append(p.Checks, specCheck(target, editErr))
-	version, kubelets := skewChecks(current.KubernetesVersion, target.KubernetesVersion, kubeletsOf(obs.Nodes))
-	p.Checks = append(p.Checks, version, kubelets)
+	version, kubeletsChecked := skewChecks(current.KubernetesVersion, target.KubernetesVersion, kubelets)
+	p.Checks = append(p.Checks, version, kubeletsChecked, removedFlagsCheck(current.KubernetesVersion, target.KubernetesVersion, target))
+	if _, err := utilversion.ParseGeneric(target.KubernetesVersion); err == nil &&
+		target.KubernetesVersion != current.KubernetesVersion && len(obs.Nodes) > 0 {
+		p.Checks = append(p.Checks, imagesCheck(configured, obs.Nodes, controlPlane))
+	}
 	p.Checks = append(p.Checks, rolloutChecks(cp, p.Edited)...)
 	p.Checks = append(p.Checks, operatorCheck(obs.Controller))
 	p.Blocked = slices.ContainsFunc(p.Checks, func(c Check) bool { return c.Result == Block })
@@ -304,6 +339,216 @@ func kubeletsOf(nodes []corev1.Node) []Kubelet {
 	}
 	slices.SortFunc(out, func(a, b Kubelet) int { return strings.Compare(a.Node, b.Node) })
 	return out
+}
+
+// controlPlaneNodes are the nodes labelled control-plane, or every node when none is.
+func controlPlaneNodes(nodes []corev1.Node) []corev1.Node {
+	var out []corev1.Node
+	for _, n := range nodes {
+		if _, ok := n.Labels[node.LabelControlPlane]; ok {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nodes
+	}
+	return out
+}
+
+// imagesOn is the image references a node's kubelet lists in its status; one that names
+// both a tag and a digest ("<name>:<tag>@sha256:…") counts as "<name>:<tag>" too.
+// A kubelet lists only its largest images (50 by default: nodeStatusMaxImages), so an
+// image missing from the list may still be on the node.
+func imagesOn(n corev1.Node) map[string]bool {
+	out := map[string]bool{}
+	for _, img := range n.Status.Images {
+		for _, name := range img.Names {
+			out[name] = true
+			if ref, _, ok := strings.Cut(name, "@"); ok && strings.Contains(ref[strings.LastIndex(ref, "/")+1:], ":") {
+				out[ref] = true
+			}
+		}
+	}
+	return out
+}
+
+// controlPlaneImages are the images of a Kubernetes version every control-plane node
+// must have (and config.ImageProxy every node).
+var controlPlaneImages = []string{config.ImageAPIServer, config.ImageControllerManager, config.ImageScheduler}
+
+// kubernetesTag is what a tag of a Kubernetes release looks like (the CRD's pattern of
+// kubernetesVersion).
+var kubernetesTag = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+
+// availableVersions are the Kubernetes versions other than current whose images every
+// node has in repo (see AvailableVersion), oldest first, each judged by skewChecks for a
+// change from current.
+func availableVersions(nodes, controlPlane []corev1.Node, repo, current string, kubelets []Kubelet) []AvailableVersion {
+	out := []AvailableVersion{}
+	if len(controlPlane) == 0 {
+		return out
+	}
+	images := map[string]map[string]bool{}
+	for _, n := range nodes {
+		images[n.Name] = imagesOn(n)
+	}
+	everyNodeHas := func(nodes []corev1.Node, names []string, tag string) bool {
+		for _, n := range nodes {
+			for _, name := range names {
+				if !images[n.Name][repo+"/"+name+":"+tag] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	running, _ := utilversion.ParseSemantic(current)
+	type found struct {
+		tag     string
+		version *utilversion.Version
+	}
+	var versions []found
+	prefix := repo + "/" + config.ImageAPIServer + ":"
+	for ref := range images[controlPlane[0].Name] {
+		tag, ok := strings.CutPrefix(ref, prefix)
+		if !ok || !kubernetesTag.MatchString(tag) || tag == current {
+			continue
+		}
+		v, err := utilversion.ParseSemantic(tag)
+		if err != nil || running != nil && v.EqualTo(running) {
+			continue
+		}
+		if everyNodeHas(controlPlane, controlPlaneImages, tag) && everyNodeHas(nodes, []string{config.ImageProxy}, tag) {
+			versions = append(versions, found{tag, v})
+		}
+	}
+	slices.SortFunc(versions, func(a, b found) int {
+		if c := compareVersions(a.version, b.version); c != 0 {
+			return c
+		}
+		return strings.Compare(a.tag, b.tag)
+	})
+	for _, f := range versions {
+		av := AvailableVersion{Version: f.tag, Allowed: true}
+		version, kubelet := skewChecks(current, f.tag, kubelets)
+		var reasons []string
+		for _, c := range []Check{version, kubelet} {
+			if c.Result == Block {
+				av.Allowed = false
+				reasons = append(reasons, c.Message)
+			}
+		}
+		av.Reason = strings.Join(reasons, "; ")
+		out = append(out, av)
+	}
+	return out
+}
+
+// etcdTag is what a tag of an etcd image looks like: 3.6.16-0 (registry.k8s.io's) or
+// v3.6.16 (etcd's own); the release is v3.6.16 either way.
+var etcdTag = regexp.MustCompile(`^(?:([0-9]+\.[0-9]+\.[0-9]+)-[0-9]+|v([0-9]+\.[0-9]+\.[0-9]+))$`)
+
+// etcdRelease is the etcd release an image tag names, "" when it names none.
+func etcdRelease(tag string) string {
+	m := etcdTag.FindStringSubmatch(tag)
+	if m == nil {
+		return ""
+	}
+	return "v" + m[1] + m[2]
+}
+
+// tagOf is the tag of an image reference, "" when it has none.
+func tagOf(ref string) string {
+	ref, _, _ = strings.Cut(ref, "@")
+	name := ref[strings.LastIndex(ref, "/")+1:]
+	if _, tag, ok := strings.Cut(name, ":"); ok {
+		return tag
+	}
+	return ""
+}
+
+// availableEtcd are the etcd releases, other than the running image's, whose image in
+// repo every control-plane node has, oldest first.
+func availableEtcd(controlPlane []corev1.Node, repo, runningImage string) []string {
+	out := []string{}
+	prefix := repo + "/" + config.ImageEtcd + ":"
+	running := etcdRelease(tagOf(runningImage))
+	count := map[string]int{} // of the control-plane nodes that have the release
+	for _, n := range controlPlane {
+		releases := map[string]bool{}
+		for ref := range imagesOn(n) {
+			if tag, ok := strings.CutPrefix(ref, prefix); ok {
+				if r := etcdRelease(tag); r != "" {
+					releases[r] = true
+				}
+			}
+		}
+		for r := range releases {
+			count[r]++
+		}
+	}
+	var found []*utilversion.Version
+	for r, n := range count {
+		if n < len(controlPlane) || r == running {
+			continue
+		}
+		if v, err := utilversion.ParseSemantic(r); err == nil {
+			found = append(found, v)
+		}
+	}
+	slices.SortFunc(found, compareVersions)
+	for _, v := range found {
+		out = append(out, "v"+v.String())
+	}
+	return out
+}
+
+func compareVersions(a, b *utilversion.Version) int {
+	switch {
+	case a.LessThan(b):
+		return -1
+	case b.LessThan(a):
+		return 1
+	}
+	return 0
+}
+
+// imagesCheck warns when a node lacks an image that the planned spec (configured)
+// renders for a new Kubernetes version: kube-apiserver, kube-controller-manager and
+// kube-scheduler on each control-plane node, kube-proxy on every node. It does not
+// block: the kubelet pulls what it lacks, if it can reach the registry.
+func imagesCheck(configured config.ClusterConfiguration, nodes, controlPlane []corev1.Node) Check {
+	var cpRefs []string
+	for _, name := range controlPlaneImages {
+		cpRefs = append(cpRefs, configured.Image(name))
+	}
+	proxy := configured.Image(config.ImageProxy)
+	sorted := slices.Clone(nodes)
+	slices.SortFunc(sorted, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	var lacking []string
+	for _, n := range sorted {
+		refs := []string{proxy}
+		if slices.ContainsFunc(controlPlane, func(cp corev1.Node) bool { return cp.Name == n.Name }) {
+			refs = append(slices.Clone(cpRefs), proxy)
+		}
+		images := imagesOn(n)
+		var lacks []string
+		for _, ref := range refs {
+			if !images[ref] {
+				lacks = append(lacks, ref)
+			}
+		}
+		if len(lacks) > 0 {
+			_, cp := n.Labels[node.LabelControlPlane]
+			lacking = append(lacking, fmt.Sprintf("%s lacks %s", Kubelet{Node: n.Name, ControlPlane: cp}, strings.Join(lacks, ", ")))
+		}
+	}
+	if len(lacking) == 0 {
+		return Check{Name: "images", Result: Pass, Message: "every node has the images of " + configured.KubernetesVersion}
+	}
+	return Check{Name: "images", Result: Warn, Message: strings.Join(lacking, "; ") +
+		": the kubelet pulls what its node lacks when the roll-out reaches it, if it can reach the registry " +
+		"(a kubelet lists only its 50 largest images by default: the image may be there)"}
 }
 
 // maxKubeletLag is how many minor versions a kubelet may be older than kube-apiserver
@@ -513,7 +758,8 @@ func (p *Plan) Err() error {
 	return fmt.Errorf("%s cannot be rolled out as it is:\n  %s", what, strings.Join(blocks, "\n  "))
 }
 
-// Text is the plan for people: the changes, the components, one line per check.
+// Text is the plan for people: the changes, the components, the versions it can go to,
+// one line per check.
 func (p *Plan) Text() string {
 	var b strings.Builder
 	lkg := "none yet"
@@ -557,6 +803,20 @@ func (p *Plan) Text() string {
 		fmt.Fprintf(w, "    %s\t%s\t%s\t%s\t%s\n", c.Name, runs, ready, target, settings)
 	}
 	_ = w.Flush() // a strings.Builder does not fail
+	b.WriteString("Versions with images on every node:\n")
+	if len(p.Available) == 0 {
+		b.WriteString("    (none besides the running one)\n")
+	}
+	for _, v := range p.Available {
+		if v.Allowed {
+			fmt.Fprintf(&b, "    ✓ %s\n", v.Version)
+		} else {
+			fmt.Fprintf(&b, "    ✗ %s: %s\n", v.Version, v.Reason)
+		}
+	}
+	if len(p.AvailableEtcd) > 0 {
+		fmt.Fprintf(&b, "    etcd: %s\n", strings.Join(p.AvailableEtcd, ", "))
+	}
 	b.WriteString("checks:\n")
 	mark := map[Result]string{Pass: "✓", Warn: "!", Block: "✗"}
 	for _, c := range p.Checks {

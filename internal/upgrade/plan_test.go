@@ -176,10 +176,13 @@ components:
     kube-apiserver           registry.k8s.io/kube-apiserver:v1.36.3           1/1    (the same)  change
     kube-controller-manager  registry.k8s.io/kube-controller-manager:v1.36.3  1/1    (the same)  unchanged
     kube-scheduler           registry.k8s.io/kube-scheduler:v1.36.3           1/1    (the same)  unchanged
+Versions with images on every node:
+    (none besides the running one)
 checks:
  ✓ spec: valid
  ✓ version: stays v1.36.3
  ✓ kubelets: 2 nodes (1 control-plane), v1.35.2 to v1.36.3: none newer than v1.36.3, none more than 3 minor versions older
+ ✓ removed flags: no flag the target removes is set
  ✓ roll-out: generation 3 is rolled out; nothing in progress
  ✓ operator: kube-system/selfkube-controller: 2 of 2 replicas ready
 nothing blocks: selfkube upgrade apply with the same --set and --unset makes the change
@@ -232,6 +235,18 @@ func TestPlanBlocks(t *testing.T) {
 			change:  func(c *cluster) { c.controller.Status.ReadyReplicas = 0 },
 			changes: []Change{{Path: "apiServer.extraArgs.v", Value: "2"}},
 			check:   "operator", want: "no replica of kube-system/selfkube-controller is ready (0 of 2): nothing would roll the change out"},
+		"a flag the target removes": {
+			change: func(c *cluster) {
+				c.cp.Spec.KubernetesVersion = "v1.32.4"
+				c.cp.Spec.APIServer.ExtraArgs = map[string]string{"cloud-provider": "external"}
+				c.cp.Status.LastKnownGood = &controlplane.Revision{Generation: 3, Spec: c.cp.Spec}
+				c.nodes[0].Status.NodeInfo.KubeletVersion = "v1.32.4"
+				c.nodes[1].Status.NodeInfo.KubeletVersion = "v1.32.4"
+			},
+			changes: []Change{{Path: "kubernetesVersion", Value: "v1.33.0"}},
+			check:   "removed flags",
+			want: "kube-apiserver has no --cloud-provider since v1.33 and would not start with it (apiServer.extraArgs.cloud-provider): " +
+				"--unset apiServer.extraArgs.cloud-provider"},
 		"no operator": {
 			change:  func(c *cluster) { c.controller = nil },
 			changes: []Change{{Path: "apiServer.extraArgs.v", Value: "2"}},
@@ -362,6 +377,11 @@ func TestPlanJSON(t *testing.T) {
 		Checks     []struct{ Name, Result, Message string }
 		Blocked    bool
 	}
+	for _, empty := range []string{`"available":[]`, `"availableEtcd":[]`} {
+		if !strings.Contains(string(raw), empty) {
+			t.Errorf("json lacks %s: %s", empty, raw)
+		}
+	}
 	if err := json.Unmarshal(raw, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +393,7 @@ func TestPlanJSON(t *testing.T) {
 	for _, c := range got.Checks {
 		results[c.Name] = c.Result
 	}
-	want := map[string]string{"spec": "pass", "version": "pass", "kubelets": "pass", "roll-out": "pass", "operator": "block"}
+	want := map[string]string{"spec": "pass", "version": "pass", "kubelets": "pass", "removed flags": "pass", "roll-out": "pass", "operator": "block"}
 	if diff := cmp.Diff(want, results); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
 	}
@@ -385,5 +405,219 @@ func TestPlanOfNoControlPlaneAsksAboutInit(t *testing.T) {
 	_, err := Read(context.Background(), fake.NewClientset(), dyn)
 	if err == nil || !strings.Contains(err.Error(), "(was this cluster made by selfkube init?)") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// kubernetesImages are the images of Kubernetes version tag (registry.k8s.io) that a
+// control-plane node needs.
+func kubernetesImages(tag string) []string {
+	return []string{"registry.k8s.io/kube-apiserver:" + tag, "registry.k8s.io/kube-controller-manager:" + tag,
+		"registry.k8s.io/kube-scheduler:" + tag, "registry.k8s.io/kube-proxy:" + tag}
+}
+
+// withImages lists refs among n's images the way a kubelet does: each image by digest
+// and by tag.
+func withImages(n *corev1.Node, refs ...string) {
+	for i, ref := range refs {
+		name := ref[:strings.LastIndex(ref, ":")]
+		n.Status.Images = append(n.Status.Images, corev1.ContainerImage{
+			Names: []string{name + "@sha256:" + strings.Repeat(string(rune('a'+i%26)), 64), ref}, SizeBytes: 100 << 20})
+	}
+}
+
+// addControlPlaneNode adds a second control-plane node, node2, at v1.36.3.
+func (c *cluster) addControlPlaneNode(refs ...string) {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node2", Labels: map[string]string{"node-role.kubernetes.io/control-plane": ""}},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.36.3"}}}
+	withImages(n, refs...)
+	c.nodes = append(c.nodes, n)
+}
+
+func TestPlanListsTheVersionsWithImagesOnEveryNode(t *testing.T) {
+	for name, tc := range map[string]struct {
+		images   func(c *cluster) // node1 is the control-plane node, worker1 a worker
+		changes  []Change
+		want     []AvailableVersion
+		wantEtcd []string
+	}{
+		"none": {
+			images: func(c *cluster) { withImages(c.nodes[0], kubernetesImages("v1.36.3")...) },
+			want:   []AvailableVersion{}, wantEtcd: []string{}},
+		"one minor up, on every node": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], kubernetesImages("v1.37.0")...)
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0")
+			},
+			want: []AvailableVersion{{Version: "v1.37.0", Allowed: true}}, wantEtcd: []string{}},
+		"missing on one control-plane node": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], kubernetesImages("v1.37.0")...)
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0")
+				c.addControlPlaneNode("registry.k8s.io/kube-apiserver:v1.37.0", "registry.k8s.io/kube-controller-manager:v1.37.0",
+					"registry.k8s.io/kube-proxy:v1.37.0") // no kube-scheduler
+			},
+			want: []AvailableVersion{}, wantEtcd: []string{}},
+		"kube-proxy missing on a worker": {
+			images: func(c *cluster) { withImages(c.nodes[0], kubernetesImages("v1.37.0")...) },
+			want:   []AvailableVersion{}, wantEtcd: []string{}},
+		"two minors up": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], kubernetesImages("v1.38.0")...)
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.38.0")
+			},
+			want: []AvailableVersion{{Version: "v1.38.0", Allowed: false,
+				Reason: "v1.36.3 → v1.38.0 skips v1.37: go up one minor version at a time (v1.37 first)"}},
+			wantEtcd: []string{}},
+		"a kubelet too old for it": {
+			images: func(c *cluster) {
+				c.nodes[1].Status.NodeInfo.KubeletVersion = "v1.33.1"
+				withImages(c.nodes[0], append(kubernetesImages("v1.37.0"), kubernetesImages("v1.36.5")...)...)
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0", "registry.k8s.io/kube-proxy:v1.36.5")
+			},
+			want: []AvailableVersion{{Version: "v1.36.5", Allowed: true}, {Version: "v1.37.0", Allowed: false,
+				Reason: "node worker1's kubelet v1.33.1 is more than 3 minor versions older than v1.37.0: upgrade that kubelet first"}},
+			wantEtcd: []string{}},
+		"by semantic version, the running one left out": {
+			images: func(c *cluster) {
+				for _, tag := range []string{"v1.37.0", "v1.36.10", "v1.36.3", "v1.36.9", "v1.35.4", "v1.37.0-rc.1"} {
+					withImages(c.nodes[0], kubernetesImages(tag)...)
+					withImages(c.nodes[1], "registry.k8s.io/kube-proxy:"+tag)
+				}
+			},
+			want: []AvailableVersion{
+				{Version: "v1.35.4", Allowed: false, Reason: "v1.36.3 → v1.35.4 goes down a minor version, which Kubernetes does not support " +
+					"(objects stored by v1.36 may not read back); stay on v1.36; control-plane node node1's kubelet v1.36.3 is newer than " +
+					"the control plane would be (v1.35.4); a kubelet may not be newer than kube-apiserver"},
+				{Version: "v1.36.9", Allowed: true},
+				{Version: "v1.36.10", Allowed: true},
+				{Version: "v1.37.0-rc.1", Allowed: true},
+				{Version: "v1.37.0", Allowed: true},
+			},
+			wantEtcd: []string{}},
+		"only by digest": {
+			images: func(c *cluster) {
+				for _, n := range c.nodes {
+					n.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.k8s.io/kube-apiserver@sha256:" + strings.Repeat("a", 64)}}}
+				}
+			},
+			want: []AvailableVersion{}, wantEtcd: []string{}},
+		"in another repository": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], "registry.local/kube-apiserver:v1.37.0", "registry.local/kube-controller-manager:v1.37.0",
+					"registry.local/kube-scheduler:v1.37.0", "registry.local/kube-proxy:v1.37.0")
+				withImages(c.nodes[1], "registry.local/kube-proxy:v1.37.0")
+			},
+			want: []AvailableVersion{}, wantEtcd: []string{}},
+		"in the repository the change sets": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], "registry.local/kube-apiserver:v1.37.0", "registry.local/kube-controller-manager:v1.37.0",
+					"registry.local/kube-scheduler:v1.37.0", "registry.local/kube-proxy:v1.37.0", "registry.local/etcd:3.6.16-0")
+				withImages(c.nodes[1], "registry.local/kube-proxy:v1.37.0")
+			},
+			changes: []Change{{Path: "imageRepository", Value: "registry.local"}},
+			want:    []AvailableVersion{{Version: "v1.37.0", Allowed: true}}, wantEtcd: []string{"v3.6.16"}},
+		"no node labelled control-plane: every node needs them": {
+			images: func(c *cluster) {
+				delete(c.nodes[0].Labels, "node-role.kubernetes.io/control-plane")
+				withImages(c.nodes[0], kubernetesImages("v1.37.0")...)
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0")
+			},
+			want: []AvailableVersion{}, wantEtcd: []string{}},
+		"etcd releases, either tag form, the running one left out": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], "registry.k8s.io/etcd:3.6.6-0", "registry.k8s.io/etcd:3.6.16-0", "registry.k8s.io/etcd:v3.6.20",
+					"registry.k8s.io/etcd:3.6.9-0", "registry.k8s.io/etcd:3.6.16-1", "registry.k8s.io/etcd:3.5.21-0",
+					"registry.k8s.io/etcd:latest", "quay.io/coreos/etcd:v3.6.30")
+			},
+			want: []AvailableVersion{}, wantEtcd: []string{"v3.5.21", "v3.6.9", "v3.6.16", "v3.6.20"}},
+		"etcd on one control-plane node only": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], "registry.k8s.io/etcd:3.6.16-0", "registry.k8s.io/etcd:3.6.20-0")
+				c.addControlPlaneNode("registry.k8s.io/etcd:v3.6.20")
+			},
+			want: []AvailableVersion{}, wantEtcd: []string{"v3.6.20"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := healthyCluster(t)
+			tc.images(c)
+			p := c.plan(t, tc.changes...)
+			if diff := cmp.Diff(tc.want, p.Available); diff != "" {
+				t.Errorf("available (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantEtcd, p.AvailableEtcd); diff != "" {
+				t.Errorf("available etcd (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPlanTextListsTheVersionsWithImages(t *testing.T) {
+	c := healthyCluster(t)
+	withImages(c.nodes[0], append(kubernetesImages("v1.37.0"), append(kubernetesImages("v1.38.0"), "registry.k8s.io/etcd:3.6.16-0")...)...)
+	withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0", "registry.k8s.io/kube-proxy:v1.38.0")
+	want := `Versions with images on every node:
+    ✓ v1.37.0
+    ✗ v1.38.0: v1.36.3 → v1.38.0 skips v1.37: go up one minor version at a time (v1.37 first)
+    etcd: v3.6.16
+checks:
+`
+	if text := c.plan(t).Text(); !strings.Contains(text, want) {
+		t.Errorf("text lacks\n%s\nin:\n%s", want, text)
+	}
+}
+
+func TestPlanOfANewVersionChecksTheImages(t *testing.T) {
+	for name, tc := range map[string]struct {
+		images  func(c *cluster)
+		changes []Change
+		want    *Check // nil: no images check
+	}{
+		"on every node": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], kubernetesImages("v1.37.0")...)
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0")
+			},
+			changes: []Change{{Path: "kubernetesVersion", Value: "v1.37.0"}},
+			want:    &Check{Name: "images", Result: Pass, Message: "every node has the images of v1.37.0"}},
+		"missing on a control-plane node and a worker": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], kubernetesImages("v1.37.0")...)
+				c.addControlPlaneNode("registry.k8s.io/kube-controller-manager:v1.37.0", "registry.k8s.io/kube-scheduler:v1.37.0",
+					"registry.k8s.io/kube-proxy:v1.37.0")
+			},
+			changes: []Change{{Path: "kubernetesVersion", Value: "v1.37.0"}},
+			want: &Check{Name: "images", Result: Warn, Message: "control-plane node node2 lacks registry.k8s.io/kube-apiserver:v1.37.0; " +
+				"node worker1 lacks registry.k8s.io/kube-proxy:v1.37.0: the kubelet pulls what its node lacks when the roll-out reaches it, " +
+				"if it can reach the registry (a kubelet lists only its 50 largest images by default: the image may be there)"}},
+		"of the image the spec sets": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], "registry.local/apiserver:custom", "registry.k8s.io/kube-controller-manager:v1.37.0",
+					"registry.k8s.io/kube-scheduler:v1.37.0", "registry.k8s.io/kube-proxy:v1.37.0")
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0")
+			},
+			changes: []Change{{Path: "kubernetesVersion", Value: "v1.37.0"}, {Path: "apiServer.image", Value: "registry.local/apiserver:custom"}},
+			want:    &Check{Name: "images", Result: Pass, Message: "every node has the images of v1.37.0"}},
+		"no change of version": {
+			images:  func(c *cluster) {},
+			changes: []Change{{Path: "apiServer.extraArgs.v", Value: "2"}},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := healthyCluster(t)
+			tc.images(c)
+			p := c.plan(t, tc.changes...)
+			var got *Check
+			for _, ch := range p.Checks {
+				if ch.Name == "images" {
+					got = &ch
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("images check (-want +got):\n%s", diff)
+			}
+			if p.Blocked {
+				t.Errorf("blocked: %v", p.Err())
+			}
+		})
 	}
 }

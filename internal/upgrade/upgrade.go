@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +43,16 @@ func ParseSet(arg string) (Change, error) {
 	return Change{Path: path, Value: value}, nil
 }
 
+// VersionChange is the change of `upgrade apply VERSION`: kubernetesVersion=VERSION.
+func VersionChange(v string) (Change, error) {
+	if !kubernetesVersionRE.MatchString(v) {
+		return Change{}, fmt.Errorf("%q is not a Kubernetes release: give one such as v1.36.3 (selfkube upgrade plan lists those with images on every node)", v)
+	}
+	return Change{Path: "kubernetesVersion", Value: v}, nil
+}
+
+var kubernetesVersionRE = regexp.MustCompile(`^v1\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+
 // fieldKinds says what a path's value is; a path not matched is refused.
 func fieldKind(path string) (string, error) {
 	p := strings.Split(path, ".")
@@ -63,12 +74,14 @@ func fieldKind(path string) (string, error) {
 		return "string", nil
 	case len(p) == 3 && p[0] == "etcd" && p[1] == "extraArgs" && p[2] != "":
 		return "string", nil
+	case len(p) == 2 && p[0] == "etcd" && p[1] == "version":
+		return "string", nil
 	case len(p) == 2 && (p[0] == "kubeProxy" || p[0] == "coreDNS") && p[1] == "image":
 		return "string", nil
 	}
 	return "", fmt.Errorf("%s is not a field of the ControlPlane's spec: the fields are kubernetesVersion, imageRepository, "+
 		"rollout.{timeoutSeconds,soakSeconds}, and for apiServer, controllerManager and scheduler: image, extraArgs.FLAG, "+
-		"featureGates.GATE, resources.{requests,limits}.RESOURCE; etcd.extraArgs.FLAG; kubeProxy.image and coreDNS.image", path)
+		"featureGates.GATE, resources.{requests,limits}.RESOURCE; etcd.version, etcd.extraArgs.FLAG; kubeProxy.image and coreDNS.image", path)
 }
 
 // Edit applies changes to spec (the unstructured spec of a ControlPlane) in place.

@@ -178,3 +178,17 @@ func TestFollowPrintsEachComponentAndTheOutcome(t *testing.T) {
 		})
 	}
 }
+
+// `upgrade apply VERSION` is kubernetesVersion=VERSION; anything but a release such as
+// v1.36.3 is refused before anything is read or changed.
+func TestVersionChange(t *testing.T) {
+	c, err := VersionChange("v1.36.3")
+	if err != nil || c.Path != "kubernetesVersion" || c.Value != "v1.36.3" || c.Unset {
+		t.Errorf("VersionChange(v1.36.3) = %+v, %v; want kubernetesVersion=v1.36.3", c, err)
+	}
+	for _, bad := range []string{"1.36.3", "v1.36", "latest", "v1.36.3 ", "v2.0.0"} {
+		if _, err := VersionChange(bad); err == nil || !strings.Contains(err.Error(), "such as v1.36.3") {
+			t.Errorf("VersionChange(%q) = %v, want a refusal naming the form", bad, err)
+		}
+	}
+}
