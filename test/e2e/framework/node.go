@@ -22,8 +22,12 @@ import (
 var stateDirs = []string{
 	"etc/kubernetes", "var/lib/kubelet", "var/lib/containerd", "run", "var/log/pods",
 	"var/log/containers", "etc/cni/net.d", "var/lib/etcd", "var/lib/cni", "opt/cni/bin",
-	"etc/selfkube", "var/lib/selfkube",
+	"etc/selfkube", "var/lib/selfkube", "usr/local/bin",
 }
+
+// KubeletPath is where a node has its kubelet installed (on its disk: `selfkube upgrade
+// node` replaces it there, and a reboot keeps the one installed).
+const KubeletPath = "/usr/local/bin/kubelet"
 
 var validName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 
@@ -122,6 +126,9 @@ type UpOptions struct {
 	// Selfkube is the selfkube binary the node has installed: its kubelet unit runs
 	// `selfkube checkpointer boot` before the kubelet, as deploy/systemd's drop-in does.
 	Selfkube string
+	// KubeletVersion is the kubelet the node has installed at KubeletPath when it is
+	// first made (the harness's Kubernetes version when empty), from the cache.
+	KubeletVersion string
 }
 
 // UpWith is Up with options.
@@ -160,6 +167,31 @@ func (h *Harness) UpWith(ctx context.Context, name, ip string, opts UpOptions) (
 	return n, nil
 }
 
+// installKubelet puts the kubelet of the node's version at KubeletPath on its disk,
+// unless one is there: what a node runs after an upgrade survives its reboots.
+func (n *Node) installKubelet() error {
+	dst := n.HostPath(KubeletPath)
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	version := n.opts.KubeletVersion
+	if version == "" {
+		version = n.h.cfg.KubeVersion
+	}
+	src := filepath.Join(n.h.cfg.CacheDir, "bin", "kubernetes-"+version, "kubelet")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("installing the kubelet %s on node %s: %w (KUBE_VERSION=%s make components)", version, n.Name, err, version)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(dst+".tmp", b, 0o755); err != nil {
+		return fmt.Errorf("installing the kubelet on node %s: %w", n.Name, err)
+	}
+	return os.Rename(dst+".tmp", dst)
+}
+
 // prepare writes the node's files that outlive boots.
 func (n *Node) prepare() error {
 	for _, d := range append([]string{"log"}, stateDirs...) {
@@ -187,6 +219,9 @@ func (n *Node) prepare() error {
 	}
 	if n.opts.Selfkube != "" {
 		files[selfkubeFile] = n.opts.Selfkube + "\n"
+	}
+	if err := n.installKubelet(); err != nil {
+		return err
 	}
 	for f, content := range files {
 		if err := os.WriteFile(filepath.Join(n.Dir(), f), []byte(content), 0o644); err != nil {
@@ -318,7 +353,7 @@ func (n *Node) kubeletCommand() []string {
 	}
 	return []string{"bash", "-c", pre + `KUBELET_KUBEADM_ARGS=""
 [ -f /var/lib/kubelet/kubeadm-flags.env ] && . /var/lib/kubelet/kubeadm-flags.env
-exec kubelet --config=/var/lib/kubelet/config.yaml \
+exec `+KubeletPath+` --config=/var/lib/kubelet/config.yaml \
   --kubeconfig=/etc/kubernetes/kubelet.conf \
   --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
   $KUBELET_KUBEADM_ARGS`}
