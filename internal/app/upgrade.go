@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -195,7 +196,82 @@ result pass, warn or block, and blocked) on stdout.`,
 	f.StringArrayVar(&sets, "set", nil, "FIELD=VALUE to plan setting (repeatable)")
 	f.StringArrayVar(&unsets, "unset", nil, "FIELD to plan removing (repeatable)")
 	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
-	cmd.AddCommand(apply, plan)
+	cmd.AddCommand(apply, plan, newUpgradeNodeCommand(e))
+	return cmd
+}
+
+func newUpgradeNodeCommand(e *env) *cobra.Command {
+	var (
+		kubeconfigPath string
+		opts           upgrade.NodeOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "node --kubelet-binary FILE [--drain] [--dry-run]",
+		Short: "Upgrade this node's kubelet, once the control plane runs its version",
+		Long: `Upgrade the kubelet of this node, the part of an upgrade that lives on the host: after
+selfkube upgrade apply VERSION has rolled the control plane out, run it on every node, one
+node at a time, with the new kubelet binary (from your distribution's package or the
+Kubernetes release). It:
+
+  1. refuses to run before the control plane runs that version or a newer one (a kubelet
+     may never be newer than the apiserver); with an administrator's kubeconfig it also
+     waits for the ControlPlane's roll-out to be done on every control-plane node;
+  2. with --drain, cordons the node and evicts its pods (not DaemonSets' nor static pods;
+     PodDisruptionBudgets hold); needs an administrator's kubeconfig;
+  3. installs the binary at --kubelet-path (written beside it and renamed over it), keeping
+     the old one as <path>.previous;
+  4. restarts the kubelet (--restart-command) and waits for the node to report the new
+     version, Ready; then uncordons it when it drained it.
+
+The self-hosted pods keep running while the kubelet restarts: it finds its containers
+again. Run again, it does nothing once the node runs that kubelet. To go back, run it with
+--kubelet-binary <path>.previous.
+
+It talks to the API with --kubeconfig: the administrator's when this node has it, else the
+kubelet's own (/etc/kubernetes/kubelet.conf), which can read this node and /version.`,
+		Example: `  selfkube upgrade node --kubelet-binary /tmp/kubernetes/node/bin/kubelet --dry-run
+  selfkube upgrade node --kubelet-binary /tmp/kubernetes/node/bin/kubelet --drain`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.KubeletBinary == "" {
+				return fmt.Errorf("--kubelet-binary is required: the new kubelet to install")
+			}
+			if opts.Node == "" {
+				opts.Node = e.host().Hostname
+			}
+			if kubeconfigPath == "" {
+				kubeconfigPath = host.Default.KubeletKubeconfig()
+				if _, err := os.Stat(host.Default.AdminKubeconfig()); err == nil {
+					kubeconfigPath = host.Default.AdminKubeconfig()
+				}
+			}
+			cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigPath)
+			if err != nil {
+				return fmt.Errorf("loading %s: %w (pass --kubeconfig)", kubeconfigPath, err)
+			}
+			cfg.Timeout = 10 * time.Second
+			var c upgrade.NodeClients
+			if c.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+				return err
+			}
+			if kubeconfigPath != host.Default.KubeletKubeconfig() {
+				if c.Dyn, err = dynamic.NewForConfig(cfg); err != nil {
+					return err
+				}
+			}
+			opts.Out = e.streams.Err
+			return upgrade.Node(cmd.Context(), c, opts, e.status)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.KubeletBinary, "kubelet-binary", "", "the new kubelet binary (its --version is the version upgraded to)")
+	f.StringVar(&opts.KubeletPath, "kubelet-path", "/usr/bin/kubelet", "where the kubelet that the kubelet unit runs is installed")
+	f.StringVar(&opts.RestartCommand, "restart-command", "systemctl restart kubelet", "shell command that restarts the kubelet")
+	f.StringVar(&opts.Node, "node-name", "", "this node's name (default: the host name)")
+	f.StringVar(&kubeconfigPath, "kubeconfig", "", "kubeconfig to talk to the API with (default: admin.conf when present, else the kubelet's)")
+	f.BoolVar(&opts.Drain, "drain", false, "cordon the node and evict its pods first, uncordon it after")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "check and say what would be done, change nothing")
+	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long the drain and the node's return may take")
 	return cmd
 }
 

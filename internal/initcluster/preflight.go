@@ -16,6 +16,7 @@ import (
 	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/images"
 	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/internal/steer"
 )
@@ -66,6 +67,10 @@ func checks(d *Data, resuming bool) []Check {
 	cs = append(cs,
 		Check{Name: "ContainerRuntime", Run: func() error { return criReachable(d.Cfg.Node.CRISocket) }},
 		Check{Name: "Kubelet", Run: kubeletInstalled},
+		// A version this node has no images for (and cannot pull) is refused now, with
+		// the versions it has, not after a 5-minute wait for an apiserver that never
+		// starts.
+		Check{Name: "Images", Run: func() error { return imagesPresent(d.Cfg) }},
 		Check{Name: "Cgroups", Run: func() error {
 			if _, err := os.Stat("/sys/fs/cgroup"); err != nil {
 				return errors.New("/sys/fs/cgroup is missing: the kubelet needs cgroups mounted")
@@ -109,6 +114,25 @@ func criReachable(socket string) error {
 		return fmt.Errorf("the container runtime at %s does not answer (%v): start it (systemctl start containerd)", socket, err)
 	}
 	return conn.Close()
+}
+
+func imagesPresent(cfg *config.Config) error {
+	rt, err := images.Dial(cfg.Node.CRISocket)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := &cfg.Cluster
+	missing, versions, err := rt.Ensure(ctx, images.Needed(c), c.ImageRepository, time.Minute)
+	if err != nil {
+		return err
+	}
+	if msg := images.Refusal(c.KubernetesVersion, missing, versions); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
 }
 
 func kubeletInstalled() error {

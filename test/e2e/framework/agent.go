@@ -176,7 +176,12 @@ func agentSupervise(args []string) error {
 		fmt.Printf("=== %s start %s\n", service, start.Format(time.RFC3339Nano))
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		err := cmd.Run()
+		err := cmd.Start()
+		if err == nil {
+			// What `systemctl restart SERVICE` is on a node: kill $(cat …/SERVICE.pid).
+			_ = os.WriteFile(filepath.Join(runDir, service+".pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+			err = cmd.Wait()
+		}
 		fmt.Printf("=== %s exited after %s: %v\n", service, time.Since(start).Round(time.Millisecond), err)
 		time.Sleep(time.Second)
 	}
