@@ -353,7 +353,7 @@ func (n *Node) kubeletCommand() []string {
 	}
 	return []string{"bash", "-c", pre + `KUBELET_KUBEADM_ARGS=""
 [ -f /var/lib/kubelet/kubeadm-flags.env ] && . /var/lib/kubelet/kubeadm-flags.env
-exec `+KubeletPath+` --config=/var/lib/kubelet/config.yaml \
+exec ` + KubeletPath + ` --config=/var/lib/kubelet/config.yaml \
   --kubeconfig=/etc/kubernetes/kubelet.conf \
   --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf \
   $KUBELET_KUBEADM_ARGS`}
