@@ -389,6 +389,43 @@ func TestHA(t *testing.T) {
 		}
 	})
 
+	step(t, "EtcdVersionUpgradedMemberByMemberOnThreeNodes", func(t *testing.T) {
+		// etcd.version is the members' image: each node's agent restarts its member on
+		// the new release in turn, with the same checks as a flag change.
+		var endpoints []string
+		for _, c := range cps {
+			endpoints = append(endpoints, "https://"+c.ip+":2379")
+		}
+		quorum := watchQuorum(ctx, t, first.HostPath("/etc/kubernetes/pki/etcd"), endpoints)
+		var gen int64
+		start := time.Now()
+		rep, informed := measureAvailabilityWith(ctx, t, cs, rolloutOpts, "controlplane-etcd-version-three-nodes", rolloutTargets, func() {
+			gen = cpc.patch(t, `{"spec":{"etcd":{"version":"`+etcdUpgradeTo+`"}}}`)
+			cpc.settled(t, gen, "etcd "+etcdUpgradeTo+" rolled out member by member")
+		})
+		seen := quorum.finish()
+		t.Logf("etcd %s on three members: rolled out %.1f s after the change; quorum: %s", etcdUpgradeTo, time.Since(start).Seconds(), seen)
+		requireOnlySlowAnswers(t, rep)
+		requireNoFailureVia(t, rep, workerName+"'s api-proxy")
+		if err := informed.Err(); err != nil {
+			t.Errorf("the informer: %v", err)
+		}
+		if quorum.fewest < 2 || quorum.samples < 10 || len(quorum.down) == 0 {
+			t.Errorf("etcd's quorum was not kept throughout, or no member restarted: %s", seen)
+		}
+		image := "image: registry.local/etcd:" + strings.TrimPrefix(etcdUpgradeTo, "v") + "-0\n"
+		for _, c := range cps {
+			data, err := os.ReadFile(nodes[c.name].HostPath("/etc/kubernetes/manifests/etcd.yaml"))
+			if err != nil || !strings.Contains(string(data), image) {
+				t.Errorf("node %s's etcd static pod does not run %s (%v)", c.name, strings.TrimSpace(image), err)
+			}
+			if err := etcdRuns(nodes[c.name], "--snapshot-count=5000"); err != nil {
+				t.Errorf("node %s lost the earlier flag in the version change: %v", c.name, err)
+			}
+		}
+		wait(ctx, t, time.Minute, "a three-member etcd", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 3) })
+	})
+
 	step(t, "AllControlPlanesRebootedAtOnce", func(t *testing.T) {
 		// A boot takes a fifth of a second: one after the other, they are at once.
 		prober, booted := rebootProbed(ctx, t, opts, targets, nodes["ha1"], nodes["ha2"], nodes["ha3"])

@@ -22,6 +22,8 @@ import (
 // and goes to the pinned release (make upgrade-images builds both).
 const (
 	upgradeFrom = "v1.35.4"
+	// etcdUpgradeTo is the etcd release the members go to (an image of its own).
+	etcdUpgradeTo = "v3.6.16"
 	// kubeletRestart is `systemctl restart kubelet` on a node of the harness.
 	kubeletRestart = "kill $(cat /run/selfkube-node/kubelet.pid)"
 )
