@@ -38,7 +38,8 @@ func upgradeConfig(name, ip, version string) string {
 // made at v1.35.4 with v1.35.4 kubelets, to the pinned release: `selfkube upgrade apply
 // VERSION` with the honest prober on every identity (0 failed requests), every
 // control-plane pod on the new version, the workloads started before it still running
-// (no restart), a Service and DNS after it, kubeadm-config saying the new version; then
+// (no restart), a Service and DNS after it, kubeadm-config saying the new version (and,
+// before, an upgrade that fails at the controller manager rolled back whole); then
 // `selfkube upgrade node` on both nodes (refused before the control plane is upgraded),
 // and every node reports the new kubelet. init refuses a version it has no images for.
 func TestUpgrade(t *testing.T) {
@@ -147,12 +148,30 @@ func TestUpgrade(t *testing.T) {
 	})
 
 	targets := availabilityTargets(ctx, t, cs, cp, server)
+	step(t, "FailedUpgradeRolledBack", func(t *testing.T) {
+		// An upgrade that fails by construction at its third component (a controller
+		// manager that cannot start) is rolled back whole: the apiserver, upgraded first,
+		// goes back to the old version too, and no request fails.
+		var out string
+		var upErr error
+		start := time.Now()
+		rep, informed := measureAvailability(ctx, t, cs, "failed upgrade "+upgradeFrom+" → "+target, targets, func() {
+			out, upErr = cp.Exec(ctx, bin, "upgrade", "apply", target, "--set", "controllerManager.extraArgs.no-such-flag=1", "--timeout", "15m")
+		})
+		t.Logf("the failing upgrade took %s:\n%s", time.Since(start).Round(time.Millisecond), out)
+		if upErr == nil || !strings.Contains(out, "rolled back") || !strings.Contains(out, "kube-controller-manager") {
+			t.Errorf("upgrade apply of a failing upgrade: %v; want it to fail, saying kube-controller-manager was rolled back", upErr)
+		}
+		requireNoGap(t, rep, informed)
+		requireVersions(ctx, t, cs, upgradeFrom, upgradeFrom)
+	})
+
 	step(t, "UpgradeControlPlane", func(t *testing.T) {
 		var out string
 		var upErr error
 		start := time.Now()
 		rep, informed := measureAvailability(ctx, t, cs, "upgrade "+upgradeFrom+" → "+target, targets, func() {
-			out, upErr = cp.Exec(ctx, bin, "upgrade", "apply", target, "--timeout", "15m")
+			out, upErr = cp.Exec(ctx, bin, "upgrade", "apply", target, "--unset", "controllerManager.extraArgs.no-such-flag", "--timeout", "15m")
 		})
 		t.Logf("selfkube upgrade apply %s took %s:\n%s", target, time.Since(start).Round(time.Millisecond), out)
 		if upErr != nil {
