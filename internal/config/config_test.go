@@ -296,3 +296,16 @@ func TestDefaultAuditPolicy(t *testing.T) {
 		t.Errorf("omitStages = %v, want each request logged once, when answered", p.OmitStages)
 	}
 }
+
+// A configuration published before etcdVersion existed (the cluster's selfkube-config,
+// read as it is, undefaulted) still names the etcd image its members run.
+func TestEtcdImageOfAnOlderConfiguration(t *testing.T) {
+	c := ClusterConfiguration{ImageRepository: "registry.local", Etcd: Etcd{Local: &LocalEtcd{}}}
+	if got := c.Image(ImageEtcd); got != "registry.local/etcd:3.6.6-0" {
+		t.Errorf("etcd image without etcdVersion: %q, want registry.local/etcd:3.6.6-0", got)
+	}
+	c.EtcdVersion = "v3.6.16"
+	if got := c.Image(ImageEtcd); got != "registry.local/etcd:3.6.16-0" {
+		t.Errorf("etcd image of v3.6.16: %q, want registry.local/etcd:3.6.16-0", got)
+	}
+}

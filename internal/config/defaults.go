@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"net"
 	"strconv"
 	"strings"
@@ -227,7 +228,9 @@ func (c *ClusterConfiguration) Image(name string) string {
 			name = "coredns/coredns"
 		}
 	case ImageEtcd:
-		override, tag = c.Images.Etcd, EtcdImageTag(c.EtcdVersion)
+		// A configuration published before etcdVersion existed ran the release that was
+		// pinned then, which is still the default.
+		override, tag = c.Images.Etcd, EtcdImageTag(cmp.Or(c.EtcdVersion, DefaultEtcdVersion))
 		if c.Etcd.Local != nil && c.Etcd.Local.Image != "" {
 			override = c.Etcd.Local.Image
 		}
