@@ -48,6 +48,7 @@ const (
 	availCPChange3  = "three control-plane nodes: apiserver flag change through the ControlPlane resource"
 	availCPRollbk3  = "three control-plane nodes: bad apiserver change, rolled back"
 	availEtcd3      = "three control-plane nodes: etcd flag change, member by member"
+	availUpgrade1   = "Kubernetes upgrade v1.35.4 → v1.36.3, one control-plane node"
 )
 
 // benchVariants are the table's columns, in order. The selfkube column joins here.
@@ -55,6 +56,8 @@ var benchVariants = []benchVariant{
 	{name: "kubeadm", run: benchKubeadm},
 	{name: "selfkube", run: benchSelfkube},
 	{name: "selfkube", test: "selfkube-three-control-planes", run: benchSelfkubeHA},
+	{name: "kubeadm", test: "kubeadm-upgrade", run: benchKubeadmUpgrade},
+	{name: "selfkube", test: "selfkube-upgrade", run: benchSelfkubeUpgrade},
 }
 
 // TestBench measures the benchmark table (`make bench`). It runs only with SELFKUBE_BENCH=1
@@ -523,4 +526,107 @@ func benchSelfkubeHA(ctx context.Context, t *testing.T, h *framework.Harness, b 
 			b.avail.Add(variant, c.scenario, rep)
 		}
 	}
+}
+
+// benchKubeadmUpgrade measures kubeadm's upgrade of one control-plane node from
+// upgradeFrom to the pinned release (`kubeadm upgrade apply`), with the honest prober:
+// the figure selfkube's upgrade is set beside.
+func benchKubeadmUpgrade(ctx context.Context, t *testing.T, h *framework.Harness, b *bench) {
+	const variant = "kubeadm"
+	cp, err := h.UpWith(ctx, testNodes[0].name, testNodes[0].ip, framework.UpOptions{KubeletVersion: upgradeFrom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := h.KubeadmInitAt(ctx, cp, upgradeFrom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, _, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := "https://" + cp.IP + ":6443"
+	wait(ctx, t, 5*time.Minute, "a settled cluster", func(ctx context.Context) error {
+		if err := framework.NodesReady(ctx, cs, cp.Name); err != nil {
+			return err
+		}
+		return framework.KubeSystemReady(ctx, cs, 6)
+	})
+	target := h.Config().KubeVersion
+	targets := availabilityTargets(ctx, t, cs, cp, server)
+	rep := probeDuring(ctx, t, probe.Options{}, targets, func() {
+		start := time.Now()
+		out, err := cp.Exec(ctx, h.Config().Kubeadm(), "upgrade", "apply", target, "--yes", "--ignore-preflight-errors", strings.Join(framework.KubeadmPreflightIgnored, ","))
+		if err != nil {
+			t.Fatalf("kubeadm upgrade apply %s: %v\n%s", target, err, out)
+		}
+		wait(ctx, t, 5*time.Minute, "the control plane at "+target, func(ctx context.Context) error {
+			return staticControlPlaneAt(ctx, cs, cp.Name, target)
+		})
+		b.table.Add(variant, framework.StepUpgrade1, time.Since(start))
+	})
+	t.Logf("%s, %s:\n%s", variant, availUpgrade1, rep.Table())
+	b.avail.Add(variant, availUpgrade1, rep)
+}
+
+// staticControlPlaneAt checks once that the static control-plane pods of node run
+// version, Ready, and the API says it.
+func staticControlPlaneAt(ctx context.Context, cs kubernetes.Interface, node, version string) error {
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		p, err := cs.CoreV1().Pods(metav1.NamespaceSystem).Get(ctx, c+"-"+node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !strings.HasSuffix(p.Spec.Containers[0].Image, ":"+version) || !framework.PodReady(p) {
+			return fmt.Errorf("%s runs %s (Ready %v)", p.Name, p.Spec.Containers[0].Image, framework.PodReady(p))
+		}
+	}
+	v, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		return err
+	}
+	if v.GitVersion != version {
+		return fmt.Errorf("/version says %s", v.GitVersion)
+	}
+	return nil
+}
+
+// benchSelfkubeUpgrade measures `selfkube upgrade apply` of one control-plane node from
+// upgradeFrom to the pinned release, with the honest prober.
+func benchSelfkubeUpgrade(ctx context.Context, t *testing.T, h *framework.Harness, b *bench) {
+	const variant = "selfkube"
+	bin := selfkubeBinary(t)
+	cpName, cpIP := testNodes[0].name, testNodes[0].ip
+	cp, err := h.UpWith(ctx, cpName, cpIP, framework.UpOptions{NoPodNetwork: true, Selfkube: bin, KubeletVersion: upgradeFrom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cp.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(upgradeConfig(cpName, cpIP, upgradeFrom)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cp.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml"); err != nil {
+		t.Fatalf("selfkube init at %s: %v\n%s", upgradeFrom, err, out)
+	}
+	server := "https://" + cpIP + ":6443"
+	cfg, err := framework.RestConfig(cp.HostPath("/etc/kubernetes/admin.conf"), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newControlPlaneClient(ctx, t, cfg).settled(t, 1, "the operator to record init's control plane")
+	target := h.Config().KubeVersion
+	targets := availabilityTargets(ctx, t, cs, cp, server)
+	rep := probeDuring(ctx, t, probe.Options{}, targets, func() {
+		start := time.Now()
+		if out, err := cp.Exec(ctx, bin, "upgrade", "apply", target, "--timeout", "15m"); err != nil {
+			t.Fatalf("selfkube upgrade apply %s: %v\n%s", target, err, out)
+		}
+		b.table.Add(variant, framework.StepUpgrade1, time.Since(start))
+	})
+	t.Logf("%s, %s:\n%s", variant, availUpgrade1, rep.Table())
+	b.avail.Add(variant, availUpgrade1, rep)
+	requireVersions(ctx, t, cs, target, upgradeFrom)
 }

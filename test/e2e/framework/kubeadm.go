@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,16 +107,28 @@ func renderYAML(objs ...any) ([]byte, error) {
 
 // KubeadmInitConfig renders the kubeadm init configuration for control-plane node cp.
 func (h *Harness) KubeadmInitConfig(cp *Node) ([]byte, error) {
+	return h.kubeadmInitConfigAt(cp, h.cfg.KubeVersion)
+}
+
+// kubeadmInitConfigAt is KubeadmInitConfig for a control plane of another version (the
+// harness's kubeadm makes one minor older too).
+func (h *Harness) kubeadmInitConfigAt(cp *Node, version string) ([]byte, error) {
+	ignored := KubeadmPreflightIgnored
+	if version != h.cfg.KubeVersion {
+		// kubeadm asks the kubelet in PATH (the harness's release), not the node's own
+		// older one (Node.KubeletVersion) that runs.
+		ignored = append(slices.Clone(ignored), "KubeletVersion")
+	}
 	return renderYAML(
 		initConfiguration{
 			typeMeta:         typeMeta{"kubeadm.k8s.io/v1beta4", "InitConfiguration"},
 			BootstrapTokens:  []map[string]any{{"token": bootstrapToken, "ttl": "24h0m0s", "groups": []string{"system:bootstrappers:kubeadm:default-node-token"}, "usages": []string{"signing", "authentication"}}},
 			LocalAPIEndpoint: map[string]any{"advertiseAddress": cp.IP, "bindPort": 6443},
-			NodeRegistration: nodeRegistration{Name: cp.Name, CRISocket: criSocket, IgnorePreflightErrors: KubeadmPreflightIgnored},
+			NodeRegistration: nodeRegistration{Name: cp.Name, CRISocket: criSocket, IgnorePreflightErrors: ignored},
 		},
 		clusterConfiguration{
 			typeMeta:             typeMeta{"kubeadm.k8s.io/v1beta4", "ClusterConfiguration"},
-			KubernetesVersion:    h.cfg.KubeVersion,
+			KubernetesVersion:    version,
 			ImageRepository:      "registry.local",
 			ControlPlaneEndpoint: cp.IP + ":6443",
 			Networking:           map[string]string{"podSubnet": PodCIDR, "serviceSubnet": "10.96.0.0/12", "dnsDomain": "cluster.local"},
@@ -139,7 +152,12 @@ func (h *Harness) KubeadmInitConfig(cp *Node) ([]byte, error) {
 // KubeadmInit runs `kubeadm init` on node cp and returns the cluster and the wall time of
 // the command.
 func (h *Harness) KubeadmInit(ctx context.Context, cp *Node) (*KubeadmCluster, time.Duration, error) {
-	cfg, err := h.KubeadmInitConfig(cp)
+	return h.KubeadmInitAt(ctx, cp, h.cfg.KubeVersion)
+}
+
+// KubeadmInitAt is KubeadmInit of a control plane at version.
+func (h *Harness) KubeadmInitAt(ctx context.Context, cp *Node, version string) (*KubeadmCluster, time.Duration, error) {
+	cfg, err := h.kubeadmInitConfigAt(cp, version)
 	if err != nil {
 		return nil, 0, err
 	}
