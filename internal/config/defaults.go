@@ -15,15 +15,18 @@ import (
 const (
 	DefaultKubernetesVersion = "v1.36.3"
 	DefaultEtcdVersion       = "v3.6.6"
-	DefaultImageRepository   = "registry.k8s.io"
-	DefaultAPIServerPort     = 6443
-	DefaultPodSubnet         = "10.244.0.0/16"
-	DefaultServiceSubnet     = "10.96.0.0/12"
-	DefaultDNSDomain         = "cluster.local"
-	DefaultEtcdDataDir       = "/var/lib/etcd"
-	DefaultCRISocket         = "unix:///run/containerd/containerd.sock"
-	DefaultProxyMode         = "iptables"
-	DefaultCgroupDriver      = "cgroupfs"
+	// etcdVersionBeforeVersions is the etcd release selfkube pinned before the
+	// configuration had etcdVersion: frozen, whatever the default becomes.
+	etcdVersionBeforeVersions = "v3.6.6"
+	DefaultImageRepository    = "registry.k8s.io"
+	DefaultAPIServerPort      = 6443
+	DefaultPodSubnet          = "10.244.0.0/16"
+	DefaultServiceSubnet      = "10.96.0.0/12"
+	DefaultDNSDomain          = "cluster.local"
+	DefaultEtcdDataDir        = "/var/lib/etcd"
+	DefaultCRISocket          = "unix:///run/containerd/containerd.sock"
+	DefaultProxyMode          = "iptables"
+	DefaultCgroupDriver       = "cgroupfs"
 
 	NetworkPluginSelfkube = "selfkube"
 	NetworkPluginNone     = "none"
@@ -229,8 +232,8 @@ func (c *ClusterConfiguration) Image(name string) string {
 		}
 	case ImageEtcd:
 		// A configuration published before etcdVersion existed ran the release that was
-		// pinned then, which is still the default.
-		override, tag = c.Images.Etcd, EtcdImageTag(cmp.Or(c.EtcdVersion, DefaultEtcdVersion))
+		// pinned then (not whatever the default is now).
+		override, tag = c.Images.Etcd, EtcdImageTag(cmp.Or(c.EtcdVersion, etcdVersionBeforeVersions))
 		if c.Etcd.Local != nil && c.Etcd.Local.Image != "" {
 			override = c.Etcd.Local.Image
 		}

@@ -109,9 +109,20 @@ func KubeadmConfigWithVersion(cm *corev1.ConfigMap, version string) (*corev1.Con
 	cluster["kubernetesVersion"] = version
 	b, err := yaml.Marshal(cluster)
 	if err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("encoding %s/%s: %w", cm.Namespace, cm.Name, err)
 	}
 	out := cm.DeepCopy()
 	out.Data[kubeadmConfigKey] = string(b)
 	return out, true, nil
+}
+
+// KubeadmConfigVersion is the kubernetesVersion kubeadm-config cm says.
+func KubeadmConfigVersion(cm *corev1.ConfigMap) (string, error) {
+	var cluster struct {
+		KubernetesVersion string `json:"kubernetesVersion"`
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data[kubeadmConfigKey]), &cluster); err != nil {
+		return "", fmt.Errorf("reading %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	return cluster.KubernetesVersion, nil
 }

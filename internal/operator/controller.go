@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"log/slog"
 	"net"
 	"net/http"
@@ -224,6 +225,8 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		state.Invalid = errs.ToAggregate().Error()
 	} else if cluster.Etcd.Local == nil && (len(cp.Spec.Etcd.ExtraArgs) > 0 || cp.Spec.Etcd.Version != "") {
 		state.Invalid = "spec.etcd: this cluster's etcd is external; selfkube does not run it"
+	} else if why := etcdVersionChange(cp, cluster); why != "" {
+		state.Invalid = why
 	}
 	target := TargetOf(cp.Status, cp.Generation)
 	if state.Invalid == "" || target == controlplane.TargetLastKnownGood {
@@ -279,8 +282,10 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		}
 	}
 	if lkg := d.Status.LastKnownGood; lkg != nil && lkg.Generation == cp.Generation && c.kubeadmVersion != lkg.Spec.KubernetesVersion {
+		// Best effort: kubeadm-config is for stock kubeadm joins, and nothing of the roll-
+		// out waits for it; it is tried again on the next look.
 		if err := c.refreshKubeadmConfig(ctx, lkg.Spec.KubernetesVersion); err != nil {
-			return 0, err
+			c.log.Warn("saying the control plane's version in kubeadm-config failed; trying again later", "err", err)
 		}
 	}
 	if d.Apply != "" && d.Apply != controlplane.ComponentEtcd {
@@ -304,6 +309,32 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 		c.log.Info(e.Message, "reason", e.Reason)
 	}
 	return d.RequeueAfter, nil
+}
+
+// etcdVersionChange says why the spec's etcd version may not be rolled out from what the
+// members run (the last-known-good spec's version, else the published configuration's):
+// selfkube changes etcd's patch release only. A new minor changes etcd's cluster
+// version once every member runs it, and the old release no longer starts in it: a
+// rollback could not go back. "" when the change is allowed (or there is none).
+func etcdVersionChange(cp *controlplane.ControlPlane, cluster config.ClusterConfiguration) string {
+	to := cp.Spec.Etcd.Version
+	from := cluster.EtcdVersion
+	if lkg := cp.Status.LastKnownGood; lkg != nil && lkg.Spec.Etcd.Version != "" {
+		from = lkg.Spec.Etcd.Version
+	}
+	if to == "" || from == "" || to == from {
+		return ""
+	}
+	t, terr := utilversion.ParseSemantic(to)
+	f, ferr := utilversion.ParseSemantic(from)
+	if terr != nil || ferr != nil {
+		return ""
+	}
+	if t.Major() != f.Major() || t.Minor() != f.Minor() {
+		return fmt.Sprintf("spec.etcd.version: %s → %s changes etcd's minor version; selfkube changes etcd within a minor only "+
+			"(once every member ran %s, a rollback to %s could not start): choose a v%d.%d.x release", from, to, to, from, f.Major(), f.Minor())
+	}
+	return ""
 }
 
 // refreshKubeadmConfig says version in kubeadm-config, where a stock `kubeadm join`
@@ -536,8 +567,20 @@ func (c *Controller) observeEtcd(cp *controlplane.ControlPlane, target controlpl
 			names = append(names, p.Spec.NodeName)
 		}
 	}
-	configured := s.Configure(cluster)
-	return observeEtcd(names, pods, manifests.EtcdExtraArgsText(s.Etcd.ExtraArgs), configured.Image(config.ImageEtcd), cp.Status.Etcd), nil
+	// A target that names no etcd version (a spec made before etcd versions, or its
+	// last-known-good) leaves the members' images alone: comparing them with an image
+	// made from today's defaults or a changed imageRepository would restart every
+	// member without a change of the spec.
+	image := ""
+	if s.Etcd.Version != "" {
+		configured := s.Configure(cluster)
+		image = configured.Image(config.ImageEtcd)
+	}
+	o := observeEtcd(names, pods, manifests.EtcdExtraArgsText(s.Etcd.ExtraArgs), image, cp.Status.Etcd)
+	if image == "" && len(pods) > 0 {
+		o.Status.Image = manifests.EtcdImage(pods[0])
+	}
+	return o, nil
 }
 
 // etcdServers is the --etcd-servers of the apiserver in t ("" for other workloads).

@@ -73,6 +73,10 @@ type Observed struct {
 	Status controlplane.ComponentStatus
 	// Members are etcd's members, by node name (etcd only).
 	Members []Member
+	// EtcdImage is the image every etcd member must run: the target's etcd.version; ""
+	// when the target names no version (a spec made before etcd versions), and the
+	// members' images are left as they are (etcd only).
+	EtcdImage string
 }
 
 // Failure is why a component failed.
@@ -515,7 +519,7 @@ func nextMember(s State, st *controlplane.Status, target controlplane.Target, c 
 		}
 	}
 	e.Member = &controlplane.EtcdMemberChange{Node: next, Generation: generation, Target: target, ExtraArgs: maps.Clone(args),
-		Image: c.Status.Image, Since: since}
+		Image: c.EtcdImage, Since: since}
 	st.Etcd = &e
 	msg := fmt.Sprintf("%s the etcd member of node %s to generation %d", verb, next, generation)
 	reason := ReasonRollingOut

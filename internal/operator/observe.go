@@ -209,7 +209,7 @@ func readySince(p *corev1.Pod) time.Time {
 
 // observeEtcd judges the etcd members of nodes (the control-plane nodes) from pods (the
 // mirror pods of etcd) against the target's extra flags (their canonical text, as in
-// manifests.AnnotationEtcdExtraArgs) and image (its version). A mirror pod is made by the kubelet of its own
+// manifests.AnnotationEtcdExtraArgs) and image (its version; "" leaves it out). A mirror pod is made by the kubelet of its own
 // node from the static pod there: only that node can make it say something else.
 //
 // The member named in st (the one being changed) is Ready only once its node agent
@@ -217,7 +217,7 @@ func readySince(p *corev1.Pod) time.Time {
 // nodes started and voting in the member list), made after its mirror pod last became
 // Ready (the agent and the kubelet share the node's clock).
 func observeEtcd(nodes []string, pods []*corev1.Pod, want, image string, st *controlplane.EtcdStatus) Observed {
-	o := Observed{Component: controlplane.ComponentEtcd, Matches: len(nodes) > 0}
+	o := Observed{Component: controlplane.ComponentEtcd, Matches: len(nodes) > 0, EtcdImage: image}
 	o.Status = controlplane.ComponentStatus{Name: controlplane.ComponentEtcd, Image: image, Desired: int32(len(nodes))}
 	var current []*corev1.Pod
 	for _, n := range slices.Sorted(slices.Values(nodes)) {
@@ -227,7 +227,7 @@ func observeEtcd(nodes []string, pods []*corev1.Pod, want, image string, st *con
 				continue
 			}
 			m.Exists = true
-			m.Matches = p.Annotations[manifests.AnnotationEtcdExtraArgs] == want && manifests.EtcdImage(p) == image
+			m.Matches = p.Annotations[manifests.AnnotationEtcdExtraArgs] == want && (image == "" || manifests.EtcdImage(p) == image)
 			m.Ready = ready(p) && p.Status.Phase == corev1.PodRunning
 			if m.Matches {
 				current = append(current, p)

@@ -213,17 +213,6 @@ func TestEtcdMembersAreJudgedByTheirMirrorPods(t *testing.T) {
 // (endpoint health, every member started and voting) made for this change after its
 // mirror pod became Ready: a check of the old process, before the kubelet restarted it,
 // does not count.
-// An etcd version change is a change of the members' image: a member on another image
-// is not the target's, whatever its flags; one on the target's image is.
-func TestEtcdMembersOnAnotherVersionAreToChange(t *testing.T) {
-	old := etcdMirror("b", "{}", true, "")
-	old.Spec.Containers[0].Image = "registry.local/etcd:3.6.6-0"
-	o := observeEtcd([]string{"a", "b"}, []*corev1.Pod{etcdMirror("a", "{}", true, ""), old}, "{}", "etcd:x", nil)
-	if o.Matches || o.Status.Updated != 1 || o.Members[1].Matches || !o.Members[0].Matches {
-		t.Errorf("b on the old image: %+v; want a updated, b to change", o)
-	}
-}
-
 func TestTheChangedMemberCountsOnlyWithItsAgentsCheck(t *testing.T) {
 	nodes := []string{"a", "b", "c"}
 	readyAt := metav1.NewTime(time.Date(2026, 12, 6, 3, 0, 10, 0, time.UTC))
@@ -274,5 +263,27 @@ func TestEndedPodsAreNotTheComponents(t *testing.T) {
 	got := ownedPods([]*corev1.Pod{live, ended}, rs)
 	if len(got) != 1 || got[0].Name != "kube-scheduler-a" {
 		t.Errorf("owned pods %v, want the live one only", got)
+	}
+}
+
+// An etcd version change is a change of the members' image: a member on another image
+// is not the target's, whatever its flags; one on the target's image is.
+func TestEtcdMembersOnAnotherVersionAreToChange(t *testing.T) {
+	old := etcdMirror("b", "{}", true, "")
+	old.Spec.Containers[0].Image = "registry.local/etcd:3.6.6-0"
+	o := observeEtcd([]string{"a", "b"}, []*corev1.Pod{etcdMirror("a", "{}", true, ""), old}, "{}", "etcd:x", nil)
+	if o.Matches || o.Status.Updated != 1 || o.Members[1].Matches || !o.Members[0].Matches {
+		t.Errorf("b on the old image: %+v; want a updated, b to change", o)
+	}
+}
+
+// A target that names no etcd version (a spec made before etcd versions) leaves the
+// members' images alone: members on any image match, and a change names no image.
+func TestEtcdMembersOfASpecWithoutAVersion(t *testing.T) {
+	other := etcdMirror("b", "{}", true, "")
+	other.Spec.Containers[0].Image = "registry.local/etcd:3.6.6-0"
+	o := observeEtcd([]string{"a", "b"}, []*corev1.Pod{etcdMirror("a", "{}", true, ""), other}, "{}", "", nil)
+	if !o.Matches || !o.Healthy || o.Status.Updated != 2 || o.EtcdImage != "" {
+		t.Errorf("members on their own images, no version in the target: %+v; want both matching", o)
 	}
 }

@@ -78,8 +78,11 @@ func KubeletVersion(ctx context.Context, binary string) (string, error) {
 // policy). apiserver is the version an apiserver answered /version with; cp, when the
 // caller may read it, is the ControlPlane, whose spec must be at target or newer and
 // rolled out on every node (its last-known-good is the spec's generation), since with
-// several control-plane nodes one apiserver answering is not all of them.
-func ControlPlaneAt(target, apiserver string, cp *controlplane.ControlPlane) error {
+// several control-plane nodes one apiserver answering is not all of them. published is
+// the version kube-system/kubeadm-config says (a node may read it; the operator writes
+// it once a version ran healthy everywhere), the gate of a node that cannot read the
+// ControlPlane; "" when there is none.
+func ControlPlaneAt(target, apiserver, published string, cp *controlplane.ControlPlane) error {
 	t, err := utilversion.ParseSemantic(target)
 	if err != nil {
 		return fmt.Errorf("kubelet version %q: %w", target, err)
@@ -93,6 +96,17 @@ func ControlPlaneAt(target, apiserver string, cp *controlplane.ControlPlane) err
 			"upgrade the control plane first, selfkube upgrade apply %s, and run this again once it is done", apiserver, target, target)
 	}
 	if cp == nil {
+		if published == "" {
+			return nil
+		}
+		p, err := utilversion.ParseSemantic(published)
+		if err != nil {
+			return fmt.Errorf("kubeadm-config's kubernetesVersion %q: %w", published, err)
+		}
+		if p.LessThan(t) {
+			return fmt.Errorf("the control plane's roll-out of %s is not done everywhere (kubeadm-config says %s): "+
+				"wait until kubectl get controlplane cluster says it is Available, then run this again", target, published)
+		}
 		return nil
 	}
 	s, err := utilversion.ParseSemantic(cp.Spec.KubernetesVersion)
@@ -120,6 +134,9 @@ func Node(ctx context.Context, c NodeClients, opts NodeOptions, st *status.Print
 	if err != nil {
 		return fmt.Errorf("reading node %s: %w (is --node-name this node's name?)", opts.Node, err)
 	}
+	if _, err := os.Stat(opts.KubeletPath); err != nil {
+		return fmt.Errorf("no kubelet at %s (%v): pass --kubelet-path, the file the kubelet unit runs (systemctl cat kubelet)", opts.KubeletPath, err)
+	}
 	installed, _ := KubeletVersion(ctx, opts.KubeletPath)
 	if n.Status.NodeInfo.KubeletVersion == target && installed == target {
 		st.Start(fmt.Sprintf("node %s runs kubelet %s already: nothing to do", opts.Node, target)).End()
@@ -129,11 +146,14 @@ func Node(ctx context.Context, c NodeClients, opts NodeOptions, st *status.Print
 	v, err := c.Client.Discovery().ServerVersion()
 	if err == nil {
 		var cp *controlplane.ControlPlane
+		published := ""
 		if c.Dyn != nil {
 			cp, err = readControlPlane(ctx, c.Dyn)
+		} else {
+			published, err = publishedVersion(ctx, c.Client)
 		}
 		if err == nil {
-			err = ControlPlaneAt(target, v.GitVersion, cp)
+			err = ControlPlaneAt(target, v.GitVersion, published, cp)
 		}
 	}
 	step.Done(&err)
@@ -157,7 +177,11 @@ func Node(ctx context.Context, c NodeClients, opts NodeOptions, st *status.Print
 			return err
 		}
 	}
-	if err := install(opts, target, installed, st); err != nil {
+	if installed == target {
+		// An earlier run installed it (and kept the one before as .previous): only the
+		// restart and the wait are left.
+		st.Start(fmt.Sprintf("kubelet %s is installed at %s already", target, opts.KubeletPath)).End()
+	} else if err := install(opts, target, installed, st); err != nil {
 		return err
 	}
 	step = st.Start("restarting the kubelet: " + opts.RestartCommand)
@@ -179,7 +203,10 @@ func Node(ctx context.Context, c NodeClients, opts NodeOptions, st *status.Print
 	})
 	if err != nil {
 		err = fmt.Errorf("node %s did not report kubelet %s, Ready, within %s: see the kubelet's log (journalctl -u kubelet); "+
-			"to go back, install %s.previous at %s and restart it", opts.Node, target, opts.Timeout, opts.KubeletPath, opts.KubeletPath)
+			"to go back, run this again with --kubelet-binary %s.previous", opts.Node, target, opts.Timeout, opts.KubeletPath)
+		if opts.Drain {
+			err = fmt.Errorf("%w (the node stays cordoned: kubectl uncordon %s once it is back)", err, opts.Node)
+		}
 	}
 	step.Done(&err)
 	if err != nil {
@@ -209,17 +236,50 @@ func readControlPlane(ctx context.Context, dyn dynamic.Interface) (*controlplane
 func install(opts NodeOptions, target, installed string, st *status.Printer) (err error) {
 	step := st.Start(fmt.Sprintf("installing kubelet %s at %s (was %s)", target, opts.KubeletPath, orUnknown(installed)))
 	defer step.Done(&err)
-	if err := copyFile(opts.KubeletPath, opts.KubeletPath+".previous"); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("keeping the old kubelet: %w", err)
-	}
-	tmp := filepath.Join(filepath.Dir(opts.KubeletPath), "."+filepath.Base(opts.KubeletPath)+".new")
+	dir, base := filepath.Dir(opts.KubeletPath), filepath.Base(opts.KubeletPath)
+	// The new binary first, to a temporary name (so that it may be the .previous one):
+	// then the old one is linked as .previous (never rewritten in place), then the new
+	// one renamed over it, then the directory synced.
+	tmp := filepath.Join(dir, "."+base+".new")
 	if err := copyFile(opts.KubeletBinary, tmp); err != nil {
 		return fmt.Errorf("copying the new kubelet: %w", err)
+	}
+	prevTmp := filepath.Join(dir, "."+base+".previous")
+	_ = os.Remove(prevTmp)
+	if err := os.Link(opts.KubeletPath, prevTmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("keeping the old kubelet: %w", err)
+	}
+	if err := os.Rename(prevTmp, opts.KubeletPath+".previous"); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("keeping the old kubelet: %w", err)
 	}
 	if err := os.Rename(tmp, opts.KubeletPath); err != nil {
 		return fmt.Errorf("installing the new kubelet: %w", err)
 	}
-	return nil
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// publishedVersion is the kubernetesVersion kube-system/kubeadm-config says ("" when
+// the cluster has none).
+func publishedVersion(ctx context.Context, client kubernetes.Interface) (string, error) {
+	cm, err := client.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, manifests.KubeadmConfigName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading kube-system/%s for the control plane's version: %w", manifests.KubeadmConfigName, err)
+	}
+	return manifests.KubeadmConfigVersion(cm)
 }
 
 func copyFile(src, dst string) error {
@@ -228,7 +288,8 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	_ = os.Remove(dst) // a file a killed run left
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
 	if err != nil {
 		return err
 	}
@@ -294,10 +355,29 @@ func drain(ctx context.Context, client kubernetes.Interface, node string, timeou
 		}
 		return out, nil
 	}
-	return wait.PollUntilContextTimeout(ctx, 2*time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+	pods, err := evictable()
+	if err != nil {
+		return fmt.Errorf("listing the pods of node %s: %w", node, err)
+	}
+	var bare []string
+	for _, p := range pods {
+		if metav1.GetControllerOf(&p) == nil {
+			bare = append(bare, p.Namespace+"/"+p.Name)
+		}
+	}
+	if len(bare) > 0 {
+		return fmt.Errorf("node %s runs pods no controller would make again, which an eviction would lose for good: %s; "+
+			"move or delete them and run this again (the node stays cordoned: kubectl uncordon %s to undo)", node, strings.Join(bare, ", "), node)
+	}
+	var left []string
+	err = wait.PollUntilContextTimeout(ctx, 2*time.Second, timeout, true, func(ctx context.Context) (bool, error) {
 		pods, err := evictable()
 		if err != nil {
 			return false, nil
+		}
+		left = left[:0]
+		for _, p := range pods {
+			left = append(left, p.Namespace+"/"+p.Name)
 		}
 		for _, p := range pods {
 			if p.DeletionTimestamp != nil {
@@ -310,6 +390,11 @@ func drain(ctx context.Context, client kubernetes.Interface, node string, timeou
 		}
 		return len(pods) == 0, nil
 	})
+	if err != nil {
+		return fmt.Errorf("draining node %s: %v; still there: %s (a PodDisruptionBudget?); the node stays cordoned: "+
+			"kubectl uncordon %s to undo", node, err, strings.Join(left, ", "), node)
+	}
+	return nil
 }
 
 // selfHosted says p is a pod of the self-hosted control plane that a drain leaves where

@@ -424,6 +424,13 @@ func TestHA(t *testing.T) {
 			}
 		}
 		wait(ctx, t, time.Minute, "a three-member etcd", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 3) })
+		// What runs, not only what is written: every member's mirror pod on the image.
+		for _, c := range cps {
+			p, err := cs.CoreV1().Pods(metav1.NamespaceSystem).Get(ctx, "etcd-"+c.name, metav1.GetOptions{})
+			if err != nil || !strings.HasSuffix(p.Spec.Containers[0].Image, ":"+strings.TrimPrefix(etcdUpgradeTo, "v")+"-0") || !framework.PodReady(p) {
+				t.Errorf("etcd's mirror pod on %s (%v): want it on %s, Ready", c.name, err, etcdUpgradeTo)
+			}
+		}
 	})
 
 	step(t, "AllControlPlanesRebootedAtOnce", func(t *testing.T) {

@@ -164,6 +164,10 @@ func TestUpgrade(t *testing.T) {
 		}
 		requireNoGap(t, rep, informed)
 		requireVersions(ctx, t, cs, upgradeFrom, upgradeFrom)
+		if cm, err := cs.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, "kubeadm-config", metav1.GetOptions{}); err != nil ||
+			!strings.Contains(cm.Data["ClusterConfiguration"], "kubernetesVersion: "+upgradeFrom) {
+			t.Errorf("kubeadm-config after the rolled-back upgrade (%v): want it still at %s:\n%v", err, upgradeFrom, cm)
+		}
 	})
 
 	step(t, "UpgradeControlPlane", func(t *testing.T) {

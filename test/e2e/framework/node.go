@@ -26,7 +26,9 @@ var stateDirs = []string{
 }
 
 // KubeletPath is where a node has its kubelet installed (on its disk: `selfkube upgrade
-// node` replaces it there, and a reboot keeps the one installed).
+// node` replaces it there, and a reboot keeps the one installed). The node's own
+// /usr/local/bin hides the host's inside the node: nothing a node runs is there (the
+// host's containerd and runc are Debian's, in /usr/bin).
 const KubeletPath = "/usr/local/bin/kubelet"
 
 var validName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
