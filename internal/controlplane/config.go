@@ -1,6 +1,9 @@
 package controlplane
 
 import (
+	"fmt"
+
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"maps"
 	"regexp"
 	"strings"
@@ -104,4 +107,24 @@ func (s *Spec) Validate() field.ErrorList {
 		errs = append(errs, config.ValidateEtcdVersion(s.Etcd.Version, p.Child("etcd", "version"))...)
 	}
 	return errs
+}
+
+// EtcdVersionChange says why etcd may not go from release from to release to; "" when
+// it may (or either is unknown). selfkube changes etcd's patch release only: a new
+// minor changes etcd's cluster version once every member runs it, after which the old
+// release no longer starts, so a rollback could not go back.
+func EtcdVersionChange(from, to string) string {
+	if to == "" || from == "" || to == from {
+		return ""
+	}
+	t, terr := utilversion.ParseSemantic(to)
+	f, ferr := utilversion.ParseSemantic(from)
+	if terr != nil || ferr != nil {
+		return ""
+	}
+	if t.Major() != f.Major() || t.Minor() != f.Minor() {
+		return fmt.Sprintf("spec.etcd.version: %s → %s changes etcd's minor version; selfkube changes etcd within a minor only "+
+			"(once every member ran %s, a rollback to %s could not start): choose a v%d.%d.x release", from, to, to, from, f.Major(), f.Minor())
+	}
+	return ""
 }

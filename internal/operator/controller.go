@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"log/slog"
 	"net"
 	"net/http"
@@ -312,29 +311,14 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 }
 
 // etcdVersionChange says why the spec's etcd version may not be rolled out from what the
-// members run (the last-known-good spec's version, else the published configuration's):
-// selfkube changes etcd's patch release only. A new minor changes etcd's cluster
-// version once every member runs it, and the old release no longer starts in it: a
-// rollback could not go back. "" when the change is allowed (or there is none).
+// members run (the last-known-good spec's version, else the published configuration's);
+// "" when it may (controlplane.EtcdVersionChange).
 func etcdVersionChange(cp *controlplane.ControlPlane, cluster config.ClusterConfiguration) string {
-	to := cp.Spec.Etcd.Version
 	from := cluster.EtcdVersion
 	if lkg := cp.Status.LastKnownGood; lkg != nil && lkg.Spec.Etcd.Version != "" {
 		from = lkg.Spec.Etcd.Version
 	}
-	if to == "" || from == "" || to == from {
-		return ""
-	}
-	t, terr := utilversion.ParseSemantic(to)
-	f, ferr := utilversion.ParseSemantic(from)
-	if terr != nil || ferr != nil {
-		return ""
-	}
-	if t.Major() != f.Major() || t.Minor() != f.Minor() {
-		return fmt.Sprintf("spec.etcd.version: %s → %s changes etcd's minor version; selfkube changes etcd within a minor only "+
-			"(once every member ran %s, a rollback to %s could not start): choose a v%d.%d.x release", from, to, to, from, f.Major(), f.Minor())
-	}
-	return ""
+	return controlplane.EtcdVersionChange(from, cp.Spec.Etcd.Version)
 }
 
 // refreshKubeadmConfig says version in kubeadm-config, where a stock `kubeadm join`

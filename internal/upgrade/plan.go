@@ -5,6 +5,7 @@ package upgrade
 // is the plan, a pure function of that and the changes.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"regexp"
@@ -237,6 +238,16 @@ func PlanFor(obs Observed, changes []Change) (*Plan, error) {
 	}
 
 	p.Checks = append(p.Checks, specCheck(target, editErr))
+	if target.Etcd.Version != "" && obs.Cluster.Etcd.Local != nil {
+		// etcd's release goes within a minor only (a rollback must be able to start).
+		from := cmp.Or(current.Etcd.Version, obs.Cluster.EtcdVersion)
+		if why := controlplane.EtcdVersionChange(from, target.Etcd.Version); why != "" {
+			p.Checks = append(p.Checks, Check{Name: "etcd version", Result: Block, Message: why})
+		} else if from != target.Etcd.Version {
+			p.Checks = append(p.Checks, Check{Name: "etcd version", Result: Pass,
+				Message: fmt.Sprintf("%s → %s, one member at a time", from, target.Etcd.Version)})
+		}
+	}
 	version, kubeletsChecked := skewChecks(current.KubernetesVersion, target.KubernetesVersion, kubelets)
 	p.Checks = append(p.Checks, version, kubeletsChecked, removedFlagsCheck(current.KubernetesVersion, target.KubernetesVersion, target))
 	if _, err := utilversion.ParseGeneric(target.KubernetesVersion); err == nil &&

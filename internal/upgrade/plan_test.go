@@ -247,6 +247,8 @@ func TestPlanBlocks(t *testing.T) {
 			check:   "removed flags",
 			want: "kube-apiserver has no --cloud-provider since v1.33 and would not start with it (apiServer.extraArgs.cloud-provider): " +
 				"--unset apiServer.extraArgs.cloud-provider"},
+		"an etcd minor version": {changes: []Change{{Path: "etcd.version", Value: "v3.7.0"}},
+			check: "etcd version", want: "v3.6.6 → v3.7.0 changes etcd's minor version"},
 		"no operator": {
 			change:  func(c *cluster) { c.controller = nil },
 			changes: []Change{{Path: "apiServer.extraArgs.v", Value: "2"}},
@@ -619,5 +621,19 @@ func TestPlanOfANewVersionChecksTheImages(t *testing.T) {
 				t.Errorf("blocked: %v", p.Err())
 			}
 		})
+	}
+}
+
+// An etcd patch release passes, saying it goes member by member, and blocks nothing.
+func TestPlanEtcdPatchVersion(t *testing.T) {
+	p := healthyCluster(t).plan(t, Change{Path: "etcd.version", Value: "v3.6.16"})
+	var got *Check
+	for i := range p.Checks {
+		if p.Checks[i].Name == "etcd version" {
+			got = &p.Checks[i]
+		}
+	}
+	if got == nil || got.Result != Pass || got.Message != "v3.6.6 → v3.6.16, one member at a time" || p.Blocked {
+		t.Errorf("etcd v3.6.6 → v3.6.16: check %+v, blocked %v; want a pass, nothing blocked", got, p.Blocked)
 	}
 }
