@@ -860,3 +860,31 @@ func TestEtcdVersionIsTheMembersImage(t *testing.T) {
 		t.Errorf("no image given changed the image to %q", EtcdImage(same))
 	}
 }
+
+// The controller manager's lease hand-back gate exists from v1.36 on: a v1.35 control
+// plane (an upgrade's start) gets no gate it would refuse to start with, and a user's
+// gates still reach it.
+func TestControllerManagerGateFollowsTheVersion(t *testing.T) {
+	for _, tc := range []struct {
+		version, user string
+		want          []string
+	}{
+		{"v1.36.3", "", []string{"ControllerManagerReleaseLeaderElectionLockOnExit=true"}},
+		{"v1.35.4", "", nil},
+		{"v1.35.4", "Zeta", []string{"Zeta=true"}},
+	} {
+		cfg := defaultConfig(t)
+		cfg.Cluster.KubernetesVersion = tc.version
+		if tc.user != "" {
+			cfg.Cluster.ControllerManager.FeatureGates = map[string]bool{tc.user: true}
+		}
+		for file, cmd := range controlPlaneCommands(t, render(t, cfg)) {
+			if cmd[0] != nameControllerManager {
+				continue
+			}
+			if got := flagValues(cmd, "feature-gates"); !slices.Equal(got, tc.want) {
+				t.Errorf("%s at %s with user gate %q: --feature-gates = %v, want %v", file, tc.version, tc.user, got, tc.want)
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"net"
 	"path"
 	"sort"
@@ -170,20 +171,16 @@ func apiServerFlags(cfg *config.Config, p filePaths, advertise string) flags {
 // controllerManagerFlags are kube-controller-manager's flags.
 func controllerManagerFlags(cfg *config.Config, p filePaths) flags {
 	kubeconfig := p(FileControllerManagerConf)
-	return flags{
-		"allocate-node-cidrs":       "true",
-		"authentication-kubeconfig": kubeconfig,
-		"authorization-kubeconfig":  kubeconfig,
-		"bind-address":              "127.0.0.1",
-		"client-ca-file":            p(FileCACert),
-		"cluster-cidr":              cfg.Cluster.Networking.PodSubnet,
-		"cluster-signing-cert-file": p(FileCACert),
-		"cluster-signing-key-file":  p(FileCAKey),
-		"controllers":               "*,bootstrapsigner,tokencleaner",
-		// Hand the leader lease back on exit, so a successor (the self-hosted one after the
-		// temporary one, a new replica in a rolling update) leads at once instead of
-		// waiting out the 15 s lease.
-		"feature-gates":                    "ControllerManagerReleaseLeaderElectionLockOnExit=true",
+	f := flags{
+		"allocate-node-cidrs":              "true",
+		"authentication-kubeconfig":        kubeconfig,
+		"authorization-kubeconfig":         kubeconfig,
+		"bind-address":                     "127.0.0.1",
+		"client-ca-file":                   p(FileCACert),
+		"cluster-cidr":                     cfg.Cluster.Networking.PodSubnet,
+		"cluster-signing-cert-file":        p(FileCACert),
+		"cluster-signing-key-file":         p(FileCAKey),
+		"controllers":                      "*,bootstrapsigner,tokencleaner",
 		"kubeconfig":                       kubeconfig,
 		"leader-elect":                     "true",
 		"permit-port-sharing":              "true",
@@ -194,6 +191,24 @@ func controllerManagerFlags(cfg *config.Config, p filePaths) flags {
 		"service-cluster-ip-range":         cfg.Cluster.Networking.ServiceSubnet,
 		"use-service-account-credentials":  "true",
 	}
+	// Hand the leader lease back on exit, so a successor (the self-hosted one after the
+	// temporary one, a new replica in a rolling update) leads at once instead of waiting
+	// out the 15 s lease. The gate exists from v1.36 on; an older release refuses to
+	// start with a gate it does not know.
+	if minorAtLeast(cfg.Cluster.KubernetesVersion, 36) {
+		f["feature-gates"] = "ControllerManagerReleaseLeaderElectionLockOnExit=true"
+	}
+	return f
+}
+
+// minorAtLeast says version (v1.36.3) is v1.<minor> or newer; a version it cannot
+// read counts as new (the configuration's validation refuses those anyway).
+func minorAtLeast(version string, minor uint) bool {
+	v, err := utilversion.ParseGeneric(version)
+	if err != nil {
+		return true
+	}
+	return v.Major() > 1 || v.Major() == 1 && v.Minor() >= minor
 }
 
 // schedulerFlags are kube-scheduler's flags.
