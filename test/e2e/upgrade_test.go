@@ -155,7 +155,7 @@ func TestUpgrade(t *testing.T) {
 		var out string
 		var upErr error
 		start := time.Now()
-		rep, informed := measureAvailability(ctx, t, cs, "failed upgrade "+upgradeFrom+" → "+target, targets, func() {
+		rep, informed := measureAvailability(ctx, t, cs, "failed-upgrade", targets, func() {
 			out, upErr = cp.Exec(ctx, bin, "upgrade", "apply", target, "--set", "controllerManager.extraArgs.no-such-flag=1", "--timeout", "15m")
 		})
 		t.Logf("the failing upgrade took %s:\n%s", time.Since(start).Round(time.Millisecond), out)
@@ -174,7 +174,7 @@ func TestUpgrade(t *testing.T) {
 		var out string
 		var upErr error
 		start := time.Now()
-		rep, informed := measureAvailability(ctx, t, cs, "upgrade "+upgradeFrom+" → "+target, targets, func() {
+		rep, informed := measureAvailability(ctx, t, cs, "control-plane-upgrade", targets, func() {
 			out, upErr = cp.Exec(ctx, bin, "upgrade", "apply", target, "--unset", "controllerManager.extraArgs.no-such-flag", "--timeout", "15m")
 		})
 		t.Logf("selfkube upgrade apply %s took %s:\n%s", target, time.Since(start).Round(time.Millisecond), out)
@@ -215,7 +215,7 @@ func TestUpgrade(t *testing.T) {
 	})
 
 	step(t, "UpgradeNodes", func(t *testing.T) {
-		rep, informed := measureAvailability(ctx, t, cs, "kubelets "+upgradeFrom+" → "+target, targets, func() {
+		rep, informed := measureAvailability(ctx, t, cs, "kubelet-upgrade", targets, func() {
 			// The worker with its kubelet's own credentials; the control-plane node drained,
 			// with the administrator's.
 			for _, u := range []struct {
