@@ -163,6 +163,10 @@ func Node(ctx context.Context, c NodeClients, opts NodeOptions, st *status.Print
 	if opts.Drain && c.Dyn == nil {
 		return errors.New("--drain needs an administrator's kubeconfig (--kubeconfig /etc/kubernetes/admin.conf): nothing was changed")
 	}
+	if _, cp := n.Labels["node-role.kubernetes.io/control-plane"]; cp {
+		st.Infof("a new kubelet computes its static pods anew and may restart them once: this node's etcd member " +
+			"(with one control-plane node, requests wait a few seconds for it)")
+	}
 	if opts.DryRun {
 		if opts.Drain {
 			fmt.Fprintf(opts.Out, "would cordon node %s and evict its pods\n", opts.Node)
