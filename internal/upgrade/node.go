@@ -28,6 +28,7 @@ import (
 
 	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/node"
 	"github.com/selfkube/selfkube/internal/status"
 )
 
@@ -203,7 +204,7 @@ func Node(ctx context.Context, c NodeClients, opts NodeOptions, st *status.Print
 		if gerr != nil {
 			return false, nil // the API may be a moment away through this node's proxy
 		}
-		return n.Status.NodeInfo.KubeletVersion == target && nodeReady(n), nil
+		return n.Status.NodeInfo.KubeletVersion == target && node.Ready(n), nil
 	})
 	if err != nil {
 		err = fmt.Errorf("node %s did not report kubelet %s, Ready, within %s: see the kubelet's log (journalctl -u kubelet); "+
@@ -313,15 +314,6 @@ func orUnknown(v string) string {
 		return "unknown"
 	}
 	return v
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func cordon(ctx context.Context, client kubernetes.Interface, node string, on bool) error {
