@@ -372,10 +372,6 @@ func (c *Controller) writeStatus(ctx context.Context, u *unstructured.Unstructur
 // plane's pods (ComponentPods), of which it judges the component's own.
 func (c *Controller) observe(ctx context.Context, component string, want runtime.Object, pods []*corev1.Pod, down map[string]bool) (Observed, error) {
 	o := Observed{Component: component, Status: controlplane.ComponentStatus{Name: component}}
-	dry, err := c.applier.DryRun(ctx, want)
-	if err != nil {
-		return o, fmt.Errorf("comparing %s with its target: %w", component, err)
-	}
 	var generation int64
 	var owned []*corev1.Pod
 	var template corev1.PodTemplateSpec
@@ -422,7 +418,13 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 	default:
 		return o, fmt.Errorf("%s is a %T", component, want)
 	}
-	// A dry-run apply that would change the spec would raise the generation.
+	// A dry-run apply that would change the spec would raise the generation. It runs only
+	// on an object that exists: on a missing one it would be a create, which the
+	// operator may not do (and retrying it would only load the API).
+	dry, err := c.applier.DryRun(ctx, want)
+	if err != nil {
+		return o, fmt.Errorf("comparing %s with its target: %w", component, err)
+	}
 	o.Matches = dry.GetGeneration() == generation
 	if !o.Matches {
 		if live, target := etcdServers(template), etcdServers(podTemplate(want)); live != target {

@@ -238,6 +238,14 @@ func Decide(s State) Decision {
 		// Each member has the roll-out timeout from when it was named; going back, a
 		// timeout does not stop the members still to go back (only a member failing on
 		// the last-known-good flags does).
+		// A workload missing before the control plane ever ran healthy is one `selfkube
+		// init` has not made yet (it applies the add-ons last): init makes it, in its
+		// order; the operator puts back only what existed.
+		if c.Missing && st.LastKnownGood == nil {
+			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting, c.Component+": "+c.Waiting+" (yet)")
+			d.RequeueAfter = pollProgress
+			return done()
+		}
 		etcdTimedOut := isEtcd && rolling && memberTimedOut(st.Etcd, s.Now, rollTimeout)
 		etcdFailure := isEtcd && rolling && (c.Failure != nil || etcdTimedOut && target == controlplane.TargetSpec)
 		if !c.Matches && !etcdFailure {

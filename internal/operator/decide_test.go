@@ -334,6 +334,21 @@ func TestAMissingWorkloadIsPutBack(t *testing.T) {
 	}
 }
 
+// Before the control plane first ran healthy, a missing add-on is one init has not
+// applied yet: the operator waits for it and applies nothing (it could not create it in
+// init's order, and retrying a create only loads the API).
+func TestAWorkloadMissingBeforeTheFirstHealthyRunIsLeftToInit(t *testing.T) {
+	d := Decide(State{Generation: 1, Spec: spec(""), Components: with(healthy(), "coredns", func(o *Observed) {
+		o.Matches, o.Healthy, o.Missing, o.Waiting = false, false, true, "its Deployment does not exist"
+	}), Now: t0})
+	if d.Apply != "" || d.RequeueAfter == 0 {
+		t.Errorf("coredns missing before any last-known-good: %+v, want a wait and nothing applied", d)
+	}
+	if c := condition(t, d.Status, controlplane.ConditionProgressing); c.Reason != ReasonWaiting || !strings.Contains(c.Message, "coredns") {
+		t.Errorf("Progressing = %+v, want Waiting on coredns", c)
+	}
+}
+
 // An edit around the resource that never gets healthy (its pods stay Pending, say) is
 // put back once the roll-out timeout has passed; one that gets healthy in time is left,
 // and no longer watched.

@@ -152,7 +152,7 @@ func TestCheckpointer(t *testing.T) {
 		rep := prober.Stop()
 		t.Logf("%s: kubelet start → /readyz %.1f s, → control plane reconverged %.1f s; first 2xx of each identity after the boot: %s",
 			what, readyz.Seconds(), back.Seconds(), firstAnswers(rep, kubeletStart))
-		requireNoLoss(t, what, rep)
+		requireNoRefusal(t, what, rep)
 	}
 
 	step(t, "RebootFiveSecondsAfterInit", func(t *testing.T) {

@@ -287,6 +287,18 @@ func requireOnlySlowAnswers(t *testing.T, rep probe.Report) {
 	}
 }
 
+// requireNoRefusal is for a scenario that starts a whole control plane on a node while the
+// probe counts (init, a reboot): it fails t on any request refused, denied, reset or cut
+// off after each identity's first 2xx, and when an identity got no answer at all; a
+// timeout (an answer slower than the 2 s limit while the node starts every pod at once)
+// is logged, not failed, as over three nodes (docs/no-api-gap.md, "Not done yet").
+// make bench counts the timeouts beside kubeadm's.
+func requireNoRefusal(t *testing.T, scenario string, rep probe.Report) {
+	t.Helper()
+	t.Logf("availability during %s:\n%s", scenario, rep.Table())
+	requireOnlySlowAnswers(t, rep)
+}
+
 // requireNoFailureVia fails t for any failed request (a timeout too) of the targets whose
 // name contains where: the path the issue asks to lose nothing.
 func requireNoFailureVia(t *testing.T, rep probe.Report, where string) {

@@ -265,7 +265,7 @@ func TestSelfkubeInit(t *testing.T) {
 			t.Errorf("the measurement of init is incomplete: %v", err)
 		}
 		// The failures last: a CI log shows its tail.
-		requireNoLoss(t, "init, from the temporary apiserver's first answer to the temporary control plane gone", rep)
+		requireNoRefusal(t, "init, from the temporary apiserver's first answer to the temporary control plane gone", rep)
 		if t.Failed() {
 			t.Logf("init output:\n%s", initOut)
 		}
