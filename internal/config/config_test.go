@@ -138,7 +138,7 @@ func TestLoadValid(t *testing.T) {
 			if got := c.Cluster.Image(ImageEtcd); got != "registry.local/etcd:3.6.6-custom" {
 				t.Errorf("etcd.local.image ignored: %s", got)
 			}
-			if got := c.Cluster.Image(ImageCoreDNS); got != "registry.local/k8s/coredns:v1.15.0" {
+			if got := c.Cluster.Image(ImageCoreDNS); got != "registry.local/k8s/coredns:v1.13.1" { // v1.35: kubeadm's CoreDNS
 				t.Errorf("coredns image = %s", got)
 			}
 			if c.Cluster.Certificates.Validity.Duration != 90*24*time.Hour || c.Cluster.Certificates.KeyAlgorithm != "RSA-3072" {
@@ -307,5 +307,30 @@ func TestEtcdImageOfAnOlderConfiguration(t *testing.T) {
 	c.EtcdVersion = "v3.6.16"
 	if got := c.Image(ImageEtcd); got != "registry.local/etcd:3.6.16-0" {
 		t.Errorf("etcd image of v3.6.16: %q, want registry.local/etcd:3.6.16-0", got)
+	}
+}
+
+// CoreDNS follows the Kubernetes release: an upgrade from v1.35 starts from the CoreDNS
+// a kubeadm v1.35 cluster runs (kubeadm's constants.CoreDNSVersion of v1.35.4 is
+// v1.13.1) and ends at selfkube's pinned v1.15.0, which an image override still beats.
+func TestCoreDNSFollowsTheKubernetesRelease(t *testing.T) {
+	for version, want := range map[string]string{
+		"v1.35.4": "registry.k8s.io/coredns/coredns:v1.13.1",
+		"v1.36.1": "registry.k8s.io/coredns/coredns:v1.15.0",
+		"v1.36.3": "registry.k8s.io/coredns/coredns:v1.15.0",
+		"v1.37.0": "registry.k8s.io/coredns/coredns:v1.15.0",
+	} {
+		c := ClusterConfiguration{KubernetesVersion: version, ImageRepository: DefaultImageRepository}
+		if got := c.Image(ImageCoreDNS); got != want {
+			t.Errorf("Kubernetes %s: CoreDNS image %s, want %s", version, got, want)
+		}
+	}
+	c := ClusterConfiguration{KubernetesVersion: "v1.35.4", ImageRepository: "registry.local"}
+	if got := c.Image(ImageCoreDNS); got != "registry.local/coredns:v1.13.1" {
+		t.Errorf("another repository: %s", got)
+	}
+	c.Images.CoreDNS = "example.com/dns:1"
+	if got := c.Image(ImageCoreDNS); got != "example.com/dns:1" {
+		t.Errorf("an override: %s, want it as it is", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/utils/ptr"
 )
 
@@ -43,10 +44,32 @@ const (
 	DefaultLeafValidity = 365 * 24 * time.Hour
 
 	// Tags of the images that are not versioned with Kubernetes (etcd's follows
-	// etcdVersion: EtcdImageTag).
+	// etcdVersion: EtcdImageTag; CoreDNS's the Kubernetes release: CoreDNSTag).
+	// CoreDNSImageTag is CoreDNS for the pinned release and any newer one.
 	CoreDNSImageTag = "v1.15.0"
 	PauseImageTag   = "3.10.2"
 )
+
+// coreDNSByMinor is the CoreDNS release each Kubernetes minor runs: kubeadm's for the
+// releases before selfkube's pinned one (so that an upgrade from one of them starts from
+// what a kubeadm cluster of that release runs), CoreDNSImageTag from the pinned one on.
+// An upgrade of Kubernetes changes CoreDNS with it, as the last workload of the
+// roll-out.
+var coreDNSByMinor = map[uint]string{33: "v1.12.0", 34: "v1.12.1", 35: "v1.13.1", 36: CoreDNSImageTag}
+
+// CoreDNSTag is the CoreDNS image tag of Kubernetes release version (v1.35.4):
+// coreDNSByMinor's entry for its minor; CoreDNSImageTag for a release the table does
+// not know (a newer one, or a version that does not parse, which validation refuses).
+func CoreDNSTag(version string) string {
+	v, err := utilversion.ParseGeneric(version)
+	if err != nil || v.Major() != 1 {
+		return CoreDNSImageTag
+	}
+	if tag, ok := coreDNSByMinor[v.Minor()]; ok {
+		return tag
+	}
+	return CoreDNSImageTag
+}
 
 // SelfkubeImageTag is the tag of the selfkube agent image; the build sets it to the
 // selfkube version (see internal/version).
@@ -225,7 +248,7 @@ func (c *ClusterConfiguration) Image(name string) string {
 	case ImageProxy:
 		override, tag = c.Images.Proxy, c.KubernetesVersion
 	case ImageCoreDNS:
-		override, tag = c.Images.CoreDNS, CoreDNSImageTag
+		override, tag = c.Images.CoreDNS, CoreDNSTag(c.KubernetesVersion)
 		if repo == DefaultImageRepository {
 			// The upstream registry keeps CoreDNS one level deeper.
 			name = "coredns/coredns"

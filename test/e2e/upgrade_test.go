@@ -28,6 +28,10 @@ const (
 	kubeletRestart = "kill $(cat /run/selfkube-node/kubelet.pid)"
 )
 
+// coreDNSOf is the CoreDNS release a Kubernetes release runs: kubeadm's for v1.35
+// (constants.CoreDNSVersion of kubeadm v1.35.4), selfkube's pinned one for v1.36.
+var coreDNSOf = map[string]string{"v1.35.4": "v1.13.1", "v1.36.1": "v1.15.0", "v1.36.3": "v1.15.0"}
+
 // upgradeConfig is selfkubeConfig at another Kubernetes version.
 func upgradeConfig(name, ip, version string) string {
 	return strings.Replace(selfkubeConfig(name, ip), "imageRepository: registry.local\n",
@@ -278,6 +282,20 @@ func requireVersions(ctx context.Context, t *testing.T, cs kubernetes.Interface,
 			}
 			if running == 0 {
 				return fmt.Errorf("no %s pod", c)
+			}
+		}
+		if want, ok := coreDNSOf[version]; ok {
+			pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coredns"})
+			if err != nil {
+				return err
+			}
+			for _, p := range pods.Items {
+				if p.DeletionTimestamp != nil {
+					continue
+				}
+				if img := p.Spec.Containers[0].Image; !strings.HasSuffix(img, ":"+want) || !framework.PodReady(&p) {
+					return fmt.Errorf("%s runs %s (Ready %v), want CoreDNS %s", p.Name, img, framework.PodReady(&p), want)
+				}
 			}
 		}
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
