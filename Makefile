@@ -6,7 +6,7 @@ export KUBE_VERSION ?= v1.36.3
 GO ?= go
 BIN_DIR := _output/bin
 
-.PHONY: build test unit apitest components images upgrade-images host-setup e2e bench up down clean-nodes ci
+.PHONY: build test unit apitest components images upgrade-images long-images host-setup e2e e2e-long bench up down clean-nodes ci
 
 ## build: the selfkube binary in _output/bin/selfkube
 build:
@@ -62,6 +62,18 @@ down:
 ## clean-nodes: remove everything a killed e2e run left behind (netns, mounts, cgroups, processes, routes)
 clean-nodes:
 	hack/clean-nodes.sh
+
+## long-images: the releases only make e2e-long needs: Kubernetes $(PATCH_FROM) (a patch
+## upgrade to the pinned release), components and images
+PATCH_FROM ?= v1.36.1
+long-images: upgrade-images
+	KUBE_VERSION=$(PATCH_FROM) hack/build-components.sh kubernetes
+	KUBE_VERSION=$(PATCH_FROM) hack/build-images.sh
+
+## e2e-long: what does not fit in CI's time: the patch upgrade with a reboot half-way
+## (TestLong*; the closing note reports its run)
+e2e-long: host-setup long-images
+	SELFKUBE_E2E_LONG=1 hack/e2e.sh -run 'TestLong'
 
 ## ci: what .ci/run runs: unit + API tests, then the real-node e2e suite
 ci: test e2e

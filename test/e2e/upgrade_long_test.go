@@ -1,0 +1,159 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/test/e2e/framework"
+	"github.com/selfkube/selfkube/test/e2e/probe"
+)
+
+// patchUpgradeFrom is the patch release of the pinned minor a patch upgrade starts from
+// (make long-images builds it).
+const patchUpgradeFrom = "v1.36.1"
+
+// requireLong skips a test that only `make e2e-long` runs (it needs make long-images and
+// does not fit in CI's time).
+func requireLong(t *testing.T) {
+	t.Helper()
+	if os.Getenv("SELFKUBE_E2E_LONG") == "" {
+		t.Skip("run by make e2e-long (SELFKUBE_E2E_LONG=1), which builds its release first")
+	}
+}
+
+// TestLongPatchUpgradeWithReboot upgrades a one-node control plane from v1.36.1 to the
+// pinned release (a patch upgrade) and powers the node off half-way: once every
+// apiserver runs the new release and its checkpoint on the node is the new one, before
+// the operator is done. The node comes back on that checkpoint (the first apiserver to
+// answer after the boot is the new release), and the operator finishes the upgrade;
+// `selfkube upgrade node` then brings the kubelet along. No request may fail during the
+// upgrade's first half; after the boot, none may be refused, denied or cut off.
+func TestLongPatchUpgradeWithReboot(t *testing.T) {
+	requireLong(t)
+	h := framework.NewForTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	bin := selfkubeBinary(t)
+	target := h.Config().KubeVersion
+	newKubelet := filepath.Join(h.Config().CacheDir, "bin", "kubernetes-"+target, "kubelet")
+
+	const name, ip = "pu1", "172.31.0.61"
+	n, err := h.UpWith(ctx, name, ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin, KubeletVersion: patchUpgradeFrom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := "/etc/kubernetes/selfkube.yaml"
+	step(t, "InitAtTheOldPatch", func(t *testing.T) {
+		if err := os.WriteFile(n.HostPath(cfgFile), []byte(upgradeConfig(name, ip, patchUpgradeFrom)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := n.Exec(ctx, bin, "init", "--config", cfgFile); err != nil {
+			t.Fatalf("selfkube init at %s: %v\n%s", patchUpgradeFrom, err, out)
+		}
+	})
+	server := "https://" + ip + ":6443"
+	adminCfg, err := framework.RestConfig(n.HostPath("/etc/kubernetes/admin.conf"), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(adminCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpc := newControlPlaneClient(ctx, t, adminCfg)
+	step(t, "ClusterAtTheOldPatch", func(t *testing.T) {
+		wait(ctx, t, 3*time.Minute, "the node Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, name) })
+		cpc.settled(t, 1, "the operator to record init's control plane")
+		requireVersions(ctx, t, cs, patchUpgradeFrom, patchUpgradeFrom)
+		out, err := n.Exec(ctx, bin, "upgrade", "plan", target)
+		t.Logf("selfkube upgrade plan %s:\n%s", target, out)
+		if err != nil || !strings.Contains(out, "✓ "+target) {
+			t.Errorf("upgrade plan %s: %v; want it listed as a version to go to, nothing blocking", target, err)
+		}
+	})
+
+	targets := availabilityTargets(ctx, t, cs, n, server)
+	step(t, "RebootHalfWayThroughTheUpgrade", func(t *testing.T) {
+		p, err := probe.Start(ctx, probe.Options{}, targets...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gen := cpc.patch(t, `{"spec":{"kubernetesVersion":"`+target+`"}}`)
+		checkpointFile := n.HostPath(filepath.Join(checkpoint.CheckpointsDir, checkpoint.CheckpointAPIServer, "pod.yaml"))
+		wait(ctx, t, 5*time.Minute, "the apiserver at "+target+" and its checkpoint on the node the new one", func(ctx context.Context) error {
+			if err := podsRun(ctx, cs, "kube-apiserver", target); err != nil {
+				return err
+			}
+			b, err := os.ReadFile(checkpointFile)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(b), "kube-apiserver:"+target) {
+				return fmt.Errorf("the apiserver's checkpoint is not at %s yet", target)
+			}
+			return nil
+		})
+		requireNoLoss(t, "the upgrade's first half (the apiserver)", p.Stop())
+		if cur, err := cpc.get(ctx); err == nil {
+			t.Logf("powering %s off with the operator at %+v (conditions %+v)", name, cur.Status.Rollout, cur.Status.Conditions)
+			if cur.Status.LastKnownGood != nil && cur.Status.LastKnownGood.Generation == gen {
+				t.Errorf("the upgrade had finished before the reboot: not half-way")
+			}
+		}
+		prober, kubeletStart := rebootProbed(ctx, t, probe.Options{}, targets, n)
+		defer prober.Stop()
+		readyz := since(ctx, t, kubeletStart, 3*time.Minute, "apiserver /readyz", func(ctx context.Context) error { return framework.Readyz(ctx, cs) })
+		if v, err := cs.Discovery().ServerVersion(); err != nil || v.GitVersion != target {
+			t.Errorf("the first apiserver after the boot: %v, %v; want %s (the checkpoint of the new one)", v, err, target)
+		}
+		cpc.settled(t, gen, "the operator to finish the upgrade after the reboot")
+		requireVersions(ctx, t, cs, target, patchUpgradeFrom)
+		t.Logf("kubelet start → /readyz %.1f s; the upgrade finished %.1f s after the kubelet started",
+			readyz.Seconds(), time.Since(kubeletStart).Seconds())
+		requireNoRefusal(t, "the reboot half-way through the upgrade", prober.Stop())
+	})
+
+	step(t, "UpgradeNode", func(t *testing.T) {
+		out, err := n.Exec(ctx, bin, "upgrade", "node", "--kubelet-binary", newKubelet,
+			"--kubelet-path", framework.KubeletPath, "--restart-command", kubeletRestart, "--timeout", "3m")
+		t.Logf("upgrade node:\n%s", out)
+		if err != nil {
+			t.Fatalf("upgrade node: %v", err)
+		}
+		requireVersions(ctx, t, cs, target, target)
+	})
+}
+
+// podsRun checks that every live pod of component (app.kubernetes.io/name) runs the
+// image tag version and is Ready.
+func podsRun(ctx context.Context, cs kubernetes.Interface, component, version string) error {
+	pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + component})
+	if err != nil {
+		return err
+	}
+	running := 0
+	for _, p := range pods.Items {
+		if framework.Terminated(&p) || p.DeletionTimestamp != nil {
+			continue
+		}
+		if img := p.Spec.Containers[0].Image; !strings.HasSuffix(img, ":"+version) || !framework.PodReady(&p) {
+			return fmt.Errorf("%s runs %s (Ready %v)", p.Name, img, framework.PodReady(&p))
+		}
+		running++
+	}
+	if running == 0 {
+		return fmt.Errorf("no %s pod", component)
+	}
+	return nil
+}
