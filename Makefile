@@ -70,8 +70,8 @@ long-images: upgrade-images
 	KUBE_VERSION=$(PATCH_FROM) hack/build-components.sh kubernetes
 	KUBE_VERSION=$(PATCH_FROM) hack/build-images.sh
 
-## e2e-long: what does not fit in CI's time: the patch upgrade with a reboot half-way
-## (TestLong*; the closing note reports its run)
+## e2e-long: what does not fit in CI's time (TestLong*; the closing note reports its run):
+## the patch upgrade with a reboot half-way, and v1.35.4 → pinned on three control-plane nodes
 e2e-long: host-setup long-images
 	SELFKUBE_E2E_LONG=1 hack/e2e.sh -run 'TestLong'
 

@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/test/e2e/framework"
 	"github.com/selfkube/selfkube/test/e2e/probe"
 )
@@ -451,65 +450,9 @@ func temporaryControlPlaneGone(ctx context.Context, cs kubernetes.Interface, man
 func benchSelfkubeHA(ctx context.Context, t *testing.T, h *framework.Harness, b *bench) {
 	const variant = "selfkube"
 	bin := selfkubeBinary(t)
-	cps := haControlPlanes
-	nodes, first := upHANodes(ctx, t, h, bin)
-	initOut, err := first.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml")
-	if err != nil {
-		t.Fatalf("selfkube init: %v\n%s", err, initOut)
-	}
-	server := "https://" + cps[0].ip + ":6443"
-	cfg, err := framework.RestConfig(first.HostPath("/etc/kubernetes/admin.conf"), server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range cps[1:] {
-		out, err := first.Exec(ctx, bin, "token", "create", "--control-plane", "--print-join-command")
-		if err != nil {
-			t.Fatalf("token create --control-plane: %v\n%s", err, out)
-		}
-		if out, err := nodes[n.name].Exec(ctx, append([]string{bin}, strings.Fields(strings.TrimSpace(out))[1:]...)...); err != nil {
-			t.Fatalf("join --control-plane of %s: %v\n%s", n.name, err, out)
-		}
-	}
-	if out, err := nodes[workerName].Exec(ctx, append([]string{bin}, joinCommandArgs(t, initOut)...)...); err != nil {
-		t.Fatalf("join of the worker: %v\n%s", err, out)
-	}
-	wait(ctx, t, 5*time.Minute, "four nodes Ready and the control plane on each control-plane node", func(ctx context.Context) error {
-		if err := framework.NodesReady(ctx, cs, "ha1", "ha2", "ha3", workerName); err != nil {
-			return err
-		}
-		for _, n := range cps {
-			if err := controlPlaneBack(ctx, cs, n.name, time.Time{}, nodes[n.name].HostPath("/etc/kubernetes/manifests")); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	wait(ctx, t, 6*time.Minute, "every apiserver listing the three etcd members", func(ctx context.Context) error {
-		return apiServerRolledOut(ctx, cs, 3, listsEtcdMembers(cps[0].ip, cps[1].ip, cps[2].ip))
-	})
-	cpc := newControlPlaneClient(ctx, t, cfg)
-	cpc.settled(t, 1, "the operator to record the three-node control plane as good")
-
-	// The prober as TestHA's: four nodes on two cores, so fewer requests per target.
-	targets := availabilityTargets(ctx, t, cs, first, server)
-	for _, n := range cps[1:] {
-		targets = append(targets, atServer(targets[0], "https://"+n.ip+":6443", n.name))
-	}
-	workerKubelet, err := kubeletTarget(nodes[workerName], server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tg := range []probe.Target{targets[0], workerKubelet} {
-		tg = atServer(tg, fmt.Sprintf("https://127.0.0.1:%d", manifests.APIProxyPort), workerName+"'s api-proxy")
-		tg.Config.Dial = nodes[workerName].DialContext
-		targets = append(targets, tg)
-	}
-	opts := probe.Options{Rate: 3, KeepAliveRate: 2}
+	cluster := upHACluster(ctx, t, h, bin, "")
+	cpc := cluster.cpc
+	targets, opts := haTargets(ctx, t, cluster)
 	for i := 0; i < b.reboots; i++ {
 		for _, c := range []struct{ step, scenario, patch string }{
 			{framework.StepCPChange3, availCPChange3, fmt.Sprintf(`{"spec":{"apiServer":{"extraArgs":{"no-such-flag":null,"max-requests-inflight":"%d"}}}}`, 601+i)},

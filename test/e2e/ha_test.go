@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/selfkube/selfkube/internal/controlplane"
@@ -614,18 +615,112 @@ const workerName, workerIP = "hw", "172.31.0.44"
 // upHANodes brings up the three control-plane nodes and the worker (no cluster yet) and
 // writes init's config on ha1, which it returns as first.
 func upHANodes(ctx context.Context, t *testing.T, h *framework.Harness, bin string) (map[string]*framework.Node, *framework.Node) {
+	return upHANodesAt(ctx, t, h, bin, "")
+}
+
+// upHANodesAt is upHANodes at Kubernetes version (kubelets and init's config; "" is the
+// pinned release).
+func upHANodesAt(ctx context.Context, t *testing.T, h *framework.Harness, bin, version string) (map[string]*framework.Node, *framework.Node) {
 	t.Helper()
 	nodes := map[string]*framework.Node{}
 	for _, n := range append(haControlPlanes, struct{ name, ip string }{workerName, workerIP}) {
-		node, err := h.UpWith(ctx, n.name, n.ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
+		node, err := h.UpWith(ctx, n.name, n.ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin, KubeletVersion: version})
 		if err != nil {
 			t.Fatal(err)
 		}
 		nodes[n.name] = node
 	}
 	first := nodes[haControlPlanes[0].name]
-	if err := os.WriteFile(first.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig(haControlPlanes[0].name, haControlPlanes[0].ip)), 0o600); err != nil {
+	config := selfkubeConfig(haControlPlanes[0].name, haControlPlanes[0].ip)
+	if version != "" {
+		config = upgradeConfig(haControlPlanes[0].name, haControlPlanes[0].ip, version)
+	}
+	if err := os.WriteFile(first.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return nodes, first
+}
+
+// haCluster is a three-control-plane cluster and a worker, made by init and joins.
+type haCluster struct {
+	nodes   map[string]*framework.Node
+	first   *framework.Node
+	cfg     *rest.Config // the admin's, at ha1
+	cs      kubernetes.Interface
+	cpc     *controlPlaneClient
+	initOut string
+}
+
+// upHACluster makes an haCluster at version (upHANodesAt) and waits until every node is
+// Ready, each control-plane node runs its control plane, every apiserver lists the three
+// etcd members, and the operator recorded it all as good.
+func upHACluster(ctx context.Context, t *testing.T, h *framework.Harness, bin, version string) haCluster {
+	t.Helper()
+	cps := haControlPlanes
+	c := haCluster{}
+	c.nodes, c.first = upHANodesAt(ctx, t, h, bin, version)
+	var err error
+	if c.initOut, err = c.first.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml"); err != nil {
+		t.Fatalf("selfkube init: %v\n%s", err, c.initOut)
+	}
+	server := "https://" + cps[0].ip + ":6443"
+	if c.cfg, err = framework.RestConfig(c.first.HostPath("/etc/kubernetes/admin.conf"), server); err != nil {
+		t.Fatal(err)
+	}
+	if c.cs, err = kubernetes.NewForConfig(c.cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range cps[1:] {
+		out, err := c.first.Exec(ctx, bin, "token", "create", "--control-plane", "--print-join-command")
+		if err != nil {
+			t.Fatalf("token create --control-plane: %v\n%s", err, out)
+		}
+		if out, err := c.nodes[n.name].Exec(ctx, append([]string{bin}, strings.Fields(strings.TrimSpace(out))[1:]...)...); err != nil {
+			t.Fatalf("join --control-plane of %s: %v\n%s", n.name, err, out)
+		}
+	}
+	if out, err := c.nodes[workerName].Exec(ctx, append([]string{bin}, joinCommandArgs(t, c.initOut)...)...); err != nil {
+		t.Fatalf("join of the worker: %v\n%s", err, out)
+	}
+	wait(ctx, t, 5*time.Minute, "four nodes Ready and the control plane on each control-plane node", func(ctx context.Context) error {
+		if err := framework.NodesReady(ctx, c.cs, "ha1", "ha2", "ha3", workerName); err != nil {
+			return err
+		}
+		for _, n := range cps {
+			if err := controlPlaneBack(ctx, c.cs, n.name, time.Time{}, c.nodes[n.name].HostPath("/etc/kubernetes/manifests")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	wait(ctx, t, 6*time.Minute, "every apiserver listing the three etcd members", func(ctx context.Context) error {
+		return apiServerRolledOut(ctx, c.cs, 3, listsEtcdMembers(cps[0].ip, cps[1].ip, cps[2].ip))
+	})
+	c.cpc = newControlPlaneClient(ctx, t, c.cfg)
+	c.cpc.settled(t, 1, "the operator to record the three-node control plane as good")
+	return c
+}
+
+// haTargets are the honest prober's targets on an haCluster: every identity at ha1, the
+// RBAC user at ha2 and ha3, and the RBAC user and the worker's kubelet through the
+// worker's node-local api-proxy (from inside the worker), with the options for four
+// nodes on two cores (fewer requests per target).
+func haTargets(ctx context.Context, t *testing.T, c haCluster) ([]probe.Target, probe.Options) {
+	t.Helper()
+	cps := haControlPlanes
+	server := "https://" + cps[0].ip + ":6443"
+	targets := availabilityTargets(ctx, t, c.cs, c.first, server)
+	for _, n := range cps[1:] {
+		targets = append(targets, atServer(targets[0], "https://"+n.ip+":6443", n.name))
+	}
+	workerKubelet, err := kubeletTarget(c.nodes[workerName], server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range []probe.Target{targets[0], workerKubelet} {
+		tg = atServer(tg, fmt.Sprintf("https://127.0.0.1:%d", manifests.APIProxyPort), workerName+"'s api-proxy")
+		tg.Config.Dial = c.nodes[workerName].DialContext
+		targets = append(targets, tg)
+	}
+	return targets, probe.Options{Rate: 3, KeepAliveRate: 2}
 }

@@ -157,3 +157,58 @@ func podsRun(ctx context.Context, cs kubernetes.Interface, component, version st
 	}
 	return nil
 }
+
+// TestLongHAUpgrade upgrades three control-plane nodes and a worker, made at v1.35.4 with
+// v1.35.4 kubelets, to the pinned release with `selfkube upgrade apply`: the operator goes
+// node by node; the honest prober asks at every apiserver and through the worker's
+// node-local api-proxy (the path of every worker's kubelet and kube-proxy), where no
+// request may fail; at the apiservers, as in TestHA, none may be refused, denied or cut
+// off. Then `selfkube upgrade node` on every node, control-plane nodes first.
+func TestLongHAUpgrade(t *testing.T) {
+	requireLong(t)
+	h := framework.NewForTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	bin := selfkubeBinary(t)
+	target := h.Config().KubeVersion
+	newKubelet := filepath.Join(h.Config().CacheDir, "bin", "kubernetes-"+target, "kubelet")
+
+	var c haCluster
+	step(t, "ThreeControlPlanesAtTheOldVersion", func(t *testing.T) {
+		c = upHACluster(ctx, t, h, bin, upgradeFrom)
+		requireVersions(ctx, t, c.cs, upgradeFrom, upgradeFrom)
+	})
+	targets, opts := haTargets(ctx, t, c)
+	step(t, "UpgradeOnThreeNodes", func(t *testing.T) {
+		var out string
+		var upErr error
+		start := time.Now()
+		rep, informed := measureAvailabilityWith(ctx, t, c.cs, opts, "three-node-upgrade", targets, func() {
+			out, upErr = c.first.Exec(ctx, bin, "upgrade", "apply", target, "--timeout", "20m")
+		})
+		t.Logf("selfkube upgrade apply %s on three control-plane nodes took %s:\n%s", target, time.Since(start).Round(time.Millisecond), out)
+		if upErr != nil {
+			t.Fatalf("upgrade apply %s: %v", target, upErr)
+		}
+		requireNoFailureVia(t, rep, "api-proxy")
+		requireOnlySlowAnswers(t, rep)
+		if err := informed.Err(); err != nil {
+			t.Errorf("the informer: %v", err)
+		}
+		requireVersions(ctx, t, c.cs, target, upgradeFrom)
+	})
+	step(t, "UpgradeNodes", func(t *testing.T) {
+		// upgrade node checks the kubelet against the control plane: each kubelet may only
+		// follow it. Without --drain: the control-plane nodes' kube-system pods stay.
+		for _, name := range []string{"ha1", "ha2", "ha3", workerName} {
+			start := time.Now()
+			out, err := c.nodes[name].Exec(ctx, bin, "upgrade", "node", "--kubelet-binary", newKubelet,
+				"--kubelet-path", framework.KubeletPath, "--restart-command", kubeletRestart, "--timeout", "3m")
+			t.Logf("upgrade node on %s took %s:\n%s", name, time.Since(start).Round(time.Millisecond), out)
+			if err != nil {
+				t.Fatalf("upgrade node on %s: %v", name, err)
+			}
+		}
+		requireVersions(ctx, t, c.cs, target, target)
+	})
+}
