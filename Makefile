@@ -73,7 +73,7 @@ long-images: upgrade-images
 ## e2e-long: what does not fit in CI's time (TestLong*; the closing note reports its run):
 ## the patch upgrade with a reboot half-way, and v1.35.4 → pinned on three control-plane nodes
 e2e-long: host-setup long-images
-	SELFKUBE_E2E_LONG=1 hack/e2e.sh -run 'TestLong'
+	SELFKUBE_E2E_LONG=1 hack/e2e.sh -run 'TestLong' -timeout 100m
 
 ## ci: what .ci/run runs: unit + API tests, then the real-node e2e suite
 ci: test e2e

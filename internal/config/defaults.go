@@ -53,9 +53,8 @@ const (
 // coreDNSByMinor is the CoreDNS release each Kubernetes minor runs: kubeadm's for the
 // releases before selfkube's pinned one (so that an upgrade from one of them starts from
 // what a kubeadm cluster of that release runs), CoreDNSImageTag from the pinned one on.
-// An upgrade of Kubernetes changes CoreDNS with it, as the last workload of the
-// roll-out.
-var coreDNSByMinor = map[uint]string{33: "v1.12.0", 34: "v1.12.1", 35: "v1.13.1", 36: CoreDNSImageTag}
+// An upgrade of Kubernetes changes CoreDNS with it, after kube-proxy.
+var coreDNSByMinor = map[uint]string{33: "v1.12.0", 34: "v1.12.1", 35: "v1.13.1", 36: "v1.15.0"}
 
 // CoreDNSTag is the CoreDNS image tag of Kubernetes release version (v1.35.4):
 // coreDNSByMinor's entry for its minor; CoreDNSImageTag for a release the table does

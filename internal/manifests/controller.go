@@ -123,11 +123,10 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 				// The operator: applies the control plane's workloads (by name), judges them by
 				// their status and their pods, renders them from the published configuration.
 				{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments", "replicasets"}, Verbs: []string{"get", "list", "watch"}},
-				{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments"}, Verbs: []string{"patch"},
+				// create: putting back a deleted one is a server-side apply, which the
+				// apiserver authorizes as a create of that name.
+				{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments"}, Verbs: []string{"create", "patch"},
 					ResourceNames: []string{nameAPIServer, nameControllerManager, nameScheduler, nameProxy, nameCoreDNS, nameNetwork}},
-				// Putting back a deleted one is an apply that creates: create cannot be limited
-				// by name. It adds nothing to patching the apiserver's DaemonSet.
-				{APIGroups: []string{"apps"}, Resources: []string{"daemonsets", "deployments"}, Verbs: []string{"create"}},
 				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}, ResourceNames: []string{ClusterConfigName}},
 				// …and, once a version runs everywhere, says so to a stock `kubeadm join`.

@@ -2,14 +2,20 @@ package operator_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/config"
@@ -130,4 +136,71 @@ func TestControlPlaneResource(t *testing.T) {
 			t.Errorf("the dry-run changed the DaemonSet: %v, generation %d", err, again.Generation)
 		}
 	})
+}
+
+// TestTheOperatorMayPutBackOnlyTheControlPlanesWorkloads applies the operator's rendered
+// Role and RoleBinding (the golden files that TestGolden pins to what selfkube renders)
+// to a real kube-apiserver and acts as selfkube-controller's ServiceAccount: putting a
+// deleted workload back is a server-side apply, which the apiserver authorizes as a
+// create of that name, so the name-limited Role allows kube-proxy and refuses any other
+// DaemonSet in kube-system.
+func TestTheOperatorMayPutBackOnlyTheControlPlanesWorkloads(t *testing.T) {
+	srv := apiserver.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin, err := dynamic.NewForConfig(srv.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"90-selfkube-controller-role.yaml", "91-selfkube-controller-rolebinding.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "manifests", "testdata", "default", "manifests", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(b, &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		gvr := rbacv1.SchemeGroupVersion.WithResource(strings.ToLower(u.GetKind()) + "s")
+		if _, err := admin.Resource(gvr).Namespace(u.GetNamespace()).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating %s: %v", f, err)
+		}
+	}
+	asOperator := rest.CopyConfig(srv.Config)
+	asOperator.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:kube-system:selfkube-controller",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"}}
+	op, err := dynamic.NewForConfig(asOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemonSet := func(name string) *unstructured.Unstructured {
+		labels := map[string]any{"app": name}
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "apps/v1", "kind": "DaemonSet",
+			"metadata": map[string]any{"name": name, "namespace": "kube-system"},
+			"spec": map[string]any{
+				"selector": map[string]any{"matchLabels": labels},
+				"template": map[string]any{
+					"metadata": map[string]any{"labels": labels},
+					"spec":     map[string]any{"containers": []any{map[string]any{"name": "c", "image": "registry.local/pause:3.10.2"}}},
+				},
+			},
+		}}
+	}
+	ds := appsv1.SchemeGroupVersion.WithResource("daemonsets")
+	putBack := func(name string) error {
+		_, err := op.Resource(ds).Namespace("kube-system").Apply(ctx, name, daemonSet(name), metav1.ApplyOptions{FieldManager: apply.FieldManager, Force: true})
+		return err
+	}
+	// Polled: the RBAC authorizer sees the new Role within moments.
+	deadline := time.Now().Add(30 * time.Second)
+	for err := putBack(manifests.ProxyName); err != nil; err = putBack(manifests.ProxyName) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the operator putting back a deleted kube-proxy DaemonSet: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := putBack("not-selfkubes"); !apierrors.IsForbidden(err) {
+		t.Errorf("the operator creating another DaemonSet in kube-system: %v, want Forbidden", err)
+	}
 }

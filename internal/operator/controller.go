@@ -419,8 +419,7 @@ func (c *Controller) observe(ctx context.Context, component string, want runtime
 		return o, fmt.Errorf("%s is a %T", component, want)
 	}
 	// A dry-run apply that would change the spec would raise the generation. It runs only
-	// on an object that exists: on a missing one it would be a create, which the
-	// operator may not do (and retrying it would only load the API).
+	// on an object that exists (Decide says what to do with a missing one).
 	dry, err := c.applier.DryRun(ctx, want)
 	if err != nil {
 		return o, fmt.Errorf("comparing %s with its target: %w", component, err)

@@ -233,19 +233,21 @@ func Decide(s State) Decision {
 			d.Event = &Event{Warning: true, Reason: ReasonReverting, Message: msg}
 			return done()
 		}
+		// An add-on missing before the control plane ever ran healthy is one `selfkube
+		// init` has not applied yet (it applies kube-proxy, then CoreDNS, after the
+		// operator runs): init makes it, in its order. A control-plane workload missing
+		// then was deleted (init applied it before the operator), and is put back below.
+		if c.Missing && st.LastKnownGood == nil && initAppliesLast(c.Component) {
+			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting,
+				c.Component+": "+c.Waiting+" yet; selfkube init applies it (run init again if it stopped)")
+			d.RequeueAfter = pollProgress
+			return done()
+		}
 		// etcd's members change one at a time, so a member of the new spec may fail while
 		// others still differ: its failure is judged before the next member changes.
 		// Each member has the roll-out timeout from when it was named; going back, a
 		// timeout does not stop the members still to go back (only a member failing on
 		// the last-known-good flags does).
-		// A workload missing before the control plane ever ran healthy is one `selfkube
-		// init` has not made yet (it applies the add-ons last): init makes it, in its
-		// order; the operator puts back only what existed.
-		if c.Missing && st.LastKnownGood == nil {
-			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting, c.Component+": "+c.Waiting+" (yet)")
-			d.RequeueAfter = pollProgress
-			return done()
-		}
 		etcdTimedOut := isEtcd && rolling && memberTimedOut(st.Etcd, s.Now, rollTimeout)
 		etcdFailure := isEtcd && rolling && (c.Failure != nil || etcdTimedOut && target == controlplane.TargetSpec)
 		if !c.Matches && !etcdFailure {
@@ -536,4 +538,10 @@ func nextMember(s State, st *controlplane.Status, target controlplane.Target, c 
 	}
 	set(controlplane.ConditionProgressing, metav1.ConditionTrue, reason, msg)
 	event(Event{Reason: reason, Message: msg})
+}
+
+// initAppliesLast says whether `selfkube init` applies component after the operator is
+// running (its add-ons phase): kube-proxy and CoreDNS.
+func initAppliesLast(component string) bool {
+	return component == controlplane.ComponentKubeProxy || component == controlplane.ComponentCoreDNS
 }

@@ -334,18 +334,43 @@ func TestAMissingWorkloadIsPutBack(t *testing.T) {
 	}
 }
 
-// Before the control plane first ran healthy, a missing add-on is one init has not
-// applied yet: the operator waits for it and applies nothing (it could not create it in
-// init's order, and retrying a create only loads the API).
-func TestAWorkloadMissingBeforeTheFirstHealthyRunIsLeftToInit(t *testing.T) {
-	d := Decide(State{Generation: 1, Spec: spec(""), Components: with(healthy(), "coredns", func(o *Observed) {
-		o.Matches, o.Healthy, o.Missing, o.Waiting = false, false, true, "its Deployment does not exist"
-	}), Now: t0})
-	if d.Apply != "" || d.RequeueAfter == 0 {
-		t.Errorf("coredns missing before any last-known-good: %+v, want a wait and nothing applied", d)
-	}
-	if c := condition(t, d.Status, controlplane.ConditionProgressing); c.Reason != ReasonWaiting || !strings.Contains(c.Message, "coredns") {
-		t.Errorf("Progressing = %+v, want Waiting on coredns", c)
+// Before the control plane first ran healthy, a missing add-on (kube-proxy, CoreDNS) is
+// one init has not applied yet: the operator waits and applies nothing. A missing
+// control-plane workload then, and any missing workload afterwards, was deleted: it is
+// put back.
+func TestAMissingWorkloadBeforeTheFirstHealthyRun(t *testing.T) {
+	for _, c := range []struct {
+		component string
+		lkg       bool
+		wantApply bool
+	}{
+		{"kube-proxy", false, false},
+		{"coredns", false, false},
+		{"kube-scheduler", false, true},
+		{"kube-apiserver", false, true},
+		{"kube-proxy", true, true},
+		{"coredns", true, true},
+	} {
+		st := controlplane.Status{}
+		if c.lkg {
+			st.LastKnownGood = good(1, spec(""))
+		}
+		d := Decide(State{Generation: 1, Spec: spec(""), Status: st, Components: with(healthy(), c.component, func(o *Observed) {
+			o.Matches, o.Healthy, o.Missing, o.Waiting = false, false, true, "its workload does not exist"
+		}), Now: t0})
+		if c.wantApply {
+			// Put back, possibly after the snapshot that comes before a generation's first change.
+			if d.Apply != c.component && d.Status.Etcd == nil {
+				t.Errorf("%s missing (last-known-good %v): %+v, want it put back", c.component, c.lkg, d)
+			}
+			continue
+		}
+		if d.Apply != "" || d.RequeueAfter == 0 {
+			t.Errorf("%s missing before any last-known-good: %+v, want a wait and nothing applied", c.component, d)
+		}
+		if p := condition(t, d.Status, controlplane.ConditionProgressing); p.Reason != ReasonWaiting || !strings.Contains(p.Message, c.component) {
+			t.Errorf("%s: Progressing = %+v, want Waiting on it", c.component, p)
+		}
 	}
 }
 

@@ -533,14 +533,16 @@ func imagesCheck(configured config.ClusterConfiguration, nodes, controlPlane []c
 	for _, name := range controlPlaneImages {
 		cpRefs = append(cpRefs, configured.Image(name))
 	}
-	proxy := configured.Image(config.ImageProxy)
+	// kube-proxy runs on every node, and CoreDNS, which follows the release too, may be
+	// scheduled on any.
+	everywhere := []string{configured.Image(config.ImageProxy), configured.Image(config.ImageCoreDNS)}
 	sorted := slices.Clone(nodes)
 	slices.SortFunc(sorted, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
 	var lacking []string
 	for _, n := range sorted {
-		refs := []string{proxy}
+		refs := everywhere
 		if slices.ContainsFunc(controlPlane, func(cp corev1.Node) bool { return cp.Name == n.Name }) {
-			refs = append(slices.Clone(cpRefs), proxy)
+			refs = append(slices.Clone(cpRefs), everywhere...)
 		}
 		images := imagesOn(n)
 		var lacks []string

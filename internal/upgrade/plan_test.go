@@ -569,6 +569,9 @@ checks:
 }
 
 func TestPlanOfANewVersionChecksTheImages(t *testing.T) {
+	// CoreDNS of v1.37 (selfkube's pinned one for releases newer than its table), which
+	// may be scheduled on any node.
+	const coreDNS = "registry.k8s.io/coredns/coredns:v1.15.0"
 	for name, tc := range map[string]struct {
 		images  func(c *cluster)
 		changes []Change
@@ -576,16 +579,25 @@ func TestPlanOfANewVersionChecksTheImages(t *testing.T) {
 	}{
 		"on every node": {
 			images: func(c *cluster) {
-				withImages(c.nodes[0], kubernetesImages("v1.37.0")...)
-				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0")
+				withImages(c.nodes[0], append(kubernetesImages("v1.37.0"), coreDNS)...)
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0", coreDNS)
 			},
 			changes: []Change{{Path: "kubernetesVersion", Value: "v1.37.0"}},
 			want:    &Check{Name: "images", Result: Pass, Message: "every node has the images of v1.37.0"}},
+		"CoreDNS missing on a worker": {
+			images: func(c *cluster) {
+				withImages(c.nodes[0], append(kubernetesImages("v1.37.0"), coreDNS)...)
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0")
+			},
+			changes: []Change{{Path: "kubernetesVersion", Value: "v1.37.0"}},
+			want: &Check{Name: "images", Result: Warn, Message: "node worker1 lacks " + coreDNS + ": the kubelet pulls what its node lacks when the roll-out reaches it, " +
+				"if it can reach the registry (a kubelet lists only its 50 largest images by default: the image may be there)"}},
 		"missing on a control-plane node and a worker": {
 			images: func(c *cluster) {
-				withImages(c.nodes[0], kubernetesImages("v1.37.0")...)
+				withImages(c.nodes[0], append(kubernetesImages("v1.37.0"), coreDNS)...)
+				withImages(c.nodes[1], coreDNS)
 				c.addControlPlaneNode("registry.k8s.io/kube-controller-manager:v1.37.0", "registry.k8s.io/kube-scheduler:v1.37.0",
-					"registry.k8s.io/kube-proxy:v1.37.0")
+					"registry.k8s.io/kube-proxy:v1.37.0", coreDNS)
 			},
 			changes: []Change{{Path: "kubernetesVersion", Value: "v1.37.0"}},
 			want: &Check{Name: "images", Result: Warn, Message: "control-plane node node2 lacks registry.k8s.io/kube-apiserver:v1.37.0; " +
@@ -594,8 +606,8 @@ func TestPlanOfANewVersionChecksTheImages(t *testing.T) {
 		"of the image the spec sets": {
 			images: func(c *cluster) {
 				withImages(c.nodes[0], "registry.local/apiserver:custom", "registry.k8s.io/kube-controller-manager:v1.37.0",
-					"registry.k8s.io/kube-scheduler:v1.37.0", "registry.k8s.io/kube-proxy:v1.37.0")
-				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0")
+					"registry.k8s.io/kube-scheduler:v1.37.0", "registry.k8s.io/kube-proxy:v1.37.0", coreDNS)
+				withImages(c.nodes[1], "registry.k8s.io/kube-proxy:v1.37.0", coreDNS)
 			},
 			changes: []Change{{Path: "kubernetesVersion", Value: "v1.37.0"}, {Path: "apiServer.image", Value: "registry.local/apiserver:custom"}},
 			want:    &Check{Name: "images", Result: Pass, Message: "every node has the images of v1.37.0"}},
