@@ -48,6 +48,7 @@ const (
 	availCPRollbk3  = "three control-plane nodes: bad apiserver change, rolled back"
 	availEtcd3      = "three control-plane nodes: etcd flag change, member by member"
 	availUpgrade1   = "Kubernetes upgrade v1.35.4 → v1.36.3, one control-plane node"
+	availUpgrade3   = "Kubernetes upgrade v1.35.4 → v1.36.3, three control-plane nodes"
 )
 
 // benchVariants are the table's columns, in order. The selfkube column joins here.
@@ -57,6 +58,7 @@ var benchVariants = []benchVariant{
 	{name: "selfkube", test: "selfkube-three-control-planes", run: benchSelfkubeHA},
 	{name: "kubeadm", test: "kubeadm-upgrade", run: benchKubeadmUpgrade},
 	{name: "selfkube", test: "selfkube-upgrade", run: benchSelfkubeUpgrade},
+	{name: "selfkube", test: "selfkube-upgrade-three-control-planes", run: benchSelfkubeUpgradeHA},
 }
 
 // TestBench measures the benchmark table (`make bench`). It runs only with SELFKUBE_BENCH=1
@@ -572,4 +574,25 @@ func benchSelfkubeUpgrade(ctx context.Context, t *testing.T, h *framework.Harnes
 	t.Logf("%s, %s:\n%s", variant, availUpgrade1, rep.Table())
 	b.avail.Add(variant, availUpgrade1, rep)
 	requireVersions(ctx, t, cs, target, upgradeFrom)
+}
+
+// benchSelfkubeUpgradeHA measures `selfkube upgrade apply` of three control-plane nodes
+// and a worker from upgradeFrom to the pinned release, with the prober of
+// benchSelfkubeHA (every apiserver, the worker's api-proxy).
+func benchSelfkubeUpgradeHA(ctx context.Context, t *testing.T, h *framework.Harness, b *bench) {
+	const variant = "selfkube"
+	bin := selfkubeBinary(t)
+	c := upHACluster(ctx, t, h, bin, upgradeFrom)
+	target := h.Config().KubeVersion
+	targets, opts := haTargets(ctx, t, c)
+	rep := probeDuring(ctx, t, opts, targets, func() {
+		start := time.Now()
+		if out, err := c.first.Exec(ctx, bin, "upgrade", "apply", target, "--timeout", "20m"); err != nil {
+			t.Fatalf("selfkube upgrade apply %s: %v\n%s", target, err, out)
+		}
+		b.table.Add(variant, framework.StepUpgrade3, time.Since(start))
+	})
+	t.Logf("%s, %s:\n%s", variant, availUpgrade3, rep.Table())
+	b.avail.Add(variant, availUpgrade3, rep)
+	requireVersions(ctx, t, c.cs, target, upgradeFrom)
 }

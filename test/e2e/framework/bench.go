@@ -25,13 +25,14 @@ const (
 	StepCPRollback3      = "three control-plane nodes: bad apiserver change (unknown flag): patch → rolled back, serving"
 	StepEtcdChange3      = "three control-plane nodes: etcd flag change: patch → every member restarted with it, one at a time"
 	StepUpgrade1         = "Kubernetes upgrade v1.35.4 → v1.36.3, one control-plane node (kubeadm upgrade apply / selfkube upgrade apply): command → every control-plane pod on the new version, Ready"
+	StepUpgrade3         = "Kubernetes upgrade v1.35.4 → v1.36.3, three control-plane nodes (selfkube upgrade apply): command → done on every node"
 )
 
 // BenchSteps is the row order of the table.
 var BenchSteps = []string{
 	StepInitWall, StepInitToReady, StepJoinWall, StepJoinToReady,
 	StepCPRebootReadyz, StepCPRebootRBAC, StepCPRebootControl, StepCPRebootSystem, StepWorkerRebootPods,
-	StepCPChange, StepCPRollback, StepCPChange3, StepCPRollback3, StepEtcdChange3, StepUpgrade1,
+	StepCPChange, StepCPRollback, StepCPChange3, StepCPRollback3, StepEtcdChange3, StepUpgrade1, StepUpgrade3,
 }
 
 // BenchTable collects durations per step and variant and renders them as a markdown table
