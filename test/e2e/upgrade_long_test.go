@@ -117,11 +117,19 @@ func TestLongPatchUpgradeWithReboot(t *testing.T) {
 		prober, kubeletStart := rebootProbed(ctx, t, probe.Options{}, targets, n)
 		defer prober.Stop()
 		// What the kubelet starts from the node's disk, before any API: the checkpoint of
-		// the apiserver it ran last, the new release.
+		// the apiserver it ran last, the new release (activated by the kubelet unit's
+		// ExecStartPre, as the unit starts).
 		active := n.HostPath(filepath.Join("/etc/kubernetes/manifests", checkpoint.StaticPodName(checkpoint.CheckpointAPIServer)+".yaml"))
-		if b, err := os.ReadFile(active); err != nil || !strings.Contains(string(b), "kube-apiserver:"+target) {
-			t.Errorf("the apiserver checkpoint active after the boot (%v) is not the new release's:\n%s", err, b)
-		}
+		wait(ctx, t, 10*time.Second, "the apiserver checkpoint active at boot, at "+target, func(context.Context) error {
+			b, err := os.ReadFile(active)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(b), "kube-apiserver:"+target) {
+				return fmt.Errorf("the active apiserver checkpoint is not at %s", target)
+			}
+			return nil
+		})
 		readyz := since(ctx, t, kubeletStart, 3*time.Minute, "apiserver /readyz", func(ctx context.Context) error { return framework.Readyz(ctx, cs) })
 		done := cpc.settled(t, gen, "the operator to finish the upgrade after the reboot")
 		finished := time.Since(kubeletStart)
