@@ -19,7 +19,6 @@ import (
 	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/test/e2e/framework"
-	"github.com/selfkube/selfkube/test/e2e/probe"
 )
 
 // controlPlaneComponents are the self-hosted components the checkpointer keeps; each
@@ -139,7 +138,7 @@ func TestCheckpointer(t *testing.T) {
 	// self-hosted pod. booted, if not nil, runs as soon as the node's kubelet has started.
 	recover := func(t *testing.T, what string, booted func(t *testing.T)) {
 		t.Helper()
-		prober, kubeletStart := rebootProbed(ctx, t, probe.Options{}, targets, cp)
+		prober, kubeletStart := rebootProbed(ctx, t, bootProbe, targets, cp)
 		defer prober.Stop()
 		if booted != nil {
 			booted(t)

@@ -92,7 +92,7 @@ func TestSelfkubeInit(t *testing.T) {
 	// The honest prober from the temporary apiserver's first answer to each identity,
 	// through the hand-over to the self-hosted one and the retirement of the temporary
 	// control plane.
-	initProbe := startEarlyProbe(ctx, credentials, n, server, probe.Options{})
+	initProbe := startEarlyProbe(ctx, credentials, n, server, bootProbe)
 	initProbeStopped := false
 	defer func() {
 		if !initProbeStopped {

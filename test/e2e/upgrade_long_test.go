@@ -114,7 +114,7 @@ func TestLongPatchUpgradeWithReboot(t *testing.T) {
 		// further than half-way, never done (the kube-proxy and CoreDNS steps follow, each
 		// with its soak).
 		t.Logf("powering %s off with the operator at %+v (conditions %+v)", name, cur.Status.Rollout, cur.Status.Conditions)
-		prober, kubeletStart := rebootProbed(ctx, t, probe.Options{}, targets, n)
+		prober, kubeletStart := rebootProbed(ctx, t, bootProbe, targets, n)
 		defer prober.Stop()
 		// What the kubelet starts from the node's disk, before any API: the checkpoint of
 		// the apiserver it ran last, the new release (activated by the kubelet unit's
