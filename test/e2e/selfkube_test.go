@@ -271,6 +271,15 @@ func TestSelfkubeInit(t *testing.T) {
 		}
 	})
 
+	// The changes below are made around the ControlPlane resource (kubectl patch of the
+	// DaemonSet): the operator leaves such a change alone only once it has recorded init's
+	// control plane as good; before, the spec is what it rolls out. It records it once it
+	// sees etcd's mirror pod, which the kubelet may make only at its next sync, a minute
+	// later (CI, 2026-12-07: the first try was refused, no PriorityClass yet).
+	step(t, "OperatorRecordedInit", func(t *testing.T) {
+		newControlPlaneClient(ctx, t, cfg).settled(t, 1, "the operator to record init's control plane")
+	})
+
 	targets := availabilityTargets(ctx, t, cs, n, server)
 	step(t, "APIServerFlagRollsOut", func(t *testing.T) {
 		const flag = "--max-requests-inflight=401"
