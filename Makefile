@@ -49,7 +49,7 @@ e2e: host-setup upgrade-images
 	hack/e2e.sh
 
 ## bench: the benchmark table, kubeadm and selfkube side by side on the same substrate
-bench: host-setup images
+bench: host-setup upgrade-images
 	hack/bench.sh
 
 ## up / down: a local cluster on this machine, and its removal

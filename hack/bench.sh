@@ -11,7 +11,7 @@ fi
 export SELFKUBE_BENCH=1
 export SELFKUBE_BENCH_OUT=${SELFKUBE_BENCH_OUT:-$REPO_ROOT/_output/bench.md}
 rm -f "$SELFKUBE_BENCH_OUT"
-"$GO" test -tags e2e -count=1 -v -timeout 60m -run '^TestBench$' ./test/e2e/ "$@" >&2 9>&-
+"$GO" test -tags e2e -count=1 -v -timeout 110m -run '^TestBench$' ./test/e2e/ "$@" >&2 9>&-
 echo
 echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores, Kubernetes $KUBE_VERSION:"
 echo

@@ -22,7 +22,8 @@ func newUpgradeCommand(e *env) *cobra.Command {
 		Short: "Change the self-hosted control plane through its ControlPlane resource",
 		Long: `Change the self-hosted control plane through its ControlPlane resource
 (kubectl get controlplane cluster): selfkube-controller's operator rolls every change out
-one component at a time and rolls back a component that fails (docs/controlplane.md).
+in version-skew order (etcd, the apiserver, then its clients together) and rolls back a
+component that fails (docs/controlplane.md).
 upgrade plan shows what a change would do and what blocks it, changing nothing;
 upgrade apply makes it. Both talk to the API with an administrator's kubeconfig and
 write nothing on this host.`,

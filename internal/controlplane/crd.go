@@ -77,7 +77,7 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 					"timeoutSeconds": {Type: "integer", Format: "int32", Minimum: ptr.To[float64](30), Maximum: ptr.To[float64](3600),
 						Description: "Seconds a changed component has to become healthy before the change is rolled back (default 300)."},
 					"soakSeconds": {Type: "integer", Format: "int32", Minimum: ptr.To[float64](0), Maximum: ptr.To[float64](600),
-						Description: "Seconds a changed component must stay healthy before the next one changes (default 10)."},
+						Description: "Seconds the changed components of a stage must stay healthy before the next stage changes (default 10)."},
 				}},
 		},
 	}
@@ -110,7 +110,7 @@ func CRD() *apiextensionsv1.CustomResourceDefinition {
 					Type: "object",
 					Description: "The self-hosted control plane of the cluster; there is one, named " + Name +
 						". Change its spec to change the control plane; selfkube-controller rolls the change out " +
-						"component by component and rolls it back if a component fails its health gate.",
+						"in version-skew order (etcd, the apiserver, then its clients) and rolls it back if a component fails its health gate.",
 					Required: []string{"spec"},
 					XValidations: apiextensionsv1.ValidationRules{{
 						Rule:    "self.metadata.name == '" + Name + "'",

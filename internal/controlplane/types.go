@@ -14,6 +14,7 @@ package controlplane
 
 import (
 	"fmt"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -93,9 +94,10 @@ type Etcd struct {
 	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
 }
 
-// Rollout sets how a change rolls out: each component in turn must be healthy within
-// TimeoutSeconds of its change and stay healthy for SoakSeconds before the next one
-// changes; a component that fails is rolled back to the last-known-good spec.
+// Rollout sets how a change rolls out: the components of each stage (Stage) must be
+// healthy within TimeoutSeconds of their change and stay healthy for SoakSeconds before
+// the next stage changes; a component that fails is rolled back to the last-known-good
+// spec.
 type Rollout struct {
 	// TimeoutSeconds a component has to become healthy after its change (default 300).
 	TimeoutSeconds int32 `json:"timeoutSeconds,omitempty"`
@@ -224,21 +226,30 @@ type ComponentStatus struct {
 	Desired int32 `json:"desired"`
 }
 
-// RolloutStatus is the change of one component in progress.
+// RolloutStatus is the change of one stage of the roll-out in progress (Stage).
 type RolloutStatus struct {
 	// Generation of the spec being rolled out (or rolled back from).
 	Generation int64 `json:"generation"`
-	// Component being changed.
-	Component string `json:"component"`
+	// Components being changed, of one stage.
+	Components []string `json:"components"`
+	// Component is the one component being changed, as operators before stages wrote
+	// it: read (as Components) from a status such an operator left, never written.
+	Component string `json:"component,omitempty"`
 	// Target is Spec or LastKnownGood.
 	Target Target `json:"target"`
-	// Started is when the component's workload was changed.
+	// Started is when the stage's first workload was changed.
 	Started metav1.Time `json:"started"`
-	// HealthySince is when the component was first seen healthy after the change.
+	// HealthySince is when the components were first seen healthy together after the
+	// change.
 	HealthySince *metav1.Time `json:"healthySince,omitempty"`
 	// Drift marks a component changed around the resource and not healthy since
 	// Started: put back to the target unless healthy within the roll-out timeout.
 	Drift bool `json:"drift,omitempty"`
+}
+
+// Rolls says r (which may be nil) changes component towards target for generation.
+func (r *RolloutStatus) Rolls(component string, generation int64, target Target) bool {
+	return r != nil && r.Generation == generation && r.Target == target && slices.Contains(r.Components, component)
 }
 
 // Target is what the operator rolls out.
@@ -284,9 +295,9 @@ const (
 )
 
 // The components, in the order they change (version-skew order: etcd, then the
-// apiserver, then the controller manager and scheduler, then the add-ons that are
-// clients of the API: kube-proxy, CoreDNS and selfkube's pod network, which runs only
-// where the cluster's network plugin is selfkube's).
+// apiserver, then its clients: the controller manager and scheduler, and the add-ons
+// kube-proxy, CoreDNS and selfkube's pod network, which runs only where the cluster's
+// network plugin is selfkube's).
 var Components = []string{ComponentEtcd, "kube-apiserver", "kube-controller-manager", "kube-scheduler",
 	ComponentKubeProxy, ComponentCoreDNS, ComponentPodNetwork}
 
@@ -298,6 +309,22 @@ const (
 	ComponentCoreDNS    = "coredns"
 	ComponentPodNetwork = "selfkube-network"
 )
+
+// Stage is the step of a roll-out in which component changes: etcd (0), then the
+// apiserver (1), then every client of the apiserver at once (2). The version-skew policy
+// orders only the stages (no client newer than the apiserver, the apiserver not newer
+// than etcd supports); the clients do not depend on each other's version, so they roll
+// together and a roll-out costs three waits, not six. A rollback goes back through the
+// stages in reverse.
+func Stage(component string) int {
+	switch component {
+	case ComponentEtcd:
+		return 0
+	case "kube-apiserver":
+		return 1
+	}
+	return 2
+}
 
 // Workloads are the components run by a DaemonSet or a Deployment; etcd is a static pod
 // on each control-plane node.

@@ -287,14 +287,19 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 			c.log.Warn("saying the control plane's version in kubeadm-config failed; trying again later", "err", err)
 		}
 	}
-	if d.Apply != "" && d.Apply != controlplane.ComponentEtcd {
+	if len(d.Apply) > 0 {
 		workloads, err := render(d.Target)
 		if err != nil {
 			return 0, err
 		}
-		c.log.Info("applying", "component", d.Apply, "target", d.Target, "generation", cp.Generation)
-		if err := c.applier.Object(ctx, workloads[d.Apply]); err != nil {
-			return 0, fmt.Errorf("applying %s: %w", d.Apply, err)
+		for _, name := range d.Apply {
+			if workloads[name] == nil {
+				return 0, fmt.Errorf("applying %s: the spec renders no such workload", name)
+			}
+			c.log.Info("applying", "component", name, "target", d.Target, "generation", cp.Generation)
+			if err := c.applier.Object(ctx, workloads[name]); err != nil {
+				return 0, fmt.Errorf("applying %s: %w", name, err)
+			}
 		}
 	}
 	if e := d.Event; e != nil {

@@ -1,23 +1,27 @@
 // Package operator is the control-plane operator of selfkube-controller: it rolls the
-// ControlPlane resource's spec out to the self-hosted control plane, component by
-// component in version-skew order (kube-apiserver, kube-controller-manager,
-// kube-scheduler), judges each by its health gate, and rolls a component that fails
-// back to the last-known-good spec.
+// ControlPlane resource's spec out to the self-hosted control plane, stage by stage in
+// version-skew order (etcd, kube-apiserver, then every client of the apiserver together:
+// controlplane.Stage), judges each component by its health gate, and rolls a component
+// that fails back to the last-known-good spec, with the rest of its generation, stage by
+// stage in reverse.
 //
 // Decide is the whole policy, a pure function of what the controller observed; the
 // controller (controller.go) observes, applies what Decide says with server-side apply,
 // and writes the status and Events.
 //
-// For each component in order:
+// For each stage in order, each component of it:
 //
-//	workload differs from the target ──▶ apply the target to it       (Progressing)
+//	workload differs from the target ──▶ apply the target to it, with
+//	                                       the stage's others           (Progressing)
 //	a pod of it fails, or it is not
 //	  healthy TimeoutSeconds after
 //	  its change ──────────────────────▶ target Spec and a last-known-good to go to:
 //	                                       roll it back                 (RolledBack)
 //	                                     otherwise                      (Degraded)
 //	not healthy yet ───────────────────▶ wait
-//	healthy, changed in this roll-out ─▶ wait until SoakSeconds have passed, then next
+//	the stage's changed components
+//	  healthy ─────────────────────────▶ wait until they stayed so for SoakSeconds (not
+//	                                       going back to the last-known-good), then next
 //	every component healthy ───────────▶ the target is the last-known-good (Available)
 //
 // The target is the spec, except while the spec's generation is the one rolled back:
@@ -100,8 +104,9 @@ type State struct {
 
 // Decision is what to do.
 type Decision struct {
-	// Apply, when set, is the component whose workload to apply, rendered from Target.
-	Apply  string
+	// Apply are the components whose workloads to apply, rendered from Target (the
+	// components of one stage of the roll-out change together).
+	Apply  []string
 	Target controlplane.Target
 	// Status is the ControlPlane's new status.
 	Status controlplane.Status
@@ -187,165 +192,126 @@ func Decide(s State) Decision {
 		soak = time.Duration(st.LastKnownGood.Spec.Rollout.Soak()) * time.Second
 	}
 	var adopted []string
-	for _, c := range s.Components {
-		r := st.Rollout
-		rolling := r != nil && r.Component == c.Component && r.Generation == s.Generation && r.Target == target && !r.Drift
-		watchingDrift := r != nil && r.Component == c.Component && r.Generation == s.Generation && r.Target == target && r.Drift
-		// A workload that differs from a spec it already ran healthy was changed around
-		// the resource (kubectl edit): a healthy change is left as it is, a failing or
-		// missing one is put back. During a rollback every component that differs from
-		// the last-known-good spec is rolled back, none is drift.
-		// etcd is a static pod on each host, changed by the node agents only: a member that
-		// differs is one to change (a node joined since, a member an earlier roll-out did
-		// not reach), never a change to adopt.
-		isEtcd := c.Component == controlplane.ComponentEtcd
-		drifted := !c.Matches && !rolling && target == controlplane.TargetSpec && !isEtcd &&
-			st.LastKnownGood != nil && st.LastKnownGood.Generation == s.Generation && !c.Missing && c.Refresh == ""
-		failure := c.Failure
-		if drifted && failure == nil {
-			if c.Healthy {
-				if watchingDrift {
-					st.Rollout = nil
+	for _, stage := range stageOrder(s.Components, target, st.RolledBack) {
+		// What this stage still does: components to apply (with what to say of some),
+		// components not healthy yet, and components changed around the resource (judged
+		// once nothing else of the stage is under way).
+		var apply, says, waiting []string
+		var drifts []Observed
+		for _, c := range stage {
+			r := st.Rollout
+			rolling := r.Rolls(c.Component, s.Generation, target) && !r.Drift
+			// A workload that differs from a spec it already ran healthy was changed around
+			// the resource (kubectl edit): a healthy change is left as it is, a failing or
+			// missing one is put back. During a rollback every component that differs from
+			// the last-known-good spec is rolled back, none is drift.
+			// etcd is a static pod on each host, changed by the node agents only: a member that
+			// differs is one to change (a node joined since, a member an earlier roll-out did
+			// not reach), never a change to adopt.
+			isEtcd := c.Component == controlplane.ComponentEtcd
+			drifted := !c.Matches && !rolling && target == controlplane.TargetSpec && !isEtcd &&
+				st.LastKnownGood != nil && st.LastKnownGood.Generation == s.Generation && !c.Missing && c.Refresh == ""
+			if drifted {
+				if c.Healthy && c.Failure == nil {
+					if r.Rolls(c.Component, s.Generation, target) { // watched until now
+						st.Rollout = nil
+					}
+					adopted = append(adopted, c.Component)
+				} else {
+					drifts = append(drifts, c)
 				}
-				adopted = append(adopted, c.Component)
 				continue
 			}
-			if !watchingDrift {
-				// Watched from now on: not healthy within the roll-out timeout, it is put back.
-				st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component, Target: target,
-					Started: metav1.NewTime(s.Now), Drift: true}
-			} else if s.Now.Sub(r.Started.Time) > rollTimeout {
-				failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after the change: %s", rollTimeout, c.Waiting)}
+			// An add-on missing before the control plane ever ran healthy is one `selfkube
+			// init` has not applied yet (it applies kube-proxy, then CoreDNS, after the
+			// operator runs): init makes it, in its order. A control-plane workload missing
+			// then was deleted (init applied it before the operator), and is put back below.
+			if c.Missing && st.LastKnownGood == nil && initAppliesLast(c.Component) {
+				waiting = append(waiting, c.Component+": "+c.Waiting+" yet; selfkube init applies it (run init again if it stopped)")
+				continue
 			}
-			if failure == nil {
-				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting,
-					c.Component+" was changed around the ControlPlane resource; waiting for it to be healthy or to fail: "+c.Waiting)
-				d.RequeueAfter = pollProgress
-				return done()
-			}
-		}
-		if drifted {
-			st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component, Target: target, Started: metav1.NewTime(s.Now)}
-			msg := fmt.Sprintf("%s was changed around the ControlPlane resource and fails (%s: %s): putting the spec back",
-				c.Component, failure.Reason, failure.Message)
-			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonReverting, msg)
-			d.Apply, d.RequeueAfter = c.Component, pollProgress
-			d.Event = &Event{Warning: true, Reason: ReasonReverting, Message: msg}
-			return done()
-		}
-		// An add-on missing before the control plane ever ran healthy is one `selfkube
-		// init` has not applied yet (it applies kube-proxy, then CoreDNS, after the
-		// operator runs): init makes it, in its order. A control-plane workload missing
-		// then was deleted (init applied it before the operator), and is put back below.
-		if c.Missing && st.LastKnownGood == nil && initAppliesLast(c.Component) {
-			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting,
-				c.Component+": "+c.Waiting+" yet; selfkube init applies it (run init again if it stopped)")
-			d.RequeueAfter = pollProgress
-			return done()
-		}
-		// etcd's members change one at a time, so a member of the new spec may fail while
-		// others still differ: its failure is judged before the next member changes.
-		// Each member has the roll-out timeout from when it was named; going back, a
-		// timeout does not stop the members still to go back (only a member failing on
-		// the last-known-good flags does).
-		etcdTimedOut := isEtcd && rolling && memberTimedOut(st.Etcd, s.Now, rollTimeout)
-		etcdFailure := isEtcd && rolling && (c.Failure != nil || etcdTimedOut && target == controlplane.TargetSpec)
-		if !c.Matches && !etcdFailure {
-			// A snapshot of etcd before a generation that never ran changes anything (a
-			// workload put back, or a rollback, goes to what ran: none is needed).
-			newGeneration := st.LastKnownGood == nil || st.LastKnownGood.Generation != s.Generation
-			if !rolling && target == controlplane.TargetSpec && newGeneration && s.hasEtcd() && !snapshotted(st.Etcd, s.Generation) {
-				// A snapshot of etcd before anything of this generation changes.
-				d.RequeueAfter = pollProgress
-				requestSnapshot(s, &st, set, event)
-				return done()
-			}
-			if !rolling {
-				st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component, Target: target, Started: metav1.NewTime(s.Now)}
-			}
-			if isEtcd {
-				d.RequeueAfter = pollProgress
-				nextMember(s, &st, target, c, set, event)
-				return done()
-			}
-			d.Apply, d.RequeueAfter = c.Component, pollProgress
-			if target == controlplane.TargetSpec {
-				msg := "changing " + c.Component + " to generation " + fmt.Sprint(s.Generation)
-				if c.Refresh != "" {
-					msg = "changing " + c.Component + ": " + c.Refresh
+			// etcd's members change one at a time, so a member of the new spec may fail while
+			// others still differ: its failure is judged before the next member changes.
+			// Each member has the roll-out timeout from when it was named; going back, a
+			// timeout does not stop the members still to go back (only a member failing on
+			// the last-known-good flags does).
+			etcdTimedOut := isEtcd && rolling && memberTimedOut(st.Etcd, s.Now, rollTimeout)
+			etcdFailure := isEtcd && rolling && (c.Failure != nil || etcdTimedOut && target == controlplane.TargetSpec)
+			if !c.Matches && !etcdFailure {
+				// A snapshot of etcd before a generation that never ran changes anything (a
+				// workload put back, or a rollback, goes to what ran: none is needed).
+				newGeneration := st.LastKnownGood == nil || st.LastKnownGood.Generation != s.Generation
+				if !rolling && target == controlplane.TargetSpec && newGeneration && s.hasEtcd() && !snapshotted(st.Etcd, s.Generation) {
+					// A snapshot of etcd before anything of this generation changes.
+					d.RequeueAfter = pollProgress
+					requestSnapshot(s, &st, set, event)
+					return done()
 				}
-				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, msg)
-				event(Event{Reason: ReasonRollingOut, Message: msg})
-			} else {
-				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingBack,
-					"changing "+c.Component+" back to generation "+fmt.Sprint(st.LastKnownGood.Generation))
-			}
-			return done()
-		}
-		failure = c.Failure
-		timedOut := rolling && s.Now.Sub(r.Started.Time) > rollTimeout
-		if isEtcd {
-			timedOut = etcdTimedOut
-		}
-		if failure == nil && timedOut && (!c.Healthy || !c.Matches) {
-			waiting := c.Waiting
-			if waiting == "" {
-				waiting = "not every member runs it"
-			}
-			failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after its change: %s", rollTimeout, waiting)}
-		}
-		if failure != nil {
-			if target == controlplane.TargetSpec && st.LastKnownGood != nil && st.LastKnownGood.Generation != s.Generation {
-				st.RolledBack = &controlplane.RolledBack{Generation: s.Generation, Component: c.Component,
-					Reason: failure.Reason, Message: failure.Message, Time: metav1.NewTime(s.Now)}
-				st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Component: c.Component,
-					Target: controlplane.TargetLastKnownGood, Started: metav1.NewTime(s.Now)}
-				msg := fmt.Sprintf("%s failed its health gate (%s: %s): rolling generation %d back to generation %d",
-					c.Component, failure.Reason, failure.Message, s.Generation, st.LastKnownGood.Generation)
-				set(controlplane.ConditionRolledBack, metav1.ConditionTrue, failure.Reason, msg)
-				set(controlplane.ConditionAvailable, metav1.ConditionFalse, ReasonRollingBack, msg)
-				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingBack, msg)
-				d.Apply, d.Target, d.RequeueAfter = c.Component, controlplane.TargetLastKnownGood, pollProgress
 				if isEtcd {
-					d.Apply = "" // its members go back one by one, from the next look on
+					if !rolling {
+						st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Components: []string{c.Component}, Target: target, Started: metav1.NewTime(s.Now)}
+					}
+					d.RequeueAfter = pollProgress
+					nextMember(s, &st, target, c, set, event)
+					return done()
 				}
-				d.Event = &Event{Warning: true, Reason: ReasonRolledBack, Message: msg}
+				apply = append(apply, c.Component)
+				if c.Refresh != "" && target == controlplane.TargetSpec {
+					says = append(says, c.Component+": "+c.Refresh)
+				}
+				continue
+			}
+			failure := c.Failure
+			timedOut := rolling && s.Now.Sub(r.Started.Time) > rollTimeout
+			if isEtcd {
+				timedOut = etcdTimedOut
+			}
+			if failure == nil && timedOut && (!c.Healthy || !c.Matches) {
+				waiting := c.Waiting
+				if waiting == "" {
+					waiting = "not every member runs it"
+				}
+				failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after its change: %s", rollTimeout, waiting)}
+			}
+			if failure != nil {
+				failed(s, &st, &d, c.Component, failure, set, event)
 				return done()
 			}
-			msg := fmt.Sprintf("%s is failing (%s: %s)", c.Component, failure.Reason, failure.Message)
-			reason := failure.Reason
-			switch {
-			case target == controlplane.TargetLastKnownGood:
-				msg += "; it fails on the last-known-good spec too: fix the spec or the node"
-			case st.LastKnownGood == nil:
-				msg += "; there is no last-known-good spec to roll back to"
-				reason = ReasonNoLastKnownGood
-			default:
-				msg += "; the spec is the last-known-good one"
+			if !c.Healthy && (rolling || !c.DownOnly) {
+				waiting = append(waiting, c.Component+": "+c.Waiting)
 			}
-			set(controlplane.ConditionDegraded, metav1.ConditionTrue, reason, msg)
-			set(controlplane.ConditionAvailable, metav1.ConditionFalse, reason, msg)
-			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting, msg)
-			event(Event{Warning: true, Reason: reason, Message: msg})
-			d.RequeueAfter = pollDegraded
+		}
+		if len(apply) > 0 {
+			applyStage(s, &st, &d, target, stage, apply, says, set, event)
 			return done()
 		}
-		if !c.Healthy && (rolling || !c.DownOnly) {
-			if rolling {
-				r.HealthySince = nil // the soak starts again once it is healthy again
+		r := st.Rollout
+		inFlight := rollingIn(r, stage, s.Generation, target)
+		if len(drifts) > 0 && len(inFlight) == 0 {
+			if drift(s, &st, &d, drifts, rollTimeout, set) {
+				return done()
 			}
-			msg := c.Component + ": " + c.Waiting
-			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting, msg)
+		}
+		for _, c := range drifts {
+			waiting = append(waiting, c.Component+" (changed around the ControlPlane resource): "+c.Waiting)
+		}
+		if len(waiting) > 0 {
+			if len(inFlight) > 0 {
+				r.HealthySince = nil // the soak starts again once the stage is healthy again
+			}
+			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting, strings.Join(waiting, "; "))
 			d.RequeueAfter = pollProgress
 			return done()
 		}
-		if rolling {
+		// The stage's changed components soak together; going back to the last-known-good
+		// spec, which ran healthy already, nothing soaks.
+		if len(inFlight) > 0 && target == controlplane.TargetSpec {
 			if r.HealthySince == nil {
 				r.HealthySince = ptrTime(s.Now)
 			}
 			if left := soak - s.Now.Sub(r.HealthySince.Time); left > 0 {
 				set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonSoaking,
-					fmt.Sprintf("%s is healthy; watching it for %s before going on", c.Component, soak))
+					fmt.Sprintf("%s healthy; watching for %s before going on", listed(inFlight), soak))
 				d.RequeueAfter = left
 				return done()
 			}
@@ -382,6 +348,179 @@ func Decide(s State) Decision {
 	return done()
 }
 
+// failed decides on component failing its health gate: roll its generation back to the
+// last-known-good spec when there is one to go to, else say Degraded.
+func failed(s State, st *controlplane.Status, d *Decision, component string, failure *Failure, set setCondition, event func(Event)) {
+	target := d.Target
+	if target == controlplane.TargetSpec && st.LastKnownGood != nil && st.LastKnownGood.Generation != s.Generation {
+		st.RolledBack = &controlplane.RolledBack{Generation: s.Generation, Component: component,
+			Reason: failure.Reason, Message: failure.Message, Time: metav1.NewTime(s.Now)}
+		// The failing component goes back first; the others of the generation follow,
+		// stage by stage in reverse, from the next look on.
+		st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Components: []string{component},
+			Target: controlplane.TargetLastKnownGood, Started: metav1.NewTime(s.Now)}
+		msg := fmt.Sprintf("%s failed its health gate (%s: %s): rolling generation %d back to generation %d",
+			component, failure.Reason, failure.Message, s.Generation, st.LastKnownGood.Generation)
+		set(controlplane.ConditionRolledBack, metav1.ConditionTrue, failure.Reason, msg)
+		set(controlplane.ConditionAvailable, metav1.ConditionFalse, ReasonRollingBack, msg)
+		set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingBack, msg)
+		d.Apply, d.Target, d.RequeueAfter = []string{component}, controlplane.TargetLastKnownGood, pollProgress
+		if component == controlplane.ComponentEtcd {
+			d.Apply = nil // its members go back one by one, from the next look on
+		}
+		d.Event = &Event{Warning: true, Reason: ReasonRolledBack, Message: msg}
+		return
+	}
+	msg := fmt.Sprintf("%s is failing (%s: %s)", component, failure.Reason, failure.Message)
+	reason := failure.Reason
+	switch {
+	case target == controlplane.TargetLastKnownGood:
+		msg += "; it fails on the last-known-good spec too: fix the spec or the node"
+	case st.LastKnownGood == nil:
+		msg += "; there is no last-known-good spec to roll back to"
+		reason = ReasonNoLastKnownGood
+	default:
+		msg += "; the spec is the last-known-good one"
+	}
+	set(controlplane.ConditionDegraded, metav1.ConditionTrue, reason, msg)
+	set(controlplane.ConditionAvailable, metav1.ConditionFalse, reason, msg)
+	set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting, msg)
+	event(Event{Warning: true, Reason: reason, Message: msg})
+	d.RequeueAfter = pollDegraded
+}
+
+// drift decides on the components of a stage changed around the resource that are not
+// healthy (drifts), once nothing else of the stage is under way: the one watched already
+// (else the first) is watched until it is healthy (adopted, above) or fails or times out,
+// and then put back to the target. It says false when there is nothing to do yet but
+// wait for it.
+func drift(s State, st *controlplane.Status, d *Decision, drifts []Observed, rollTimeout time.Duration, set setCondition) bool {
+	target := d.Target
+	r := st.Rollout
+	c := drifts[0]
+	if i := slices.IndexFunc(drifts, func(o Observed) bool { return r.Rolls(o.Component, s.Generation, target) && r.Drift }); i >= 0 {
+		c = drifts[i]
+	}
+	watched := r.Rolls(c.Component, s.Generation, target) && r.Drift
+	failure := c.Failure
+	if failure == nil {
+		if !watched {
+			// Watched from now on: not healthy within the roll-out timeout, it is put back.
+			st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Components: []string{c.Component}, Target: target,
+				Started: metav1.NewTime(s.Now), Drift: true}
+		} else if s.Now.Sub(r.Started.Time) > rollTimeout {
+			failure = &Failure{Reason: ReasonTimeout, Message: fmt.Sprintf("not healthy %s after the change: %s", rollTimeout, c.Waiting)}
+		}
+		if failure == nil {
+			set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonWaiting,
+				c.Component+" was changed around the ControlPlane resource; waiting for it to be healthy or to fail: "+c.Waiting)
+			d.RequeueAfter = pollProgress
+			return true
+		}
+	}
+	st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Components: []string{c.Component}, Target: target, Started: metav1.NewTime(s.Now)}
+	msg := fmt.Sprintf("%s was changed around the ControlPlane resource and fails (%s: %s): putting the spec back",
+		c.Component, failure.Reason, failure.Message)
+	set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonReverting, msg)
+	d.Apply, d.RequeueAfter = []string{c.Component}, pollProgress
+	d.Event = &Event{Warning: true, Reason: ReasonReverting, Message: msg}
+	return true
+}
+
+// stageOrder is the stages of components in the order Decide looks at them: in roll-out
+// order; during a rollback, from the stage of the component that failed down to etcd
+// (the stages above it were not reached by the failed generation), then the stages above
+// it, which are only judged.
+func stageOrder(components []Observed, target controlplane.Target, rolledBack *controlplane.RolledBack) [][]Observed {
+	stages := stagesOf(components)
+	if target != controlplane.TargetLastKnownGood || rolledBack == nil {
+		return stages
+	}
+	failedStage := controlplane.Stage(rolledBack.Component)
+	var down, up [][]Observed
+	for _, stage := range stages {
+		if controlplane.Stage(stage[0].Component) <= failedStage {
+			down = append(down, stage)
+		} else {
+			up = append(up, stage)
+		}
+	}
+	slices.Reverse(down)
+	return append(down, up...)
+}
+
+// stagesOf groups components by the stage of the roll-out they change in
+// (controlplane.Stage), in roll-out order.
+func stagesOf(components []Observed) [][]Observed {
+	var out [][]Observed
+	for i, c := range components {
+		if i == 0 || controlplane.Stage(c.Component) != controlplane.Stage(components[i-1].Component) {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], c)
+	}
+	return out
+}
+
+// rollingIn lists the components of stage that r rolls for generation and target.
+func rollingIn(r *controlplane.RolloutStatus, stage []Observed, generation int64, target controlplane.Target) []string {
+	var out []string
+	for _, c := range stage {
+		if r.Rolls(c.Component, generation, target) && !r.Drift {
+			out = append(out, c.Component)
+		}
+	}
+	return out
+}
+
+// applyStage has the components of one stage applied at once and recorded in the
+// roll-out. A roll-out of the same stage under way keeps its start, which the timeout
+// counts from, when a component of it is applied again, and starts again with one more
+// component; its soak starts again either way. says are what to say of components beyond their new generation (refresh).
+func applyStage(s State, st *controlplane.Status, d *Decision, target controlplane.Target, stage []Observed,
+	apply, says []string, set setCondition, event func(Event)) {
+	if r := st.Rollout; r == nil || r.Drift || len(rollingIn(r, stage, s.Generation, target)) == 0 {
+		st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Components: slices.Clone(apply), Target: target,
+			Started: metav1.NewTime(s.Now)}
+	} else {
+		for _, name := range apply {
+			if !slices.Contains(r.Components, name) {
+				// One more component: the stage's timeout counts from its change too.
+				r.Components = append(r.Components, name)
+				r.Started = metav1.NewTime(s.Now)
+			}
+		}
+		r.HealthySince = nil
+	}
+	d.Apply, d.RequeueAfter = apply, pollProgress
+	if target == controlplane.TargetLastKnownGood {
+		set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingBack,
+			fmt.Sprintf("changing %s back to generation %d", listed(apply), st.LastKnownGood.Generation))
+		return
+	}
+	var plain []string
+	for _, name := range apply {
+		if !slices.ContainsFunc(says, func(say string) bool { return strings.HasPrefix(say, name+": ") }) {
+			plain = append(plain, name)
+		}
+	}
+	var parts []string
+	if len(plain) > 0 {
+		parts = append(parts, fmt.Sprintf("%s to generation %d", listed(plain), s.Generation))
+	}
+	msg := "changing " + strings.Join(append(parts, says...), "; ")
+	set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, msg)
+	event(Event{Reason: ReasonRollingOut, Message: msg})
+}
+
+// listed is names as a phrase: "a", "a and b", "a, b and c".
+func listed(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
 // adoptedNote says which components run a healthy change made around the resource.
 func adoptedNote(components []string) string {
 	if len(components) == 0 {
@@ -403,6 +542,11 @@ func cloneStatus(s controlplane.Status) controlplane.Status {
 	out.Components = slices.Clone(s.Components)
 	if s.Rollout != nil {
 		r := *s.Rollout
+		r.Components = slices.Clone(s.Rollout.Components)
+		if r.Component != "" && len(r.Components) == 0 {
+			r.Components = []string{r.Component} // written by an operator before stages
+		}
+		r.Component = ""
 		if r.HealthySince != nil {
 			h := *r.HealthySince
 			r.HealthySince = &h

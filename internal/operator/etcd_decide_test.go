@@ -44,7 +44,7 @@ func TestASnapshotOfEtcdIsTakenBeforeAnyChange(t *testing.T) {
 	obs := withEtcd(with(healthy(), "kube-apiserver", func(o *Observed) { o.Matches = false }),
 		member("a", true, true), member("b", true, true), member("c", true, true))
 	d := Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0})
-	if d.Apply != "" || d.Status.Etcd == nil || d.Status.Etcd.SnapshotFor != 2 {
+	if len(d.Apply) > 0 || d.Status.Etcd == nil || d.Status.Etcd.SnapshotFor != 2 {
 		t.Fatalf("first look: %+v, want a snapshot asked for generation 2 and nothing applied", d)
 	}
 	if c := condition(t, d.Status, controlplane.ConditionProgressing); c.Reason != ReasonSnapshotting {
@@ -57,7 +57,7 @@ func TestASnapshotOfEtcdIsTakenBeforeAnyChange(t *testing.T) {
 		"a": {Generation: 1, Path: "/old.db"},
 		"b": {Generation: 2, Error: "context deadline exceeded"}}
 	d = Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0.Add(time.Second)})
-	if d.Apply != "" {
+	if len(d.Apply) > 0 {
 		t.Fatalf("applied without a snapshot of generation 2: %+v", d)
 	}
 	if c := condition(t, d.Status, controlplane.ConditionProgressing); !strings.Contains(c.Message, "b: context deadline exceeded") {
@@ -66,7 +66,7 @@ func TestASnapshotOfEtcdIsTakenBeforeAnyChange(t *testing.T) {
 	st = d.Status
 	st.Etcd.Snapshots["a"] = controlplane.EtcdSnapshot{Generation: 2, Path: "/var/lib/selfkube/etcd-snapshots/new.db"}
 	d = Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0.Add(2 * time.Second)})
-	if d.Apply != "kube-apiserver" {
+	if !applies(d, "kube-apiserver") {
 		t.Fatalf("with the snapshot: %+v, want the apiserver applied", d)
 	}
 	// A rollback needs none: it goes back to what ran.
@@ -81,7 +81,7 @@ func TestEtcdMembersChangeOneAtATimeKeepingQuorum(t *testing.T) {
 	look := func(at time.Duration, members ...Member) Decision {
 		t.Helper()
 		d := Decide(State{Generation: 2, Spec: etcdSpec(args), Status: st, Components: withEtcd(healthy(), members...), Now: t0.Add(at)})
-		if d.Apply != "" {
+		if len(d.Apply) > 0 {
 			t.Fatalf("a workload applied during the etcd change: %+v", d)
 		}
 		st = d.Status
@@ -151,7 +151,7 @@ func TestAFailingEtcdMemberIsRolledBackFirst(t *testing.T) {
 	if d.Status.RolledBack == nil || d.Status.RolledBack.Component != "etcd" || d.Target != controlplane.TargetLastKnownGood {
 		t.Fatalf("a crash-looping member: %+v, want etcd rolled back", d)
 	}
-	if d.Apply != "" {
+	if len(d.Apply) > 0 {
 		t.Errorf("etcd's rollback applied a workload: %q", d.Apply)
 	}
 	if c := condition(t, d.Status, controlplane.ConditionRolledBack); c.Reason != "CrashLoopBackOff" {
@@ -189,7 +189,7 @@ func TestTheNamedMemberStaysNamedUntilDone(t *testing.T) {
 	st := controlplane.Status{LastKnownGood: good(1, spec("")), Etcd: snapshotFor(3)}
 	st.Etcd.Member = &controlplane.EtcdMemberChange{Node: "b", Generation: 2, Target: controlplane.TargetSpec,
 		ExtraArgs: map[string]string{"snapshot-count": "5000"}, Since: metav1.NewTime(t0)}
-	st.Rollout = &controlplane.RolloutStatus{Generation: 3, Component: "etcd", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}
+	st.Rollout = &controlplane.RolloutStatus{Generation: 3, Components: []string{"etcd"}, Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}
 	// Generation 3 wants other flags; a (which ran generation 2) differs from it too and
 	// sorts first, but b was named and its mirror pod does not show the change yet.
 	args := map[string]string{"snapshot-count": "6000"}
@@ -206,7 +206,7 @@ func TestTheNamedMemberStaysNamedUntilDone(t *testing.T) {
 func TestEtcdTimeoutCountsPerMember(t *testing.T) {
 	args := map[string]string{"snapshot-count": "5000"}
 	st := controlplane.Status{LastKnownGood: good(1, spec("")), Etcd: snapshotFor(2)}
-	st.Rollout = &controlplane.RolloutStatus{Generation: 2, Component: "etcd", Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}
+	st.Rollout = &controlplane.RolloutStatus{Generation: 2, Components: []string{"etcd"}, Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}
 	st.Etcd.Member = &controlplane.EtcdMemberChange{Node: "c", Generation: 2, Target: controlplane.TargetSpec, ExtraArgs: args,
 		Since: metav1.NewTime(t0.Add(290 * time.Second))}
 	d := Decide(State{Generation: 2, Spec: etcdSpec(args), Status: st, Now: t0.Add(320 * time.Second),

@@ -47,6 +47,9 @@ func (p *Printer) Infof(format string, args ...any) {
 	fmt.Fprintf(p.out, "    %s\n", fmt.Sprintf(format, args...))
 }
 
+// Rename changes what the step's line will say (a step that grew while it ran).
+func (s *Step) Rename(name string) { s.name = name }
+
 // End marks the step done and prints it with its duration.
 func (s *Step) End() { s.finish("✓") }
 

@@ -697,7 +697,7 @@ func rolloutChecks(cp *controlplane.ControlPlane, edited bool) []Check {
 	if r := st.Rollout; r != nil || progressing != nil && progressing.Status == metav1.ConditionTrue && !degraded {
 		what, gen, component := "roll-out", st.ObservedGeneration, ""
 		if r != nil {
-			gen, component = r.Generation, " (component "+r.Component+")"
+			gen, component = r.Generation, " ("+strings.Join(r.Components, ", ")+")"
 			if r.Target == controlplane.TargetLastKnownGood {
 				what = "rollback"
 			}

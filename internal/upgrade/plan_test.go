@@ -291,12 +291,12 @@ func TestPlanWarnsOfTheRollOutState(t *testing.T) {
 		"a roll-out in progress": {
 			status: func(cp *controlplane.ControlPlane) {
 				cp.Generation, cp.Status.ObservedGeneration = 4, 4
-				cp.Status.Rollout = &controlplane.RolloutStatus{Generation: 4, Component: "kube-controller-manager", Target: controlplane.TargetSpec}
+				cp.Status.Rollout = &controlplane.RolloutStatus{Generation: 4, Components: []string{"kube-controller-manager"}, Target: controlplane.TargetSpec}
 				cp.Status.Conditions[0] = metav1.Condition{Type: controlplane.ConditionProgressing, Status: metav1.ConditionTrue,
 					Reason: "RollingOut", Message: "changing kube-controller-manager to generation 4", ObservedGeneration: 4}
 			},
 			changes: []Change{{Path: "apiServer.extraArgs.v", Value: "2"}},
-			want:    []string{"a roll-out of generation 4 is in progress (component kube-controller-manager); a new change replaces its target"},
+			want:    []string{"a roll-out of generation 4 is in progress (kube-controller-manager); a new change replaces its target"},
 		},
 		"a spec the operator has not seen": {
 			status: func(cp *controlplane.ControlPlane) { cp.Generation = 5 },

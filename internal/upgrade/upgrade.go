@@ -204,7 +204,7 @@ func Follow(ctx context.Context, dyn dynamic.Interface, gen int64, opts Options,
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var step *status.Step
-	var stepName, last string
+	var stepName, stepKey, last string
 	for {
 		u, err := dyn.Resource(controlplane.GroupVersionResource).Get(ctx, controlplane.Name, metav1.GetOptions{})
 		if err == nil {
@@ -222,12 +222,19 @@ func Follow(ctx context.Context, dyn dynamic.Interface, gen int64, opts Options,
 			if cp.Status.ObservedGeneration == gen && progressing != nil {
 				last = progressing.Reason + ": " + progressing.Message
 			}
-			name := ""
-			if r := cp.Status.Rollout; r != nil && r.Generation == gen {
-				name = "rolling out " + r.Component
+			// One step per stage of the roll-out (or of the rollback): a component that
+			// joins the stage under way renames its step.
+			name, key := "", ""
+			if r := cp.Status.Rollout; r != nil && r.Generation == gen && len(r.Components) > 0 {
+				name = "rolling out " + strings.Join(r.Components, ", ")
 				if r.Target == controlplane.TargetLastKnownGood {
-					name = "rolling back " + r.Component
+					name = "rolling back " + strings.Join(r.Components, ", ")
 				}
+				key = fmt.Sprint(r.Target, controlplane.Stage(r.Components[0]), r.Drift)
+			}
+			if cp.Status.ObservedGeneration == gen && name != stepName && key != "" && key == stepKey {
+				step.Rename(name)
+				stepName = name
 			}
 			if cp.Status.ObservedGeneration == gen && name != stepName {
 				if step != nil {
@@ -237,7 +244,7 @@ func Follow(ctx context.Context, dyn dynamic.Interface, gen int64, opts Options,
 						step.End()
 					}
 				}
-				step, stepName = nil, name
+				step, stepName, stepKey = nil, name, key
 				if name != "" {
 					step = st.Start(name)
 				}

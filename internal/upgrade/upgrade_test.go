@@ -128,15 +128,26 @@ func progressing(gen int64, s metav1.ConditionStatus, reason string) []metav1.Co
 }
 
 func TestFollowPrintsEachComponentAndTheOutcome(t *testing.T) {
-	rolling := func(gen int64, component string, target controlplane.Target) controlplane.Status {
+	rolling := func(gen int64, component string, target controlplane.Target, more ...string) controlplane.Status {
 		return controlplane.Status{ObservedGeneration: gen, Conditions: progressing(gen, metav1.ConditionTrue, "RollingOut"),
-			Rollout: &controlplane.RolloutStatus{Generation: gen, Component: component, Target: target}}
+			Rollout: &controlplane.RolloutStatus{Generation: gen, Components: append([]string{component}, more...), Target: target}}
 	}
 	for name, tc := range map[string]struct {
 		states  []controlplane.Status
 		wantErr error
 		want    []string
+		notWant []string
 	}{
+		// A component that joins the stage under way is one step, named with everything
+		// it rolled.
+		"a stage that grows": {
+			states: []controlplane.Status{rolling(1, "kube-apiserver", controlplane.TargetSpec),
+				rolling(1, "kube-controller-manager", controlplane.TargetSpec, "kube-scheduler"),
+				rolling(1, "kube-controller-manager", controlplane.TargetSpec, "kube-scheduler", "coredns"),
+				{ObservedGeneration: 1, Conditions: progressing(1, metav1.ConditionFalse, "RolledOut"), LastKnownGood: &controlplane.Revision{Generation: 1}}},
+			want:    []string{"✓ rolling out kube-apiserver (", "✓ rolling out kube-controller-manager, kube-scheduler, coredns ("},
+			notWant: []string{"✓ rolling out kube-controller-manager, kube-scheduler ("},
+		},
 		"rolled out": {
 			states: []controlplane.Status{rolling(1, "kube-apiserver", controlplane.TargetSpec), rolling(1, "kube-scheduler", controlplane.TargetSpec),
 				{ObservedGeneration: 1, Conditions: progressing(1, metav1.ConditionFalse, "RolledOut"), LastKnownGood: &controlplane.Revision{Generation: 1}}},
@@ -170,6 +181,11 @@ func TestFollowPrintsEachComponentAndTheOutcome(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(out.String(), w) {
+					t.Errorf("output has %q:\n%s", w, out.String())
 				}
 			}
 			if tc.wantErr != nil && !strings.Contains(err.Error(), "CrashLoopBackOff") {

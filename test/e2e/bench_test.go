@@ -552,15 +552,7 @@ func benchSelfkubeUpgrade(ctx context.Context, t *testing.T, h *framework.Harnes
 	if out, err := cp.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml"); err != nil {
 		t.Fatalf("selfkube init at %s: %v\n%s", upgradeFrom, err, out)
 	}
-	server := "https://" + cpIP + ":6443"
-	cfg, err := framework.RestConfig(cp.HostPath("/etc/kubernetes/admin.conf"), server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	server, cfg, cs := adminOf(t, cp, cpIP)
 	newControlPlaneClient(ctx, t, cfg).settled(t, 1, "the operator to record init's control plane")
 	target := h.Config().KubeVersion
 	targets := availabilityTargets(ctx, t, cs, cp, server)

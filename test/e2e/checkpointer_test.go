@@ -326,7 +326,7 @@ func TestCheckpointer(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if r := c.Status.Rollout; r == nil || r.Generation != gen || r.Component != manifests.APIServer {
+			if r := c.Status.Rollout; r == nil || r.Generation != gen || !slices.Contains(r.Components, manifests.APIServer) {
 				return fmt.Errorf("roll-out %+v, want generation %d's apiserver", r, gen)
 			}
 			return nil

@@ -46,7 +46,6 @@ func TestLongPatchUpgradeWithReboot(t *testing.T) {
 	defer cancel()
 	bin := selfkubeBinary(t)
 	target := h.Config().KubeVersion
-	newKubelet := filepath.Join(h.Config().CacheDir, "bin", "kubernetes-"+target, "kubelet")
 
 	const name, ip = "pu1", "172.31.0.61"
 	n, err := h.UpWith(ctx, name, ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin, KubeletVersion: patchUpgradeFrom})
@@ -62,15 +61,7 @@ func TestLongPatchUpgradeWithReboot(t *testing.T) {
 			t.Fatalf("selfkube init at %s: %v\n%s", patchUpgradeFrom, err, out)
 		}
 	})
-	server := "https://" + ip + ":6443"
-	adminCfg, err := framework.RestConfig(n.HostPath("/etc/kubernetes/admin.conf"), server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(adminCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	server, adminCfg, cs := adminOf(t, n, ip)
 	cpc := newControlPlaneClient(ctx, t, adminCfg)
 	step(t, "ClusterAtTheOldPatch", func(t *testing.T) {
 		wait(ctx, t, 3*time.Minute, "the node Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, name) })
@@ -142,8 +133,7 @@ func TestLongPatchUpgradeWithReboot(t *testing.T) {
 	})
 
 	step(t, "UpgradeNode", func(t *testing.T) {
-		out, err := n.Exec(ctx, bin, "upgrade", "node", "--kubelet-binary", newKubelet,
-			"--kubelet-path", framework.KubeletPath, "--restart-command", kubeletRestart, "--timeout", "3m")
+		out, err := upgradeNode(ctx, h, n, bin)
 		t.Logf("upgrade node:\n%s", out)
 		if err != nil {
 			t.Fatalf("upgrade node: %v", err)
@@ -188,7 +178,6 @@ func TestLongHAUpgrade(t *testing.T) {
 	defer cancel()
 	bin := selfkubeBinary(t)
 	target := h.Config().KubeVersion
-	newKubelet := filepath.Join(h.Config().CacheDir, "bin", "kubernetes-"+target, "kubelet")
 
 	var c haCluster
 	step(t, "ThreeControlPlanesAtTheOldVersion", func(t *testing.T) {
@@ -219,8 +208,7 @@ func TestLongHAUpgrade(t *testing.T) {
 		// follow it. Without --drain: the control-plane nodes' kube-system pods stay.
 		for _, name := range []string{"ha1", "ha2", "ha3", workerName} {
 			start := time.Now()
-			out, err := c.nodes[name].Exec(ctx, bin, "upgrade", "node", "--kubelet-binary", newKubelet,
-				"--kubelet-path", framework.KubeletPath, "--restart-command", kubeletRestart, "--timeout", "3m")
+			out, err := upgradeNode(ctx, h, c.nodes[name], bin)
 			t.Logf("upgrade node on %s took %s:\n%s", name, time.Since(start).Round(time.Millisecond), out)
 			if err != nil {
 				t.Fatalf("upgrade node on %s: %v", name, err)

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/selfkube/selfkube/test/e2e/framework"
 )
@@ -38,6 +39,30 @@ func upgradeConfig(name, ip, version string) string {
 		"imageRepository: registry.local\nkubernetesVersion: "+version+"\n", 1)
 }
 
+// adminOf is the administrator's client of the control plane that node n runs at ip:
+// its server URL, config and clientset (admin.conf, as a user of the node would).
+func adminOf(t *testing.T, n *framework.Node, ip string) (string, *rest.Config, kubernetes.Interface) {
+	t.Helper()
+	server := "https://" + ip + ":6443"
+	cfg, err := framework.RestConfig(n.HostPath("/etc/kubernetes/admin.conf"), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return server, cfg, cs
+}
+
+// upgradeNode runs `selfkube upgrade node` on n with the kubelet of the harness's
+// release (the target of every upgrade test), restarting it the harness's way.
+func upgradeNode(ctx context.Context, h *framework.Harness, n *framework.Node, bin string, extra ...string) (string, error) {
+	newKubelet := filepath.Join(h.Config().CacheDir, "bin", "kubernetes-"+h.Config().KubeVersion, "kubelet")
+	return n.Exec(ctx, append([]string{bin, "upgrade", "node", "--kubelet-binary", newKubelet,
+		"--kubelet-path", framework.KubeletPath, "--restart-command", kubeletRestart, "--timeout", "3m"}, extra...)...)
+}
+
 // TestUpgrade upgrades a self-hosted cluster of one control-plane node and a worker,
 // made at v1.35.4 with v1.35.4 kubelets, to the pinned release: `selfkube upgrade apply
 // VERSION` with the honest prober on every identity (0 failed requests), every
@@ -52,7 +77,6 @@ func TestUpgrade(t *testing.T) {
 	defer cancel()
 	bin := selfkubeBinary(t)
 	target := h.Config().KubeVersion
-	newKubelet := filepath.Join(h.Config().CacheDir, "bin", "kubernetes-"+target, "kubelet")
 
 	const cpName, cpIP, wName, wIP = "up1", "172.31.0.51", "upw", "172.31.0.52"
 	opts := framework.UpOptions{NoPodNetwork: true, Selfkube: bin, KubeletVersion: upgradeFrom}
@@ -101,15 +125,7 @@ func TestUpgrade(t *testing.T) {
 			t.Fatalf("join of the worker: %v\n%s", err, out)
 		}
 	})
-	server := "https://" + cpIP + ":6443"
-	adminCfg, err := framework.RestConfig(cp.HostPath("/etc/kubernetes/admin.conf"), server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(adminCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	server, adminCfg, cs := adminOf(t, cp, cpIP)
 	cpc := newControlPlaneClient(ctx, t, adminCfg)
 	nodes := []string{cpName, wName}
 
@@ -130,13 +146,8 @@ func TestUpgrade(t *testing.T) {
 		checkDNS(ctx, t, cs, wName)
 	})
 
-	upgradeNode := func(n *framework.Node, extra ...string) (string, error) {
-		return n.Exec(ctx, append([]string{bin, "upgrade", "node", "--kubelet-binary", newKubelet,
-			"--kubelet-path", framework.KubeletPath, "--restart-command", kubeletRestart, "--timeout", "3m"}, extra...)...)
-	}
-
 	step(t, "UpgradeNodeRefusedBeforeTheControlPlane", func(t *testing.T) {
-		out, err := upgradeNode(worker)
+		out, err := upgradeNode(ctx, h, worker, bin)
 		if err == nil || !strings.Contains(out, "selfkube upgrade apply "+target) {
 			t.Errorf("upgrade node before the control plane: %v; want a refusal naming upgrade apply:\n%s", err, out)
 		}
@@ -229,7 +240,7 @@ func TestUpgrade(t *testing.T) {
 				extra []string
 			}{{worker, nil}, {cp, []string{"--drain"}}} {
 				start := time.Now()
-				out, err := upgradeNode(u.n, u.extra...)
+				out, err := upgradeNode(ctx, h, u.n, bin, u.extra...)
 				t.Logf("upgrade node on %s took %s:\n%s", u.n.Name, time.Since(start).Round(time.Millisecond), out)
 				if err != nil {
 					t.Errorf("upgrade node on %s: %v", u.n.Name, err)
@@ -248,7 +259,7 @@ func TestUpgrade(t *testing.T) {
 		if err != nil || n.Spec.Unschedulable {
 			t.Errorf("the drained node is still cordoned after its upgrade: %v", err)
 		}
-		out, err := upgradeNode(worker)
+		out, err := upgradeNode(ctx, h, worker, bin)
 		if err != nil || !strings.Contains(out, "nothing to do") {
 			t.Errorf("upgrade node again: %v; want nothing to do:\n%s", err, out)
 		}
