@@ -196,7 +196,7 @@ func Decide(s State) Decision {
 		// What this stage still does: components to apply (with what to say of some),
 		// components not healthy yet, and components changed around the resource (judged
 		// once nothing else of the stage is under way).
-		var apply, says, waiting []string
+		var apply, waiting []string
 		var drifts []Observed
 		for _, c := range stage {
 			r := st.Rollout
@@ -256,9 +256,6 @@ func Decide(s State) Decision {
 					return done()
 				}
 				apply = append(apply, c.Component)
-				if c.Refresh != "" && target == controlplane.TargetSpec {
-					says = append(says, c.Component+": "+c.Refresh)
-				}
 				continue
 			}
 			failure := c.Failure
@@ -282,7 +279,7 @@ func Decide(s State) Decision {
 			}
 		}
 		if len(apply) > 0 {
-			applyStage(s, &st, &d, target, stage, apply, says, set, event)
+			applyStage(s, &st, &d, target, stage, apply, set, event)
 			return done()
 		}
 		r := st.Rollout
@@ -476,9 +473,10 @@ func rollingIn(r *controlplane.RolloutStatus, stage []Observed, generation int64
 // applyStage has the components of one stage applied at once and recorded in the
 // roll-out. A roll-out of the same stage under way keeps its start, which the timeout
 // counts from, when a component of it is applied again, and starts again with one more
-// component; its soak starts again either way. says are what to say of components beyond their new generation (refresh).
+// component; its soak starts again either way. A component changed because the
+// cluster changed (Refresh) is said with its reason.
 func applyStage(s State, st *controlplane.Status, d *Decision, target controlplane.Target, stage []Observed,
-	apply, says []string, set setCondition, event func(Event)) {
+	apply []string, set setCondition, event func(Event)) {
 	if r := st.Rollout; r == nil || r.Drift || len(rollingIn(r, stage, s.Generation, target)) == 0 {
 		st.Rollout = &controlplane.RolloutStatus{Generation: s.Generation, Components: slices.Clone(apply), Target: target,
 			Started: metav1.NewTime(s.Now)}
@@ -498,17 +496,21 @@ func applyStage(s State, st *controlplane.Status, d *Decision, target controlpla
 			fmt.Sprintf("changing %s back to generation %d", listed(apply), st.LastKnownGood.Generation))
 		return
 	}
-	var plain []string
-	for _, name := range apply {
-		if !slices.ContainsFunc(says, func(say string) bool { return strings.HasPrefix(say, name+": ") }) {
-			plain = append(plain, name)
+	var plain, refreshed []string
+	for _, c := range stage {
+		switch {
+		case !slices.Contains(apply, c.Component):
+		case c.Refresh != "":
+			refreshed = append(refreshed, c.Component+": "+c.Refresh)
+		default:
+			plain = append(plain, c.Component)
 		}
 	}
 	var parts []string
 	if len(plain) > 0 {
 		parts = append(parts, fmt.Sprintf("%s to generation %d", listed(plain), s.Generation))
 	}
-	msg := "changing " + strings.Join(append(parts, says...), "; ")
+	msg := "changing " + strings.Join(append(parts, refreshed...), "; ")
 	set(controlplane.ConditionProgressing, metav1.ConditionTrue, ReasonRollingOut, msg)
 	event(Event{Reason: ReasonRollingOut, Message: msg})
 }

@@ -305,22 +305,33 @@ func TestARollbackRevertsEveryChangedComponent(t *testing.T) {
 	}
 }
 
-// The soak is of a component that stays healthy: unhealthy part-way, it starts again.
+// The soak is of a whole stage staying healthy: its changed component, or a stage-mate
+// that is not changing, unhealthy part-way starts it again.
 func TestTheSoakStartsAgainAfterAnUnhealthyLook(t *testing.T) {
-	st := controlplane.Status{LastKnownGood: good(1, spec("")),
-		Rollout: &controlplane.RolloutStatus{Generation: 2, Components: []string{"kube-apiserver"}, Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}
-	look := func(st controlplane.Status, at time.Duration, ok bool) Decision {
-		obs := healthy()
-		if !ok {
-			obs = with(obs, "kube-apiserver", func(o *Observed) { o.Healthy, o.Waiting = false, "pod not Ready" })
-		}
-		return Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0.Add(at)})
-	}
-	d := look(st, time.Second, true)
-	d = look(d.Status, 2*time.Second, false)
-	d = look(d.Status, 11*time.Second, true)
-	if d.Status.LastKnownGood.Generation == 2 || condition(t, d.Status, controlplane.ConditionProgressing).Reason != ReasonSoaking {
-		t.Errorf("healthy at 1 s, not at 2 s, healthy at 11 s: %+v, want it still soaking", d.Status)
+	for name, tc := range map[string]struct {
+		rolling, unhealthy string
+		healthyAgain       time.Duration
+	}{
+		"the changed component":             {"kube-apiserver", "kube-apiserver", 11 * time.Second},
+		"a stage-mate that is not changing": {"kube-scheduler", "coredns", 11500 * time.Millisecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := controlplane.Status{LastKnownGood: good(1, spec("")),
+				Rollout: &controlplane.RolloutStatus{Generation: 2, Components: []string{tc.rolling}, Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}
+			look := func(st controlplane.Status, at time.Duration, ok bool) Decision {
+				obs := healthy()
+				if !ok {
+					obs = with(obs, tc.unhealthy, func(o *Observed) { o.Healthy, o.Waiting = false, "pod not Ready" })
+				}
+				return Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0.Add(at)})
+			}
+			d := look(st, time.Second, true)
+			d = look(d.Status, 3*time.Second, false)
+			d = look(d.Status, tc.healthyAgain, true)
+			if d.Status.LastKnownGood.Generation == 2 || condition(t, d.Status, controlplane.ConditionProgressing).Reason != ReasonSoaking {
+				t.Errorf("%s healthy at 1 s, %s not at 3 s, healthy at %s: %+v, want it still soaking", tc.rolling, tc.unhealthy, tc.healthyAgain, d.Status)
+			}
+		})
 	}
 }
 
@@ -533,7 +544,9 @@ func TestAComponentJoiningAStageHasItsOwnTimeout(t *testing.T) {
 	s.Rollout.TimeoutSeconds = 60
 	st := controlplane.Status{LastKnownGood: good(1, spec("")),
 		Rollout: &controlplane.RolloutStatus{Generation: 2, Components: []string{"kube-controller-manager"}, Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}
-	gone := with(healthy(), "coredns", func(o *Observed) { o.Matches, o.Healthy, o.Missing, o.Waiting = false, false, true, "its Deployment does not exist" })
+	gone := with(healthy(), "coredns", func(o *Observed) {
+		o.Matches, o.Healthy, o.Missing, o.Waiting = false, false, true, "its Deployment does not exist"
+	})
 	d := Decide(State{Generation: 2, Spec: s, Status: st, Components: gone, Now: t0.Add(58 * time.Second)})
 	if !applies(d, "coredns") {
 		t.Fatalf("a deleted CoreDNS: applies %v", d.Apply)
@@ -567,26 +580,6 @@ func TestDriftWaitsForItsStagesChange(t *testing.T) {
 	d = Decide(State{Generation: 2, Spec: spec("v"), Status: controlplane.Status{LastKnownGood: good(2, spec("v"))}, Components: obs, Now: t0})
 	if !applies(d, "kube-scheduler") {
 		t.Errorf("a deleted scheduler beside a drifted kube-proxy: applies %v, want the scheduler put back", d.Apply)
-	}
-}
-
-// The soak of a stage is of the whole stage: a stage-mate that is not changing but turns
-// unhealthy restarts it.
-func TestAStageMateTurningUnhealthyRestartsTheSoak(t *testing.T) {
-	st := controlplane.Status{LastKnownGood: good(1, spec("")),
-		Rollout: &controlplane.RolloutStatus{Generation: 2, Components: []string{"kube-scheduler"}, Target: controlplane.TargetSpec, Started: metav1.NewTime(t0)}}
-	look := func(st controlplane.Status, at time.Duration, corednsOK bool) Decision {
-		obs := healthy()
-		if !corednsOK {
-			obs = with(obs, "coredns", func(o *Observed) { o.Healthy, o.Waiting = false, "1 of 2 Ready" })
-		}
-		return Decide(State{Generation: 2, Spec: spec("v"), Status: st, Components: obs, Now: t0.Add(at)})
-	}
-	d := look(st, time.Second, true)
-	d = look(d.Status, 3*time.Second, false)
-	d = look(d.Status, 11500*time.Millisecond, true)
-	if d.Status.LastKnownGood.Generation == 2 {
-		t.Errorf("the scheduler healthy from 1 s, CoreDNS not at 3 s: generation 2 recorded good at 11.5 s, want the soak restarted")
 	}
 }
 
