@@ -33,7 +33,8 @@
 //	     │                                                           │
 //	     └───────── Remove: the API answers, and no parent ──────────┘
 //	                has been bound here for RemoveAfter
-//	                and none runs here
+//	                and none runs here (an active one: and
+//	                a parent is Ready on another node)
 //	                                   │
 //	                                   ▼
 //	                           deleted from disk
@@ -163,7 +164,11 @@ func Next(s State, o Observed) (State, Action) {
 	// seen running counts as long gone (a fresh boot).
 	absent := !o.ParentRunning && (s.ParentLastRunning.IsZero() || o.At.Sub(s.ParentLastRunning) >= ActivateAfter)
 
-	if goneForGood {
+	// The last stand-in is never removed: an active checkpoint of a component that is
+	// Ready on no other node keeps it running (its DaemonSet or Deployment was deleted,
+	// say) until `selfkube recover` creates the workload again and a parent replaces it.
+	lastStandIn := o.Active && !o.ReadyElsewhere
+	if goneForGood && !lastStandIn {
 		return s, Remove
 	}
 	if o.Active {

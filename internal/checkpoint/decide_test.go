@@ -101,6 +101,9 @@ func checkRules(t *testing.T, name string, s State, o Observed) {
 		if !o.APIReachable || o.ParentRunning || !unboundLong {
 			t.Errorf("%s: removed while the API is down, the parent runs, or it was bound within %s", name, RemoveAfter)
 		}
+		if o.Active && !o.ReadyElsewhere {
+			t.Errorf("%s: removed the last stand-in: an active checkpoint of a component Ready on no other node", name)
+		}
 	case None:
 	default:
 		t.Errorf("%s: unknown action %q", name, a)
@@ -114,8 +117,10 @@ func checkRules(t *testing.T, name string, s State, o Observed) {
 		want(t, name, a, None)
 	case !o.APIReachable && !o.Active && !runningRecently:
 		want(t, name, a, Activate) // the outage checkpoints exist for
-	case o.APIReachable && !o.ParentRunning && unboundLong:
+	case o.APIReachable && !o.ParentRunning && unboundLong && (!o.Active || o.ReadyElsewhere):
 		want(t, name, a, Remove)
+	case o.Active && !readyLong && !o.ReadyElsewhere && o.APIReachable && !o.ParentRunning && unboundLong:
+		want(t, name, a, None) // the last stand-in of a deleted workload stays until it is back
 	case o.Active && readyLong:
 		want(t, name, a, Retire) // hand back once the parent has served for RetireAfter
 	case !o.APIReachable:
@@ -196,6 +201,22 @@ func TestNextScenarios(t *testing.T) {
 		want(t, "moved", m.observe(Observed{At: sec(5), APIReachable: true, ReadyElsewhere: true}), None)
 		want(t, "grace", m.observe(Observed{At: sec(50), APIReachable: true, ReadyElsewhere: true}), None)
 		want(t, "gone", m.observe(Observed{At: sec(61), APIReachable: true, ReadyElsewhere: true}), Remove)
+	})
+
+	t.Run("workload deleted (kubectl delete ds kube-apiserver): the checkpoint stands in until it is created again", func(t *testing.T) {
+		m := &sim{present: true}
+		m.observe(Observed{At: sec(0), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true})
+		want(t, "deleted", m.observe(Observed{At: sec(1), APIReachable: true}), None)
+		want(t, "stands in", m.observe(Observed{At: sec(4), APIReachable: true}), Activate)
+		for i := 5; i < 600; i++ { // ten minutes, far beyond RemoveAfter: the API answers through it
+			want(t, "still standing in", m.observe(Observed{At: sec(i), APIReachable: true}), None)
+		}
+		want(t, "recreated", m.observe(Observed{At: sec(600), APIReachable: true, ParentBound: true, ParentRunning: true}), None)
+		want(t, "ready", m.observe(Observed{At: sec(610), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), None)
+		want(t, "proven", m.observe(Observed{At: sec(614), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), Retire)
+		if !m.present {
+			t.Fatalf("the checkpoint was removed: %v", m.actions)
+		}
 	})
 
 	t.Run("a checkpointer that starts while the API is down stands in at once", func(t *testing.T) {

@@ -400,15 +400,8 @@ func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
 // clientEndpoint is the first client URL the member listens on (loopback first, as
 // selfkube renders it), from the flags recorded on its static pod.
 func clientEndpoint(p *corev1.Pod) (string, error) {
-	var f map[string]string
-	if err := json.Unmarshal([]byte(p.Annotations[manifests.AnnotationEtcdFlags]), &f); err != nil {
-		return "", fmt.Errorf("the etcd static pod has no readable %s annotation: %w", manifests.AnnotationEtcdFlags, err)
-	}
-	urls := strings.Split(f["listen-client-urls"], ",")
-	if urls[0] == "" {
-		return "", errors.New("the etcd static pod has no listen-client-urls")
-	}
-	return urls[0], nil
+	m, err := manifests.EtcdMemberOf(p)
+	return m.ClientURL, err
 }
 
 func (a *Agent) snapshotWithClient(ctx context.Context, endpoint, path string) (int64, int64, error) {

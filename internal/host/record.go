@@ -27,6 +27,8 @@ type Record struct {
 	ControlPlane bool   `json:"controlPlane,omitempty"`
 	// HandOver is init's hand-over from its temporary control plane, once it began.
 	HandOver *HandOver `json:"handOver,omitempty"`
+	// Recovery is what a `selfkube recover` run was asked and set aside.
+	Recovery *Recovery `json:"recovery,omitempty"`
 
 	path   string
 	exists bool
@@ -42,6 +44,21 @@ type HandOver struct {
 	TemporaryLeaders map[string]string `json:"temporaryLeaders,omitempty"`
 	// Finished is set once the temporary control plane is gone.
 	Finished bool `json:"finished,omitempty"`
+}
+
+// Recovery is what `selfkube recover` remembers of a run: a second run must ask the
+// same to resume it.
+type Recovery struct {
+	// Mode is the kind of recovery (from-snapshot, force-new-cluster, control-plane).
+	Mode string `json:"mode"`
+	// Snapshot is the absolute path of the snapshot restored (from-snapshot).
+	Snapshot string `json:"snapshot,omitempty"`
+	// Started is when the run began: the time in the names of what it set aside.
+	Started time.Time `json:"started"`
+	// MovedAside lists the etcd data directories it moved or copied aside.
+	MovedAside []string `json:"movedAside,omitempty"`
+	// Activated lists the checkpoints it activated.
+	Activated []string `json:"activated,omitempty"`
 }
 
 // IsCompleted reports whether a run of the whole workflow finished.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -96,4 +97,58 @@ func EtcdImage(p *corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+// EtcdMember is what an etcd static pod rendered by selfkube says about its member,
+// read from the flags recorded on it (AnnotationEtcdFlags).
+type EtcdMember struct {
+	Name    string
+	DataDir string
+	// PeerURL is the first peer URL it advertises.
+	PeerURL string
+	// ClientURL is the first client URL it listens on (loopback first, as rendered);
+	// AdvertisedClientURL the first it advertises to others.
+	ClientURL, AdvertisedClientURL string
+}
+
+// EtcdMemberOf reads the member of the etcd pod p (a static pod or its mirror pod).
+func EtcdMemberOf(p *corev1.Pod) (EtcdMember, error) {
+	var f map[string]string
+	if err := json.Unmarshal([]byte(p.Annotations[AnnotationEtcdFlags]), &f); err != nil {
+		return EtcdMember{}, fmt.Errorf("the etcd pod %s has no readable %s annotation (was it rendered by selfkube?): %w", p.Name, AnnotationEtcdFlags, err)
+	}
+	first := func(flag string) string { return strings.Split(f[flag], ",")[0] }
+	m := EtcdMember{Name: f["name"], DataDir: f["data-dir"], PeerURL: first("initial-advertise-peer-urls"),
+		ClientURL: first("listen-client-urls"), AdvertisedClientURL: first("advertise-client-urls")}
+	for flag, v := range map[string]string{"name": m.Name, "data-dir": m.DataDir, "initial-advertise-peer-urls": m.PeerURL, "listen-client-urls": m.ClientURL} {
+		if v == "" {
+			return EtcdMember{}, fmt.Errorf("the etcd pod %s has no --%s", p.Name, flag)
+		}
+	}
+	return m, nil
+}
+
+// EtcdForcingNewCluster returns the etcd static pod p with --force-new-cluster added to
+// its command: the member starts as the only member of a cluster that keeps its data.
+// Its extra flags, image and annotations stay p's. It is for one start only: once the
+// member serves, p goes back in its place (a member restarted with the flag again would
+// forget members added since).
+func EtcdForcingNewCluster(p *corev1.Pod) (*corev1.Pod, error) {
+	var base flags
+	if err := json.Unmarshal([]byte(p.Annotations[AnnotationEtcdFlags]), &base); err != nil {
+		return nil, fmt.Errorf("pod %s: reading %s: %w", p.Name, AnnotationEtcdFlags, err)
+	}
+	extra := map[string]string{}
+	if err := json.Unmarshal([]byte(p.Annotations[AnnotationEtcdExtraArgs]), &extra); err != nil {
+		return nil, fmt.Errorf("pod %s: reading %s: %w", p.Name, AnnotationEtcdExtraArgs, err)
+	}
+	i := slices.IndexFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == nameEtcd })
+	if i < 0 {
+		return nil, fmt.Errorf("pod %s has no %s container", p.Name, nameEtcd)
+	}
+	forced := maps.Clone(base)
+	forced["force-new-cluster"] = "true"
+	out := p.DeepCopy()
+	out.Spec.Containers[i].Command = forced.command("etcd", extra)
+	return out, nil
 }

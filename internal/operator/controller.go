@@ -519,11 +519,11 @@ func (c *Controller) etcdMembers(cluster config.ClusterConfiguration) ([]string,
 // advertisedClientAddress is the host of the first client URL the etcd member of mirror
 // pod p advertises (manifests.AnnotationEtcdFlags), or "".
 func advertisedClientAddress(p *corev1.Pod) string {
-	var f map[string]string
-	if err := json.Unmarshal([]byte(p.Annotations[manifests.AnnotationEtcdFlags]), &f); err != nil {
+	m, err := manifests.EtcdMemberOf(p)
+	if err != nil {
 		return ""
 	}
-	u, err := url.Parse(strings.Split(f["advertise-client-urls"], ",")[0])
+	u, err := url.Parse(m.AdvertisedClientURL)
 	if err != nil {
 		return ""
 	}

@@ -1,0 +1,409 @@
+// Package recovery is `selfkube recover`: it brings a lost control plane back on a
+// control-plane node, from what is left on that node.
+//
+//	--from-snapshot FILE  etcd's data is gone or corrupt: etcd is stopped, its data dir
+//	                      moved aside, the snapshot restored (etcd's own restore: one
+//	                      member, a new cluster ID, revisions bumped and compacted so
+//	                      every watcher lists again), etcd started again; then as below.
+//	--force-new-cluster   etcd lost its quorum for good: the member's data is copied
+//	                      aside and it restarts once with --force-new-cluster, as the
+//	                      one member of a cluster that keeps all its data; then as below.
+//	(neither)             etcd is fine, the control plane is not (its DaemonSet or
+//	                      Deployments deleted, no apiserver running):
+//
+// then an apiserver is made to answer on this node (the checkpoints on disk stand in
+// if none does), the self-hosted control plane's missing workloads are created again
+// from the ControlPlane resource and the cluster configuration in etcd, and the command
+// waits until the self-hosted pods run and no checkpoint stands in any more.
+//
+// Nothing is deleted without --force: a data directory is moved aside with a timestamp.
+// Every phase converges, and the run is recorded in the node's ledger
+// (host.Record "recover"), so a run that was interrupted is finished by running the same
+// command again.
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/selfkube/selfkube/internal/etcd"
+	"github.com/selfkube/selfkube/internal/host"
+	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/status"
+	"github.com/selfkube/selfkube/internal/workflow"
+)
+
+// Mode is what kind of recovery a run is.
+type Mode string
+
+const (
+	FromSnapshot    Mode = "from-snapshot"
+	ForceNewCluster Mode = "force-new-cluster"
+	ControlPlane    Mode = "control-plane"
+)
+
+// Options are the knobs of one run.
+type Options struct {
+	Layout host.Layout
+	// Snapshot is the snapshot to restore (FromSnapshot).
+	Snapshot string
+	// ForceNewCluster restarts the local member as a cluster of one.
+	ForceNewCluster bool
+	// Force deletes what would be moved aside.
+	Force bool
+	// DryRun says what would be done and changes nothing.
+	DryRun bool
+	// Kubeconfig is an administrator's kubeconfig (admin.conf).
+	Kubeconfig string
+	// EtcdTimeout bounds the waits for etcd to stop and to serve; APITimeout the wait
+	// for an apiserver; SelfHostedTimeout the wait for the self-hosted control plane.
+	EtcdTimeout, APITimeout, SelfHostedTimeout time.Duration
+	Status                                     *status.Printer
+	Log                                        *slog.Logger
+	Now                                        func() time.Time
+}
+
+// Mode is the kind of recovery the options ask for.
+func (o Options) Mode() Mode {
+	switch {
+	case o.Snapshot != "":
+		return FromSnapshot
+	case o.ForceNewCluster:
+		return ForceNewCluster
+	}
+	return ControlPlane
+}
+
+// Data is what the phases share.
+type Data struct {
+	Options
+	Record *host.Record
+	// Pod is this node's etcd static pod as it was before the run; Member what it says.
+	Pod    *corev1.Pod
+	Member manifests.EtcdMember
+	// SnapshotInfo is what the snapshot file holds (FromSnapshot).
+	SnapshotInfo etcd.SnapshotInfo
+	// NodeName is this node's name, as init or join recorded it.
+	NodeName string
+
+	api *apiClient
+}
+
+// recordName is the name of the run's record in the node's ledger.
+const recordName = "recover"
+
+// The files of a run, in the state directory.
+func (d *Data) stateDir() string      { return filepath.Join(d.Layout.StateDir(), "recover") }
+func (d *Data) savedManifest() string { return filepath.Join(d.stateDir(), manifests.EtcdManifest) }
+func (d *Data) etcdManifest() string {
+	return filepath.Join(d.Layout.ManifestsDir(), manifests.EtcdManifest)
+}
+func (d *Data) dataDir() string { return d.Layout.HostPath(d.Member.DataDir) }
+
+func needsEtcdStop(d *Data) bool { return d.Mode() != ControlPlane }
+func restoring(d *Data) bool     { return d.Mode() == FromSnapshot }
+func forcing(d *Data) bool       { return d.Mode() == ForceNewCluster }
+
+// Workflow lists recover's phases in order.
+func Workflow() *workflow.Workflow[*Data] {
+	return &workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{
+		{Name: "stop-etcd", Short: "stopping etcd (its static pod set aside)", Run: stopEtcd, RunIf: needsEtcdStop},
+		{Name: "restore", Short: "restoring the snapshot into etcd's data directory", Run: restore, RunIf: restoring},
+		{Name: "force-new-cluster", Short: "restarting etcd as a cluster of one member with its data", Run: forceNewCluster, RunIf: forcing},
+		{Name: "start-etcd", Short: "starting etcd", Run: startEtcd},
+		{Name: "api", Short: "an apiserver serving on this node", Run: waitAPI},
+		{Name: "reapply", Short: "creating the self-hosted control plane's missing workloads", Run: reapply},
+		{Name: "self-hosted", Short: "waiting for the self-hosted control plane", Run: waitSelfHosted},
+	}}
+}
+
+// ErrInterrupted says an earlier run with other arguments did not finish.
+var ErrInterrupted = errors.New("an earlier `selfkube recover` on this node did not finish")
+
+// Prepare checks the node and the input and returns the run's data, changing nothing:
+// the etcd member of this node (from its static pod, or the copy an interrupted run set
+// aside), the snapshot's integrity and content, and the ledger of an earlier run.
+func Prepare(o Options) (*Data, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	rec, err := host.LoadRecord(o.Layout, recordName)
+	if err != nil {
+		return nil, err
+	}
+	d := &Data{Options: o, Record: rec}
+	if rec.Exists() && !rec.IsCompleted() && rec.Recovery != nil {
+		if r := rec.Recovery; r.Mode != string(o.Mode()) || r.Snapshot != absOr(o.Snapshot) {
+			return nil, fmt.Errorf("%w (%s%s, started %s, phases done: %s): run it again with the same arguments to finish it, or remove %s to start over",
+				ErrInterrupted, r.Mode, orEmpty(" "+r.Snapshot, r.Snapshot != ""), r.Started.Format(time.RFC3339),
+				orEmpty(strings.Join(rec.Done, ", "), len(rec.Done) > 0, "none"), filepath.Join(o.Layout.StateDir(), recordName+".json"))
+		}
+	} else {
+		// A finished run, or none: this is a new one.
+		rec.Done, rec.Completed, rec.Owned = nil, time.Time{}, nil
+		rec.Recovery = &host.Recovery{Mode: string(o.Mode()), Snapshot: absOr(o.Snapshot), Started: o.Now()}
+	}
+	for _, command := range []string{"init", "join"} {
+		if r, err := host.LoadRecord(o.Layout, command); err == nil && r.NodeName != "" {
+			d.NodeName = r.NodeName
+			break
+		}
+	}
+	if d.Pod, err = d.readEtcdPod(); err != nil {
+		return nil, err
+	}
+	if d.Member, err = manifests.EtcdMemberOf(d.Pod); err != nil {
+		return nil, err
+	}
+	if o.Snapshot != "" {
+		if d.SnapshotInfo, err = etcd.SnapshotStatus(o.Snapshot); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Plan says what a run would do, one line per step (for --dry-run).
+func (d *Data) Plan() []string {
+	var out []string
+	add := func(f string, args ...any) { out = append(out, fmt.Sprintf(f, args...)) }
+	aside := "move it aside to " + d.dataDir() + ".before-recover-<time>"
+	if d.Force {
+		aside = "delete it (--force)"
+	}
+	switch d.Mode() {
+	case FromSnapshot:
+		add("stop etcd: move %s to %s and wait until %s refuses connections", d.etcdManifest(), d.savedManifest(), d.Member.ClientURL)
+		add("restore %s (revision %d, %d keys, %d bytes) as the one member %s (%s) of a new cluster, revisions bumped by %d and compacted",
+			d.Snapshot, d.SnapshotInfo.Revision, d.SnapshotInfo.Keys, d.SnapshotInfo.Size, d.Member.Name, d.Member.PeerURL, etcd.RevisionBump)
+		add("etcd's data directory %s: %s, then put the restored one in its place", d.dataDir(), aside)
+	case ForceNewCluster:
+		add("stop etcd: move %s to %s and wait until %s refuses connections", d.etcdManifest(), d.savedManifest(), d.Member.ClientURL)
+		add("copy etcd's data directory %s to %s.before-recover-<time>", d.dataDir(), d.dataDir())
+		add("start etcd once with --force-new-cluster: member %s becomes the only member, with all its data", d.Member.Name)
+	}
+	if d.Mode() != ControlPlane {
+		add("put etcd's static pod back as it was, and wait until the member answers with a leader")
+	} else {
+		add("check that etcd's member %s at %s answers with a leader", d.Member.Name, d.Member.ClientURL)
+	}
+	add("wait for an apiserver on this node (%s); if none answers, activate the checkpoints in %s", d.Kubeconfig, d.Layout.CheckpointsDir())
+	add("create again, from the ControlPlane resource and the cluster configuration, each control-plane DaemonSet or Deployment that is missing")
+	add("wait until the self-hosted apiserver, controller manager and scheduler are Ready and no checkpoint is active on this node")
+	return out
+}
+
+// Run runs the phases, skipping those an interrupted run with the same arguments finished.
+func Run(ctx context.Context, d *Data) error {
+	skip := []string{}
+	for _, p := range Workflow().Names() {
+		if d.Record.Has(p) && p != "api" && p != "self-hosted" && p != "reapply" && p != "start-etcd" {
+			skip = append(skip, p)
+			d.Status.Infof("%s: done by the earlier run", p)
+		}
+	}
+	err := Workflow().Run(ctx, d, workflow.Options{Skip: skip, Status: d.Status, Finished: func(p string) error {
+		if err := d.Record.Finished(p); err != nil {
+			return err
+		}
+		return d.Record.Save()
+	}})
+	if err != nil {
+		return err
+	}
+	d.Record.Completed = d.Now()
+	return d.Record.Save()
+}
+
+// readEtcdPod reads this node's etcd static pod: from the kubelet's directory, or from
+// where an interrupted run set it aside.
+func (d *Data) readEtcdPod() (*corev1.Pod, error) {
+	data, err := os.ReadFile(d.etcdManifest())
+	if errors.Is(err, fs.ErrNotExist) {
+		data, err = os.ReadFile(d.savedManifest())
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("this node has no etcd static pod (%s): recover runs on a control-plane node with a local etcd member (an external etcd is restored with its own tools)", d.etcdManifest())
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p corev1.Pod
+	if err := yaml.UnmarshalStrict(data, &p); err != nil {
+		return nil, fmt.Errorf("reading etcd's static pod: %w", err)
+	}
+	return &p, nil
+}
+
+// stopEtcd sets etcd's static pod aside (the kubelet stops the member) and waits until
+// the member's client port refuses connections.
+func stopEtcd(ctx context.Context, d *Data) error {
+	if data, err := os.ReadFile(d.etcdManifest()); err == nil {
+		if err := d.Record.Own(d.savedManifest()); err != nil {
+			return err
+		}
+		if _, err := host.WriteFile(d.savedManifest(), data, 0o600); err != nil {
+			return err
+		}
+		if err := os.Remove(d.etcdManifest()); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return waitPort(ctx, d.Member.ClientURL, false, d.EtcdTimeout)
+}
+
+// waitPort waits until the host:port of u accepts connections (open) or refuses them.
+func waitPort(ctx context.Context, u string, open bool, timeout time.Duration) error {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", parsed.Host, time.Second)
+		if c != nil {
+			c.Close()
+		}
+		if (err == nil) == open {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if open {
+				return fmt.Errorf("etcd does not listen on %s after %s: `crictl ps -a --name etcd` and its logs say why", parsed.Host, timeout)
+			}
+			return fmt.Errorf("etcd still listens on %s after %s although its static pod is gone: is the kubelet running?", parsed.Host, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// stamp is the time a run puts into the names of what it moves aside.
+func (d *Data) stamp() string { return d.Record.Recovery.Started.UTC().Format("20060102T150405Z") }
+
+// restore restores the snapshot into a new directory beside the data directory, moves
+// the data directory aside (or deletes it with --force) and puts the restored one in its
+// place. A directory left by an interrupted restore is incomplete and is replaced.
+func restore(_ context.Context, d *Data) error {
+	dir := d.dataDir()
+	staging := dir + ".restoring"
+	if err := os.RemoveAll(staging); err != nil {
+		return err
+	}
+	token := "selfkube-recovered-" + d.stamp()
+	if err := etcd.Restore(etcd.RestoreOptions{Snapshot: d.Snapshot, DataDir: staging, Name: d.Member.Name,
+		PeerURL: d.Member.PeerURL, ClusterToken: token}); err != nil {
+		return err
+	}
+	if err := d.setAside(dir); err != nil {
+		return err
+	}
+	if err := os.Rename(staging, dir); err != nil {
+		return err
+	}
+	if err := host.EnsurePrivateDir(dir); err != nil {
+		return err
+	}
+	d.Status.Infof("restored revision %d (%d keys) as member %s of a new cluster (token %s)", d.SnapshotInfo.Revision, d.SnapshotInfo.Keys, d.Member.Name, token)
+	return nil
+}
+
+// setAside moves dir to dir.before-recover-<time> (deletes it with --force). A missing
+// or empty dir needs neither.
+func (d *Data) setAside(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case len(entries) == 0:
+		return os.Remove(dir)
+	case d.Force:
+		d.Status.Infof("deleting %s (--force)", dir)
+		return os.RemoveAll(dir)
+	}
+	aside := dir + ".before-recover-" + d.stamp()
+	if err := os.Rename(dir, aside); err != nil {
+		return fmt.Errorf("moving etcd's data directory aside: %w", err)
+	}
+	d.Record.Recovery.MovedAside = append(d.Record.Recovery.MovedAside, aside)
+	d.Status.Infof("moved %s aside to %s (remove it once the cluster is back)", dir, aside)
+	return d.Record.Save()
+}
+
+// forceNewCluster copies the data directory aside and starts the member once with
+// --force-new-cluster, until it serves as the only member; start-etcd then puts the
+// static pod back as it was.
+func forceNewCluster(ctx context.Context, d *Data) error {
+	dir := d.dataDir()
+	aside := dir + ".before-recover-" + d.stamp()
+	if !slices.Contains(d.Record.Recovery.MovedAside, aside) {
+		if err := os.RemoveAll(aside); err != nil { // a copy an interrupted run began
+			return err
+		}
+		if err := copyTree(dir, aside); err != nil {
+			return fmt.Errorf("copying etcd's data aside: %w", err)
+		}
+		d.Record.Recovery.MovedAside = append(d.Record.Recovery.MovedAside, aside)
+		if err := d.Record.Save(); err != nil {
+			return err
+		}
+		d.Status.Infof("copied %s to %s", dir, aside)
+	}
+	pod, err := manifests.EtcdForcingNewCluster(d.Pod)
+	if err != nil {
+		return err
+	}
+	data, err := manifests.Encode(pod)
+	if err != nil {
+		return err
+	}
+	if _, err := host.WriteFile(d.etcdManifest(), data, 0o600); err != nil {
+		return err
+	}
+	return d.waitEtcd(ctx, 1)
+}
+
+// absOr is path made absolute ("" stays "").
+func absOr(path string) string {
+	if path == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
+// orEmpty is s when ok, else the first of otherwise (or "").
+func orEmpty(s string, ok bool, otherwise ...string) string {
+	if ok {
+		return s
+	}
+	if len(otherwise) > 0 {
+		return otherwise[0]
+	}
+	return ""
+}
