@@ -63,6 +63,8 @@ selfkube-checkpointer-…), in its log, and as Prometheus metrics on
 	f.StringVar(&opts.EtcdPKIDir, "etcd-pki-dir", "", "etcd's CA and healthcheck client certificate: when set, also carry out the "+
 		"operator's etcd snapshots and member changes for this node (the control-plane operator's status.etcd)")
 	f.StringVar(&opts.EtcdSnapshotDir, "etcd-snapshot-dir", opts.EtcdSnapshotDir, "where etcd snapshots are kept (0700; files 0600)")
+	f.DurationVar(&opts.EtcdSnapshotInterval, "etcd-snapshot-interval", 0, "take a snapshot of the member this often (0: only before control-plane changes)")
+	f.IntVar(&opts.EtcdSnapshotKeep, "etcd-snapshot-keep", 5, "how many scheduled snapshots to keep")
 
 	l := host.Default
 	boot := agent.BootOptions{

@@ -25,9 +25,13 @@ const (
 	DefaultServiceSubnet      = "10.96.0.0/12"
 	DefaultDNSDomain          = "cluster.local"
 	DefaultEtcdDataDir        = "/var/lib/etcd"
-	DefaultCRISocket          = "unix:///run/containerd/containerd.sock"
-	DefaultProxyMode          = "iptables"
-	DefaultCgroupDriver       = "cgroupfs"
+	// DefaultEtcdSnapshotInterval and DefaultEtcdSnapshotKeep schedule etcd snapshots as
+	// k3s and RKE2 do: twice a day, the newest 5 kept.
+	DefaultEtcdSnapshotInterval = 12 * time.Hour
+	DefaultEtcdSnapshotKeep     = 5
+	DefaultCRISocket            = "unix:///run/containerd/containerd.sock"
+	DefaultProxyMode            = "iptables"
+	DefaultCgroupDriver         = "cgroupfs"
 
 	NetworkPluginSelfkube = "selfkube"
 	NetworkPluginNone     = "none"
@@ -115,6 +119,17 @@ func Default(cfg *Config, host Host) {
 	}
 	if c.Etcd.Local != nil && c.Etcd.Local.DataDir == "" {
 		c.Etcd.Local.DataDir = DefaultEtcdDataDir
+	}
+	if l := c.Etcd.Local; l != nil {
+		if l.Snapshots == nil {
+			l.Snapshots = &EtcdSnapshots{}
+		}
+		if l.Snapshots.Interval == nil {
+			l.Snapshots.Interval = &metav1.Duration{Duration: DefaultEtcdSnapshotInterval}
+		}
+		if l.Snapshots.Keep == 0 {
+			l.Snapshots.Keep = DefaultEtcdSnapshotKeep
+		}
 	}
 	if c.APIServer.EncryptionAtRest == nil {
 		c.APIServer.EncryptionAtRest = ptr.To(true)

@@ -218,6 +218,19 @@ type LocalEtcd struct {
 	Image string `json:"image,omitempty"`
 	// ExtraArgs are added to (or override) etcd's flags.
 	ExtraArgs map[string]string `json:"extraArgs,omitempty"`
+	// Snapshots are the scheduled snapshots the node agent of every control-plane node
+	// takes of its member (/var/lib/selfkube/etcd-snapshots, files 0600; the newest is
+	// named in the ControlPlane's status.etcd.scheduled). selfkube recover
+	// --from-snapshot FILE restores one.
+	Snapshots *EtcdSnapshots `json:"snapshots,omitempty"`
+}
+
+// EtcdSnapshots schedules etcd snapshots.
+type EtcdSnapshots struct {
+	// Interval between two snapshots of a member (at least 1m; 0 turns them off).
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Keep is how many scheduled snapshots each node keeps (the oldest go first).
+	Keep int32 `json:"keep,omitempty"`
 }
 
 // ExternalEtcd is an etcd cluster selfkube does not manage.

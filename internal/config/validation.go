@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
@@ -203,6 +204,15 @@ func validateEtcd(e *Etcd, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(p.Child("local", "dataDir"), e.Local.DataDir, "must be an absolute path"))
 		}
 		errs = append(errs, ValidateEtcdExtraArgs(e.Local.ExtraArgs, p.Child("local", "extraArgs"))...)
+		if s := e.Local.Snapshots; s != nil {
+			sp := p.Child("local", "snapshots")
+			if s.Interval != nil && s.Interval.Duration != 0 && s.Interval.Duration < time.Minute {
+				errs = append(errs, field.Invalid(sp.Child("interval"), s.Interval.Duration.String(), "must be at least 1m, or 0 to turn scheduled snapshots off"))
+			}
+			if s.Keep < 0 {
+				errs = append(errs, field.Invalid(sp.Child("keep"), s.Keep, "must be at least 1"))
+			}
+		}
 	case e.External != nil:
 		ep := p.Child("external")
 		if len(e.External.Endpoints) == 0 {

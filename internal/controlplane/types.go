@@ -158,6 +158,9 @@ type EtcdStatus struct {
 	SnapshotFor int64 `json:"snapshotFor,omitempty"`
 	// Snapshots are the newest snapshot of each node, by node name.
 	Snapshots map[string]EtcdSnapshot `json:"snapshots,omitempty"`
+	// Scheduled are the newest scheduled snapshot of each node (etcd.local.snapshots of
+	// the cluster configuration), by node name; their Generation is 0.
+	Scheduled map[string]EtcdSnapshot `json:"scheduled,omitempty"`
 	// Member, when set, is the one member whose node agent changes it now; every other
 	// member stays as it is (quorum is kept).
 	Member *EtcdMemberChange `json:"member,omitempty"`

@@ -60,6 +60,10 @@ type Agent struct {
 	// each change replaced.
 	SnapshotDir string
 	Keep        int
+	// Interval schedules a snapshot (0: none) besides those before changes; the newest
+	// KeepScheduled of them are kept.
+	Interval      time.Duration
+	KeepScheduled int
 	// PKIDir holds etcd's CA and the healthcheck client certificate.
 	PKIDir string
 	Events EventSink
@@ -80,6 +84,9 @@ type Agent struct {
 	cancel   context.CancelFunc
 	done     sync.WaitGroup
 	tried    attempt
+	// lastScheduled is the newest scheduled snapshot on disk, failedScheduled the last
+	// scheduled try that failed.
+	lastScheduled, failedScheduled time.Time
 }
 
 // attempt is the last snapshot this agent took or tried.
@@ -99,6 +106,9 @@ func (a *Agent) Init(context.Context) error {
 		if a.Keep <= 0 {
 			a.Keep = DefaultKeep
 		}
+		if a.KeepScheduled <= 0 {
+			a.KeepScheduled = DefaultKeep
+		}
 		if a.Now == nil {
 			a.Now = time.Now
 		}
@@ -108,7 +118,11 @@ func (a *Agent) Init(context.Context) error {
 		if a.CheckMember == nil {
 			a.CheckMember = a.checkWithClient
 		}
-		return host.EnsurePrivateDir(a.SnapshotDir)
+		if err := host.EnsurePrivateDir(a.SnapshotDir); err != nil {
+			return err
+		}
+		a.lastScheduled = newestScheduled(a.SnapshotDir, a.Node)
+		return nil
 	})
 }
 
@@ -207,6 +221,15 @@ func (a *Agent) Sync(ctx context.Context) error {
 			a.queue.Add(controlplane.Name)
 		}
 		return nil
+	}
+	if act.Change == nil && act.Check == nil && ScheduledDue(a.Interval, a.lastScheduled, a.failedScheduled, a.Now()) {
+		sn := a.takeScheduled(ctx, local)
+		if sn.Error != "" {
+			a.failedScheduled = sn.Time.Time
+		} else {
+			a.lastScheduled = sn.Time.Time
+		}
+		return a.patchStatus(ctx, map[string]any{"scheduled": map[string]any{a.Node: snapshotEntry(sn)}}, "the scheduled etcd snapshot")
 	}
 	if act.Change != nil {
 		a.change(local, act.Change)
@@ -319,7 +342,7 @@ func (a *Agent) takeSnapshot(ctx context.Context, local *corev1.Pod, generation 
 		return fail(err)
 	}
 	out.Path, out.Revision, out.Size = path, rev, size
-	if err := prune(a.SnapshotDir, a.Keep); err != nil {
+	if err := prune(a.SnapshotDir, a.Keep, a.KeepScheduled); err != nil {
 		a.Log.Warn("removing old etcd snapshots", "err", err)
 	}
 	a.Events.Event(corev1.EventTypeNormal, "EtcdSnapshotTaken",
@@ -328,11 +351,71 @@ func (a *Agent) takeSnapshot(ctx context.Context, local *corev1.Pod, generation 
 	return out
 }
 
+// takeScheduled takes a scheduled snapshot of the local member and keeps the newest
+// KeepScheduled of them.
+func (a *Agent) takeScheduled(ctx context.Context, local *corev1.Pod) controlplane.EtcdSnapshot {
+	now := a.Now()
+	out := controlplane.EtcdSnapshot{Time: metav1.NewTime(now)}
+	path := filepath.Join(a.SnapshotDir, fmt.Sprintf("%s%s%s%s%s", snapshotPrefix, a.Node, scheduledInfix,
+		now.UTC().Format("20060102T150405Z"), snapshotSuffix))
+	err := func() error {
+		endpoint, err := clientEndpoint(local)
+		if err != nil {
+			return err
+		}
+		if err := host.EnsurePrivateDir(a.SnapshotDir); err != nil {
+			return err
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		out.Revision, out.Size, err = a.Snapshot(sctx, endpoint, path)
+		return err
+	}()
+	if err != nil {
+		out.Error = err.Error()
+		a.Events.Event(corev1.EventTypeWarning, "EtcdSnapshotFailed", fmt.Sprintf("scheduled snapshot of etcd: %v (trying again in %s)", err, RetryAfter))
+		a.Log.Warn("scheduled etcd snapshot failed", "err", err)
+		return out
+	}
+	out.Path = path
+	if err := prune(a.SnapshotDir, a.Keep, a.KeepScheduled); err != nil {
+		a.Log.Warn("removing old etcd snapshots", "err", err)
+	}
+	a.Events.Event(corev1.EventTypeNormal, "EtcdSnapshotTaken",
+		fmt.Sprintf("scheduled snapshot of etcd: %s (revision %d, %d bytes)", path, out.Revision, out.Size))
+	a.Log.Info("scheduled etcd snapshot taken", "path", path, "revision", out.Revision, "size", out.Size)
+	return out
+}
+
+// newestScheduled is the time of the newest scheduled snapshot of node in dir (zero:
+// none).
+func newestScheduled(dir, node string) time.Time {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return time.Time{}
+	}
+	var newest time.Time
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), snapshotPrefix+node+scheduledInfix) || !strings.HasSuffix(e.Name(), snapshotSuffix) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.ModTime().After(newest) {
+			newest = info.ModTime()
+		}
+	}
+	return newest
+}
+
 // report writes the snapshot into the ControlPlane's status, under this node's name
 // (a merge patch: the other nodes' entries and the operator's fields stay).
 func (a *Agent) report(ctx context.Context, s controlplane.EtcdSnapshot) error {
 	// Every field is written, an empty one as null: a merge patch leaves out what it
 	// does not name, so an error of an earlier try would outlive a success.
+	return a.patchStatus(ctx, map[string]any{"snapshots": map[string]any{a.Node: snapshotEntry(s)}}, "the etcd snapshot")
+}
+
+// snapshotEntry is s as a merge patch: every field named, an empty one as null.
+func snapshotEntry(s controlplane.EtcdSnapshot) map[string]any {
 	entry := map[string]any{"generation": s.Generation, "time": s.Time, "path": nil, "revision": nil, "size": nil, "error": nil}
 	if s.Path != "" {
 		entry["path"], entry["revision"], entry["size"] = s.Path, s.Revision, s.Size
@@ -340,7 +423,7 @@ func (a *Agent) report(ctx context.Context, s controlplane.EtcdSnapshot) error {
 	if s.Error != "" {
 		entry["error"] = s.Error
 	}
-	return a.patchStatus(ctx, map[string]any{"snapshots": map[string]any{a.Node: entry}}, "the etcd snapshot")
+	return entry
 }
 
 // patchStatus merges etcd into the ControlPlane's status.etcd.
@@ -376,7 +459,7 @@ func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
 			if _, err := host.WriteFile(keep, old, 0o600); err != nil {
 				return err
 			}
-			if err := prune(a.SnapshotDir, a.Keep); err != nil {
+			if err := prune(a.SnapshotDir, a.Keep, a.KeepScheduled); err != nil {
 				a.Log.Warn("removing old etcd static pods", "err", err)
 			}
 		}
@@ -416,13 +499,17 @@ func (a *Agent) snapshotWithClient(ctx context.Context, endpoint, path string) (
 const (
 	snapshotPrefix = "etcd-"
 	snapshotSuffix = ".db"
+	// scheduledInfix marks scheduled snapshots (etcd-<node>-scheduled-<time>.db), pruned
+	// apart from those taken before changes.
+	scheduledInfix = "-scheduled-"
 	// replacedPrefix names the static pods a member change replaced (etcd.yaml.before-<time>).
 	replacedPrefix = manifests.EtcdManifest + ".before-"
 )
 
-// prune removes all but the newest keep snapshots of dir, and all but the newest keep
-// static pods that member changes replaced.
-func prune(dir string, keep int) error {
+// prune removes all but the newest keep snapshots taken before changes of dir, all but the
+// newest keepScheduled scheduled ones, and all but the newest keep static pods that member
+// changes replaced. Other files (a snapshot saved by hand) stay.
+func prune(dir string, keep, keepScheduled int) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
@@ -431,7 +518,7 @@ func prune(dir string, keep int) error {
 		name string
 		mod  time.Time
 	}
-	var snaps, replaced []file
+	var snaps, scheduled, replaced []file
 	for _, e := range entries {
 		if !e.Type().IsRegular() {
 			continue
@@ -448,14 +535,20 @@ func prune(dir string, keep int) error {
 		switch {
 		case strings.HasPrefix(name, replacedPrefix):
 			replaced = append(replaced, file{name, info.ModTime()})
+		case strings.HasPrefix(name, snapshotPrefix) && strings.HasSuffix(name, snapshotSuffix) && strings.Contains(name, scheduledInfix):
+			scheduled = append(scheduled, file{name, info.ModTime()})
 		case strings.HasPrefix(name, snapshotPrefix) && strings.HasSuffix(name, snapshotSuffix):
 			snaps = append(snaps, file{name, info.ModTime()})
 		}
 	}
 	var errs []error
-	for _, files := range [][]file{snaps, replaced} {
+	for _, g := range []struct {
+		files []file
+		keep  int
+	}{{snaps, keep}, {scheduled, keepScheduled}, {replaced, keep}} {
+		files := g.files
 		slices.SortFunc(files, func(a, b file) int { return b.mod.Compare(a.mod) })
-		for i := keep; i < len(files); i++ {
+		for i := g.keep; i < len(files); i++ {
 			errs = append(errs, os.Remove(filepath.Join(dir, files[i].name)))
 		}
 	}

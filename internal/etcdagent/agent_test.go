@@ -331,8 +331,10 @@ func TestASnapshotRetriedClearsItsError(t *testing.T) {
 	}
 }
 
-// The newest snapshots and the newest replaced static pods are kept, keep of each; a
-// snapshot left half-written is removed; other files are left alone.
+// The newest snapshots and the newest replaced static pods are kept, keep of each, and
+// the newest keepScheduled scheduled snapshots, counted apart (frequent scheduled ones
+// never push out the snapshot taken before an upgrade); a snapshot left half-written is
+// removed; other files (one saved by hand) are left alone.
 func TestPruneKeepsTheNewestOfEach(t *testing.T) {
 	dir := t.TempDir()
 	base := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
@@ -352,7 +354,11 @@ func TestPruneKeepsTheNewestOfEach(t *testing.T) {
 	}
 	write("etcd-n1-generation-9.db.part", 0)
 	write("notes.txt", 9)
-	if err := prune(dir, 2); err != nil {
+	write("etcd-n1-scheduled-a.db", 5)
+	write("etcd-n1-scheduled-b.db", 6)
+	write("etcd-n1-scheduled-c.db", 7)
+	write("manual-n1-x.db", 20)
+	if err := prune(dir, 2, 1); err != nil {
 		t.Fatal(err)
 	}
 	var left []string
@@ -360,8 +366,111 @@ func TestPruneKeepsTheNewestOfEach(t *testing.T) {
 	for _, e := range entries {
 		left = append(left, e.Name())
 	}
-	want := []string{"etcd-n1-generation-0.db", "etcd-n1-generation-1.db", "etcd.yaml.before-0", "etcd.yaml.before-1", "notes.txt"}
+	want := []string{"etcd-n1-generation-0.db", "etcd-n1-generation-1.db", "etcd-n1-scheduled-a.db", "etcd.yaml.before-0", "etcd.yaml.before-1", "manual-n1-x.db", "notes.txt"}
 	if !slices.Equal(left, want) {
 		t.Errorf("left %v, want %v", left, want)
+	}
+}
+
+func TestScheduledDue(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name         string
+		interval     time.Duration
+		last, failed time.Time
+		want         bool
+	}{
+		{"off", 0, time.Time{}, time.Time{}, false},
+		{"none yet", time.Hour, time.Time{}, time.Time{}, true},
+		{"recent", time.Hour, now.Add(-59 * time.Minute), time.Time{}, false},
+		{"an interval ago", time.Hour, now.Add(-time.Hour), time.Time{}, true},
+		{"failed just now", time.Hour, now.Add(-2 * time.Hour), now.Add(-time.Second), false},
+		{"failed a while ago", time.Hour, now.Add(-2 * time.Hour), now.Add(-RetryAfter), true},
+		{"a failure before the last success", time.Hour, now.Add(-time.Hour), now.Add(-2 * time.Hour), true},
+	} {
+		if got := ScheduledDue(c.interval, c.last, c.failed, now); got != c.want {
+			t.Errorf("%s: due %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// Scheduled snapshots are taken every interval, reported under status.etcd.scheduled
+// (the operator's snapshots entry stays), and only the newest KeepScheduled stay on disk,
+// 0600 in a 0700 directory.
+func TestScheduledSnapshotsAreTakenReportedAndPruned(t *testing.T) {
+	name := configtest.Config(t, nil).Node.Name
+	a, client, ev := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{
+		Snapshots: map[string]controlplane.EtcdSnapshot{name: {Generation: 1, Path: "/x"}}}})
+	var mu sync.Mutex
+	clock := time.Now()
+	a.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	a.Interval, a.KeepScheduled = time.Hour, 2
+	taken := 0
+	a.Snapshot = func(_ context.Context, _, path string) (int64, int64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		taken++
+		if err := os.WriteFile(path, []byte("snapshot"), 0o600); err != nil {
+			return 0, 0, err
+		}
+		return int64(100 + taken), 8, os.Chtimes(path, clock, clock)
+	}
+	scheduled := func() (controlplane.EtcdSnapshot, *controlplane.EtcdStatus) {
+		u, err := client.Resource(controlplane.GroupVersionResource).Get(context.Background(), controlplane.Name, metav1.GetOptions{})
+		if err != nil {
+			return controlplane.EtcdSnapshot{}, nil
+		}
+		cp, _ := controlplane.FromUnstructured(u)
+		if cp == nil || cp.Status.Etcd == nil {
+			return controlplane.EtcdSnapshot{}, nil
+		}
+		return cp.Status.Etcd.Scheduled[a.Node], cp.Status.Etcd
+	}
+	run(t, a)
+	eventually(t, "the first scheduled snapshot reported", func() bool { sn, _ := scheduled(); return sn.Revision == 101 })
+	if err := a.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if taken != 1 {
+		t.Errorf("%d snapshots within one interval, want 1", taken)
+	}
+	mu.Unlock()
+	for i := 0; i < 3; i++ {
+		mu.Lock()
+		clock = clock.Add(time.Hour)
+		mu.Unlock()
+		if err := a.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sn, st := scheduled()
+	if sn.Revision != 104 || sn.Generation != 0 || !strings.Contains(sn.Path, "-scheduled-") {
+		t.Errorf("newest scheduled snapshot reported %+v, want the fourth (revision 104)", sn)
+	}
+	if st.Snapshots[name].Path != "/x" {
+		t.Errorf("the snapshot before a change was overwritten: %+v", st.Snapshots)
+	}
+	files, _ := filepath.Glob(filepath.Join(a.SnapshotDir, "etcd-*-scheduled-*.db"))
+	if len(files) != 2 || !slices.Contains(files, sn.Path) {
+		t.Errorf("on disk %v, want the newest two, %s among them", files, sn.Path)
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want 0600", f, fi.Mode(), err)
+		}
+	}
+	if fi, err := os.Stat(a.SnapshotDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("snapshot directory mode %v, want 0700", fi.Mode())
+	}
+	if !ev.has("EtcdSnapshotTaken") {
+		t.Error("no EtcdSnapshotTaken Event")
+	}
+
+	// A restarted agent counts from the newest snapshot on disk, not from zero.
+	b := &Agent{Node: a.Node, SnapshotDir: a.SnapshotDir}
+	b.lastScheduled = newestScheduled(b.SnapshotDir, b.Node)
+	if !b.lastScheduled.Equal(clock) {
+		t.Errorf("a new agent sees the newest scheduled snapshot at %v, want %v", b.lastScheduled, clock)
 	}
 }

@@ -45,6 +45,19 @@ type Action struct {
 	Check *controlplane.EtcdMemberChange
 }
 
+// ScheduledDue says a scheduled snapshot is due: every interval (0: never), counted from
+// the newest scheduled one (last; zero: none yet, due at once), or RetryAfter after a
+// failed try (failed).
+func ScheduledDue(interval time.Duration, last, failed, now time.Time) bool {
+	switch {
+	case interval <= 0:
+		return false
+	case !failed.IsZero() && failed.After(last) && now.Sub(failed) < RetryAfter:
+		return false
+	}
+	return last.IsZero() || now.Sub(last) >= interval
+}
+
 // CheckEvery is how often the agent checks its member while the operator names it.
 const CheckEvery = 3 * time.Second
 

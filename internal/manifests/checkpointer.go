@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"fmt"
 	"path"
 	"strconv"
 	"strings"
@@ -86,7 +87,7 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 		ds,
 	}
 	if cfg.Cluster.Etcd.Local != nil {
-		objs = append(objs, etcdAgent(ds, labels)...)
+		objs = append(objs, etcdAgent(ds, labels, cfg.Cluster.Etcd.Local.Snapshots)...)
 	}
 	return objs
 }
@@ -96,7 +97,7 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 // snapshot directory, and a ClusterRole to read the ControlPlane and report its
 // snapshots in the status. The operator's word is in that status, which only the
 // operator and the node agents (and cluster administrators) may write.
-func etcdAgent(ds *appsv1.DaemonSet, labels map[string]string) []runtime.Object {
+func etcdAgent(ds *appsv1.DaemonSet, labels map[string]string, snapshots *config.EtcdSnapshots) []runtime.Object {
 	spec := &ds.Spec.Template.Spec
 	c := &spec.Containers[0]
 	for _, f := range []struct{ name, file string }{
@@ -108,6 +109,10 @@ func etcdAgent(ds *appsv1.DaemonSet, labels map[string]string) []runtime.Object 
 	v, m := hostPathVolume("etcd-snapshots", EtcdSnapshotDir, corev1.HostPathDirectoryOrCreate, false)
 	spec.Volumes, c.VolumeMounts = append(spec.Volumes, v), append(c.VolumeMounts, m)
 	c.Command = append(c.Command, "--etcd-pki-dir="+EtcdPKIDir, "--etcd-snapshot-dir="+EtcdSnapshotDir)
+	if snapshots != nil && snapshots.Interval != nil {
+		c.Command = append(c.Command, "--etcd-snapshot-interval="+snapshots.Interval.Duration.String(),
+			fmt.Sprintf("--etcd-snapshot-keep=%d", snapshots.Keep))
+	}
 	name := nameCheckpointer + ":etcd"
 	return []runtime.Object{
 		&rbacv1.ClusterRole{

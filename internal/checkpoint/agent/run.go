@@ -33,6 +33,9 @@ type Options struct {
 	// it keeps snapshots.
 	EtcdPKIDir      string
 	EtcdSnapshotDir string
+	// EtcdSnapshotInterval (0: none) and EtcdSnapshotKeep schedule snapshots.
+	EtcdSnapshotInterval time.Duration
+	EtcdSnapshotKeep     int
 }
 
 // DefaultOptions are the DaemonSet's settings.
@@ -100,6 +103,7 @@ func Components(opts Options, log *slog.Logger) (component.Options, []component.
 		components = append(components, &etcdagent.Agent{
 			Client: dyn, Node: nodeName, ManifestsDir: opts.ManifestsDir, SnapshotDir: opts.EtcdSnapshotDir,
 			PKIDir: opts.EtcdPKIDir, Events: sink, Log: log.With("part", "etcd-agent"),
+			Interval: opts.EtcdSnapshotInterval, KeepScheduled: opts.EtcdSnapshotKeep,
 		})
 	}
 	return run, components, nil
