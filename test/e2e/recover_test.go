@@ -1,0 +1,394 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/selfkube/selfkube/test/e2e/framework"
+)
+
+// recoverConfig is selfkubeConfig with scheduled etcd snapshots every minute, two kept.
+func recoverConfig(name, ip string) string {
+	return strings.Replace(selfkubeConfig(name, ip), "imageRepository: registry.local\n",
+		"imageRepository: registry.local\netcd:\n  local:\n    snapshots:\n      interval: 1m\n      keep: 2\n", 1)
+}
+
+// recoverObjects is what the recovery scenarios must keep: configMaps ConfigMaps, a
+// Secret and a Deployment of three replicas in their own namespace.
+const (
+	recoverNamespace  = "recover-data"
+	recoverConfigMaps = 1000
+)
+
+func createRecoverObjects(ctx context.Context, t *testing.T, cs kubernetes.Interface) {
+	t.Helper()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: recoverNamespace}}, metav1.CreateOptions{}); ensureCreated(err) != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, recoverConfigMaps)
+	work := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%04d", i), Namespace: recoverNamespace},
+					Data: map[string]string{"index": fmt.Sprint(i), "payload": strings.Repeat(fmt.Sprint(i%10), 512)}}
+				if _, err := cs.CoreV1().ConfigMaps(recoverNamespace).Create(ctx, cm, metav1.CreateOptions{}); ensureCreated(err) != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < recoverConfigMaps; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "precious", Namespace: recoverNamespace},
+		Data: map[string][]byte{"password": []byte("correct horse battery staple")}}
+	if _, err := cs.CoreV1().Secrets(recoverNamespace).Create(ctx, secret, metav1.CreateOptions{}); ensureCreated(err) != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "recover-web"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: recoverNamespace},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptrTo(int32(3)),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{TerminationGracePeriodSeconds: new(int64), Containers: []corev1.Container{webContainer()}},
+			},
+		},
+	}
+	if _, err := cs.AppsV1().Deployments(recoverNamespace).Create(ctx, d, metav1.CreateOptions{}); ensureCreated(err) != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkRecoverObjects checks once that every object createRecoverObjects made is there
+// with its content and the Deployment has three Ready replicas; it returns the number
+// of ConfigMaps found.
+func checkRecoverObjects(ctx context.Context, cs kubernetes.Interface) (int, error) {
+	cms, err := cs.CoreV1().ConfigMaps(recoverNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, cm := range cms.Items {
+		var i int
+		if _, err := fmt.Sscanf(cm.Name, "cm-%04d", &i); err != nil {
+			continue
+		}
+		if cm.Data["index"] != fmt.Sprint(i) || cm.Data["payload"] != strings.Repeat(fmt.Sprint(i%10), 512) {
+			return n, fmt.Errorf("ConfigMap %s has other content: %v", cm.Name, cm.Data["index"])
+		}
+		n++
+	}
+	if n != recoverConfigMaps {
+		return n, fmt.Errorf("%d of %d ConfigMaps", n, recoverConfigMaps)
+	}
+	s, err := cs.CoreV1().Secrets(recoverNamespace).Get(ctx, "precious", metav1.GetOptions{})
+	if err != nil {
+		return n, err
+	}
+	if string(s.Data["password"]) != "correct horse battery staple" {
+		return n, fmt.Errorf("the Secret holds %q", s.Data["password"])
+	}
+	d, err := cs.AppsV1().Deployments(recoverNamespace).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		return n, err
+	}
+	if d.Status.ReadyReplicas != 3 || d.Status.ObservedGeneration != d.Generation {
+		return n, fmt.Errorf("the Deployment has %d Ready replicas", d.Status.ReadyReplicas)
+	}
+	return n, nil
+}
+
+// TestRecover loses a self-hosted control plane in the ways issue 17 names and brings it
+// back with `selfkube recover` on one control-plane node with a worker: its workloads
+// deleted through the API (the checkpoints stand in meanwhile; recover creates them
+// again), then etcd's data wiped and the node rebooted (recover --from-snapshot). Every
+// object is there after each, with its content; the Deployment runs, the worker is Ready,
+// a new node joins; scheduled snapshots appear at their interval and are pruned.
+func TestRecover(t *testing.T) {
+	h := framework.NewForTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	bin := selfkubeBinary(t)
+	const cpName, cpIP, wName, wIP, jName, jIP = "rc1", "172.31.0.71", "rcw", "172.31.0.72", "rcj", "172.31.0.73"
+	opts := framework.UpOptions{NoPodNetwork: true, Selfkube: bin}
+	cp, err := h.UpWith(ctx, cpName, cpIP, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker, err := h.UpWith(ctx, wName, wIP, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := "/etc/kubernetes/selfkube.yaml"
+	if err := os.WriteFile(cp.HostPath(cfgFile), []byte(recoverConfig(cpName, cpIP)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	step(t, "InitAndJoin", func(t *testing.T) {
+		out, err := cp.Exec(ctx, bin, "init", "--config", cfgFile)
+		if err != nil {
+			t.Fatalf("selfkube init: %v\n%s", err, out)
+		}
+		if out, err := worker.Exec(ctx, append([]string{bin}, joinCommandArgs(t, out)...)...); err != nil {
+			t.Fatalf("join of the worker: %v\n%s", err, out)
+		}
+	})
+	_, adminCfg, cs := adminOf(t, cp, cpIP)
+	adminCfg.QPS, adminCfg.Burst = 200, 400
+	fast, err := kubernetes.NewForConfig(adminCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpc := newControlPlaneClient(ctx, t, adminCfg)
+	nodes := []string{cpName, wName}
+	var firstScheduled time.Time
+	step(t, "Objects", func(t *testing.T) {
+		wait(ctx, t, 3*time.Minute, "both nodes Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, nodes...) })
+		start := time.Now()
+		createRecoverObjects(ctx, t, fast)
+		t.Logf("created %d ConfigMaps, a Secret and a Deployment in %s", recoverConfigMaps, time.Since(start).Round(time.Millisecond))
+		wait(ctx, t, 3*time.Minute, "the objects and three Ready replicas", func(ctx context.Context) error {
+			_, err := checkRecoverObjects(ctx, cs)
+			return err
+		})
+		wait(ctx, t, 2*time.Minute, "a scheduled snapshot in the ControlPlane's status", func(ctx context.Context) error {
+			cp, err := cpc.get(ctx)
+			if err != nil {
+				return err
+			}
+			if cp.Status.Etcd == nil || cp.Status.Etcd.Scheduled[cpName].Path == "" {
+				return fmt.Errorf("status.etcd.scheduled has no snapshot of %s", cpName)
+			}
+			firstScheduled = cp.Status.Etcd.Scheduled[cpName].Time.Time
+			return nil
+		})
+	})
+
+	snapshot := "/var/lib/selfkube/backup/cluster.db"
+	step(t, "SnapshotSave", func(t *testing.T) {
+		start := time.Now()
+		out, err := cp.Exec(ctx, bin, "etcd", "snapshot", "save", snapshot)
+		t.Logf("selfkube etcd snapshot save (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"✓ snapshot of etcd member " + cpName, snapshot + ": revision ", "checksum ok"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("snapshot save does not say %q", want)
+			}
+		}
+		checkPrivateDirs(t, cp, filepath.Dir(snapshot))
+		if fi, err := os.Stat(cp.HostPath(snapshot)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("the snapshot file: %v, mode %v; want 0600", err, fi.Mode())
+		}
+		if out, err := cp.Exec(ctx, bin, "etcd", "snapshot", "save", snapshot); err == nil || !strings.Contains(out, "exists") {
+			t.Errorf("a second save to the same file: %v, want a refusal:\n%s", err, out)
+		}
+		out, err = cp.Exec(ctx, bin, "etcd", "snapshot", "status", snapshot)
+		if err != nil || !strings.Contains(out, "checksum ok") {
+			t.Errorf("snapshot status: %v\n%s", err, out)
+		}
+	})
+
+	step(t, "RecoverDeletedControlPlaneWorkloads", func(t *testing.T) {
+		// Deleted through the API, as a mistaken kubectl would: the checkpoints stand in,
+		// past the minute after which a checkpoint without a parent used to be removed.
+		for _, del := range []func() error{
+			func() error {
+				return cs.AppsV1().DaemonSets(metav1.NamespaceSystem).Delete(ctx, "kube-apiserver", metav1.DeleteOptions{})
+			},
+			func() error {
+				return cs.AppsV1().Deployments(metav1.NamespaceSystem).Delete(ctx, "kube-controller-manager", metav1.DeleteOptions{})
+			},
+			func() error {
+				return cs.AppsV1().Deployments(metav1.NamespaceSystem).Delete(ctx, "kube-scheduler", metav1.DeleteOptions{})
+			},
+		} {
+			if err := del(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deleted := time.Now()
+		wait(ctx, t, 2*time.Minute, "the apiserver's checkpoint standing in", func(ctx context.Context) error {
+			if _, err := os.Stat(cp.HostPath("/etc/kubernetes/manifests/checkpoint-kube-apiserver.yaml")); err != nil {
+				return err
+			}
+			return framework.Readyz(ctx, cs)
+		})
+		time.Sleep(time.Until(deleted.Add(80 * time.Second)))
+		if err := framework.Readyz(ctx, cs); err != nil {
+			t.Fatalf("80 s after the apiserver's DaemonSet was deleted, the API does not answer: %v", err)
+		}
+		out, err := cp.Exec(ctx, bin, "recover", "--dry-run")
+		if err != nil || !strings.Contains(out, "nothing was changed") {
+			t.Errorf("recover --dry-run: %v\n%s", err, out)
+		}
+		start := time.Now()
+		out, err = cp.Exec(ctx, bin, "recover")
+		t.Logf("selfkube recover (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "created kube-apiserver, kube-controller-manager, kube-scheduler") {
+			t.Errorf("recover does not say it created the three workloads")
+		}
+		wait(ctx, t, 3*time.Minute, "the self-hosted control plane back, no checkpoint standing in", func(ctx context.Context) error {
+			return controlPlaneBack(ctx, cs, cpName, time.Time{}, cp.HostPath("/etc/kubernetes/manifests"))
+		})
+		n, err := checkRecoverObjects(ctx, cs)
+		t.Logf("after recover: %d ConfigMaps (of %d)", n, recoverConfigMaps)
+		if err != nil {
+			t.Error(err)
+		}
+	})
+
+	step(t, "RecoverFromSnapshotAfterEtcdDataLost", func(t *testing.T) {
+		if err := cp.PowerOff(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(cp.HostPath("/var/lib/etcd")); err != nil {
+			t.Fatal(err)
+		}
+		if err := cp.PowerOn(ctx); err != nil {
+			t.Fatal(err)
+		}
+		poweredOn := time.Now()
+		// etcd starts empty: the API, once it answers, has lost every object.
+		wait(ctx, t, 3*time.Minute, "the API answering after the reboot", func(ctx context.Context) error { return framework.Readyz(ctx, cs) })
+		if _, err := cs.CoreV1().Namespaces().Get(ctx, recoverNamespace, metav1.GetOptions{}); err == nil {
+			t.Fatal("the namespace survived the loss of etcd's data: the scenario did not lose it")
+		}
+		out, err := cp.Exec(ctx, bin, "recover", "--from-snapshot", snapshot, "--dry-run")
+		if err != nil || !strings.Contains(out, "nothing was changed") || !strings.Contains(out, "restore "+snapshot) {
+			t.Errorf("recover --from-snapshot --dry-run: %v\n%s", err, out)
+		}
+		start := time.Now()
+		var readyz time.Duration
+		done := make(chan struct{})
+		go func() { // the first /readyz of the restored cluster, as a client sees it
+			defer close(done)
+			for ctx.Err() == nil {
+				if _, err := cs.CoreV1().Namespaces().Get(ctx, recoverNamespace, metav1.GetOptions{}); err == nil && framework.Readyz(ctx, cs) == nil {
+					readyz = time.Since(start)
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}()
+		out, err = cp.Exec(ctx, bin, "recover", "--from-snapshot", snapshot)
+		took := time.Since(start)
+		t.Logf("selfkube recover --from-snapshot (%s):\n%s", took.Round(time.Millisecond), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		t.Logf("recover --from-snapshot: restored data served after %s, control plane reconverged after %s", readyz.Round(time.Millisecond), took.Round(time.Millisecond))
+		for _, want := range []string{"moved /var/lib/etcd aside to /var/lib/etcd.before-recover-", "etcd now has one member, " + cpName} {
+			if !strings.Contains(out, want) {
+				t.Errorf("recover does not say %q", want)
+			}
+		}
+		aside, _ := filepath.Glob(cp.HostPath("/var/lib/etcd.before-recover-*"))
+		if len(aside) != 1 {
+			t.Errorf("the data directory moved aside: %v, want one", aside)
+		}
+		wait(ctx, t, 5*time.Minute, "every object back, the Deployment's replicas Ready", func(ctx context.Context) error {
+			_, err := checkRecoverObjects(ctx, cs)
+			return err
+		})
+		n, _ := checkRecoverObjects(ctx, cs)
+		t.Logf("after recover --from-snapshot: %d ConfigMaps (of %d)", n, recoverConfigMaps)
+		// The restored statuses say what ran before; the pods must run again, now: on the
+		// rebooted node (and on the worker too, if its kubelet saw them gone from the empty
+		// cluster) with containers started since the reboot.
+		wait(ctx, t, 3*time.Minute, "the Deployment's three pods running", func(ctx context.Context) error {
+			pods, err := cs.CoreV1().Pods(recoverNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=recover-web"})
+			if err != nil {
+				return err
+			}
+			running := 0
+			for i := range pods.Items {
+				p := &pods.Items[i]
+				if framework.PodReady(p) && (p.Spec.NodeName == wName || podRestartedSince(p, poweredOn) == nil) {
+					running++
+				}
+			}
+			if running != 3 {
+				return fmt.Errorf("%d of 3 pods run since the reboot", running)
+			}
+			return nil
+		})
+		wait(ctx, t, 3*time.Minute, "both nodes Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, nodes...) })
+		wait(ctx, t, 3*time.Minute, "the self-hosted control plane back, no checkpoint standing in", func(ctx context.Context) error {
+			return controlPlaneBack(ctx, cs, cpName, time.Time{}, cp.HostPath("/etc/kubernetes/manifests"))
+		})
+		// A second run finds nothing left to do and changes nothing.
+		out, err = cp.Exec(ctx, bin, "recover")
+		if err != nil || !strings.Contains(out, "none was missing") {
+			t.Errorf("recover after the recovery: %v\n%s", err, out)
+		}
+	})
+
+	step(t, "JoinAfterRecovery", func(t *testing.T) {
+		joiner, err := h.UpWith(ctx, jName, jIP, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := cp.Exec(ctx, bin, "token", "create", "--print-join-command")
+		if err != nil {
+			t.Fatalf("token create: %v\n%s", err, out)
+		}
+		if out, err := joiner.Exec(ctx, append([]string{bin}, joinCommandArgs(t, out)...)...); err != nil {
+			t.Fatalf("join after the recovery: %v\n%s", err, out)
+		}
+		wait(ctx, t, 3*time.Minute, "the new node Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, jName) })
+	})
+
+	step(t, "ScheduledSnapshotsTakenAndPruned", func(t *testing.T) {
+		wait(ctx, t, 3*time.Minute, "a scheduled snapshot a minute after the first", func(ctx context.Context) error {
+			c, err := cpc.get(ctx)
+			if err != nil {
+				return err
+			}
+			if c.Status.Etcd == nil || !c.Status.Etcd.Scheduled[cpName].Time.After(firstScheduled.Add(50*time.Second)) {
+				return fmt.Errorf("no scheduled snapshot since %s", firstScheduled)
+			}
+			return nil
+		})
+		files, _ := filepath.Glob(cp.HostPath("/var/lib/selfkube/etcd-snapshots/etcd-" + cpName + "-scheduled-*.db"))
+		if len(files) != 2 {
+			t.Errorf("scheduled snapshots on disk: %v; want the newest 2 (keep: 2)", files)
+		}
+		for _, f := range files {
+			if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %v, mode %v; want 0600", f, err, fi.Mode())
+			}
+		}
+		checkPrivateDirs(t, cp, "/var/lib/selfkube/etcd-snapshots")
+	})
+}
