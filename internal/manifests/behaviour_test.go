@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"encoding/json"
 	"path"
 	"slices"
 	"strings"
@@ -884,6 +885,44 @@ func TestControllerManagerGateFollowsTheVersion(t *testing.T) {
 			}
 			if got := flagValues(cmd, "feature-gates"); !slices.Equal(got, tc.want) {
 				t.Errorf("%s at %s with user gate %q: --feature-gates = %v, want %v", file, tc.version, tc.user, got, tc.want)
+			}
+		}
+	}
+}
+
+// The checkpoints of the controller manager and the scheduler talk to the apiserver on
+// the node's address, where an apiserver checkpoint serves (it does not listen on
+// loopback): with the apiserver's DaemonSet deleted, only a controller manager that
+// reaches the apiserver's stand-in can create its pods again. The self-hosted pods keep
+// loopback. An IPv6 node address is bracketed.
+func TestControlPlaneStandInsReachTheAPIServerStandIn(t *testing.T) {
+	v6 := validConfig(t, &config.Config{Node: config.NodeConfiguration{AdvertiseAddress: "2001:db8::10"},
+		Cluster: config.ClusterConfiguration{Networking: config.Networking{PodSubnet: "fd00:10:244::/56", ServiceSubnet: "fd00:10:96::/112"}}})
+	for _, c := range []struct {
+		cfg  *config.Config
+		want string
+	}{{defaultConfig(t), "--master=https://$(HOST_IP):6443"}, {v6, "--master=https://[$(HOST_IP)]:6443"}} {
+		w, err := Workloads(c.cfg.Cluster, []string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{nameControllerManager, nameScheduler} {
+			d := w[name].(*appsv1.Deployment)
+			ct := d.Spec.Template.Spec.Containers[0]
+			if got := flagValues(ct.Command, "master"); !slices.Equal(got, []string{"https://127.0.0.1:6443"}) {
+				t.Errorf("%s: the self-hosted pod's --master = %v, want loopback", name, got)
+			}
+			var args map[string][]string
+			if err := json.Unmarshal([]byte(d.Spec.Template.Annotations[checkpoint.AnnotationCheckpointArgs]), &args); err != nil {
+				t.Fatalf("%s: %s: %v", name, checkpoint.AnnotationCheckpointArgs, err)
+			}
+			if !slices.Equal(args[ct.Name], []string{c.want}) {
+				t.Errorf("%s: checkpoint args %v, want %s", name, args, c.want)
+			}
+			if !slices.ContainsFunc(ct.Env, func(e corev1.EnvVar) bool {
+				return e.Name == "HOST_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.hostIP"
+			}) {
+				t.Errorf("%s: no HOST_IP from status.hostIP: %+v", name, ct.Env)
 			}
 		}
 	}

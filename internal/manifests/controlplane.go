@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"slices"
@@ -198,11 +199,32 @@ func localAPIServer(_ *config.Config) string {
 }
 
 func controllerManagerDeployment(cfg *config.Config) *appsv1.Deployment {
-	return controlPlaneDeployment(nameControllerManager, controllerManagerContainer(cfg, secretPath, localAPIServer(cfg)))
+	return standInAtNodeAddress(cfg, controlPlaneDeployment(nameControllerManager, controllerManagerContainer(cfg, secretPath, localAPIServer(cfg))))
 }
 
 func schedulerDeployment(cfg *config.Config) *appsv1.Deployment {
-	return controlPlaneDeployment(nameScheduler, schedulerContainer(cfg, secretPath, localAPIServer(cfg)))
+	return standInAtNodeAddress(cfg, controlPlaneDeployment(nameScheduler, schedulerContainer(cfg, secretPath, localAPIServer(cfg))))
+}
+
+// standInAtNodeAddress makes the checkpoint of a controller manager or scheduler talk to
+// the apiserver on the node's address (HOST_IP) instead of loopback: that is where a
+// checkpoint of the apiserver serves (it does not listen on loopback), so the stand-ins
+// keep working together while the self-hosted apiserver is absent, e.g. when its
+// DaemonSet was deleted and only the controller manager's stand-in can create its pods
+// again. The self-hosted pods themselves keep talking to loopback.
+func standInAtNodeAddress(cfg *config.Config, d *appsv1.Deployment) *appsv1.Deployment {
+	c := &d.Spec.Template.Spec.Containers[0]
+	c.Env = append(c.Env, fieldEnv("HOST_IP", "status.hostIP"))
+	host := "$(HOST_IP)"
+	if ip := net.ParseIP(cfg.Node.AdvertiseAddress); ip != nil && ip.To4() == nil {
+		host = "[" + host + "]"
+	}
+	args, err := json.Marshal(map[string][]string{c.Name: {"--master=https://" + host + ":" + strconv.Itoa(apiServerPort)}})
+	if err != nil { // a map of strings always marshals
+		panic(err)
+	}
+	d.Spec.Template.Annotations[checkpoint.AnnotationCheckpointArgs] = string(args)
+	return d
 }
 
 // disruptionBudget keeps at least one replica of a control-plane Deployment through

@@ -59,6 +59,7 @@ var benchVariants = []benchVariant{
 	{name: "kubeadm", test: "kubeadm-upgrade", run: benchKubeadmUpgrade},
 	{name: "selfkube", test: "selfkube-upgrade", run: benchSelfkubeUpgrade},
 	{name: "selfkube", test: "selfkube-upgrade-three-control-planes", run: benchSelfkubeUpgradeHA},
+	{name: "selfkube", test: "selfkube-recover", run: benchSelfkubeRecover},
 }
 
 // TestBench measures the benchmark table (`make bench`). It runs only with SELFKUBE_BENCH=1

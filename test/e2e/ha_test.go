@@ -584,6 +584,78 @@ func TestHA(t *testing.T) {
 			t.Errorf("reset left /etc/kubernetes/pki: %v", err)
 		}
 	})
+
+	// ha3 left etcd; now ha2 and ha3 are powered off for good: two of the three
+	// control-plane nodes are gone and etcd (ha1, ha2) has lost its quorum. recover
+	// --force-new-cluster on ha1 makes its member the only one, with all its data; then a
+	// new control-plane node joins.
+	step(t, "QuorumLostForGoodRecoveredOnTheSurvivor", func(t *testing.T) {
+		marker := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before-quorum-loss", Namespace: metav1.NamespaceDefault},
+			Data: map[string]string{"kept": "yes"}}
+		if _, err := cs.CoreV1().ConfigMaps(metav1.NamespaceDefault).Create(ctx, marker, metav1.CreateOptions{}); ensureCreated(err) != nil {
+			t.Fatal(err)
+		}
+		before, err := cs.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"ha3", "ha2"} {
+			if err := nodes[n].PowerOff(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wait(ctx, t, time.Minute, "etcd without a leader", func(ctx context.Context) error {
+			if etcdHealthy(ctx, cps[0].ip, 2) == nil {
+				return fmt.Errorf("etcd still healthy")
+			}
+			return nil
+		})
+		out, err := first.Exec(ctx, bin, "recover", "--force-new-cluster", "--dry-run")
+		if err != nil || !strings.Contains(out, "--force-new-cluster: member ha1 becomes the only member") {
+			t.Errorf("recover --force-new-cluster --dry-run: %v\n%s", err, out)
+		}
+		start := time.Now()
+		out, err = first.Exec(ctx, bin, "recover", "--force-new-cluster")
+		t.Logf("selfkube recover --force-new-cluster (%s):\n%s", time.Since(start).Round(time.Millisecond), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "The control-plane nodes ha2") {
+			t.Errorf("recover does not name ha2 as a node to join again")
+		}
+		wait(ctx, t, time.Minute, "etcd with one member", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 1) })
+		got, err := cs.CoreV1().ConfigMaps(metav1.NamespaceDefault).Get(ctx, marker.Name, metav1.GetOptions{})
+		if err != nil || got.Data["kept"] != "yes" {
+			t.Fatalf("the ConfigMap written before the loss: %v %v", got, err)
+		}
+		after, err := cs.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("ConfigMaps before the quorum loss: %d, after recover --force-new-cluster: %d", len(before.Items), len(after.Items))
+		if len(after.Items) < len(before.Items) {
+			t.Errorf("%d ConfigMaps after the recovery, %d before", len(after.Items), len(before.Items))
+		}
+		if aside, _ := filepath.Glob(first.HostPath("/var/lib/etcd.before-recover-*")); len(aside) != 1 {
+			t.Errorf("the copy of etcd's data set aside: %v, want one", aside)
+		}
+
+		// A new control-plane node joins the recovered cluster.
+		ha4, err := h.UpWith(ctx, "ha4", "172.31.0.45", framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err = first.Exec(ctx, bin, "token", "create", "--control-plane", "--print-join-command")
+		if err != nil {
+			t.Fatalf("token create --control-plane: %v\n%s", err, out)
+		}
+		join := strings.Fields(strings.TrimSpace(out))
+		if out, err := ha4.Exec(ctx, append([]string{bin}, join[1:]...)...); err != nil {
+			t.Fatalf("join --control-plane of ha4 after the recovery: %v\n%s", err, out)
+		}
+		wait(ctx, t, 2*time.Minute, "etcd with two healthy members", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 2) })
+		wait(ctx, t, 3*time.Minute, "ha4 Ready", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, "ha4") })
+	})
 }
 
 // listsEtcdMembers says whether an apiserver container lists the etcd member of every

@@ -35,34 +35,7 @@ const (
 
 func createRecoverObjects(ctx context.Context, t *testing.T, cs kubernetes.Interface) {
 	t.Helper()
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: recoverNamespace}}, metav1.CreateOptions{}); ensureCreated(err) != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, recoverConfigMaps)
-	work := make(chan int)
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%04d", i), Namespace: recoverNamespace},
-					Data: map[string]string{"index": fmt.Sprint(i), "payload": strings.Repeat(fmt.Sprint(i%10), 512)}}
-				if _, err := cs.CoreV1().ConfigMaps(recoverNamespace).Create(ctx, cm, metav1.CreateOptions{}); ensureCreated(err) != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	for i := 0; i < recoverConfigMaps; i++ {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	createConfigMaps(ctx, t, cs, 0, recoverConfigMaps)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "precious", Namespace: recoverNamespace},
 		Data: map[string][]byte{"password": []byte("correct horse battery staple")}}
 	if _, err := cs.CoreV1().Secrets(recoverNamespace).Create(ctx, secret, metav1.CreateOptions{}); ensureCreated(err) != nil {
@@ -85,24 +58,77 @@ func createRecoverObjects(ctx context.Context, t *testing.T, cs kubernetes.Inter
 	}
 }
 
+// createConfigMaps creates the ConfigMaps cm-<from> to cm-<to - 1> (and their namespace),
+// 16 at a time.
+func createConfigMaps(ctx context.Context, t *testing.T, cs kubernetes.Interface, from, to int) {
+	t.Helper()
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: recoverNamespace}}, metav1.CreateOptions{}); ensureCreated(err) != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, to-from)
+	work := make(chan int)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if _, err := cs.CoreV1().ConfigMaps(recoverNamespace).Create(ctx, configMap(i), metav1.CreateOptions{}); ensureCreated(err) != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := from; i < to; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// configMap is ConfigMap number i: its index and half a kilobyte that depends on it.
+func configMap(i int) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", i), Namespace: recoverNamespace},
+		Data: map[string]string{"index": fmt.Sprint(i), "payload": strings.Repeat(fmt.Sprint(i%10), 512)}}
+}
+
+// countConfigMaps counts the ConfigMaps createConfigMaps made that are there with their
+// content, and fails on one whose content differs.
+func countConfigMaps(ctx context.Context, cs kubernetes.Interface) (int, error) {
+	n := 0
+	opts := metav1.ListOptions{Limit: 2000}
+	for {
+		cms, err := cs.CoreV1().ConfigMaps(recoverNamespace).List(ctx, opts)
+		if err != nil {
+			return n, err
+		}
+		for _, cm := range cms.Items {
+			var i int
+			if _, err := fmt.Sscanf(cm.Name, "cm-%05d", &i); err != nil {
+				continue
+			}
+			if want := configMap(i).Data; cm.Data["index"] != want["index"] || cm.Data["payload"] != want["payload"] {
+				return n, fmt.Errorf("ConfigMap %s has other content: %v", cm.Name, cm.Data["index"])
+			}
+			n++
+		}
+		if opts.Continue = cms.Continue; opts.Continue == "" {
+			return n, nil
+		}
+	}
+}
+
 // checkRecoverObjects checks once that every object createRecoverObjects made is there
 // with its content and the Deployment has three Ready replicas; it returns the number
 // of ConfigMaps found.
 func checkRecoverObjects(ctx context.Context, cs kubernetes.Interface) (int, error) {
-	cms, err := cs.CoreV1().ConfigMaps(recoverNamespace).List(ctx, metav1.ListOptions{})
+	n, err := countConfigMaps(ctx, cs)
 	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, cm := range cms.Items {
-		var i int
-		if _, err := fmt.Sscanf(cm.Name, "cm-%04d", &i); err != nil {
-			continue
-		}
-		if cm.Data["index"] != fmt.Sprint(i) || cm.Data["payload"] != strings.Repeat(fmt.Sprint(i%10), 512) {
-			return n, fmt.Errorf("ConfigMap %s has other content: %v", cm.Name, cm.Data["index"])
-		}
-		n++
+		return n, err
 	}
 	if n != recoverConfigMaps {
 		return n, fmt.Errorf("%d of %d ConfigMaps", n, recoverConfigMaps)
@@ -391,4 +417,84 @@ func TestRecover(t *testing.T) {
 		}
 		checkPrivateDirs(t, cp, "/var/lib/selfkube/etcd-snapshots")
 	})
+}
+
+// benchSelfkubeRecover measures, on one control-plane node, a snapshot and a recovery
+// from it after etcd's data was wiped and the node rebooted, with 1,000 ConfigMaps and
+// then with 10,000; each recovery must bring every one of them back.
+func benchSelfkubeRecover(ctx context.Context, t *testing.T, h *framework.Harness, b *bench) {
+	bin := selfkubeBinary(t)
+	const name, ip = "rb1", "172.31.0.74"
+	n, err := h.UpWith(ctx, name, ip, framework.UpOptions{NoPodNetwork: true, Selfkube: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(n.HostPath("/etc/kubernetes/selfkube.yaml"), []byte(selfkubeConfig(name, ip)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.Exec(ctx, bin, "init", "--config", "/etc/kubernetes/selfkube.yaml"); err != nil {
+		t.Fatalf("selfkube init: %v\n%s", err, out)
+	}
+	_, cfg, cs := adminOf(t, n, ip)
+	cfg.QPS, cfg.Burst = 200, 400
+	fast, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := 0
+	for _, c := range []struct {
+		objects                     int
+		snapshot, readyz, reconverge string
+	}{
+		{1000, framework.StepSnapshot1k, framework.StepRecoverReadyz1k, framework.StepRecoverControl1k},
+		{10000, framework.StepSnapshot10k, framework.StepRecoverReadyz10k, framework.StepRecoverCtl10k},
+	} {
+		createConfigMaps(ctx, t, fast, created, c.objects)
+		created = c.objects
+		file := fmt.Sprintf("/var/lib/selfkube/backup/bench-%d.db", c.objects)
+		start := time.Now()
+		if out, err := n.Exec(ctx, bin, "etcd", "snapshot", "save", file); err != nil {
+			t.Fatalf("snapshot save: %v\n%s", err, out)
+		}
+		b.table.Add("selfkube", c.snapshot, time.Since(start))
+		if err := n.PowerOff(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(n.HostPath("/var/lib/etcd")); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.PowerOn(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wait(ctx, t, 3*time.Minute, "the API answering, empty", func(ctx context.Context) error { return framework.Readyz(ctx, cs) })
+		start = time.Now()
+		readyz := make(chan time.Duration, 1)
+		go func() {
+			for ctx.Err() == nil {
+				if _, err := cs.CoreV1().ConfigMaps(recoverNamespace).Get(ctx, "cm-00000", metav1.GetOptions{}); err == nil && framework.Readyz(ctx, cs) == nil {
+					readyz <- time.Since(start)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			readyz <- 0
+		}()
+		out, err := n.Exec(ctx, bin, "recover", "--from-snapshot", file)
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("recover --from-snapshot: %v\n%s", err, out)
+		}
+		b.table.Add("selfkube", c.readyz, <-readyz)
+		b.table.Add("selfkube", c.reconverge, took)
+		count, err := countConfigMaps(ctx, cs)
+		t.Logf("%d ConfigMaps before the loss, %d after recover --from-snapshot (%s)", c.objects, count, took.Round(time.Millisecond))
+		if err != nil || count != c.objects {
+			t.Errorf("after the recovery: %d of %d ConfigMaps (%v)", count, c.objects, err)
+		}
+		// What recover moved aside is the wiped cluster's data: nothing to keep.
+		aside, _ := filepath.Glob(n.HostPath("/var/lib/etcd.before-recover-*"))
+		for _, a := range aside {
+			_ = os.RemoveAll(a)
+		}
+	}
 }

@@ -26,6 +26,12 @@ const (
 	StepEtcdChange3      = "three control-plane nodes: etcd flag change: patch → every member restarted with it, one at a time"
 	StepUpgrade1         = "Kubernetes upgrade v1.35.4 → v1.36.3, one control-plane node (kubeadm upgrade apply / selfkube upgrade apply): command → every control-plane pod on the new version, Ready"
 	StepUpgrade3         = "Kubernetes upgrade v1.35.4 → v1.36.3, three control-plane nodes (selfkube upgrade apply): command → done on every node"
+	StepSnapshot1k       = "etcd snapshot save, 1,000 ConfigMaps of 0.5 KiB: command → file written and checked"
+	StepRecoverReadyz1k  = "recover --from-snapshot after etcd's data was wiped, 1,000 ConfigMaps: start → /readyz serving the restored data"
+	StepRecoverControl1k = "recover --from-snapshot, 1,000 ConfigMaps: start → self-hosted control plane reconverged (recover returned)"
+	StepSnapshot10k      = "etcd snapshot save, 10,000 ConfigMaps: command → file written and checked"
+	StepRecoverReadyz10k = "recover --from-snapshot, 10,000 ConfigMaps: start → /readyz serving the restored data"
+	StepRecoverCtl10k    = "recover --from-snapshot, 10,000 ConfigMaps: start → self-hosted control plane reconverged"
 )
 
 // BenchSteps is the row order of the table.
@@ -33,6 +39,7 @@ var BenchSteps = []string{
 	StepInitWall, StepInitToReady, StepJoinWall, StepJoinToReady,
 	StepCPRebootReadyz, StepCPRebootRBAC, StepCPRebootControl, StepCPRebootSystem, StepWorkerRebootPods,
 	StepCPChange, StepCPRollback, StepCPChange3, StepCPRollback3, StepEtcdChange3, StepUpgrade1, StepUpgrade3,
+	StepSnapshot1k, StepRecoverReadyz1k, StepRecoverControl1k, StepSnapshot10k, StepRecoverReadyz10k, StepRecoverCtl10k,
 }
 
 // BenchTable collects durations per step and variant and renders them as a markdown table
