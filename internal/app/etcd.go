@@ -70,7 +70,9 @@ never prune. An existing FILE is refused.`,
 			if _, err := os.Lstat(path); err == nil {
 				return fmt.Errorf("%s exists: give another file name (nothing was written)", path)
 			}
-			if err := host.EnsurePrivateDir(filepath.Dir(path)); err != nil {
+			// Missing directories are made 0700; an existing one is left as it is (the
+			// file itself is 0600).
+			if err := os.MkdirAll(filepath.Dir(path), host.PrivateDirMode); err != nil {
 				return err
 			}
 			step := e.status.Start("snapshot of etcd member " + m.Name + " (" + m.ClientURL + ")")

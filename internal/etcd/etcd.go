@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -205,7 +206,12 @@ func (c *Client) Snapshot(ctx context.Context, path string) (revision, size int6
 	}
 	defer rc.Close()
 	part := path + ".part"
-	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A part left by a killed run is ours to replace; a link planted there is never
+	// followed (O_EXCL|O_NOFOLLOW creates a new file or fails).
+	if err := os.Remove(part); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, 0, err
+	}
+	f, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return 0, 0, err
 	}

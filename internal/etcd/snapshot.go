@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
 )
@@ -130,4 +132,26 @@ func Restore(o RestoreOptions) error {
 		return fmt.Errorf("restoring %s into %s: %w", o.Snapshot, o.DataDir, err)
 	}
 	return nil
+}
+
+// WALLocked says whether a process (an etcd member) holds the lock on a write-ahead log
+// file of the data directory dataDir: etcd locks its log files while it runs.
+func WALLocked(dataDir string) (bool, error) {
+	files, err := filepath.Glob(filepath.Join(dataDir, "member", "wal", "*.wal"))
+	if err != nil {
+		return false, err
+	}
+	for _, f := range files {
+		l, err := fileutil.TryLockFile(f, os.O_RDWR, 0)
+		switch {
+		case errors.Is(err, fileutil.ErrLocked):
+			return true, nil
+		case errors.Is(err, os.ErrNotExist):
+			continue
+		case err != nil:
+			return false, fmt.Errorf("checking the lock of %s: %w", f, err)
+		}
+		l.Close()
+	}
+	return false, nil
 }

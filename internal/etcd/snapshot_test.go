@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
+
+// stopOnce stops an embedded member once, whether the test or its cleanup asks first.
+var stopOnce = map[*embed.Etcd]func(){}
 
 // startEmbedded runs a one-member etcd on dataDir (loopback, free ports) until the test
 // ends, and returns a client of it.
@@ -32,7 +36,9 @@ func startEmbedded(t *testing.T, dataDir, name, token string) (*clientv3.Client,
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Close)
+	var once sync.Once
+	t.Cleanup(func() { once.Do(e.Close) })
+	stopOnce[e] = func() { once.Do(e.Close) }
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(20 * time.Second):
@@ -64,6 +70,9 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldID := e.Server.Cluster().ID()
+	if locked, err := WALLocked(filepath.Join(dir, "old")); err != nil || !locked {
+		t.Fatalf("the write-ahead log of a running member: locked %v (%v), want locked", locked, err)
+	}
 	snap := filepath.Join(dir, "snap.db")
 	rev, size, err := (&Client{c: c}).Snapshot(ctx, snap)
 	if err != nil {
@@ -97,6 +106,11 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	}
 	if _, err := SnapshotStatus(filepath.Join(dir, "missing.db")); err == nil {
 		t.Fatal("status of a missing file succeeded")
+	}
+
+	stopOnce[e]()
+	if locked, err := WALLocked(filepath.Join(dir, "old")); err != nil || locked {
+		t.Fatalf("the write-ahead log of a stopped member: locked %v (%v), want free", locked, err)
 	}
 
 	restored := filepath.Join(dir, "restored")

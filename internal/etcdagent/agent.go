@@ -222,10 +222,10 @@ func (a *Agent) Sync(ctx context.Context) error {
 		}
 		return nil
 	}
-	if act.Change == nil && act.Check == nil && ScheduledDue(a.Interval, a.lastScheduled, a.failedScheduled, a.Now()) {
+	if local != nil && act.Change == nil && act.Check == nil && ScheduledDue(a.Interval, a.lastScheduled, a.failedScheduled, a.Now()) {
 		sn := a.takeScheduled(ctx, local)
 		if sn.Error != "" {
-			a.failedScheduled = sn.Time.Time
+			a.failedScheduled = a.Now() // when the try ended: a slow failure waits RetryAfter too
 		} else {
 			a.lastScheduled = sn.Time.Time
 		}

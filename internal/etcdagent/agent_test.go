@@ -387,6 +387,7 @@ func TestScheduledDue(t *testing.T) {
 		{"failed just now", time.Hour, now.Add(-2 * time.Hour), now.Add(-time.Second), false},
 		{"failed a while ago", time.Hour, now.Add(-2 * time.Hour), now.Add(-RetryAfter), true},
 		{"a failure before the last success", time.Hour, now.Add(-time.Hour), now.Add(-2 * time.Hour), true},
+		{"newest in the future (clock set back)", time.Hour, now.Add(time.Hour), time.Time{}, true},
 	} {
 		if got := ScheduledDue(c.interval, c.last, c.failed, now); got != c.want {
 			t.Errorf("%s: due %v, want %v", c.name, got, c.want)

@@ -46,8 +46,8 @@ type Action struct {
 }
 
 // ScheduledDue says a scheduled snapshot is due: every interval (0: never), counted from
-// the newest scheduled one (last; zero: none yet, due at once), or RetryAfter after a
-// failed try (failed).
+// the newest scheduled one (last; zero or in the future: due at once), but not within
+// RetryAfter of a failed try that ended at failed.
 func ScheduledDue(interval time.Duration, last, failed, now time.Time) bool {
 	switch {
 	case interval <= 0:
@@ -55,7 +55,9 @@ func ScheduledDue(interval time.Duration, last, failed, now time.Time) bool {
 	case !failed.IsZero() && failed.After(last) && now.Sub(failed) < RetryAfter:
 		return false
 	}
-	return last.IsZero() || now.Sub(last) >= interval
+	// A newest snapshot from the future (the clock was set back) does not hold the
+	// schedule up until then.
+	return last.IsZero() || last.After(now) || now.Sub(last) >= interval
 }
 
 // CheckEvery is how often the agent checks its member while the operator names it.

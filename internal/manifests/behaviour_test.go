@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"encoding/json"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"path"
 	"slices"
 	"strings"
@@ -923,6 +924,50 @@ func TestControlPlaneStandInsReachTheAPIServerStandIn(t *testing.T) {
 				return e.Name == "HOST_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.hostIP"
 			}) {
 				t.Errorf("%s: no HOST_IP from status.hostIP: %+v", name, ct.Env)
+			}
+		}
+	}
+}
+
+// The agents recover creates again are exactly the ones init applies: the same objects,
+// byte for byte, from the cluster configuration and the node's CRI socket alone.
+func TestAgentsAreTheSelfHostedOnes(t *testing.T) {
+	for name, mk := range map[string]func(testing.TB) *config.Config{"default": defaultConfig, "custom": customConfig} {
+		cfg := mk(t)
+		assets := render(t, cfg)
+		byName := map[string]string{}
+		for _, a := range assets {
+			m, err := meta.Accessor(a.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := Encode(a.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byName[a.Object.GetObjectKind().GroupVersionKind().Kind+"/"+m.GetNamespace()+"/"+m.GetName()] = string(data)
+		}
+		agents := Agents(cfg.Cluster, cfg.Node.CRISocket)
+		if len(agents) < 3 {
+			t.Fatalf("%s: %d agent objects", name, len(agents))
+		}
+		for _, obj := range agents {
+			m, err := meta.Accessor(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := obj.GetObjectKind().GroupVersionKind().Kind + "/" + m.GetNamespace() + "/" + m.GetName()
+			want, ok := byName[key]
+			if !ok {
+				t.Errorf("%s: %s is not among init's objects", name, key)
+				continue
+			}
+			have, err := Encode(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, string(have)); diff != "" {
+				t.Errorf("%s: %s differs from init's (-init +recover):\n%s", name, key, diff)
 			}
 		}
 	}

@@ -277,6 +277,25 @@ func Workloads(cluster config.ClusterConfiguration, etcdMembers []string) (map[s
 	return out, nil
 }
 
+// Agents renders selfkube's own in-cluster agents with their RBAC: the checkpointer (and
+// etcd node agent), the apiserver steer and the controller (operator and approver), from
+// the cluster configuration and a control-plane node's CRI socket, as init applies them.
+// `selfkube recover` creates those that are missing.
+func Agents(cluster config.ClusterConfiguration, criSocket string) []runtime.Object {
+	cfg := &config.Config{Cluster: cluster}
+	cfg.Node.CRISocket = criSocket
+	var out []runtime.Object
+	out = append(out, checkpointer(cfg)...)
+	out = append(out, apiServerSteer(cfg)...)
+	out = append(out, selfkubeController(cfg)...)
+	for _, obj := range out {
+		if gvk, err := kindOf(obj); err == nil {
+			obj.GetObjectKind().SetGroupVersionKind(gvk)
+		}
+	}
+	return out
+}
+
 // SelfHosted builds the self-hosted control plane and the cluster add-ons, each object
 // with the path it is written to, in apply order. files must hold every certificate,
 // key and kubeconfig the Secrets carry.

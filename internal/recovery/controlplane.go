@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,15 +13,19 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/selfkube/selfkube/internal/apply"
 	"github.com/selfkube/selfkube/internal/checkpoint"
+	"github.com/selfkube/selfkube/internal/config"
 	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/host"
@@ -31,26 +36,33 @@ import (
 // startEtcd puts etcd's static pod back as it was before the run and waits until the
 // member answers with a leader (the only member, after a restore or a forced new cluster).
 func startEtcd(ctx context.Context, d *Data) error {
-	data, err := manifests.Encode(d.Pod)
-	if err != nil {
-		return err
+	if d.Mode() == ControlPlane {
+		return d.waitEtcd(ctx, 0)
 	}
-	if d.Mode() != ControlPlane {
+	// The very bytes set aside: a file the kubelet compares with what it ran.
+	data, err := os.ReadFile(d.savedManifest())
+	switch {
+	case errors.Is(err, fs.ErrNotExist): // put back by an earlier run
+	case err != nil:
+		return err
+	default:
 		if _, err := host.WriteFile(d.etcdManifest(), data, 0o600); err != nil {
 			return err
 		}
-		if err := waitPort(ctx, d.Member.ClientURL, true, d.EtcdTimeout); err != nil {
-			return err
-		}
-		if err := d.waitEtcd(ctx, 1); err != nil {
-			return err
-		}
-		if err := d.Record.Disown(d.savedManifest()); err != nil {
-			return err
-		}
-		return os.Remove(d.savedManifest())
 	}
-	return d.waitEtcd(ctx, 0)
+	if err := waitPort(ctx, d.Member.ClientURL, true, d.EtcdTimeout); err != nil {
+		return err
+	}
+	if err := d.waitEtcd(ctx, 1); err != nil {
+		return err
+	}
+	if err := d.Record.Disown(d.savedManifest()); err != nil {
+		return err
+	}
+	if err := os.Remove(d.savedManifest()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // waitEtcd waits until the local member answers with a leader and, when members is not
@@ -215,17 +227,32 @@ func reapply(ctx context.Context, d *Data) error {
 	}
 	applier := apply.NewFor(api.dyn, api.cs.Discovery())
 	var created []string
-	for _, name := range controlplane.Workloads {
-		obj, ok := workloads[name]
-		if !ok {
-			continue
-		}
+	create := func(obj runtime.Object) error {
 		did, err := applier.Create(ctx, obj)
 		if err != nil {
 			return err
 		}
 		if did {
-			created = append(created, name)
+			m, err := meta.Accessor(obj)
+			if err != nil {
+				return err
+			}
+			created = append(created, m.GetName()+" ("+obj.GetObjectKind().GroupVersionKind().Kind+")")
+		}
+		return nil
+	}
+	for _, name := range controlplane.Workloads {
+		if obj, ok := workloads[name]; ok {
+			if err := create(obj); err != nil {
+				return err
+			}
+		}
+	}
+	// selfkube's own agents: without the controller nothing else would put a deleted
+	// workload back, without the checkpointer no checkpoint would retire.
+	for _, obj := range manifests.Agents(cluster, d.criSocket()) {
+		if err := create(obj); err != nil {
+			return err
 		}
 	}
 	if len(created) > 0 {
@@ -234,6 +261,18 @@ func reapply(ctx context.Context, d *Data) error {
 		d.Status.Infof("none was missing")
 	}
 	return nil
+}
+
+// criSocket is the container runtime endpoint of this node's kubelet (its configuration
+// file), or the default.
+func (d *Data) criSocket() string {
+	var kc struct {
+		ContainerRuntimeEndpoint string `json:"containerRuntimeEndpoint"`
+	}
+	if data, err := os.ReadFile(d.Layout.KubeletConfig()); err == nil && yaml.Unmarshal(data, &kc) == nil && kc.ContainerRuntimeEndpoint != "" {
+		return kc.ContainerRuntimeEndpoint
+	}
+	return config.DefaultCRISocket
 }
 
 // etcdAddresses are the addresses of the etcd members the apiservers reach: those of

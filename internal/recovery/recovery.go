@@ -231,12 +231,13 @@ func Run(ctx context.Context, d *Data) error {
 	return d.Record.Save()
 }
 
-// readEtcdPod reads this node's etcd static pod: from the kubelet's directory, or from
-// where an interrupted run set it aside.
+// readEtcdPod reads this node's etcd static pod: the copy an interrupted run set aside
+// (the kubelet's directory may then hold none, or the one forcing a new cluster), else
+// the one in the kubelet's directory.
 func (d *Data) readEtcdPod() (*corev1.Pod, error) {
-	data, err := os.ReadFile(d.etcdManifest())
+	data, err := os.ReadFile(d.savedManifest())
 	if errors.Is(err, fs.ErrNotExist) {
-		data, err = os.ReadFile(d.savedManifest())
+		data, err = os.ReadFile(d.etcdManifest())
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("this node has no etcd static pod (%s): recover runs on a control-plane node with a local etcd member (an external etcd is restored with its own tools)", d.etcdManifest())
 		}
@@ -254,6 +255,13 @@ func (d *Data) readEtcdPod() (*corev1.Pod, error) {
 // stopEtcd sets etcd's static pod aside (the kubelet stops the member) and waits until
 // the member's client port refuses connections.
 func stopEtcd(ctx context.Context, d *Data) error {
+	if d.Mode() == FromSnapshot && !d.Force {
+		if n, err := d.quorate(ctx); err == nil && n > 1 {
+			return fmt.Errorf("etcd's member %s answers with a leader among %d members: the cluster still has its data and its quorum, "+
+				"and a restore here would split it in two. Restore on every control-plane node's behalf only once the cluster is lost, "+
+				"or pass --force to restore anyway (the other members must then reset and join again)", d.Member.Name, n)
+		}
+	}
 	if data, err := os.ReadFile(d.etcdManifest()); err == nil {
 		if err := d.Record.Own(d.savedManifest()); err != nil {
 			return err
@@ -267,7 +275,51 @@ func stopEtcd(ctx context.Context, d *Data) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return waitPort(ctx, d.Member.ClientURL, false, d.EtcdTimeout)
+	return d.waitStopped(ctx)
+}
+
+// waitStopped waits until the member's client port refuses connections and no process
+// holds the lock on its write-ahead log any more: etcd closes its listeners before its
+// database and log, which are not to be copied or moved while it writes them.
+func (d *Data) waitStopped(ctx context.Context) error {
+	if err := waitPort(ctx, d.Member.ClientURL, false, d.EtcdTimeout); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(d.EtcdTimeout)
+	for {
+		locked, err := etcd.WALLocked(d.dataDir())
+		if err != nil {
+			return err
+		}
+		if !locked {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd's write-ahead log in %s is still locked %s after its static pod was set aside: is an etcd process left running?", d.dataDir(), d.EtcdTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// quorate asks the local member, briefly, whether it has a leader, and how many members
+// it lists.
+func (d *Data) quorate(ctx context.Context) (int, error) {
+	c, err := etcd.Dial([]string{d.Member.ClientURL}, filepath.Join(d.Layout.PKIDir(), "etcd"))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := c.Healthy(ctx, d.Member.ClientURL); err != nil {
+		return 0, err
+	}
+	ms, err := c.Members(ctx)
+	return len(ms), err
 }
 
 // waitPort waits until the host:port of u accepts connections (open) or refuses them.
@@ -302,11 +354,22 @@ func waitPort(ctx context.Context, u string, open bool, timeout time.Duration) e
 // stamp is the time a run puts into the names of what it moves aside.
 func (d *Data) stamp() string { return d.Record.Recovery.Started.UTC().Format("20060102T150405Z") }
 
+// aside is where the run moves (or copies) etcd's data directory.
+func (d *Data) aside() string { return d.dataDir() + ".before-recover-" + d.stamp() }
+
 // restore restores the snapshot into a new directory beside the data directory, moves
 // the data directory aside (or deletes it with --force) and puts the restored one in its
 // place. A directory left by an interrupted restore is incomplete and is replaced.
 func restore(_ context.Context, d *Data) error {
 	dir := d.dataDir()
+	if slices.Contains(d.Record.Recovery.MovedAside, d.aside()) {
+		// An interrupted run moved the old data aside: dir is missing (restore again) or
+		// is the one it restored (done).
+		if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+			d.Status.Infof("%s holds the snapshot restored by the earlier run", dir)
+			return host.EnsurePrivateDir(dir)
+		}
+	}
 	staging := dir + ".restoring"
 	if err := os.RemoveAll(staging); err != nil {
 		return err
@@ -344,7 +407,7 @@ func (d *Data) setAside(dir string) error {
 		d.Status.Infof("deleting %s (--force)", dir)
 		return os.RemoveAll(dir)
 	}
-	aside := dir + ".before-recover-" + d.stamp()
+	aside := d.aside()
 	if err := os.Rename(dir, aside); err != nil {
 		return fmt.Errorf("moving etcd's data directory aside: %w", err)
 	}
@@ -358,7 +421,7 @@ func (d *Data) setAside(dir string) error {
 // static pod back as it was.
 func forceNewCluster(ctx context.Context, d *Data) error {
 	dir := d.dataDir()
-	aside := dir + ".before-recover-" + d.stamp()
+	aside := d.aside()
 	if !slices.Contains(d.Record.Recovery.MovedAside, aside) {
 		if err := os.RemoveAll(aside); err != nil { // a copy an interrupted run began
 			return err
@@ -383,7 +446,18 @@ func forceNewCluster(ctx context.Context, d *Data) error {
 	if _, err := host.WriteFile(d.etcdManifest(), data, 0o600); err != nil {
 		return err
 	}
-	return d.waitEtcd(ctx, 1)
+	if err := waitPort(ctx, d.Member.ClientURL, true, d.EtcdTimeout); err != nil {
+		return err
+	}
+	if err := d.waitEtcd(ctx, 1); err != nil {
+		return err
+	}
+	// Stopped again, so that start-etcd's wait sees the member as its own static pod
+	// runs it, never this one-time start.
+	if err := os.Remove(d.etcdManifest()); err != nil {
+		return err
+	}
+	return d.waitStopped(ctx)
 }
 
 // absOr is path made absolute ("" stays "").

@@ -241,27 +241,50 @@ func TestRecover(t *testing.T) {
 		}
 	})
 
-	step(t, "RecoverDeletedControlPlaneWorkloads", func(t *testing.T) {
-		// Deleted through the API, as a mistaken kubectl would: the checkpoints stand in,
-		// past the minute after which a checkpoint without a parent used to be removed.
-		for _, del := range []func() error{
-			func() error {
-				return cs.AppsV1().DaemonSets(metav1.NamespaceSystem).Delete(ctx, "kube-apiserver", metav1.DeleteOptions{})
-			},
-			func() error {
-				return cs.AppsV1().Deployments(metav1.NamespaceSystem).Delete(ctx, "kube-controller-manager", metav1.DeleteOptions{})
-			},
-			func() error {
-				return cs.AppsV1().Deployments(metav1.NamespaceSystem).Delete(ctx, "kube-scheduler", metav1.DeleteOptions{})
-			},
-		} {
-			if err := del(); err != nil {
+	// deleteWorkloads deletes kube-system workloads through the API, as a mistaken
+	// kubectl would, and returns when.
+	deleteWorkloads := func(t *testing.T, daemonSets, deployments []string) time.Time {
+		t.Helper()
+		for _, name := range deployments {
+			if err := cs.AppsV1().Deployments(metav1.NamespaceSystem).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		deleted := time.Now()
+		for _, name := range daemonSets {
+			if err := cs.AppsV1().DaemonSets(metav1.NamespaceSystem).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return time.Now()
+	}
+	manifestsDir := cp.HostPath("/etc/kubernetes/manifests")
+	controlPlaneWorkloads := []string{"kube-controller-manager", "kube-scheduler"}
+
+	// The control plane's workloads deleted: the checkpoints stand in and the operator
+	// puts the workloads back from the ControlPlane resource; recover finds nothing to do.
+	step(t, "DeletedControlPlaneWorkloadsComeBackByThemselves", func(t *testing.T) {
+		deleted := deleteWorkloads(t, []string{"kube-apiserver"}, controlPlaneWorkloads)
+		wait(ctx, t, 3*time.Minute, "the operator to create the workloads again, the self-hosted control plane back", func(ctx context.Context) error {
+			if _, err := cs.AppsV1().DaemonSets(metav1.NamespaceSystem).Get(ctx, "kube-apiserver", metav1.GetOptions{}); err != nil {
+				return err
+			}
+			return controlPlaneBack(ctx, cs, cpName, time.Time{}, manifestsDir)
+		})
+		t.Logf("back %s after the deletion", time.Since(deleted).Round(time.Millisecond))
+		out, err := cp.Exec(ctx, bin, "recover")
+		if err != nil || !strings.Contains(out, "none was missing") {
+			t.Errorf("recover after the operator's repair: %v, want \"none was missing\":\n%s", err, out)
+		}
+	})
+
+	// The same with the operator deleted first: nothing puts the workloads back. The
+	// checkpoints keep the control plane serving past the minute after which a checkpoint
+	// without a parent used to be removed; recover creates the workloads and the operator
+	// again, and the checkpoints retire.
+	step(t, "RecoverDeletedControlPlaneWorkloadsAndOperator", func(t *testing.T) {
+		deleted := deleteWorkloads(t, []string{"kube-apiserver"}, append([]string{"selfkube-controller"}, controlPlaneWorkloads...))
 		wait(ctx, t, 2*time.Minute, "the apiserver's checkpoint standing in", func(ctx context.Context) error {
-			if _, err := os.Stat(cp.HostPath("/etc/kubernetes/manifests/checkpoint-kube-apiserver.yaml")); err != nil {
+			if _, err := os.Stat(filepath.Join(manifestsDir, "checkpoint-kube-apiserver.yaml")); err != nil {
 				return err
 			}
 			return framework.Readyz(ctx, cs)
@@ -269,6 +292,9 @@ func TestRecover(t *testing.T) {
 		time.Sleep(time.Until(deleted.Add(80 * time.Second)))
 		if err := framework.Readyz(ctx, cs); err != nil {
 			t.Fatalf("80 s after the apiserver's DaemonSet was deleted, the API does not answer: %v", err)
+		}
+		if _, err := cs.AppsV1().DaemonSets(metav1.NamespaceSystem).Get(ctx, "kube-apiserver", metav1.GetOptions{}); err == nil {
+			t.Fatal("the apiserver's DaemonSet came back without the operator: the scenario does not test recover")
 		}
 		out, err := cp.Exec(ctx, bin, "recover", "--dry-run")
 		if err != nil || !strings.Contains(out, "nothing was changed") {
@@ -280,17 +306,20 @@ func TestRecover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(out, "created kube-apiserver, kube-controller-manager, kube-scheduler") {
-			t.Errorf("recover does not say it created the three workloads")
+		for _, want := range []string{"kube-apiserver (DaemonSet)", "kube-controller-manager (Deployment)", "kube-scheduler (Deployment)", "selfkube-controller (Deployment)"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("recover does not say it created %s", want)
+			}
 		}
 		wait(ctx, t, 3*time.Minute, "the self-hosted control plane back, no checkpoint standing in", func(ctx context.Context) error {
-			return controlPlaneBack(ctx, cs, cpName, time.Time{}, cp.HostPath("/etc/kubernetes/manifests"))
+			return controlPlaneBack(ctx, cs, cpName, time.Time{}, manifestsDir)
 		})
 		n, err := checkRecoverObjects(ctx, cs)
 		t.Logf("after recover: %d ConfigMaps (of %d)", n, recoverConfigMaps)
 		if err != nil {
 			t.Error(err)
 		}
+		cpc.settled(t, 1, "the recreated operator to find the control plane as its spec says")
 	})
 
 	step(t, "RecoverFromSnapshotAfterEtcdDataLost", func(t *testing.T) {
