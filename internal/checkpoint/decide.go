@@ -129,6 +129,25 @@ type State struct {
 	ParentReadySince time.Time
 }
 
+// goneForGood says the parent is gone from this node for good: the API answers, and no
+// pod has been bound here for RemoveAfter (measured from when the checkpointer first
+// looked, if never seen), none running here.
+func goneForGood(s State, o Observed) bool {
+	unboundSince := s.ParentLastBound
+	if unboundSince.IsZero() {
+		unboundSince = s.FirstObserved
+	}
+	return o.APIReachable && !o.ParentBound && !o.ParentRunning && o.At.Sub(unboundSince) >= RemoveAfter
+}
+
+// LastStandIn says an active checkpoint is the last stand-in of a component whose
+// workload is gone: no pod of it bound here for RemoveAfter, none Ready on another
+// node. Next keeps it; the agent says so (someone deleted a DaemonSet or Deployment).
+// s is the state Next returned for o.
+func LastStandIn(s State, o Observed) bool {
+	return o.Present && o.Active && !o.ReadyElsewhere && goneForGood(s, o)
+}
+
 // Next is the decision for one checkpoint: the new state and what to do now.
 func Next(s State, o Observed) (State, Action) {
 	if s.FirstObserved.IsZero() {
@@ -153,13 +172,7 @@ func Next(s State, o Observed) (State, Action) {
 		return s, None
 	}
 
-	// Whether the parent is gone from this node for good: no pod bound here for
-	// RemoveAfter, measured from when the checkpointer first looked if never seen.
-	unboundSince := s.ParentLastBound
-	if unboundSince.IsZero() {
-		unboundSince = s.FirstObserved
-	}
-	goneForGood := o.APIReachable && !o.ParentBound && !o.ParentRunning && o.At.Sub(unboundSince) >= RemoveAfter
+	goneForGood := goneForGood(s, o)
 	// Whether the parent is absent locally long enough to stand in for it. A parent never
 	// seen running counts as long gone (a fresh boot).
 	absent := !o.ParentRunning && (s.ParentLastRunning.IsZero() || o.At.Sub(s.ParentLastRunning) >= ActivateAfter)
@@ -167,8 +180,7 @@ func Next(s State, o Observed) (State, Action) {
 	// The last stand-in is never removed: an active checkpoint of a component that is
 	// Ready on no other node keeps it running (its DaemonSet or Deployment was deleted,
 	// say) until `selfkube recover` creates the workload again and a parent replaces it.
-	lastStandIn := o.Active && !o.ReadyElsewhere
-	if goneForGood && !lastStandIn {
+	if goneForGood && !(o.Active && !o.ReadyElsewhere) {
 		return s, Remove
 	}
 	if o.Active {

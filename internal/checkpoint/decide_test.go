@@ -209,7 +209,13 @@ func TestNextScenarios(t *testing.T) {
 		want(t, "deleted", m.observe(Observed{At: sec(1), APIReachable: true}), None)
 		want(t, "stands in", m.observe(Observed{At: sec(4), APIReachable: true}), Activate)
 		for i := 5; i < 600; i++ { // ten minutes, far beyond RemoveAfter: the API answers through it
-			want(t, "still standing in", m.observe(Observed{At: sec(i), APIReachable: true}), None)
+			o := Observed{At: sec(i), APIReachable: true}
+			want(t, "still standing in", m.observe(o), None)
+			o.Present, o.Active = true, true
+			// Last bound at 0 s: the last stand-in from RemoveAfter on.
+			if last, wantLast := LastStandIn(m.s, o), i >= 60; last != wantLast {
+				t.Fatalf("at %d s: LastStandIn %v, want %v", i, last, wantLast)
+			}
 		}
 		want(t, "recreated", m.observe(Observed{At: sec(600), APIReachable: true, ParentBound: true, ParentRunning: true}), None)
 		want(t, "ready", m.observe(Observed{At: sec(610), APIReachable: true, ParentBound: true, ParentRunning: true, ParentReady: true}), None)

@@ -296,6 +296,7 @@ func TestRecover(t *testing.T) {
 		if _, err := cs.AppsV1().DaemonSets(metav1.NamespaceSystem).Get(ctx, "kube-apiserver", metav1.GetOptions{}); err == nil {
 			t.Fatal("the apiserver's DaemonSet came back without the operator: the scenario does not test recover")
 		}
+		checkEvent(ctx, t, cs, "CheckpointLastStandIn", "kube-apiserver")
 		out, err := cp.Exec(ctx, bin, "recover", "--dry-run")
 		if err != nil || !strings.Contains(out, "nothing was changed") {
 			t.Errorf("recover --dry-run: %v\n%s", err, out)

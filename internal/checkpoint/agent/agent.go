@@ -74,8 +74,10 @@ type Agent struct {
 	// Sleep waits during a fenced hand-back (time.Sleep if nil).
 	Sleep func(time.Duration)
 
-	states    map[string]checkpoint.State
-	refreshed map[string]refresh
+	states map[string]checkpoint.State
+	// lastStandIn holds the checkpoints said to be the last stand-in (one Warning each).
+	lastStandIn map[string]bool
+	refreshed   map[string]refresh
 	// ignored: the pods ignored in the last pod list, each reported once.
 	ignored map[types.UID]bool
 
@@ -205,7 +207,7 @@ type parents struct {
 // Sync is one round: observe, refresh, decide, act.
 func (a *Agent) Sync(ctx context.Context) error {
 	if a.states == nil {
-		a.states, a.refreshed = map[string]checkpoint.State{}, map[string]refresh{}
+		a.states, a.refreshed, a.lastStandIn = map[string]checkpoint.State{}, map[string]refresh{}, map[string]bool{}
 	}
 	now := a.Now()
 	octx, cancel := context.WithTimeout(ctx, a.Timeout)
@@ -274,6 +276,16 @@ func (a *Agent) Sync(ctx context.Context) error {
 		}
 		if err := a.act(name, action, p.ready); err != nil {
 			return err
+		}
+		switch last := checkpoint.LastStandIn(s, o); {
+		case last && !a.lastStandIn[name] && a.Events != nil:
+			a.Events.Event(corev1.EventTypeWarning, "CheckpointLastStandIn", fmt.Sprintf(
+				"checkpoint %s on node %s stands in for a component with no pod on any node for %s (its DaemonSet or Deployment deleted?); "+
+					"it keeps running until one is Ready again: the operator, or `selfkube recover` on a control-plane node, creates the workload again",
+				name, a.NodeName, checkpoint.RemoveAfter))
+			a.lastStandIn[name] = true
+		case !last:
+			delete(a.lastStandIn, name)
 		}
 		a.Metrics.setActive(name, o.Active && action != checkpoint.Retire && action != checkpoint.Remove || action == checkpoint.Activate)
 	}
