@@ -215,8 +215,10 @@ func schedulerDeployment(cfg *config.Config) *appsv1.Deployment {
 func standInAtNodeAddress(cfg *config.Config, d *appsv1.Deployment) *appsv1.Deployment {
 	c := &d.Spec.Template.Spec.Containers[0]
 	c.Env = append(c.Env, fieldEnv("HOST_IP", "status.hostIP"))
+	// The family is the service network's, as Workloads takes it: init's render and the
+	// operator's must be the same.
 	host := "$(HOST_IP)"
-	if ip := net.ParseIP(cfg.Node.AdvertiseAddress); ip != nil && ip.To4() == nil {
+	if ip, _, err := net.ParseCIDR(strings.Split(cfg.Cluster.Networking.ServiceSubnet, ",")[0]); err == nil && ip.To4() == nil {
 		host = "[" + host + "]"
 	}
 	args, err := json.Marshal(map[string][]string{c.Name: {"--master=https://" + host + ":" + strconv.Itoa(apiServerPort)}})

@@ -354,8 +354,8 @@ func selfHostedReady(ctx context.Context, cs kubernetes.Interface, manifestsDir,
 }
 
 // copyTree copies the directory src to dst (regular files and directories, modes kept;
-// etcd's data has nothing else).
-func copyTree(src, dst string) error {
+// etcd's data has nothing else), but the entries of src that skip names.
+func copyTree(src, dst string, skip func(name string) bool) error {
 	return filepath.WalkDir(src, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -363,6 +363,12 @@ func copyTree(src, dst string) error {
 		rel, err := filepath.Rel(src, path)
 		if err != nil {
 			return err
+		}
+		if filepath.Dir(rel) == "." && rel != "." && skip != nil && skip(rel) {
+			if e.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		to := filepath.Join(dst, rel)
 		info, err := e.Info()

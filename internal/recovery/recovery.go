@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -183,7 +184,8 @@ func Prepare(o Options) (*Data, error) {
 func (d *Data) Plan() []string {
 	var out []string
 	add := func(f string, args ...any) { out = append(out, fmt.Sprintf(f, args...)) }
-	aside := "move it aside to " + d.dataDir() + ".before-recover-<time>"
+	where, _, _ := d.placement()
+	aside := "move it aside to " + where
 	if d.Force {
 		aside = "delete it (--force)"
 	}
@@ -195,7 +197,7 @@ func (d *Data) Plan() []string {
 		add("etcd's data directory %s: %s, then put the restored one in its place", d.dataDir(), aside)
 	case ForceNewCluster:
 		add("stop etcd: move %s to %s and wait until %s refuses connections", d.etcdManifest(), d.savedManifest(), d.Member.ClientURL)
-		add("copy etcd's data directory %s to %s.before-recover-<time>", d.dataDir(), d.dataDir())
+		add("copy etcd's data directory %s to %s", d.dataDir(), where)
 		add("start etcd once with --force-new-cluster: member %s becomes the only member, with all its data", d.Member.Name)
 	}
 	if d.Mode() != ControlPlane {
@@ -354,23 +356,20 @@ func waitPort(ctx context.Context, u string, open bool, timeout time.Duration) e
 // stamp is the time a run puts into the names of what it moves aside.
 func (d *Data) stamp() string { return d.Record.Recovery.Started.UTC().Format("20060102T150405Z") }
 
-// aside is where the run moves (or copies) etcd's data directory.
-func (d *Data) aside() string { return d.dataDir() + ".before-recover-" + d.stamp() }
-
 // restore restores the snapshot into a new directory beside the data directory, moves
 // the data directory aside (or deletes it with --force) and puts the restored one in its
 // place. A directory left by an interrupted restore is incomplete and is replaced.
 func restore(_ context.Context, d *Data) error {
 	dir := d.dataDir()
-	if slices.Contains(d.Record.Recovery.MovedAside, d.aside()) {
-		// An interrupted run moved the old data aside: dir is missing (restore again) or
-		// is the one it restored (done).
-		if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+	aside, staging, inside := d.placement()
+	if slices.Contains(d.Record.Recovery.MovedAside, aside) {
+		// An interrupted run set the old data aside: what is in dir now is the snapshot it
+		// restored, or nothing yet.
+		if _, err := os.Stat(filepath.Join(dir, "member")); err == nil {
 			d.Status.Infof("%s holds the snapshot restored by the earlier run", dir)
 			return host.EnsurePrivateDir(dir)
 		}
 	}
-	staging := dir + ".restoring"
 	if err := os.RemoveAll(staging); err != nil {
 		return err
 	}
@@ -382,7 +381,14 @@ func restore(_ context.Context, d *Data) error {
 	if err := d.setAside(dir); err != nil {
 		return err
 	}
-	if err := os.Rename(staging, dir); err != nil {
+	if inside {
+		if err := moveEntries(staging, dir, nil); err != nil {
+			return fmt.Errorf("putting the restored data into %s: %w", dir, err)
+		}
+		if err := os.Remove(staging); err != nil {
+			return err
+		}
+	} else if err := os.Rename(staging, dir); err != nil {
 		return err
 	}
 	if err := host.EnsurePrivateDir(dir); err != nil {
@@ -392,27 +398,123 @@ func restore(_ context.Context, d *Data) error {
 	return nil
 }
 
-// setAside moves dir to dir.before-recover-<time> (deletes it with --force). A missing
-// or empty dir needs neither.
+// placement says where a run sets etcd's data aside and restores a snapshot: beside
+// the data directory (<dir>.before-recover-<time>, <dir>.restoring), or inside it when
+// the directory cannot be renamed (a mount point, say a disk of its own, or a symbolic
+// link to one): <dir>/.before-recover-<time> and <dir>/.restoring, on the same disk.
+func (d *Data) placement() (aside, staging string, inside bool) {
+	dir := d.dataDir()
+	if inPlace(dir) {
+		return filepath.Join(dir, asidePrefix+d.stamp()), filepath.Join(dir, stagingName), true
+	}
+	return dir + asidePrefix + d.stamp(), dir + stagingName, false
+}
+
+const (
+	asidePrefix = ".before-recover-"
+	stagingName = ".restoring"
+)
+
+// inPlace says dir must keep its place: a symbolic link, or a mount point (another
+// device than its parent's).
+func inPlace(dir string) bool {
+	lst, err := os.Lstat(dir)
+	if err != nil {
+		return false
+	}
+	if lst.Mode()&fs.ModeSymlink != 0 {
+		return true
+	}
+	st, err1 := os.Stat(dir)
+	parent, err2 := os.Stat(filepath.Dir(dir))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	a, ok1 := st.Sys().(*syscall.Stat_t)
+	b, ok2 := parent.Sys().(*syscall.Stat_t)
+	if ok1 && ok2 && a.Dev != b.Dev {
+		return true
+	}
+	// A bind mount of a directory of the same file system has its parent's device.
+	return mountPoint(dir)
+}
+
+// mountPoint says dir is a mount point of this process's mount namespace
+// (/proc/self/mountinfo, field 5).
+func mountPoint(dir string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	clean := filepath.Clean(dir)
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && unescapeMount(f[4]) == clean {
+			return true
+		}
+	}
+	return false
+}
+
+// unescapeMount undoes mountinfo's octal escapes of space, tab, newline and backslash.
+func unescapeMount(s string) string {
+	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+}
+
+// moveEntries renames every entry of src into dst, but those skip names.
+func moveEntries(src, dst string, skip func(name string) bool) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if skip != nil && skip(e.Name()) {
+			continue
+		}
+		if err := os.Rename(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ours says an entry of the data directory is one a run made (what it set aside, or a
+// restore under way), not etcd's.
+func ours(name string) bool { return strings.HasPrefix(name, asidePrefix) || name == stagingName }
+
+// setAside moves etcd's data in dir aside (see placement), or deletes it with --force.
+// A missing or empty dir needs neither.
 func (d *Data) setAside(dir string) error {
 	entries, err := os.ReadDir(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
-	case len(entries) == 0:
-		return os.Remove(dir)
-	case d.Force:
-		d.Status.Infof("deleting %s (--force)", dir)
-		return os.RemoveAll(dir)
 	}
-	aside := d.aside()
-	if err := os.Rename(dir, aside); err != nil {
-		return fmt.Errorf("moving etcd's data directory aside: %w", err)
+	entries = slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return ours(e.Name()) })
+	aside, _, inside := d.placement()
+	switch {
+	case len(entries) == 0:
+		return nil
+	case d.Force:
+		d.Status.Infof("deleting etcd's data in %s (--force)", dir)
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+		return nil
+	case inside:
+		if err := os.Mkdir(aside, host.PrivateDirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := moveEntries(dir, aside, ours); err != nil {
+			return fmt.Errorf("moving etcd's data aside: %w", err)
+		}
+	default:
+		if err := os.Rename(dir, aside); err != nil {
+			return fmt.Errorf("moving etcd's data directory aside: %w", err)
+		}
 	}
 	d.Record.Recovery.MovedAside = append(d.Record.Recovery.MovedAside, aside)
-	d.Status.Infof("moved %s aside to %s (remove it once the cluster is back)", dir, aside)
+	d.Status.Infof("moved etcd's data in %s aside to %s (remove it once the cluster is back)", dir, aside)
 	return d.Record.Save()
 }
 
@@ -421,12 +523,12 @@ func (d *Data) setAside(dir string) error {
 // static pod back as it was.
 func forceNewCluster(ctx context.Context, d *Data) error {
 	dir := d.dataDir()
-	aside := d.aside()
+	aside, _, _ := d.placement()
 	if !slices.Contains(d.Record.Recovery.MovedAside, aside) {
 		if err := os.RemoveAll(aside); err != nil { // a copy an interrupted run began
 			return err
 		}
-		if err := copyTree(dir, aside); err != nil {
+		if err := copyTree(dir, aside, ours); err != nil {
 			return fmt.Errorf("copying etcd's data aside: %w", err)
 		}
 		d.Record.Recovery.MovedAside = append(d.Record.Recovery.MovedAside, aside)

@@ -225,8 +225,8 @@ func TestRestoreMovesTheOldDataAsideAndResumes(t *testing.T) {
 	}
 }
 
-// --force deletes the old data directory instead of moving it aside; an empty one needs
-// neither.
+// --force deletes etcd's old data instead of moving it aside; an empty directory needs
+// neither. The directory itself always stays (it may be a mount point).
 func TestSetAside(t *testing.T) {
 	l, _ := nodeWithEtcd(t)
 	d, err := Prepare(options(l))
@@ -240,19 +240,76 @@ func TestSetAside(t *testing.T) {
 	if err := d.setAside(dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) || len(d.Record.Recovery.MovedAside) != 0 {
+	if _, err := os.Stat(dir); err != nil || len(d.Record.Recovery.MovedAside) != 0 {
 		t.Fatalf("an empty directory: %v, moved aside %v", err, d.Record.Recovery.MovedAside)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "x"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, "x"), []byte("x"), 0o600)
 	d.Force = true
 	if err := d.setAside(dir); err != nil {
 		t.Fatal(err)
 	}
-	matches, _ := filepath.Glob(dir + "*")
-	if len(matches) != 0 {
-		t.Fatalf("--force left %v", matches)
+	entries, err := os.ReadDir(dir)
+	matches, _ := filepath.Glob(dir + ".*")
+	if err != nil || len(entries) != 0 || len(matches) != 0 || len(d.Record.Recovery.MovedAside) != 0 {
+		t.Fatalf("--force left %v beside and %v inside (%v)", matches, entries, err)
+	}
+}
+
+// A data directory that cannot be renamed (here a symbolic link to another disk's
+// directory; a mount point alike) keeps its place: the old data is moved aside inside it,
+// the snapshot restored inside it, and the link still points where it did.
+func TestRestoreIntoADataDirectoryThatStays(t *testing.T) {
+	l, pod := nodeWithEtcd(t)
+	m, _ := manifests.EtcdMemberOf(pod)
+	dataDir := l.HostPath(m.DataDir)
+	disk := filepath.Join(t.TempDir(), "disk")
+	if err := os.MkdirAll(filepath.Join(disk, "member"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(disk, "member", "old"), []byte("the lost cluster"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dataDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(disk, dataDir); err != nil {
+		t.Fatal(err)
+	}
+	o := options(l)
+	o.Snapshot = snapshotFile(t, 5)
+	o.Now = func() time.Time { return time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC) }
+	d, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restore(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if target, err := os.Readlink(dataDir); err != nil || target != disk {
+		t.Fatalf("the data directory is no longer the link to %s: %q %v", disk, target, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(disk, ".before-recover-20261207T090000Z", "member", "old")); err != nil || string(b) != "the lost cluster" {
+		t.Errorf("the old data is not kept aside on its disk: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(disk, "member", "snap", "db")); err != nil {
+		t.Errorf("no restored database on the disk: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(disk, ".restoring")); !os.IsNotExist(err) {
+		t.Errorf("the staging directory is left: %v", err)
+	}
+	// A second run of the phase sees the restore done.
+	if err := restore(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMountPoint(t *testing.T) {
+	if !mountPoint("/proc") || !inPlace("/proc") {
+		t.Error("/proc is not seen as a mount point")
+	}
+	if dir := t.TempDir(); mountPoint(filepath.Join(dir, "x")) || inPlace(dir) && !mountPoint(dir) {
+		t.Errorf("a plain directory %s is seen as a mount point", dir)
 	}
 }

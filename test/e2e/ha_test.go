@@ -636,7 +636,7 @@ func TestHA(t *testing.T) {
 		if len(after.Items) < len(before.Items) {
 			t.Errorf("%d ConfigMaps after the recovery, %d before", len(after.Items), len(before.Items))
 		}
-		if aside, _ := filepath.Glob(first.HostPath("/var/lib/etcd.before-recover-*")); len(aside) != 1 {
+		if aside := setAside(first); len(aside) != 1 {
 			t.Errorf("the copy of etcd's data set aside: %v, want one", aside)
 		}
 

@@ -327,9 +327,7 @@ func TestRecover(t *testing.T) {
 		if err := cp.PowerOff(); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.RemoveAll(cp.HostPath("/var/lib/etcd")); err != nil {
-			t.Fatal(err)
-		}
+		wipeEtcdData(t, cp)
 		if err := cp.PowerOn(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -364,13 +362,12 @@ func TestRecover(t *testing.T) {
 		}
 		<-done
 		t.Logf("recover --from-snapshot: restored data served after %s, control plane reconverged after %s", readyz.Round(time.Millisecond), took.Round(time.Millisecond))
-		for _, want := range []string{"moved /var/lib/etcd aside to /var/lib/etcd.before-recover-", "etcd now has one member, " + cpName} {
+		for _, want := range []string{"moved etcd's data in /var/lib/etcd aside to /var/lib/etcd", "etcd now has one member, " + cpName} {
 			if !strings.Contains(out, want) {
 				t.Errorf("recover does not say %q", want)
 			}
 		}
-		aside, _ := filepath.Glob(cp.HostPath("/var/lib/etcd.before-recover-*"))
-		if len(aside) != 1 {
+		if aside := setAside(cp); len(aside) != 1 {
 			t.Errorf("the data directory moved aside: %v, want one", aside)
 		}
 		wait(ctx, t, 5*time.Minute, "every object back, the Deployment's replicas Ready", func(ctx context.Context) error {
@@ -449,6 +446,29 @@ func TestRecover(t *testing.T) {
 	})
 }
 
+// wipeEtcdData deletes what etcd's data directory holds on the powered-off node n (the
+// directory stays: it is a mount point of the node's disk).
+func wipeEtcdData(t *testing.T, n *framework.Node) {
+	t.Helper()
+	entries, err := os.ReadDir(n.HostPath("/var/lib/etcd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(n.HostPath("/var/lib/etcd"), e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// setAside lists what recover set aside of etcd's data on n: beside the data directory,
+// or inside it where the directory is a mount point (as on the harness's nodes).
+func setAside(n *framework.Node) []string {
+	beside, _ := filepath.Glob(n.HostPath("/var/lib/etcd.before-recover-*"))
+	inside, _ := filepath.Glob(n.HostPath("/var/lib/etcd/.before-recover-*"))
+	return append(beside, inside...)
+}
+
 // benchSelfkubeRecover measures, on one control-plane node, a snapshot and a recovery
 // from it after etcd's data was wiped and the node rebooted, with 1,000 ConfigMaps and
 // then with 10,000; each recovery must bring every one of them back.
@@ -490,9 +510,7 @@ func benchSelfkubeRecover(ctx context.Context, t *testing.T, h *framework.Harnes
 		if err := n.PowerOff(); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.RemoveAll(n.HostPath("/var/lib/etcd")); err != nil {
-			t.Fatal(err)
-		}
+		wipeEtcdData(t, n)
 		if err := n.PowerOn(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -522,8 +540,7 @@ func benchSelfkubeRecover(ctx context.Context, t *testing.T, h *framework.Harnes
 			t.Errorf("after the recovery: %d of %d ConfigMaps (%v)", count, c.objects, err)
 		}
 		// What recover moved aside is the wiped cluster's data: nothing to keep.
-		aside, _ := filepath.Glob(n.HostPath("/var/lib/etcd.before-recover-*"))
-		for _, a := range aside {
+		for _, a := range setAside(n) {
 			_ = os.RemoveAll(a)
 		}
 	}
