@@ -57,8 +57,10 @@ type Recovery struct {
 	Started time.Time `json:"started"`
 	// MovedAside lists the etcd data directories it moved or copied aside.
 	MovedAside []string `json:"movedAside,omitempty"`
-	// Activated lists the checkpoints it activated.
+	// Activated lists the checkpoints it activated; Paused those it retired while etcd
+	// restarts, to activate again once etcd serves.
 	Activated []string `json:"activated,omitempty"`
+	Paused    []string `json:"paused,omitempty"`
 }
 
 // IsCompleted reports whether a run of the whole workflow finished.

@@ -62,7 +62,7 @@ func startEtcd(ctx context.Context, d *Data) error {
 	if err := os.Remove(d.savedManifest()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return nil
+	return d.resumeStandIns()
 }
 
 // waitEtcd waits until the local member answers with a leader and, when members is not

@@ -40,6 +40,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/manifests"
@@ -97,7 +98,7 @@ type Data struct {
 	Member manifests.EtcdMember
 	// SnapshotInfo is what the snapshot file holds (FromSnapshot).
 	SnapshotInfo etcd.SnapshotInfo
-	// NodeName is this node's name, as init or join recorded it.
+	// NodeName is this node's name.
 	NodeName string
 
 	api *apiClient
@@ -160,18 +161,13 @@ func Prepare(o Options) (*Data, error) {
 		rec.Done, rec.Completed, rec.Owned = nil, time.Time{}, nil
 		rec.Recovery = &host.Recovery{Mode: string(o.Mode()), Snapshot: absOr(o.Snapshot), Started: o.Now()}
 	}
-	for _, command := range []string{"init", "join"} {
-		if r, err := host.LoadRecord(o.Layout, command); err == nil && r.NodeName != "" {
-			d.NodeName = r.NodeName
-			break
-		}
-	}
 	if d.Pod, err = d.readEtcdPod(); err != nil {
 		return nil, err
 	}
 	if d.Member, err = manifests.EtcdMemberOf(d.Pod); err != nil {
 		return nil, err
 	}
+	d.NodeName = d.Member.Name // selfkube names a member after its node
 	if o.Snapshot != "" {
 		if d.SnapshotInfo, err = etcd.SnapshotStatus(o.Snapshot); err != nil {
 			return nil, err
@@ -264,6 +260,9 @@ func stopEtcd(ctx context.Context, d *Data) error {
 				"or pass --force to restore anyway (the other members must then reset and join again)", d.Member.Name, n)
 		}
 	}
+	if err := d.pauseAPIServerStandIn(); err != nil {
+		return err
+	}
 	if data, err := os.ReadFile(d.etcdManifest()); err == nil {
 		if err := d.Record.Own(d.savedManifest()); err != nil {
 			return err
@@ -278,6 +277,54 @@ func stopEtcd(ctx context.Context, d *Data) error {
 		return err
 	}
 	return d.waitStopped(ctx)
+}
+
+// pauseAPIServerStandIn retires the apiserver's checkpoint while etcd restarts, when it
+// is active (after a reboot that lost etcd's data, it serves an empty cluster): an
+// apiserver without its etcd hangs every request until it times out, the kubelet's too,
+// and the kubelet starts the new etcd only after its request for etcd's mirror pod gave
+// up. Nothing listening, the kubelet's requests fail at once. start-etcd activates it
+// again once etcd serves.
+func (d *Data) pauseAPIServerStandIn() error {
+	store := checkpoint.Store{Dir: d.Layout.CheckpointsDir(), ManifestsDir: d.Layout.ManifestsDir()}
+	if !store.Active(checkpoint.CheckpointAPIServer) {
+		return nil
+	}
+	unlock, err := store.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if !slices.Contains(d.Record.Recovery.Paused, checkpoint.CheckpointAPIServer) {
+		d.Record.Recovery.Paused = append(d.Record.Recovery.Paused, checkpoint.CheckpointAPIServer)
+		if err := d.Record.Save(); err != nil {
+			return err
+		}
+	}
+	d.Status.Infof("retired the apiserver's checkpoint while etcd restarts")
+	return store.Retire(checkpoint.CheckpointAPIServer)
+}
+
+// resumeStandIns activates again the checkpoints pauseAPIServerStandIn retired.
+func (d *Data) resumeStandIns() error {
+	if len(d.Record.Recovery.Paused) == 0 {
+		return nil
+	}
+	store := checkpoint.Store{Dir: d.Layout.CheckpointsDir(), ManifestsDir: d.Layout.ManifestsDir()}
+	unlock, err := store.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for _, name := range d.Record.Recovery.Paused {
+		if store.Present(name) && !store.Active(name) {
+			if err := store.Activate(name); err != nil {
+				return err
+			}
+		}
+	}
+	d.Record.Recovery.Paused = nil
+	return d.Record.Save()
 }
 
 // waitStopped waits until the member's client port refuses connections and no process
