@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/config/configtest"
 	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/manifests"
@@ -311,5 +312,43 @@ func TestMountPoint(t *testing.T) {
 	}
 	if dir := t.TempDir(); mountPoint(filepath.Join(dir, "x")) || inPlace(dir) && !mountPoint(dir) {
 		t.Errorf("a plain directory %s is seen as a mount point", dir)
+	}
+}
+
+// While etcd restarts, an active apiserver checkpoint is retired (an apiserver without
+// etcd would hang the kubelet's requests), and recorded, so that even a run interrupted
+// there activates it again once etcd serves.
+func TestTheAPIServerStandInPausesWhileEtcdRestarts(t *testing.T) {
+	l, _ := nodeWithEtcd(t)
+	store := checkpoint.Store{Dir: l.CheckpointsDir(), ManifestsDir: l.ManifestsDir()}
+	pod := &corev1.Pod{}
+	pod.Name = "checkpoint-kube-apiserver"
+	if _, err := store.Write(checkpoint.CheckpointAPIServer, pod, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Activate(checkpoint.CheckpointAPIServer); err != nil {
+		t.Fatal(err)
+	}
+	o := options(l)
+	o.Snapshot = snapshotFile(t, 3)
+	d, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stopEtcd(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if store.Active(checkpoint.CheckpointAPIServer) {
+		t.Fatal("the apiserver's checkpoint is still active while etcd is stopped")
+	}
+	again, err := Prepare(o) // an interrupted run, resumed
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.resumeStandIns(); err != nil {
+		t.Fatal(err)
+	}
+	if !store.Active(checkpoint.CheckpointAPIServer) || len(again.Record.Recovery.Paused) != 0 {
+		t.Fatalf("after etcd: active %v, still paused %v", store.Active(checkpoint.CheckpointAPIServer), again.Record.Recovery.Paused)
 	}
 }
