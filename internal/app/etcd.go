@@ -31,9 +31,11 @@ Secrets (encrypted as in etcd: keep the asset directory's encryption-config.yaml
 from it) and the ControlPlane resource. selfkube recover --from-snapshot FILE restores it.
 
 Besides the ones you save, the node agent of every control-plane node saves one on a
-schedule and before each control-plane change (etcd.local.snapshots in the cluster
-configuration; /var/lib/selfkube/etcd-snapshots, newest named in
-kubectl get controlplane cluster -o jsonpath='{.status.etcd.snapshots}').`,
+schedule (etcd.local.snapshots in the cluster configuration: every 12h, the newest 5
+kept) and one before each control-plane change, into /var/lib/selfkube/etcd-snapshots;
+the newest of each node are named in the ControlPlane's status:
+  kubectl get controlplane cluster -o jsonpath='{.status.etcd.scheduled}'
+  kubectl get controlplane cluster -o jsonpath='{.status.etcd.snapshots}'`,
 	}
 	snapshot.AddCommand(newSnapshotSaveCommand(e), newSnapshotStatusCommand(e))
 	cmd.AddCommand(snapshot)
