@@ -71,7 +71,7 @@ Start with:
 		},
 	}
 	root.PersistentFlags().CountVarP(&e.verbosity, "verbose", "v", "more detail on stderr (repeat for more)")
-	root.AddCommand(newVersionCommand(e), newConfigCommand(e), newRenderCommand(e), newInitCommand(e), newResetCommand(e), newNetworkCommand(e), newTokenCommand(e), newJoinCommand(e), newCheckpointerCommand(e), newAPIProxyCommand(e), newControllerCommand(e), newSteerCommand(e), newUpgradeCommand(e), newEtcdCommand(e), newRecoverCommand(e))
+	root.AddCommand(newVersionCommand(e), newConfigCommand(e), newRenderCommand(e), newInitCommand(e), newResetCommand(e), newNetworkCommand(e), newTokenCommand(e), newJoinCommand(e), newCheckpointerCommand(e), newAPIProxyCommand(e), newControllerCommand(e), newSteerCommand(e), newUpgradeCommand(e), newEtcdCommand(e), newRecoverCommand(e), newCertsCommand(e))
 	return root
 }
 
