@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -214,6 +216,8 @@ func TestRecover(t *testing.T) {
 			return nil
 		})
 	})
+
+	step(t, "CertsCheckExpiration", func(t *testing.T) { checkCertsListed(ctx, t, cs, cp, bin) })
 
 	snapshot := "/var/lib/selfkube/backup/cluster.db"
 	step(t, "SnapshotSave", func(t *testing.T) {
@@ -548,6 +552,74 @@ func benchSelfkubeRecover(ctx context.Context, t *testing.T, h *framework.Harnes
 		// What recover moved aside is the wiped cluster's data: nothing to keep.
 		for _, a := range setAside(n) {
 			_ = os.RemoveAll(a)
+		}
+	}
+}
+
+// checkCertsListed runs `selfkube certs check-expiration -o json` on n and compares its
+// list with what is there, found independently: every file below the directories it
+// covers that holds a PEM certificate or a kubeconfig with an embedded client
+// certificate, and every kube-system Secret key that holds one, must be listed where it
+// is; so a certificate added later cannot be forgotten. A fresh cluster has nothing due.
+func checkCertsListed(ctx context.Context, t *testing.T, cs kubernetes.Interface, n *framework.Node, bin string) {
+	t.Helper()
+	out, err := n.Exec(ctx, bin, "certs", "check-expiration", "-o", "json")
+	if err != nil {
+		t.Fatalf("certs check-expiration on a fresh cluster: %v\n%s", err, out)
+	}
+	var report struct {
+		Certificates, CAs []struct {
+			Name, Where string
+			NotAfter    time.Time
+		}
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &report); err != nil {
+		t.Fatalf("reading the report: %v\n%s", err, out)
+	}
+	listed := map[string]bool{}
+	for _, c := range append(report.Certificates, report.CAs...) {
+		listed[c.Where] = true
+		listed[c.Where+" "+strings.SplitN(c.Name, " ", 2)[0]] = true
+	}
+	holdsCert := func(b []byte) bool {
+		return bytes.Contains(b, []byte("-----BEGIN CERTIFICATE-----")) || bytes.Contains(b, []byte("client-certificate-data:"))
+	}
+	found := 0
+	for _, dir := range []string{"/etc/kubernetes", "/var/lib/kubelet/pki", "/var/lib/selfkube/assets"} {
+		_ = filepath.WalkDir(n.HostPath(dir), func(p string, e os.DirEntry, err error) error {
+			if err != nil || !e.Type().IsRegular() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil || !holdsCert(b) {
+				return nil
+			}
+			found++
+			rel, _ := filepath.Rel(n.Dir(), p)
+			if where := "file /" + rel; !listed[where] {
+				t.Errorf("%s holds a certificate that check-expiration does not list", where)
+			}
+			return nil
+		})
+	}
+	secrets, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sec := range secrets.Items {
+		for k, v := range sec.Data {
+			if holdsCert(v) {
+				found++
+				if where := "secret kube-system/" + sec.Name + " " + k; !listed[where] {
+					t.Errorf("%s holds a certificate that check-expiration does not list", where)
+				}
+			}
+		}
+	}
+	t.Logf("check-expiration lists %d certificates and %d CAs; %d files and Secret keys hold one", len(report.Certificates), len(report.CAs), found)
+	for _, want := range []string{"secret kube-system/kube-apiserver apiserver.crt", "file /etc/kubernetes/pki/etcd/server.crt", "file /etc/kubernetes/admin.conf admin.conf"} {
+		if !listed[want] {
+			t.Errorf("check-expiration does not list %s", want)
 		}
 	}
 }
