@@ -76,7 +76,7 @@ func TestCollectorFindsEveryCertificate(t *testing.T) {
 		leaves = append(leaves, l.Name+" @ "+l.Where)
 	}
 	want := []string{
-		"bundle.crt @ file " + filepath.Join(dir, "pki/bundle.crt"),          // the short one, soonest first
+		"bundle.crt @ file " + filepath.Join(dir, "pki/bundle.crt"), // the short one, soonest first
 		"scheduler.conf (client) @ file " + filepath.Join(dir, "checkpoints/kube-scheduler/volumes/secret/scheduler.conf"),
 		"apiserver.crt @ secret kube-system/kube-apiserver",
 		"bundle.crt @ file " + filepath.Join(dir, "pki/bundle.crt"),

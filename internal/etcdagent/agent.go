@@ -83,7 +83,10 @@ type Agent struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	cancel   context.CancelFunc
 	done     sync.WaitGroup
-	tried    attempt
+	// syncing serializes Sync: the work queue calls it, and so may a caller (a test, a
+	// one-shot run); two at once would both find a snapshot due.
+	syncing sync.Mutex
+	tried   attempt
 	// lastScheduled is the newest scheduled snapshot on disk, failedScheduled the last
 	// scheduled try that failed.
 	lastScheduled, failedScheduled time.Time
@@ -189,6 +192,8 @@ func (a *Agent) work(ctx context.Context) {
 
 // Sync looks once and does what Decide says.
 func (a *Agent) Sync(ctx context.Context) error {
+	a.syncing.Lock()
+	defer a.syncing.Unlock()
 	obj, ok, err := a.informer.GetStore().GetByKey(controlplane.Name)
 	if err != nil || !ok {
 		return err
