@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	certinformers "k8s.io/client-go/informers/certificates/v1"
@@ -34,29 +34,34 @@ const LedgerName = "selfkube-node-identities"
 // LedgerNamespace is the ledger's namespace.
 const LedgerNamespace = metav1.NamespaceSystem
 
-// Controller approves or denies bootstrap CSRs as Decide says, records each decision as a
-// condition of the CSR and as an Event on it, and each approval in the ledger.
+// Controller approves or denies bootstrap CSRs as Decide says and kubelet-serving CSRs as
+// DecideServing says, records each decision as a condition of the CSR and as an Event on
+// it, and each bootstrap approval in the ledger.
 type Controller struct {
 	client kubernetes.Interface
-	csrs   certlisters.CertificateSigningRequestLister
-	nodes  corelisters.NodeLister
-	synced []cache.InformerSynced
-	queue  workqueue.TypedRateLimitingInterface[string]
-	events record.EventRecorder
-	log    *slog.Logger
+	// apiNames are the names and addresses the API is served under (pki.APINames of the
+	// published cluster configuration).
+	apiNames func(context.Context) ([]string, error)
+	csrs     certlisters.CertificateSigningRequestLister
+	nodes    corelisters.NodeLister
+	synced   []cache.InformerSynced
+	queue    workqueue.TypedRateLimitingInterface[string]
+	events   record.EventRecorder
+	log      *slog.Logger
 }
 
-// New wires a Controller to a CSR informer (narrowed with CSRFieldSelector, or not) and a
-// Node informer, which the caller starts.
+// New wires a Controller to a CSR informer and a Node informer, which the caller starts;
+// apiNames says the names the API is served under.
 func New(client kubernetes.Interface, csrInformer certinformers.CertificateSigningRequestInformer, nodeInformer coreinformers.NodeInformer,
-	events record.EventRecorder, log *slog.Logger) (*Controller, error) {
+	apiNames func(context.Context) ([]string, error), events record.EventRecorder, log *slog.Logger) (*Controller, error) {
 	c := &Controller{
-		client: client,
-		csrs:   csrInformer.Lister(),
-		nodes:  nodeInformer.Lister(),
-		synced: []cache.InformerSynced{csrInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced},
+		client:   client,
+		apiNames: apiNames,
+		csrs:     csrInformer.Lister(),
+		nodes:    nodeInformer.Lister(),
+		synced:   []cache.InformerSynced{csrInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "bootstrap-csr"}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "kubelet-csr"}),
 		events: events,
 		log:    log,
 	}
@@ -88,9 +93,6 @@ func New(client kubernetes.Interface, csrInformer certinformers.CertificateSigni
 // deletedNodePrefix marks a queue key as a deleted Node's name (CSR names hold no colon).
 const deletedNodePrefix = "deleted-node:"
 
-// CSRFieldSelector narrows the CSR informer to kubelet client certificates.
-var CSRFieldSelector = fields.OneTermEqualSelector("spec.signerName", certificatesv1.KubeAPIServerClientKubeletSignerName).String()
-
 // Run processes CSRs with workers goroutines until ctx is done.
 func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer utilruntime.HandleCrash()
@@ -98,7 +100,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return fmt.Errorf("the CSR and Node caches did not sync: %w", ctx.Err())
 	}
-	c.log.Info("bootstrap CSR approver running")
+	c.log.Info("kubelet CSR approver running")
 	for range workers {
 		go wait.UntilWithContext(ctx, c.work, time.Second)
 	}
@@ -112,10 +114,14 @@ func (c *Controller) work(ctx context.Context) {
 		if quit {
 			return
 		}
-		err := c.sync(ctx, key)
-		if err == nil {
+		after, err := c.sync(ctx, key)
+		switch {
+		case err == nil && after > 0:
 			c.queue.Forget(key)
-		} else {
+			c.queue.AddAfter(key, after)
+		case err == nil:
+			c.queue.Forget(key)
+		default:
 			c.log.Warn("deciding a CSR failed; retrying", "csr", key, "err", err)
 			c.queue.AddRateLimited(key)
 		}
@@ -123,17 +129,64 @@ func (c *Controller) work(ctx context.Context) {
 	}
 }
 
-func (c *Controller) sync(ctx context.Context, key string) error {
+// waitAgain is how soon a CSR DecideServing waits on is looked at again.
+const waitAgain = 5 * time.Second
+
+// sync decides the CSR (or forgets the deleted node) key; a positive duration asks to be
+// called again after it.
+func (c *Controller) sync(ctx context.Context, key string) (time.Duration, error) {
 	if node, ok := strings.CutPrefix(key, deletedNodePrefix); ok {
-		return c.forget(ctx, node)
+		return 0, c.forget(ctx, node)
 	}
 	csr, err := c.csrs.Get(key)
 	if apierrors.IsNotFound(err) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
+	if csr.Spec.SignerName == certificatesv1.KubeletServingSignerName {
+		return c.syncServing(ctx, csr)
+	}
+	return 0, c.syncBootstrap(ctx, csr)
+}
+
+// syncServing decides a kubelet-serving CSR.
+func (c *Controller) syncServing(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) (time.Duration, error) {
+	if decided(csr) {
+		return 0, nil
+	}
+	nodes, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		return 0, err
+	}
+	names, err := c.apiNames(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("finding the names the API is served under: %w", err)
+	}
+	d := DecideServing(csr, ServingView{Nodes: nodes, APINames: names, Now: time.Now()})
+	switch d.Action {
+	case Wait:
+		c.log.Info("kubelet serving CSR waits", "csr", csr.Name, "node", d.NodeName, "for", d.Message)
+		return waitAgain, nil
+	case Approve:
+		if err := c.setCondition(ctx, csr, certificatesv1.CertificateApproved, d); err != nil {
+			return 0, err
+		}
+		c.events.Event(csr, corev1.EventTypeNormal, d.Reason, d.Message)
+		c.log.Info("approved a kubelet serving certificate", "csr", csr.Name, "node", d.NodeName)
+	case Deny:
+		if err := c.setCondition(ctx, csr, certificatesv1.CertificateDenied, d); err != nil {
+			return 0, err
+		}
+		c.events.Event(csr, corev1.EventTypeWarning, d.Reason, d.Message)
+		c.log.Warn("denied a kubelet serving CSR", "csr", csr.Name, "node", d.NodeName, "requester", csr.Spec.Username, "reason", d.Reason)
+	}
+	return 0, nil
+}
+
+// syncBootstrap decides a bootstrap CSR.
+func (c *Controller) syncBootstrap(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) error {
 	if Decide(csr, Known{Node: func(string) bool { return false }, Issued: func(string) (string, bool) { return "", false }}).Action == Skip {
 		return nil // not ours or decided: no reads
 	}

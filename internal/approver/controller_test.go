@@ -43,7 +43,7 @@ func newCluster(t *testing.T, prepare func(*fake.Clientset), objs ...runtime.Obj
 	factory := informers.NewSharedInformerFactory(client, 0)
 	events := record.NewFakeRecorder(100)
 	c, err := New(client, factory.Certificates().V1().CertificateSigningRequests(), factory.Core().V1().Nodes(),
-		events, slog.New(slog.DiscardHandler))
+		func(context.Context) ([]string, error) { return testAPINames, nil }, events, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

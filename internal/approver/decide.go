@@ -1,5 +1,6 @@
-// Package approver is selfkube's approver of kubelet client certificates requested with a
-// bootstrap token: the TLS bootstrap of a joining node.
+// Package approver is selfkube's approver of kubelet certificates: the client certificates
+// requested with a bootstrap token (the TLS bootstrap of a joining node: Decide) and the
+// kubelets' serving certificates (DecideServing, in serving.go).
 //
 // In a self-hosted cluster a node identity is worth more than in kubeadm's: the Node
 // authorizer lets system:node:<name> read the Secrets of the pods bound to that node, and on
@@ -12,7 +13,8 @@
 // "selfnodeclient" rule approves those), and control-plane nodes never come this way: their
 // kubelet certificate is issued by `selfkube join --control-plane`, which holds the CA.
 //
-// Decide is the whole policy, a pure function; Controller feeds it from informers.
+// Decide and DecideServing are the whole policy, pure functions; Controller feeds them
+// from informers.
 package approver
 
 import (
@@ -46,6 +48,8 @@ const (
 	Approve
 	// Deny denies it (final: a denied CSR is never signed).
 	Deny
+	// Wait decides nothing yet: the CSR is looked at again shortly.
+	Wait
 )
 
 func (a Action) String() string {
@@ -54,6 +58,8 @@ func (a Action) String() string {
 		return "Approve"
 	case Deny:
 		return "Deny"
+	case Wait:
+		return "Wait"
 	default:
 		return "Skip"
 	}

@@ -37,6 +37,7 @@ import (
 	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/manifests"
 	"github.com/selfkube/selfkube/internal/operator"
+	"github.com/selfkube/selfkube/internal/pki"
 )
 
 // Name of the Deployment, its ServiceAccount, its Lease and its Events' source.
@@ -209,12 +210,22 @@ func (c *Controller) Failed() <-chan error { return c.failed }
 // runControllers runs the approver and, given a REST configuration, the control-plane
 // operator, until ctx ends or one of them fails.
 func runControllers(ctx context.Context, client kubernetes.Interface, cfg *rest.Config, events record.EventRecorder, log *slog.Logger) error {
-	csrs := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = approver.CSRFieldSelector }))
+	csrs := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	nodes := informers.NewSharedInformerFactory(client, 10*time.Minute)
+	apiNames := func(ctx context.Context) ([]string, error) {
+		cm, err := client.CoreV1().ConfigMaps(manifests.Namespace).Get(ctx, manifests.ClusterConfigName, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("reading the cluster configuration: %w", err)
+		}
+		cluster, err := manifests.ClusterConfigFrom(cm)
+		if err != nil {
+			return nil, err
+		}
+		return pki.APINames(&cluster)
+	}
 	a, err := approver.New(client,
 		csrs.Certificates().V1().CertificateSigningRequests(), nodes.Core().V1().Nodes(),
-		events, log.With("controller", "approver"))
+		apiNames, events, log.With("controller", "approver"))
 	if err != nil {
 		return err
 	}

@@ -71,8 +71,12 @@ func Base(cfg *config.Config, resolvConf string) (*kubeletv1beta1.KubeletConfigu
 		CgroupDriver:             cfg.Node.Kubelet.CgroupDriver,
 		ContainerRuntimeEndpoint: cfg.Node.CRISocket,
 		RotateCertificates:       true,
-		HealthzBindAddress:       "127.0.0.1",
-		HealthzPort:              ptr.To[int32](10248),
+		// The serving certificate comes from a CSR (signer kubernetes.io/kubelet-serving)
+		// that selfkube's approver approves for the node's own names and addresses only,
+		// and is renewed the same way; the API server verifies it against the cluster CA.
+		ServerTLSBootstrap: true,
+		HealthzBindAddress: "127.0.0.1",
+		HealthzPort:        ptr.To[int32](10248),
 		// selfkube supports cgroup v1 hosts (and hybrid ones); swap is the operator's call.
 		FailCgroupV1: ptr.To(false),
 		FailSwapOn:   ptr.To(false),

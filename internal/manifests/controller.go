@@ -96,9 +96,10 @@ func selfkubeController(cfg *config.Config) []runtime.Object {
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{certificatesv1.GroupName}, Resources: []string{"certificatesigningrequests"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{certificatesv1.GroupName}, Resources: []string{"certificatesigningrequests/approval"}, Verbs: []string{"update"}},
-				// Approving needs "approve" on the signer: only the kubelet client signer.
+				// Approving needs "approve" on the signer: only the kubelets' client and
+				// serving signers.
 				{APIGroups: []string{certificatesv1.GroupName}, Resources: []string{"signers"}, Verbs: []string{"approve"},
-					ResourceNames: []string{certificatesv1.KubeAPIServerClientKubeletSignerName}},
+					ResourceNames: []string{certificatesv1.KubeAPIServerClientKubeletSignerName, certificatesv1.KubeletServingSignerName}},
 				{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
 				// The operator: reads the ControlPlane, reports in its status.
 				{APIGroups: []string{controlplane.Group}, Resources: []string{controlplane.Resource}, Verbs: []string{"get", "list", "watch"}},

@@ -114,13 +114,17 @@ func loopback(advertise string) string {
 func apiServerFlags(cfg *config.Config, p filePaths, advertise string) flags {
 	c := &cfg.Cluster
 	f := flags{
-		"advertise-address":                       advertise,
-		"allow-privileged":                        "true",
-		"authorization-mode":                      "Node,RBAC",
-		"client-ca-file":                          p(FileCACert),
-		"enable-admission-plugins":                "NodeRestriction",
-		"enable-bootstrap-token-auth":             "true",
-		"endpoint-reconciler-type":                "lease",
+		"advertise-address":           advertise,
+		"allow-privileged":            "true",
+		"authorization-mode":          "Node,RBAC",
+		"client-ca-file":              p(FileCACert),
+		"enable-admission-plugins":    "NodeRestriction",
+		"enable-bootstrap-token-auth": "true",
+		"endpoint-reconciler-type":    "lease",
+		// The kubelets' serving certificates come from CSRs the cluster CA signs (their
+		// kubelets have serverTLSBootstrap; selfkube's approver checks what they name):
+		// logs, exec and port-forward verify the kubelet they reach.
+		"kubelet-certificate-authority":           p(FileCACert),
 		"kubelet-client-certificate":              p(FileAPIServerKubeletCert),
 		"kubelet-client-key":                      p(FileAPIServerKubeletKey),
 		"kubelet-preferred-address-types":         "InternalIP,ExternalIP,Hostname",

@@ -111,15 +111,11 @@ type Spec struct {
 // they sign. The etcd certificates are left out when etcd is external.
 func Specs(cfg *config.Config) ([]Spec, error) {
 	c, n := &cfg.Cluster, &cfg.Node
-	apiIP, err := firstIP(c.Networking.ServiceSubnet)
+	shared, err := APINames(c)
 	if err != nil {
-		return nil, fmt.Errorf("finding the API service address: %w", err)
+		return nil, err
 	}
-	domain := strings.TrimSuffix(c.Networking.DNSDomain, ".")
-	api := sans([]string{
-		"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain,
-		apiIP.String(), n.AdvertiseAddress, c.EndpointHost(), n.Name, "localhost", "127.0.0.1",
-	}, c.APIServer.CertSANs)
+	api := sans(shared, []string{n.AdvertiseAddress, n.Name})
 
 	specs := []Spec{
 		{Name: CA, Kind: KindCA, CommonName: "kubernetes"},
@@ -141,6 +137,25 @@ func Specs(cfg *config.Config) ([]Spec, error) {
 		Spec{Name: EtcdHealthcheckClient, Kind: KindClient, CA: EtcdCA, CommonName: "kube-etcd-healthcheck-client"},
 		Spec{Name: APIServerEtcdClient, Kind: KindClient, CA: EtcdCA, CommonName: "kube-apiserver-etcd-client"},
 	), nil
+}
+
+// APINames are the names and addresses every apiserver of the cluster serves under,
+// whichever node it runs on: the kubernetes Service's names and address, the control-plane
+// endpoint's host, localhost and the configured extra SANs (apiServer.certSANs). A node's
+// own name and address come on top in its apiserver's certificate. No other certificate the
+// cluster CA signs may carry one of them: a client that trusts the CA would take its holder
+// for the API (see the approver of kubelet serving certificates).
+func APINames(c *config.ClusterConfiguration) ([]string, error) {
+	apiIP, err := firstIP(c.Networking.ServiceSubnet)
+	if err != nil {
+		return nil, fmt.Errorf("finding the API service address: %w", err)
+	}
+	domain := strings.TrimSuffix(c.Networking.DNSDomain, ".")
+	names := []string{
+		"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain,
+		apiIP.String(), c.EndpointHost(), "localhost", "127.0.0.1",
+	}
+	return append(names, c.APIServer.CertSANs...), nil
 }
 
 // firstIP is the first usable address of a CIDR: the address of the kubernetes Service.

@@ -217,6 +217,7 @@ func TestRecover(t *testing.T) {
 		})
 	})
 
+	step(t, "KubeletServingCertificates", func(t *testing.T) { checkKubeletServing(ctx, t, cs, cp, worker, cpIP, wIP) })
 	step(t, "CertsCheckExpiration", func(t *testing.T) { checkCertsListed(ctx, t, cs, cp, bin) })
 
 	snapshot := "/var/lib/selfkube/backup/cluster.db"
