@@ -63,11 +63,21 @@ func controlPlaneSecret(cfg *config.Config, component string, files Files) (*cor
 		}
 		data[secretKey(f)] = content
 	}
-	return &corev1.Secret{
+	return ControlPlaneSecret(component, data), nil
+}
+
+// ControlPlaneSecret is the Secret of a self-hosted control-plane component (APIServer,
+// ControllerManager or Scheduler) with data, its files by key: what init applies, and what
+// `selfkube recover` puts back from a checkpoint's copy (SecretVolume) when the Secret was
+// deleted.
+func ControlPlaneSecret(component string, data map[string][]byte) *corev1.Secret {
+	s := &corev1.Secret{
 		ObjectMeta: objectMeta(component, Namespace, appLabels(component, componentControlPlane)),
 		Type:       corev1.SecretTypeOpaque,
 		Data:       data,
-	}, nil
+	}
+	s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return s
 }
 
 // controlPlaneLabels are the labels of a self-hosted control-plane pod; selector is the

@@ -96,11 +96,15 @@ func hostPathVolume(name, path string, kind corev1.HostPathType, readOnly bool) 
 		}
 }
 
+// SecretVolume is the volume of a control-plane pod that holds its Secret (mounted at
+// SecretsMountDir); a checkpoint keeps its files in volumes/SecretVolume.
+const SecretVolume = "secrets"
+
 // secretVolume projects the Secret of a self-hosted component into SecretsMountDir,
 // readable by the owner only.
 func secretVolume(secret string) (corev1.Volume, corev1.VolumeMount) {
 	return corev1.Volume{
-			Name: "secrets",
+			Name: SecretVolume,
 			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 				Sources: []corev1.VolumeProjection{{
 					Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: secret}},
@@ -108,7 +112,7 @@ func secretVolume(secret string) (corev1.Volume, corev1.VolumeMount) {
 				DefaultMode: ptr.To[int32](0o600),
 			}},
 		}, corev1.VolumeMount{
-			Name:      "secrets",
+			Name:      SecretVolume,
 			MountPath: SecretsMountDir,
 			ReadOnly:  true,
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -241,6 +242,24 @@ func reapply(ctx context.Context, d *Data) error {
 		}
 		return nil
 	}
+	// A control-plane Secret deleted through the API comes back from this node's
+	// checkpoint of its component, which keeps the files it mounts.
+	for _, component := range []string{manifests.APIServer, manifests.ControllerManager, manifests.Scheduler} {
+		_, err := api.cs.CoreV1().Secrets(manifests.Namespace).Get(ctx, component, metav1.GetOptions{})
+		if err == nil {
+			continue
+		}
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("reading the Secret %s/%s: %w", manifests.Namespace, component, err)
+		}
+		data, err := d.checkpointedSecret(component)
+		if err != nil {
+			return fmt.Errorf("the Secret %s/%s is gone: %w", manifests.Namespace, component, err)
+		}
+		if err := create(manifests.ControlPlaneSecret(component, data)); err != nil {
+			return err
+		}
+	}
 	for _, name := range controlplane.Workloads {
 		if obj, ok := workloads[name]; ok {
 			if err := create(obj); err != nil {
@@ -261,6 +280,37 @@ func reapply(ctx context.Context, d *Data) error {
 		d.Status.Infof("none was missing")
 	}
 	return nil
+}
+
+// checkpointedSecret reads the files of component's Secret from this node's checkpoint of
+// it (regular files only, by their key).
+func (d *Data) checkpointedSecret(component string) (map[string][]byte, error) {
+	store := checkpoint.Store{Dir: d.Layout.CheckpointsDir(), ManifestsDir: d.Layout.ManifestsDir()}
+	dir, err := store.DirOf(component)
+	if err != nil {
+		return nil, err
+	}
+	dir = filepath.Join(dir, "volumes", manifests.SecretVolume)
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	data := map[string][]byte{}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		data[e.Name()] = b
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("this node has no checkpoint of %s with its files (%s): create the Secret again from a backup "+
+			"(the asset directory of `selfkube render`/`init`), then run recover again", component, dir)
+	}
+	return data, nil
 }
 
 // criSocket is the container runtime endpoint of this node's kubelet (its configuration

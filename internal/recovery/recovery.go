@@ -202,6 +202,8 @@ func (d *Data) Plan() []string {
 		add("check that etcd's member %s at %s answers with a leader", d.Member.Name, d.Member.ClientURL)
 	}
 	add("wait for an apiserver on this node (%s); if none answers, activate the checkpoints in %s", d.Kubeconfig, d.Layout.CheckpointsDir())
+	add("create again each control-plane Secret that is missing, from this node's checkpoint of its component (%s/<component>/volumes/%s)",
+		d.Layout.CheckpointsDir(), manifests.SecretVolume)
 	add("create again, from the ControlPlane resource and the cluster configuration, each control-plane DaemonSet or Deployment that is missing")
 	add("wait until the self-hosted apiserver, controller manager and scheduler are Ready and no checkpoint is active on this node")
 	return out

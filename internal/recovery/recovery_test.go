@@ -352,3 +352,38 @@ func TestTheAPIServerStandInPausesWhileEtcdRestarts(t *testing.T) {
 		t.Fatalf("after etcd: active %v, still paused %v", store.Active(checkpoint.CheckpointAPIServer), again.Record.Recovery.Paused)
 	}
 }
+
+// A control-plane Secret deleted through the API comes back from the checkpoint's copy of
+// its files: regular files only, each under its key; without a checkpoint recover says
+// what to do instead.
+func TestCheckpointedSecret(t *testing.T) {
+	d := &Data{Options: Options{Layout: host.Layout{Root: t.TempDir()}}}
+	if _, err := d.checkpointedSecret(manifests.Scheduler); err == nil || !strings.Contains(err.Error(), "no checkpoint of kube-scheduler") {
+		t.Fatalf("without a checkpoint: %v, want an error saying so", err)
+	}
+	dir := filepath.Join(d.Layout.CheckpointsDir(), manifests.Scheduler, "volumes", manifests.SecretVolume)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "scheduler.conf"), []byte("kubeconfig"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("not the checkpoint's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "linked.key")); err != nil {
+		t.Fatal(err)
+	}
+	data, err := d.checkpointedSecret(manifests.Scheduler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) != 1 || string(data["scheduler.conf"]) != "kubeconfig" {
+		t.Errorf("Secret data %v, want scheduler.conf only", data)
+	}
+	s := manifests.ControlPlaneSecret(manifests.Scheduler, data)
+	if s.Name != manifests.Scheduler || s.Namespace != manifests.Namespace || s.Labels[manifests.LabelManagedBy] != manifests.ManagedBy || s.Kind != "Secret" {
+		t.Errorf("the Secret put back: %s/%s %s %v", s.Namespace, s.Name, s.Kind, s.Labels)
+	}
+}

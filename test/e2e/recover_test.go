@@ -287,7 +287,21 @@ func TestRecover(t *testing.T) {
 	// without a parent used to be removed; recover creates the workloads and the operator
 	// again, and the checkpoints retire.
 	step(t, "RecoverDeletedControlPlaneWorkloadsAndOperator", func(t *testing.T) {
+		// The control plane's Secrets go too: recover puts them back from the checkpoints.
+		secrets := map[string]map[string][]byte{}
+		for _, name := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+			s, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			secrets[name] = s.Data
+		}
 		deleted := deleteWorkloads(t, []string{"kube-apiserver"}, append([]string{"selfkube-controller"}, controlPlaneWorkloads...))
+		for name := range secrets {
+			if err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		wait(ctx, t, 2*time.Minute, "the apiserver's checkpoint standing in", func(ctx context.Context) error {
 			if _, err := os.Stat(filepath.Join(manifestsDir, "checkpoint-kube-apiserver.yaml")); err != nil {
 				return err
@@ -312,9 +326,25 @@ func TestRecover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"kube-apiserver (DaemonSet)", "kube-controller-manager (Deployment)", "kube-scheduler (Deployment)", "selfkube-controller (Deployment)"} {
+		for _, want := range []string{"kube-apiserver (DaemonSet)", "kube-controller-manager (Deployment)", "kube-scheduler (Deployment)", "selfkube-controller (Deployment)",
+			"kube-apiserver (Secret)", "kube-controller-manager (Secret)", "kube-scheduler (Secret)"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("recover does not say it created %s", want)
+			}
+		}
+		for name, want := range secrets {
+			s, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Errorf("the Secret %s after recover: %v", name, err)
+				continue
+			}
+			if len(s.Data) != len(want) {
+				t.Errorf("the Secret %s came back with %d keys, had %d", name, len(s.Data), len(want))
+			}
+			for k, v := range want {
+				if !bytes.Equal(s.Data[k], v) {
+					t.Errorf("the Secret %s came back with another %s", name, k)
+				}
 			}
 		}
 		wait(ctx, t, 3*time.Minute, "the self-hosted control plane back, no checkpoint standing in", func(ctx context.Context) error {
