@@ -134,8 +134,12 @@ func TestAgentLifecycle(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if code, body := get("/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz = %d %q once syncing", code, body)
+	// The checkpoint is written within a sync; the sync is recorded when it ends.
+	for code, body := get("/healthz"); code != http.StatusOK; code, body = get("/healthz") {
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz = %d %q once syncing", code, body)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "selfkube_checkpointer_api_reachable 1\n") ||
 		!strings.Contains(body, `selfkube_checkpointer_writes_total{checkpoint="`+checkpoint.CheckpointAPIServer+`"} 1`) {
