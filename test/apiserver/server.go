@@ -89,19 +89,40 @@ func Start(tb testing.TB) *Server {
 			tb.Skipf("%s not found at %s: run `make components` first", name, path)
 		}
 	}
-	dir, err := os.MkdirTemp("", "selfkube-apiserver-")
-	if err != nil {
-		tb.Fatalf("creating the test server's directory: %v", err)
-	}
-	s := &Server{Dir: dir}
-	tb.Cleanup(func() { s.stop(tb) })
-
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if err := s.start(ctx, bins); err != nil {
-		tb.Fatalf("starting the test API server: %v", err)
+	// The ports are free when chosen and bound a moment later: a test running beside
+	// this one may take one meanwhile. Such a start is thrown away and tried again.
+	for attempt := 1; ; attempt++ {
+		dir, err := os.MkdirTemp("", "selfkube-apiserver-")
+		if err != nil {
+			tb.Fatalf("creating the test server's directory: %v", err)
+		}
+		s := &Server{Dir: dir}
+		err = s.start(ctx, bins)
+		if err != nil && attempt < 3 && s.portTaken() {
+			for i := len(s.procs) - 1; i >= 0; i-- {
+				_ = s.procs[i].stop()
+			}
+			_ = os.RemoveAll(dir)
+			continue
+		}
+		tb.Cleanup(func() { s.stop(tb) })
+		if err != nil {
+			tb.Fatalf("starting the test API server: %v", err)
+		}
+		return s
 	}
-	return s
+}
+
+// portTaken says whether a process of s could not bind its port.
+func (s *Server) portTaken() bool {
+	for _, p := range s.procs {
+		if strings.Contains(p.logTail(logTailBytes), "address already in use") {
+			return true
+		}
+	}
+	return false
 }
 
 // stop stops both processes, prints their logs if the test failed, and removes Dir.
