@@ -24,6 +24,7 @@ import (
 	"github.com/selfkube/selfkube/internal/controlplane"
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/manifests"
+	"github.com/selfkube/selfkube/internal/node"
 	"github.com/selfkube/selfkube/test/e2e/framework"
 	"github.com/selfkube/selfkube/test/e2e/probe"
 )
@@ -841,13 +842,9 @@ func keepReplicaOnSurvivor(ctx context.Context, t *testing.T, cs kubernetes.Inte
 			if err != nil {
 				return err
 			}
-			for _, p := range pods.Items {
-				if p.Spec.NodeName == survivor && p.DeletionTimestamp == nil {
-					for _, c := range p.Status.Conditions {
-						if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-							return nil
-						}
-					}
+			for i := range pods.Items {
+				if p := &pods.Items[i]; p.Spec.NodeName == survivor && node.PodReady(p) {
+					return nil
 				}
 			}
 			return fmt.Errorf("none yet")
