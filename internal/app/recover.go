@@ -26,14 +26,19 @@ func newRecoverCommand(e *env) *cobra.Command {
   --force-new-cluster    etcd lost its quorum for good (most control-plane nodes gone).
                          The member's data is copied aside and it restarts once with
                          --force-new-cluster: the only member, with all its data.
-  (neither)              etcd is fine but the control plane is not: its DaemonSet or
-                         Deployments were deleted, no apiserver runs.
+  (neither)              etcd is fine but the control plane is not: its DaemonSet,
+                         Deployments or Secrets were deleted, no apiserver runs.
 
 Then, in every case: an apiserver must answer on this node (if none does within 30 s,
-the checkpoints on disk are activated and stand in); each control-plane workload that is
-missing is created again from the ControlPlane resource and the cluster configuration
-stored in etcd; and recover waits until the self-hosted apiserver, controller manager and
-scheduler are Ready and no checkpoint stands in.
+the checkpoints on disk are activated and stand in); each control-plane Secret that is
+missing is created again from this node's checkpoint of its component
+(/etc/kubernetes/checkpoints/<component>/volumes/secrets); each control-plane workload
+that is missing is created again from the ControlPlane resource and the cluster
+configuration stored in etcd; and recover waits until the self-hosted apiserver,
+controller manager and scheduler are Ready and no checkpoint stands in.
+
+Not yet handled: after --force-new-cluster, a survivor that ran no controller-manager or
+scheduler replica gets none (docs/recovery.md); pick a survivor that runs one of each.
 
 After --from-snapshot or --force-new-cluster, etcd has one member, this one. Every other
 control-plane node must join again: on it, selfkube reset --force --remove-etcd-data,
