@@ -37,11 +37,12 @@ that is missing is created again from the ControlPlane resource and the cluster
 configuration stored in etcd; and recover waits until the self-hosted apiserver,
 controller manager and scheduler are Ready and no checkpoint stands in.
 
-Not yet handled: after --force-new-cluster, a survivor that ran no controller-manager or
-scheduler replica gets none (docs/recovery.md); pick a survivor that runs one of each.
-
-After --from-snapshot or --force-new-cluster, etcd has one member, this one. Every other
-control-plane node must join again: on it, selfkube reset --force --remove-etcd-data,
+After --from-snapshot or --force-new-cluster, etcd has one member, this one, and the
+other control-plane nodes are lost to the cluster: recover cordons them, deletes their
+controller-manager, scheduler and other kube-system Deployment pods at once (the data
+still shows them Ready), and if no controller-manager or scheduler replica runs here or
+on a live node, starts one here from its Deployment and Secret until the Deployment's
+own pod is Ready here. Every other control-plane node must join again: on it, selfkube reset --force --remove-etcd-data,
 then the join command of selfkube token create --control-plane --print-join-command run
 here. Workers need nothing.
 

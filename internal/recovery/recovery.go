@@ -119,6 +119,10 @@ func needsEtcdStop(d *Data) bool { return d.Mode() != ControlPlane }
 func restoring(d *Data) bool     { return d.Mode() == FromSnapshot }
 func forcing(d *Data) bool       { return d.Mode() == ForceNewCluster }
 
+// otherMembersLost: after a restore or a forced new cluster this node's etcd member is
+// the only one, and the other control-plane nodes are lost until they join again.
+func otherMembersLost(d *Data) bool { return d.Mode() != ControlPlane }
+
 // Workflow lists recover's phases in order.
 func Workflow() *workflow.Workflow[*Data] {
 	return &workflow.Workflow[*Data]{Phases: []workflow.Phase[*Data]{
@@ -128,6 +132,7 @@ func Workflow() *workflow.Workflow[*Data] {
 		{Name: "start-etcd", Short: "starting etcd", Run: startEtcd},
 		{Name: "api", Short: "an apiserver serving on this node", Run: waitAPI},
 		{Name: "reapply", Short: "creating the self-hosted control plane's missing workloads", Run: reapply},
+		{Name: "stand-ins", Short: "standing in for the control plane of the lost control-plane nodes", Run: standIns, RunIf: otherMembersLost},
 		{Name: "self-hosted", Short: "waiting for the self-hosted control plane", Run: waitSelfHosted},
 	}}
 }
@@ -205,6 +210,10 @@ func (d *Data) Plan() []string {
 	add("create again each control-plane Secret that is missing, from this node's checkpoint of its component (%s/<component>/volumes/%s)",
 		d.Layout.CheckpointsDir(), manifests.SecretVolume)
 	add("create again, from the ControlPlane resource and the cluster configuration, each control-plane DaemonSet or Deployment that is missing")
+	if d.Mode() != ControlPlane {
+		add("cordon the other control-plane nodes (no longer etcd members), delete their pods of the control-plane Deployments, and " +
+			"for the controller manager and the scheduler, if no replica runs here or Ready on a live node, activate here a stand-in built from the Deployment and its Secret")
+	}
 	add("wait until the self-hosted apiserver, controller manager and scheduler are Ready and no checkpoint is active on this node")
 	return out
 }
@@ -213,7 +222,7 @@ func (d *Data) Plan() []string {
 func Run(ctx context.Context, d *Data) error {
 	skip := []string{}
 	for _, p := range Workflow().Names() {
-		if d.Record.Has(p) && p != "api" && p != "self-hosted" && p != "reapply" && p != "start-etcd" {
+		if d.Record.Has(p) && p != "api" && p != "self-hosted" && p != "reapply" && p != "start-etcd" && p != "stand-ins" {
 			skip = append(skip, p)
 			d.Status.Infof("%s: done by the earlier run", p)
 		}

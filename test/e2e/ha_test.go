@@ -601,12 +601,10 @@ func TestHA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Known gap (issue 17 stays open for it): recover cannot yet start a controller
-		// manager or a scheduler on a survivor that ran neither, and without a controller
-		// manager nothing signs a new join token. The scenario recover handles today is a
-		// survivor running one of each, so the test makes sure ha1 does (which node the
-		// replicas land on is otherwise chance).
-		keepReplicaOnSurvivor(ctx, t, cs, first.Name, "ha2", "ha3")
+		// The hard case for the survivor: it runs no controller manager and no scheduler
+		// replica (which node the replicas land on is otherwise chance), so it has no
+		// checkpoint of either, and the data still shows the lost nodes' replicas Ready.
+		noReplicaOn(ctx, t, cs, first.Name)
 		for _, n := range []string{"ha3", "ha2"} {
 			if err := nodes[n].PowerOff(); err != nil {
 				t.Fatal(err)
@@ -631,6 +629,14 @@ func TestHA(t *testing.T) {
 		if !strings.Contains(out, "The control-plane nodes ha2") {
 			t.Errorf("recover does not name ha2 as a node to join again")
 		}
+		for _, c := range []string{"kube-controller-manager", "kube-scheduler"} {
+			if !strings.Contains(out, "activated a stand-in for "+c) {
+				t.Errorf("recover does not say it stood in for %s, which ran only on the lost nodes", c)
+			}
+		}
+		wait(ctx, t, 2*time.Minute, "Ready controller-manager and scheduler replicas on "+first.Name, func(ctx context.Context) error {
+			return replicasOn(ctx, cs, first.Name, true)
+		})
 		wait(ctx, t, time.Minute, "etcd with one member", func(ctx context.Context) error { return etcdHealthy(ctx, cps[0].ip, 1) })
 		got, err := cs.CoreV1().ConfigMaps(metav1.NamespaceDefault).Get(ctx, marker.Name, metav1.GetOptions{})
 		if err != nil || got.Data["kept"] != "yes" {
@@ -803,51 +809,65 @@ func haTargets(ctx context.Context, t *testing.T, c haCluster) ([]probe.Target, 
 	return targets, probe.Options{Rate: 3, KeepAliveRate: 2}
 }
 
-// keepReplicaOnSurvivor cordons the nodes in others and, for the controller manager and the
-// scheduler each, moves one replica to survivor if none runs there: it deletes one replica
-// on another node (never both: the remaining one recreates and schedules it) and waits
-// until a Ready replica runs on survivor.
-func keepReplicaOnSurvivor(ctx context.Context, t *testing.T, cs kubernetes.Interface, survivor string, others ...string) {
+// noReplicaOn moves the controller manager's and scheduler's replicas off node: it
+// cordons node, deletes the replicas there, waits until none runs there and each
+// component is Ready elsewhere, and uncordons node again.
+func noReplicaOn(ctx context.Context, t *testing.T, cs kubernetes.Interface, nodeName string) {
 	t.Helper()
-	for _, n := range others {
-		patch := []byte(`{"spec":{"unschedulable":true}}`)
-		if _, err := cs.CoreV1().Nodes().Patch(ctx, n, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	cordon := func(on bool) {
+		patch := []byte(fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on))
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	cordon(true)
+	defer cordon(false)
 	for _, component := range []string{"kube-controller-manager", "kube-scheduler"} {
-		sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + component}
-		pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, sel)
+		pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + component})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var elsewhere []string
-		here := false
 		for _, p := range pods.Items {
-			if p.Spec.NodeName == survivor {
-				here = true
-			} else {
-				elsewhere = append(elsewhere, p.Name)
+			if p.Spec.NodeName != nodeName {
+				continue
+			}
+			t.Logf("moving %s off %s", p.Name, nodeName)
+			if err := cs.CoreV1().Pods(metav1.NamespaceSystem).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Fatal(err)
 			}
 		}
-		if here || len(elsewhere) == 0 {
-			continue
-		}
-		t.Logf("no %s replica on %s: moving %s there", component, survivor, elsewhere[0])
-		if err := cs.CoreV1().Pods(metav1.NamespaceSystem).Delete(ctx, elsewhere[0], metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		wait(ctx, t, 2*time.Minute, "a Ready "+component+" replica on "+survivor, func(ctx context.Context) error {
-			pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, sel)
-			if err != nil {
-				return err
-			}
-			for i := range pods.Items {
-				if p := &pods.Items[i]; p.Spec.NodeName == survivor && node.PodReady(p) {
-					return nil
-				}
-			}
-			return fmt.Errorf("none yet")
-		})
 	}
+	wait(ctx, t, 2*time.Minute, "controller-manager and scheduler replicas Ready, none on "+nodeName, func(ctx context.Context) error {
+		return replicasOn(ctx, cs, nodeName, false)
+	})
+}
+
+// replicasOn checks that the controller manager and the scheduler each have a Ready
+// replica on node (here) or, with here false, one Ready elsewhere and none on node.
+func replicasOn(ctx context.Context, cs kubernetes.Interface, nodeName string, here bool) error {
+	for _, component := range []string{"kube-controller-manager", "kube-scheduler"} {
+		pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + component})
+		if err != nil {
+			return err
+		}
+		readyHere, readyElsewhere, onNode := false, false, false
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if p.Spec.NodeName == nodeName {
+				onNode = true
+				readyHere = readyHere || node.PodReady(p)
+			} else {
+				readyElsewhere = readyElsewhere || node.PodReady(p)
+			}
+		}
+		switch {
+		case here && !readyHere:
+			return fmt.Errorf("no Ready %s replica on %s", component, nodeName)
+		case !here && onNode:
+			return fmt.Errorf("a %s replica is still on %s", component, nodeName)
+		case !here && !readyElsewhere:
+			return fmt.Errorf("no Ready %s replica on another node", component)
+		}
+	}
+	return nil
 }

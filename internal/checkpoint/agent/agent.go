@@ -403,36 +403,11 @@ func (a *Agent) refresh(ctx context.Context, name string, pod *corev1.Pod, now t
 	if r, ok := a.refreshed[name]; ok && r.version == version && now.Sub(r.at) < a.RefreshEvery && a.Store.Present(name) {
 		return nil
 	}
-	src := checkpoint.Sources{Secrets: map[string]*corev1.Secret{}, ConfigMaps: map[string]*corev1.ConfigMap{}}
-	secrets, configMaps := checkpoint.SourceNames(&pod.Spec)
-	for _, n := range secrets {
-		s, err := a.Client.CoreV1().Secrets(pod.Namespace).Get(ctx, n, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("reading Secret %s/%s: %w", pod.Namespace, n, err)
-		}
-		src.Secrets[n] = s
-	}
-	for _, n := range configMaps {
-		cm, err := a.Client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, n, metav1.GetOptions{})
-		if err != nil {
-			return fmt.Errorf("reading ConfigMap %s/%s: %w", pod.Namespace, n, err)
-		}
-		src.ConfigMaps[n] = cm
-	}
 	dir, err := a.Store.DirOf(name)
 	if err != nil {
 		return err
 	}
-	static, files, err := checkpoint.Sanitize(pod, name, dir, src)
-	if err != nil {
-		return err
-	}
-	unlock, err := a.Store.Lock()
-	if err != nil {
-		return err
-	}
-	changed, err := a.Store.Write(name, static, files)
-	unlock()
+	changed, err := Write(ctx, a.Client, a.Store, name, dir, pod)
 	if err != nil {
 		return err
 	}
@@ -509,4 +484,39 @@ func fenceAddr(parent *corev1.Pod) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), true
+}
+
+// Write writes checkpoint name of pod into store: the pod sanitized (see
+// checkpoint.Sanitize), with the Secrets and ConfigMaps it mounts as read from the API
+// now. hostDir is the checkpoint's directory as the kubelet sees it, where the static
+// pod's volumes point. It reports whether anything on disk changed. The checkpointer
+// writes its checkpoints so, and `selfkube recover` the stand-in of a component whose
+// replicas all ran on lost nodes.
+func Write(ctx context.Context, cs kubernetes.Interface, store checkpoint.Store, name, hostDir string, pod *corev1.Pod) (bool, error) {
+	src := checkpoint.Sources{Secrets: map[string]*corev1.Secret{}, ConfigMaps: map[string]*corev1.ConfigMap{}}
+	secrets, configMaps := checkpoint.SourceNames(&pod.Spec)
+	for _, n := range secrets {
+		s, err := cs.CoreV1().Secrets(pod.Namespace).Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			return false, fmt.Errorf("reading Secret %s/%s: %w", pod.Namespace, n, err)
+		}
+		src.Secrets[n] = s
+	}
+	for _, n := range configMaps {
+		cm, err := cs.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			return false, fmt.Errorf("reading ConfigMap %s/%s: %w", pod.Namespace, n, err)
+		}
+		src.ConfigMaps[n] = cm
+	}
+	static, files, err := checkpoint.Sanitize(pod, name, hostDir, src)
+	if err != nil {
+		return false, err
+	}
+	unlock, err := store.Lock()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	return store.Write(name, static, files)
 }
