@@ -219,6 +219,7 @@ func TestRecover(t *testing.T) {
 
 	step(t, "KubeletServingCertificates", func(t *testing.T) { checkKubeletServing(ctx, t, cs, cp, worker, cpIP, wIP) })
 	step(t, "CertsCheckExpiration", func(t *testing.T) { checkCertsListed(ctx, t, cs, cp, bin) })
+	step(t, "CertsRenew", func(t *testing.T) { checkCertsRenew(ctx, t, cs, cp, worker, cpIP, bin) })
 
 	snapshot := "/var/lib/selfkube/backup/cluster.db"
 	step(t, "SnapshotSave", func(t *testing.T) {
