@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -140,8 +141,8 @@ func (r Renewer) renewPair(where, base string, files map[string][]byte) (*Renewa
 // renewKubeconfig renews the embedded client certificate of the current user of the
 // kubeconfig files[name]; the server and the CA stay as they are.
 func (r Renewer) renewKubeconfig(where, name string, files map[string][]byte) (*Renewal, error) {
-	if !r.selected(name) {
-		return nil, nil
+	if !r.selected(name) || path.Base(name) == "kubelet.conf" {
+		return nil, nil // the kubelet rotates its own client certificate (rotateCertificates)
 	}
 	kc, err := clientcmd.Load(files[name])
 	if err != nil {
@@ -203,4 +204,22 @@ func parseCert(data []byte) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("no PEM certificate")
 	}
 	return x509.ParseCertificate(b.Bytes)
+}
+
+// certOf is the certificate of a PEM file or the client certificate embedded in a
+// kubeconfig (nil if neither).
+func certOf(data []byte) *x509.Certificate {
+	if c, err := parseCert(data); err == nil {
+		return c
+	}
+	kc, err := clientcmd.Load(data)
+	if err != nil {
+		return nil
+	}
+	if ctx := kc.Contexts[kc.CurrentContext]; ctx != nil && kc.AuthInfos[ctx.AuthInfo] != nil {
+		if c, err := parseCert(kc.AuthInfos[ctx.AuthInfo].ClientCertificateData); err == nil {
+			return c
+		}
+	}
+	return nil
 }

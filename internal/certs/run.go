@@ -207,7 +207,8 @@ func loadCAs(l host.Layout, secrets map[string]*corev1.Secret) CAs {
 
 // renewDir renews the certificates in the files of dir (and its subdirectories if
 // recursive; the kubelet's and the checkpoints' are not ours to renew). A file whose
-// content is an entry of copies gets that entry's new content.
+// content is an entry of copies gets that entry's new content; each file it renews is
+// added to copies, for the directories renewed after it.
 func renewDir(r Renewer, dir string, recursive bool, copies map[string]copy) ([]Renewal, error) {
 	files := map[string][]byte{}
 	modes := map[string]fs.FileMode{}
@@ -260,10 +261,10 @@ func renewDir(r Renewer, dir string, recursive bool, copies map[string]copy) ([]
 			continue
 		}
 		rn := Renewal{Name: strings.TrimSuffix(rel, ".crt"), Where: dir, CopyOf: c.from}
-		if old, err := parseCert(data); err == nil {
+		if old := certOf(data); old != nil {
 			rn.Subject, rn.Serial, rn.NotAfter = old.Subject.String(), old.SerialNumber.Text(16), old.NotAfter
 		}
-		if nw, err := parseCert(c.data); err == nil {
+		if nw := certOf(c.data); nw != nil {
 			rn.NewSerial, rn.NewNotAfter = nw.SerialNumber.Text(16), nw.NotAfter
 		}
 		copied = append(copied, rn)
@@ -272,12 +273,15 @@ func renewDir(r Renewer, dir string, recursive bool, copies map[string]copy) ([]
 	if err != nil {
 		return nil, err
 	}
-	if !r.DryRun {
-		for rel, data := range out {
-			if !bytes.Equal(data, own[rel]) {
-				if err := writeKeeping(filepath.Join(dir, filepath.FromSlash(rel)), data, modes[rel]); err != nil {
-					return nil, err
-				}
+	for rel, data := range out {
+		if bytes.Equal(data, own[rel]) {
+			continue
+		}
+		// A copy of this file in a directory renewed later gets the same renewal.
+		copies[string(own[rel])] = copy{data: data, from: filepath.Join(dir, filepath.FromSlash(rel))}
+		if !r.DryRun {
+			if err := writeKeeping(filepath.Join(dir, filepath.FromSlash(rel)), data, modes[rel]); err != nil {
+				return nil, err
 			}
 		}
 	}

@@ -46,6 +46,13 @@ func TestRenew(t *testing.T) {
 	writeFile(t, filepath.Join(l.PKIDir(), "etcd/server.crt"), pki.EncodeCertificate(etcdServer.Cert), 0o644)
 	writeFile(t, filepath.Join(l.PKIDir(), "etcd/server.key"), encodeKey(t, etcdServer), 0o600)
 	writeFile(t, filepath.Join(l.KubernetesDir(), "admin.conf"), kubeconfigFor(t, f.ca, admin, ""), 0o600)
+	// The kubelet's kubeconfig is the kubelet's to rotate; the asset directory's etcd
+	// certificate is a copy of the node's.
+	kubeletConf := filepath.Join(l.KubernetesDir(), "kubelet.conf")
+	writeFile(t, kubeletConf, kubeconfigFor(t, f.ca, admin, ""), 0o600)
+	assetEtcd := filepath.Join(l.AssetDir(), "tls/etcd/server.crt")
+	writeFile(t, assetEtcd, pki.EncodeCertificate(etcdServer.Cert), 0o644)
+	writeFile(t, filepath.Join(l.AssetDir(), "tls/etcd/server.key"), encodeKey(t, etcdServer), 0o600)
 	assetAPI := filepath.Join(l.AssetDir(), "tls/apiserver.crt")
 	writeFile(t, assetAPI, f.files["apiserver.crt"], 0o644)
 	writeFile(t, filepath.Join(l.AssetDir(), "tls/apiserver.key"), f.files["apiserver.key"], 0o600)
@@ -112,7 +119,10 @@ func TestRenew(t *testing.T) {
 			t.Errorf("%s was not renewed", k)
 		}
 	}
-	for _, k := range []string{"secret/kube-controller-manager/ca.key", "secret/kube-scheduler/scheduler.conf", filepath.Join(l.PKIDir(), "etcd/ca.crt")} {
+	if !bytes.Equal(after[assetEtcd], after[filepath.Join(l.PKIDir(), "etcd/server.crt")]) {
+		t.Errorf("the asset directory's etcd/server.crt is not the node's renewed one")
+	}
+	for _, k := range []string{kubeletConf, "secret/kube-controller-manager/ca.key", "secret/kube-scheduler/scheduler.conf", filepath.Join(l.PKIDir(), "etcd/ca.crt")} {
 		if !bytes.Equal(before[k], after[k]) {
 			t.Errorf("%s was changed", k)
 		}

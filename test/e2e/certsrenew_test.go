@@ -153,6 +153,9 @@ func checkCertsRenew(ctx context.Context, t *testing.T, cs kubernetes.Interface,
 	if after["/var/lib/selfkube/assets/tls/apiserver.crt"] != after["secret apiserver.crt"] {
 		t.Errorf("the asset directory's apiserver.crt is not the Secret's renewed one")
 	}
+	if got := fileSerial(cp, "/var/lib/selfkube/assets/tls/etcd/server.crt"); got != after[files[0]] {
+		t.Errorf("the asset directory's etcd/server.crt (serial %s) is not the node's renewed one (%s)", got, after[files[0]])
+	}
 	served, err = servedSerial(ctx, addr, ca)
 	if err != nil || served != after["secret apiserver.crt"] {
 		t.Errorf("after the renewal the API serves serial %s (%v), want the renewed %s", served, err, after["secret apiserver.crt"])

@@ -297,7 +297,24 @@ func TestRecover(t *testing.T) {
 			}
 			secrets[name] = s.Data
 		}
-		deleted := deleteWorkloads(t, []string{"kube-apiserver"}, append([]string{"selfkube-controller"}, controlPlaneWorkloads...))
+		// The operator first, and gone for good before the rest: deleted together, its pods
+		// may outlive the controller manager (whose garbage collector deletes them) and put
+		// the workloads back themselves.
+		foreground := metav1.DeletePropagationForeground
+		if err := cs.AppsV1().Deployments(metav1.NamespaceSystem).Delete(ctx, "selfkube-controller", metav1.DeleteOptions{PropagationPolicy: &foreground}); err != nil {
+			t.Fatal(err)
+		}
+		wait(ctx, t, 2*time.Minute, "the operator's pods gone", func(ctx context.Context) error {
+			pods, err := cs.CoreV1().Pods(metav1.NamespaceSystem).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=selfkube-controller"})
+			if err != nil {
+				return err
+			}
+			if len(pods.Items) > 0 {
+				return fmt.Errorf("%d pods left", len(pods.Items))
+			}
+			return nil
+		})
+		deleted := deleteWorkloads(t, []string{"kube-apiserver"}, controlPlaneWorkloads)
 		for name := range secrets {
 			if err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
