@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -144,13 +145,7 @@ func selector(names []string) (func(string) bool, error) {
 	}
 	want := map[string]bool{}
 	for _, n := range names {
-		ok := false
-		for _, known := range RenewableNames {
-			if n == known {
-				ok = true
-			}
-		}
-		if !ok {
+		if !slices.Contains(RenewableNames, n) {
 			return nil, fmt.Errorf("%q is not a certificate selfkube renews: name %s, or all", n, strings.Join(RenewableNames, ", "))
 		}
 		want[n] = true

@@ -1,5 +1,5 @@
-// Package node holds what selfkube's init and join both do to a Node and its pods: mark
-// it a control-plane node, tell whether a node or a pod is Ready, and wait for a
+// Package node holds what selfkube's commands do to a Node and its pods: mark it a
+// control-plane node, cordon it, tell whether a node or a pod is Ready, and wait for a
 // condition with an error that says what never became true.
 //
 // It sits on the lowest floor (it imports only apply, for the field manager): manifests,
@@ -8,11 +8,13 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -84,4 +86,12 @@ func markControlPlane(n *corev1.Node, taints []corev1.Taint) bool {
 		}
 	}
 	return changed
+}
+
+// Cordon marks the node unschedulable (on) or schedulable again: `kubectl cordon` and
+// `uncordon`.
+func Cordon(ctx context.Context, client kubernetes.Interface, name string, on bool) error {
+	patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, on)
+	_, err := client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	return err
 }

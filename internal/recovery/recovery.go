@@ -210,7 +210,7 @@ func (d *Data) Plan() []string {
 	add("create again each control-plane Secret that is missing, from this node's checkpoint of its component (%s/<component>/volumes/%s)",
 		d.Layout.CheckpointsDir(), manifests.SecretVolume)
 	add("create again, from the ControlPlane resource and the cluster configuration, each control-plane DaemonSet or Deployment that is missing")
-	if d.Mode() != ControlPlane {
+	if otherMembersLost(d) {
 		add("cordon the other control-plane nodes (no longer etcd members), delete their pods of the control-plane Deployments, and " +
 			"for the controller manager and the scheduler, if no replica runs here or Ready on a live node, activate here a stand-in built from the Deployment and its Secret")
 	}
@@ -218,11 +218,15 @@ func (d *Data) Plan() []string {
 	return out
 }
 
+// convergingPhases run again in a run that resumes an interrupted one: each looks at the
+// cluster as it is now, and does only what is left.
+var convergingPhases = []string{"start-etcd", "api", "reapply", "stand-ins", "self-hosted"}
+
 // Run runs the phases, skipping those an interrupted run with the same arguments finished.
 func Run(ctx context.Context, d *Data) error {
 	skip := []string{}
 	for _, p := range Workflow().Names() {
-		if d.Record.Has(p) && p != "api" && p != "self-hosted" && p != "reapply" && p != "start-etcd" && p != "stand-ins" {
+		if d.Record.Has(p) && !slices.Contains(convergingPhases, p) {
 			skip = append(skip, p)
 			d.Status.Infof("%s: done by the earlier run", p)
 		}

@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/selfkube/selfkube/internal/checkpoint"
@@ -135,8 +134,7 @@ func standIns(ctx context.Context, d *Data) error {
 		if !slices.Contains(lost, n.Name) || n.Spec.Unschedulable {
 			continue
 		}
-		patch := []byte(`{"spec":{"unschedulable":true}}`)
-		if _, err := cs.CoreV1().Nodes().Patch(ctx, n.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := node.Cordon(ctx, cs, n.Name, true); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("cordoning the lost node %s: %w", n.Name, err)
 		}
 		did = append(did, "cordoned "+n.Name)

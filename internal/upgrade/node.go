@@ -20,7 +20,6 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -219,7 +218,7 @@ func Node(ctx context.Context, c NodeClients, opts NodeOptions, st *status.Print
 	}
 	if opts.Drain {
 		step = st.Start("uncordoning node " + opts.Node)
-		err = cordon(ctx, c.Client, opts.Node, false)
+		err = node.Cordon(ctx, c.Client, opts.Node, false)
 		step.Done(&err)
 	}
 	return err
@@ -316,23 +315,17 @@ func orUnknown(v string) string {
 	return v
 }
 
-func cordon(ctx context.Context, client kubernetes.Interface, node string, on bool) error {
-	patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, on)
-	_, err := client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-	return err
-}
-
 // drain cordons node and evicts its pods, except DaemonSets' (they would come back),
 // static pods (the kubelet's own) and the self-hosted control plane's (selfHosted),
 // through the eviction API (PodDisruptionBudgets hold), and waits until they are gone.
-func drain(ctx context.Context, client kubernetes.Interface, node string, timeout time.Duration, st *status.Printer) (err error) {
-	step := st.Start("draining node " + node)
+func drain(ctx context.Context, client kubernetes.Interface, nodeName string, timeout time.Duration, st *status.Printer) (err error) {
+	step := st.Start("draining node " + nodeName)
 	defer step.Done(&err)
-	if err := cordon(ctx, client, node, true); err != nil {
-		return fmt.Errorf("cordoning node %s: %w", node, err)
+	if err := node.Cordon(ctx, client, nodeName, true); err != nil {
+		return fmt.Errorf("cordoning node %s: %w", nodeName, err)
 	}
 	evictable := func() ([]corev1.Pod, error) {
-		pods, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+		pods, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + nodeName})
 		if err != nil {
 			return nil, err
 		}
@@ -353,7 +346,7 @@ func drain(ctx context.Context, client kubernetes.Interface, node string, timeou
 	}
 	pods, err := evictable()
 	if err != nil {
-		return fmt.Errorf("listing the pods of node %s: %w", node, err)
+		return fmt.Errorf("listing the pods of node %s: %w", nodeName, err)
 	}
 	var bare []string
 	for _, p := range pods {
@@ -363,7 +356,7 @@ func drain(ctx context.Context, client kubernetes.Interface, node string, timeou
 	}
 	if len(bare) > 0 {
 		return fmt.Errorf("node %s runs pods no controller would make again, which an eviction would lose for good: %s; "+
-			"move or delete them and run this again (the node stays cordoned: kubectl uncordon %s to undo)", node, strings.Join(bare, ", "), node)
+			"move or delete them and run this again (the node stays cordoned: kubectl uncordon %s to undo)", nodeName, strings.Join(bare, ", "), nodeName)
 	}
 	var left []string
 	err = wait.PollUntilContextTimeout(ctx, 2*time.Second, timeout, true, func(ctx context.Context) (bool, error) {
@@ -388,7 +381,7 @@ func drain(ctx context.Context, client kubernetes.Interface, node string, timeou
 	})
 	if err != nil {
 		return fmt.Errorf("draining node %s: %v; still there: %s (a PodDisruptionBudget?); the node stays cordoned: "+
-			"kubectl uncordon %s to undo", node, err, strings.Join(left, ", "), node)
+			"kubectl uncordon %s to undo", nodeName, err, strings.Join(left, ", "), nodeName)
 	}
 	return nil
 }
