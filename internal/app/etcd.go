@@ -153,7 +153,7 @@ func orDash(s string) string {
 
 // localEtcdPod reads this node's etcd static pod.
 func localEtcdPod(l host.Layout) (*corev1.Pod, error) {
-	file := filepath.Join(l.ManifestsDir(), manifests.EtcdManifest)
+	file := filepath.Join(l.ManifestsDir(), manifests.EtcdStaticPod)
 	data, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("this node runs no etcd member (%s is missing): run this on a control-plane node with a local etcd", file)

@@ -187,6 +187,42 @@ func (c *Client) RemoveByName(ctx context.Context, name string) (bool, error) {
 	return false, nil
 }
 
+// HandOffLeadership moves etcd's leadership away from the member at endpoint when that
+// member leads, so that restarting it costs the cluster no election: the leader picks the
+// transferee's moment, and the other members never go without a leader for an election
+// timeout. The client must be connected to endpoint alone (etcd takes the request only
+// from its leader). It returns the member now leading, or "" when the member did not lead
+// or is the only voting one.
+func (c *Client) HandOffLeadership(ctx context.Context, endpoint string) (string, error) {
+	st, err := c.c.Status(ctx, endpoint)
+	if err != nil {
+		return "", err
+	}
+	if st.Header == nil || st.Leader != st.Header.MemberId {
+		return "", nil
+	}
+	members, err := c.Members(ctx)
+	if err != nil {
+		return "", err
+	}
+	var errs []error
+	for _, m := range members {
+		if m.ID == st.Header.MemberId || m.Learner || m.Name == "" {
+			continue
+		}
+		// etcd refuses a transferee that has not caught up; the next one may have.
+		if _, err := c.c.MoveLeader(ctx, m.ID); err != nil {
+			errs = append(errs, fmt.Errorf("to %s: %w", m.Name, err))
+			continue
+		}
+		return m.Name, nil
+	}
+	if len(errs) > 0 {
+		return "", fmt.Errorf("handing etcd's leadership on: %w", errors.Join(errs...))
+	}
+	return "", nil
+}
+
 // Snapshot writes a snapshot of the member the client is connected to (give Dial one
 // endpoint) to path, created 0600 (written to path.part, synced, then renamed: a file at
 // path is whole). It returns the keyspace revision the member had when it began (the
@@ -248,6 +284,10 @@ func Voting(members []Member) (int32, error) {
 	return n, nil
 }
 
+// ErrNoLeader says a member answered but follows no leader: an election is under way, or
+// the member is cut off from a majority.
+var ErrNoLeader = errors.New("the member has no leader")
+
 // Healthy says whether the member at endpoint (one of the client's) answers its status
 // with a leader: a member of a cluster that has its quorum.
 func (c *Client) Healthy(ctx context.Context, endpoint string) error {
@@ -256,7 +296,7 @@ func (c *Client) Healthy(ctx context.Context, endpoint string) error {
 		return err
 	}
 	if st.Leader == 0 {
-		return fmt.Errorf("etcd at %s has no leader", endpoint)
+		return fmt.Errorf("etcd at %s: %w", endpoint, ErrNoLeader)
 	}
 	return nil
 }

@@ -42,6 +42,9 @@ const (
 	// resync is how often the agent looks again without a change of the ControlPlane
 	// (the static pod on disk has no watch).
 	resync = 10 * time.Second
+	// handOffTimeout bounds handing etcd's leadership on (etcd waits up to an election
+	// timeout for the transferee to catch up).
+	handOffTimeout = 10 * time.Second
 )
 
 // EventSink records what the agent did (on the node agent's pod).
@@ -76,6 +79,9 @@ type Agent struct {
 	// how many started, voting members its list has, or why the check fails (etcd's
 	// client by default).
 	CheckMember func(ctx context.Context, endpoint string) (members int32, err error)
+	// HandOff moves etcd's leadership away from the member at endpoint if it leads, and
+	// says to which member ("" when it did not lead); etcd's client by default.
+	HandOff func(ctx context.Context, endpoint string) (to string, err error)
 
 	life     component.Lifecycle
 	informer cache.SharedIndexInformer
@@ -120,6 +126,9 @@ func (a *Agent) Init(context.Context) error {
 		}
 		if a.CheckMember == nil {
 			a.CheckMember = a.checkWithClient
+		}
+		if a.HandOff == nil {
+			a.HandOff = a.handOffWithClient
 		}
 		if err := host.EnsurePrivateDir(a.SnapshotDir); err != nil {
 			return err
@@ -237,7 +246,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		return a.patchStatus(ctx, map[string]any{"scheduled": map[string]any{a.Node: snapshotEntry(sn)}}, "the scheduled etcd snapshot")
 	}
 	if act.Change != nil {
-		a.change(local, act.Change)
+		a.change(ctx, local, act.Change)
 	}
 	if act.Check != nil {
 		if err := a.reportCheck(ctx, a.check(ctx, local, act.Check)); err != nil {
@@ -306,7 +315,7 @@ func (a *Agent) reportCheck(ctx context.Context, c controlplane.EtcdCheck) error
 
 // staticPod reads this node's etcd static pod; nil if there is none.
 func (a *Agent) staticPod() (*corev1.Pod, error) {
-	data, err := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdManifest))
+	data, err := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdStaticPod))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -315,7 +324,7 @@ func (a *Agent) staticPod() (*corev1.Pod, error) {
 	}
 	var p corev1.Pod
 	if err := yaml.Unmarshal(data, &p); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", manifests.EtcdManifest, err)
+		return nil, fmt.Errorf("reading %s: %w", manifests.EtcdStaticPod, err)
 	}
 	return &p, nil
 }
@@ -446,9 +455,10 @@ func (a *Agent) patchStatus(ctx context.Context, etcd map[string]any, what strin
 }
 
 // change renders the member's static pod with the change's flags and replaces the file
-// (the one replaced is kept beside the snapshots). A change it refuses is said in an
-// Event; the operator's timeout then rolls it back.
-func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
+// (the one replaced is kept beside the snapshots). A member that leads hands its
+// leadership on first, so that its restart costs no election. A change it refuses is said
+// in an Event; the operator's timeout then rolls it back.
+func (a *Agent) change(ctx context.Context, local *corev1.Pod, m *controlplane.EtcdMemberChange) {
 	err := func() error {
 		pod, err := manifests.EtcdWith(local, m.ExtraArgs, m.Image)
 		if err != nil {
@@ -458,7 +468,8 @@ func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
 		if err != nil {
 			return err
 		}
-		file := filepath.Join(a.ManifestsDir, manifests.EtcdManifest)
+		a.handOff(ctx, local, m.Generation)
+		file := filepath.Join(a.ManifestsDir, manifests.EtcdStaticPod)
 		if old, err := os.ReadFile(file); err == nil {
 			keep := filepath.Join(a.SnapshotDir, replacedPrefix+a.Now().UTC().Format("20060102T150405Z"))
 			if _, err := host.WriteFile(keep, old, 0o600); err != nil {
@@ -485,6 +496,40 @@ func (a *Agent) change(local *corev1.Pod, m *controlplane.EtcdMemberChange) {
 	a.Log.Info("etcd member changed", "generation", m.Generation, "target", m.Target, "extraArgs", m.ExtraArgs)
 }
 
+// handOff hands the leadership of etcd on when this node's member leads. A failure is
+// said and the change goes on: etcd's graceful stop tries the same, and an election
+// without it only stalls writes for a moment.
+func (a *Agent) handOff(ctx context.Context, local *corev1.Pod, generation int64) {
+	if local == nil {
+		return
+	}
+	endpoint, err := clientEndpoint(local)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, handOffTimeout)
+		defer cancel()
+		var to string
+		if to, err = a.HandOff(ctx, endpoint); err == nil && to != "" {
+			a.Events.Event(corev1.EventTypeNormal, "EtcdLeadershipHandedOff",
+				fmt.Sprintf("this node's etcd member led; member %s leads now, before generation %d restarts it", to, generation))
+			a.Log.Info("etcd leadership handed off", "to", to, "generation", generation)
+		}
+	}
+	if err != nil {
+		a.Events.Event(corev1.EventTypeWarning, "EtcdLeadershipKept",
+			fmt.Sprintf("this node's etcd member may lead and could not hand its leadership on before generation %d restarts it (the others elect a leader): %v", generation, err))
+		a.Log.Warn("handing etcd's leadership on failed", "generation", generation, "err", err)
+	}
+}
+
+func (a *Agent) handOffWithClient(ctx context.Context, endpoint string) (string, error) {
+	c, err := etcd.Dial([]string{endpoint}, a.PKIDir)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.HandOffLeadership(ctx, endpoint)
+}
+
 // clientEndpoint is the first client URL the member listens on (loopback first, as
 // selfkube renders it), from the flags recorded on its static pod.
 func clientEndpoint(p *corev1.Pod) (string, error) {
@@ -508,7 +553,7 @@ const (
 	// apart from those taken before changes.
 	scheduledInfix = "-scheduled-"
 	// replacedPrefix names the static pods a member change replaced (etcd.yaml.before-<time>).
-	replacedPrefix = manifests.EtcdManifest + ".before-"
+	replacedPrefix = manifests.EtcdStaticPod + ".before-"
 )
 
 // prune removes all but the newest keep snapshots taken before changes of dir, all but the

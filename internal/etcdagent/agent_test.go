@@ -53,12 +53,12 @@ func node(t *testing.T, st controlplane.Status) (*Agent, *dynamicfake.FakeDynami
 	}
 	dir := t.TempDir()
 	for _, a := range assets {
-		if filepath.Base(a.Path) == manifests.EtcdManifest {
+		if filepath.Base(a.Path) == manifests.EtcdStaticPod {
 			data, err := manifests.Encode(a.Object)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, manifests.EtcdManifest), data, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, manifests.EtcdStaticPod), data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -73,7 +73,8 @@ func node(t *testing.T, st controlplane.Status) (*Agent, *dynamicfake.FakeDynami
 		map[schema.GroupVersionResource]string{controlplane.GroupVersionResource: controlplane.Kind + "List"}, u)
 	ev := &events{}
 	a := &Agent{Client: client, Node: cfg.Node.Name, ManifestsDir: dir, SnapshotDir: filepath.Join(t.TempDir(), "snapshots"),
-		Keep: 2, Events: ev, Log: slog.New(slog.DiscardHandler), Now: time.Now}
+		Keep: 2, Events: ev, Log: slog.New(slog.DiscardHandler), Now: time.Now,
+		HandOff: func(context.Context, string) (string, error) { return "", nil }}
 	return a, client, ev
 }
 
@@ -100,7 +101,7 @@ func eventually(t *testing.T, what string, ok func() bool) {
 
 func readPod(t *testing.T, a *Agent) *corev1.Pod {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdManifest))
+	data, err := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdStaticPod))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +118,20 @@ func TestTheNamedMemberGetsTheFlags(t *testing.T) {
 	name := configtest.Config(t, nil).Node.Name
 	a2, _, ev := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{Member: &controlplane.EtcdMemberChange{
 		Node: name, Generation: 2, Target: controlplane.TargetSpec, ExtraArgs: map[string]string{"snapshot-count": "5000", "log-level": "debug"}}}})
+	// The member leads: it hands its leadership on while it still runs the old flags.
+	var handedOffBefore []string
+	a2.HandOff = func(_ context.Context, endpoint string) (string, error) {
+		handedOffBefore = append(handedOffBefore, endpoint)
+		if slices.Contains(readPod(t, a2).Spec.Containers[0].Command, "--snapshot-count=5000") {
+			t.Errorf("the leadership was handed on after the static pod changed")
+		}
+		return "ha2", nil
+	}
 	run(t, a2)
 	eventually(t, "the member changed", func() bool { return ev.has("EtcdMemberChanged") })
+	if len(handedOffBefore) != 1 || handedOffBefore[0] != "https://127.0.0.1:2379" || !ev.has("EtcdLeadershipHandedOff") {
+		t.Errorf("leadership hand-offs asked of %v, events %v; want one, of the local member, said in an Event", handedOffBefore, ev.list)
+	}
 	p := readPod(t, a2)
 	cmd := p.Spec.Containers[0].Command
 	for _, want := range []string{"--snapshot-count=5000", "--log-level=debug", "--name=" + name, "--data-dir=/var/lib/etcd"} {
@@ -137,13 +150,31 @@ func TestTheNamedMemberGetsTheFlags(t *testing.T) {
 	if len(kept) != 1 {
 		t.Fatalf("the replaced static pod kept as %v, want one copy", kept)
 	}
-	for _, f := range []string{filepath.Join(a2.ManifestsDir, manifests.EtcdManifest), kept[0]} {
+	for _, f := range []string{filepath.Join(a2.ManifestsDir, manifests.EtcdStaticPod), kept[0]} {
 		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v, want mode 0600", f, err)
 		}
 	}
 	if entries, _ := os.ReadDir(a2.ManifestsDir); len(entries) != 1 {
 		t.Errorf("the static-pod directory holds %d files, want etcd.yaml alone (no temporary file left)", len(entries))
+	}
+}
+
+// A member that cannot hand its leadership on is changed all the same (its peers elect a
+// leader), and the failure is said in a Warning.
+func TestAFailedHandOffDoesNotStopTheChange(t *testing.T) {
+	a, _, ev := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{Member: &controlplane.EtcdMemberChange{
+		Node: configtest.Config(t, nil).Node.Name, Generation: 2, Target: controlplane.TargetSpec, ExtraArgs: map[string]string{"snapshot-count": "5000"}}}})
+	a.HandOff = func(context.Context, string) (string, error) {
+		return "", errors.New("handing etcd's leadership on: to ha2: etcdserver: request timed out, leader transfer took too long")
+	}
+	run(t, a)
+	eventually(t, "the member changed", func() bool { return ev.has("EtcdMemberChanged") })
+	if !ev.has("EtcdLeadershipKept") || ev.has("EtcdLeadershipHandedOff") {
+		t.Errorf("events %v: want the failed hand-off said", ev.list)
+	}
+	if !slices.Contains(readPod(t, a).Spec.Containers[0].Command, "--snapshot-count=5000") {
+		t.Errorf("the change was not made")
 	}
 }
 
@@ -202,13 +233,13 @@ func TestTheChangedMemberIsCheckedAndReported(t *testing.T) {
 func TestAnOwnFlagIsRefused(t *testing.T) {
 	a, _, ev := node(t, controlplane.Status{Etcd: &controlplane.EtcdStatus{Member: &controlplane.EtcdMemberChange{
 		Node: configtest.Config(t, nil).Node.Name, Generation: 2, ExtraArgs: map[string]string{"data-dir": "/tmp/elsewhere"}}}})
-	before, err := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdManifest))
+	before, err := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdStaticPod))
 	if err != nil {
 		t.Fatal(err)
 	}
 	run(t, a)
 	eventually(t, "the refusal", func() bool { return ev.has("EtcdChangeFailed") })
-	after, _ := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdManifest))
+	after, _ := os.ReadFile(filepath.Join(a.ManifestsDir, manifests.EtcdStaticPod))
 	if string(before) != string(after) {
 		t.Errorf("the static pod changed on a refused flag")
 	}

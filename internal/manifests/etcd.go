@@ -26,8 +26,6 @@ const (
 	// EtcdSnapshotDir is where the node agents keep etcd snapshots on control-plane
 	// nodes.
 	EtcdSnapshotDir = "/var/lib/selfkube/etcd-snapshots"
-	// EtcdManifest is the file name of the etcd static pod in the kubelet's directory.
-	EtcdManifest = nameEtcd + ".yaml"
 )
 
 // EtcdComponent is the value of EtcdLabelComponent on etcd's pods.

@@ -109,9 +109,9 @@ const recordName = "recover"
 
 // The files of a run, in the state directory.
 func (d *Data) stateDir() string      { return filepath.Join(d.Layout.StateDir(), "recover") }
-func (d *Data) savedManifest() string { return filepath.Join(d.stateDir(), manifests.EtcdManifest) }
+func (d *Data) savedManifest() string { return filepath.Join(d.stateDir(), manifests.EtcdStaticPod) }
 func (d *Data) etcdManifest() string {
-	return filepath.Join(d.Layout.ManifestsDir(), manifests.EtcdManifest)
+	return filepath.Join(d.Layout.ManifestsDir(), manifests.EtcdStaticPod)
 }
 func (d *Data) dataDir() string { return d.Layout.HostPath(d.Member.DataDir) }
 

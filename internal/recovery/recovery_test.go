@@ -45,7 +45,7 @@ func nodeWithEtcd(t *testing.T) (host.Layout, *corev1.Pod) {
 	}
 	l := host.Layout{Root: t.TempDir()}
 	for _, a := range assets {
-		if filepath.Base(a.Path) != manifests.EtcdManifest {
+		if filepath.Base(a.Path) != manifests.EtcdStaticPod {
 			continue
 		}
 		p := a.Object.(*corev1.Pod)
@@ -60,7 +60,7 @@ func nodeWithEtcd(t *testing.T) (host.Layout, *corev1.Pod) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := host.WriteFile(filepath.Join(l.ManifestsDir(), manifests.EtcdManifest), data, 0o600); err != nil {
+		if _, err := host.WriteFile(filepath.Join(l.ManifestsDir(), manifests.EtcdStaticPod), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		rec, _ := host.LoadRecord(l, "init")
@@ -144,7 +144,7 @@ func TestPrepareRefusesWhatItCannotRecover(t *testing.T) {
 		if _, err := Prepare(o); err == nil || !strings.Contains(err.Error(), "damaged") {
 			t.Fatalf("Prepare with a damaged snapshot: %v", err)
 		}
-		if _, err := os.Stat(filepath.Join(l.ManifestsDir(), manifests.EtcdManifest)); err != nil {
+		if _, err := os.Stat(filepath.Join(l.ManifestsDir(), manifests.EtcdStaticPod)); err != nil {
 			t.Fatalf("the refusal changed the node: %v", err)
 		}
 	})
@@ -184,7 +184,7 @@ func TestRestoreMovesTheOldDataAsideAndResumes(t *testing.T) {
 	if err := stopEtcd(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(l.ManifestsDir(), manifests.EtcdManifest)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(l.ManifestsDir(), manifests.EtcdStaticPod)); !os.IsNotExist(err) {
 		t.Fatalf("etcd's static pod is still in the kubelet's directory: %v", err)
 	}
 	if err := d.Record.Finished("stop-etcd"); err != nil {
@@ -221,7 +221,7 @@ func TestRestoreMovesTheOldDataAsideAndResumes(t *testing.T) {
 	if again.Member != m || !again.Record.Has("restore") {
 		t.Fatalf("the resumed run sees member %+v and phases %v", again.Member, again.Record.Done)
 	}
-	if _, err := os.Stat(filepath.Join(l.StateDir(), "recover", manifests.EtcdManifest)); err != nil {
+	if _, err := os.Stat(filepath.Join(l.StateDir(), "recover", manifests.EtcdStaticPod)); err != nil {
 		t.Errorf("etcd's static pod is not kept aside: %v", err)
 	}
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/selfkube/selfkube/internal/etcd"
 	"github.com/selfkube/selfkube/internal/host"
@@ -21,7 +25,13 @@ var ErrLastMember = errors.New("this node runs the last etcd member")
 // LeaveEtcd removes this node's member from the cluster's etcd, so that the others keep
 // their quorum without it. It returns the member's name, or "" when the node runs no
 // etcd member.
-func LeaveEtcd(ctx context.Context, l host.Layout) (string, error) {
+//
+// Where two voting members or more stay, the member is stopped first (its leadership
+// handed on, its static pod removed, its port closed) and then removed: every apiserver
+// lists every member, and a member removed while it still runs answers their requests
+// with "raft: stopped" until it exits, an error a client would see. With one member
+// staying, stopping first would cost the quorum needed to remove it: it is removed first.
+func LeaveEtcd(ctx context.Context, l host.Layout, out io.Writer) (string, error) {
 	manifest, err := os.ReadFile(filepath.Join(l.ManifestsDir(), manifests.EtcdStaticPod))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
@@ -48,10 +58,17 @@ func LeaveEtcd(ctx context.Context, l host.Layout) (string, error) {
 	// Removed through another member: a member asked to remove itself may stop before it
 	// answers ("etcdserver: server stopped"), and the removal is then unknown.
 	var others []string
+	voters := 0
 	for _, m := range members {
 		if m.Name != name && !m.Learner {
 			others = append(others, m.ClientURLs...)
+			if m.Name != "" {
+				voters++
+			}
 		}
+	}
+	if voters >= 2 {
+		stopMember(ctx, l, c, out)
 	}
 	via := c
 	if len(others) > 0 {
@@ -67,6 +84,45 @@ func LeaveEtcd(ctx context.Context, l host.Layout) (string, error) {
 	}
 	return name, nil
 }
+
+// stopMember hands the local member's leadership on, removes its static pod and waits
+// (up to stopWait) until its client port closes. What fails is said; the removal follows
+// either way.
+func stopMember(ctx context.Context, l host.Layout, c *etcd.Client, out io.Writer) {
+	local := etcd.ClientURL("127.0.0.1")
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	to, err := c.HandOffLeadership(hctx, local)
+	cancel()
+	switch {
+	case err != nil:
+		fmt.Fprintf(out, "WARNING: this node's etcd member could not hand its leadership on (%v): the others elect a leader\n", err)
+	case to != "":
+		fmt.Fprintf(out, "this node's etcd member led: member %s leads now\n", to)
+	}
+	if err := os.Remove(filepath.Join(l.ManifestsDir(), manifests.EtcdStaticPod)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(out, "WARNING: stopping this node's etcd member: %v\n", err)
+		return
+	}
+	start := time.Now()
+	for time.Since(start) < stopWait {
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(etcd.ClientPort)), time.Second)
+		if err != nil {
+			fmt.Fprintf(out, "stopped this node's etcd member (%.1fs)\n", time.Since(start).Seconds())
+			return
+		}
+		conn.Close()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(out, "WARNING: this node's etcd member still listens %s after its static pod was removed (is the kubelet running?); removing it from the cluster all the same\n", stopWait)
+}
+
+// stopWait bounds the wait for the kubelet to stop the etcd member (its grace period is
+// 30 s).
+const stopWait = 45 * time.Second
 
 func flagValue(manifest, prefix string) string {
 	for _, line := range strings.Split(manifest, "\n") {

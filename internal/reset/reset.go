@@ -104,7 +104,7 @@ func Run(ctx context.Context, opts Options) ([]string, error) {
 			return nil, err
 		}
 	}
-	switch member, err := LeaveEtcd(ctx, opts.Layout); {
+	switch member, err := LeaveEtcd(ctx, opts.Layout, out); {
 	case errors.Is(err, ErrLastMember):
 		fmt.Fprintf(out, "etcd member %s is the cluster's last: it is not removed from etcd\n", member)
 	case err != nil:

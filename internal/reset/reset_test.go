@@ -3,6 +3,7 @@ package reset
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,7 +76,7 @@ func TestFlagValue(t *testing.T) {
 }
 
 func TestLeaveEtcdWithoutEtcd(t *testing.T) {
-	name, err := LeaveEtcd(context.Background(), host.Layout{Root: t.TempDir()})
+	name, err := LeaveEtcd(context.Background(), host.Layout{Root: t.TempDir()}, io.Discard)
 	if name != "" || err != nil {
 		t.Errorf("a node without etcd: %q, %v; want nothing to do", name, err)
 	}

@@ -150,7 +150,7 @@ func (i *Informer) WaitMissing(ctx context.Context, names []string, grace time.D
 // Check waits (at most grace) for the informer to see every ConfigMap w created and reports
 // which it never saw and how long after its create answered it saw the others.
 func (i *Informer) Check(ctx context.Context, w Written, grace time.Duration) InformerReport {
-	rep := InformerReport{Created: len(w.Created), Missing: i.WaitMissing(ctx, w.Created, grace)}
+	rep := InformerReport{Created: len(w.Created), Missing: i.WaitMissing(ctx, w.Created, grace), WriteFailures: w.Failures}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	rep.WatchErrors, rep.LastWatchError = i.watchErrors, i.lastWatchError
@@ -179,6 +179,9 @@ type InformerReport struct {
 	// List/watch errors the informer's reflector reported (it re-lists after them).
 	WatchErrors    int
 	LastWatchError string
+	// WriteFailures are the creates that failed (Err does not count them: a scenario
+	// says which it tolerates).
+	WriteFailures []Failure
 }
 
 // Err fails when a created ConfigMap was never seen (or nothing was created).
@@ -200,6 +203,9 @@ func (r InformerReport) String() string {
 	}
 	if len(r.Missing) > 0 {
 		s += "; never saw " + strings.Join(r.Missing, ", ")
+	}
+	if n := len(r.WriteFailures); n > 0 {
+		s += fmt.Sprintf("; %d creates failed, first: %s", n, r.WriteFailures[0])
 	}
 	return s
 }
