@@ -39,6 +39,14 @@ node's etcd member in the ControlPlane's status: a snapshot before each change (
 --etcd-snapshot-dir, the newest 5), and a change of the member's extra flags (its
 static pod rewritten; the operator changes one member at a time).
 
+With --rotate-certificates it renews, every --certificate-check-interval, each
+control-plane certificate within the cluster's renewal window (certificates.renewBefore
+of selfkube-config): those in the apiserver's, controller manager's and scheduler's
+Secrets (then it rolls the component, as 'selfkube certs renew' does) and this node's
+(etcd's certificates and the kubeconfigs in /etc/kubernetes, from the CA keys on the
+node). CertificatesRenewed Events and the ControlPlane's status.certificates say what
+it renewed when, and when the next certificate is due.
+
 What it did shows as Events on its pod (kubectl -n kube-system describe pod
 selfkube-checkpointer-…), in its log, and as Prometheus metrics on
 --metrics-bind-address (/metrics; /healthz for its probes).`,
@@ -65,6 +73,9 @@ selfkube-checkpointer-…), in its log, and as Prometheus metrics on
 	f.StringVar(&opts.EtcdSnapshotDir, "etcd-snapshot-dir", opts.EtcdSnapshotDir, "where etcd snapshots are kept (0700; files 0600)")
 	f.DurationVar(&opts.EtcdSnapshotInterval, "etcd-snapshot-interval", 0, "take a snapshot of the member this often (0: only before control-plane changes)")
 	f.IntVar(&opts.EtcdSnapshotKeep, "etcd-snapshot-keep", 5, "how many scheduled snapshots to keep")
+	f.BoolVar(&opts.RotateCertificates, "rotate-certificates", false, "renew the control-plane certificates and this node's within the cluster's renewal window "+
+		"(needs /etc/kubernetes and /var/lib/selfkube of the node at the same paths)")
+	f.DurationVar(&opts.CertificateCheckInterval, "certificate-check-interval", opts.CertificateCheckInterval, "how often the certificates are looked at")
 
 	l := host.Default
 	boot := agent.BootOptions{

@@ -62,6 +62,9 @@ type Renewer struct {
 	Issuer pki.Issuer
 	// Select says which names to renew; nil renews all.
 	Select func(name string) bool
+	// Due, when set, also says which certificates to renew: those it is true of (the
+	// ones within the renewal window).
+	Due func(cert *x509.Certificate) bool
 	// ExtraSANs are added to the API server's serving certificate ("apiserver").
 	ExtraSANs []string
 	// DryRun says what would be renewed and changes nothing.
@@ -119,7 +122,7 @@ func (r Renewer) renewPair(where, base string, files map[string][]byte) (*Renewa
 		return nil, nil
 	}
 	cert, err := parseCert(files[base+".crt"])
-	if err != nil || cert.IsCA {
+	if err != nil || cert.IsCA || r.Due != nil && !r.Due(cert) {
 		return nil, err
 	}
 	var extra []string
@@ -154,7 +157,7 @@ func (r Renewer) renewKubeconfig(where, name string, files map[string][]byte) (*
 	}
 	user := kc.AuthInfos[ctx.AuthInfo]
 	cert, err := parseCert(user.ClientCertificateData)
-	if err != nil {
+	if err != nil || r.Due != nil && !r.Due(cert) {
 		return nil, err
 	}
 	rn, kp, err := r.renew(where, name, cert, nil)
@@ -195,6 +198,11 @@ func (r Renewer) renew(where, name string, cert *x509.Certificate, extraSANs []s
 	}
 	rn.NewSerial, rn.NewNotAfter = kp.Cert.SerialNumber.Text(16), kp.Cert.NotAfter
 	return rn, kp, nil
+}
+
+// Within is a Renewer's Due: the certificates with less than renewBefore left at now.
+func Within(renewBefore time.Duration, now time.Time) func(*x509.Certificate) bool {
+	return func(c *x509.Certificate) bool { return c.NotAfter.Sub(now) < renewBefore }
 }
 
 // parseCert parses the first PEM certificate of data.

@@ -245,3 +245,30 @@ func TestSelectorRefusesUnknownNames(t *testing.T) {
 		}
 	}
 }
+
+// With Due, only the certificates it names are renewed: Within picks those with less
+// than the window left, and a kubeconfig's certificate is judged as a pair's is.
+func TestRenewerRenewsOnlyWhatIsDue(t *testing.T) {
+	f := newFixture(t)
+	// Issued at start for a day: 20 hours on, 4 hours are left.
+	now := start.Add(20 * time.Hour)
+	renew := func(window time.Duration) []Renewal {
+		r := Renewer{CAs: CAs{pki.CA: f.ca, pki.FrontProxyCA: f.frontProxyCA},
+			Issuer: pki.Issuer{KeyAlgorithm: config.KeyAlgorithmECDSAP256, Validity: 24 * time.Hour, Now: now},
+			Due:    Within(window, now)}
+		_, done, err := r.Files("secret kube-system/kube-apiserver", f.files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return done
+	}
+	if done := renew(3 * time.Hour); len(done) != 0 {
+		t.Errorf("with a 3 h window and 4 h left, renewed %+v", done)
+	}
+	got := byName(renew(5 * time.Hour))
+	for _, n := range []string{pki.APIServer, pki.FrontProxyClient, "controller-manager.conf"} {
+		if got[n].NewSerial == "" {
+			t.Errorf("with a 5 h window and 4 h left, %s was not renewed: %+v", n, got[n])
+		}
+	}
+}

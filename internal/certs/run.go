@@ -34,6 +34,10 @@ type RenewOptions struct {
 	Names     []string
 	ExtraSANs []string
 	DryRun    bool
+	// Within, when set, renews only the certificates with less than this left (what a
+	// node agent rotates: those within the renewal window, and those that enter it
+	// before its next look).
+	Within time.Duration
 	// RollTimeout bounds the wait for each component's roll-out.
 	RollTimeout time.Duration
 	Status      *status.Printer
@@ -58,11 +62,7 @@ func Renew(ctx context.Context, o RenewOptions) ([]Renewal, error) {
 	if err != nil {
 		return nil, err
 	}
-	cm, err := o.Client.CoreV1().ConfigMaps(manifests.Namespace).Get(ctx, manifests.ClusterConfigName, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("reading the cluster configuration (%s/%s): %w", manifests.Namespace, manifests.ClusterConfigName, err)
-	}
-	cluster, err := manifests.ClusterConfigFrom(cm)
+	cluster, err := manifests.ReadClusterConfig(ctx, o.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +81,9 @@ func Renew(ctx context.Context, o RenewOptions) ([]Renewal, error) {
 	cas := loadCAs(o.Layout, secrets)
 	r := Renewer{CAs: cas, Issuer: pki.Issuer{KeyAlgorithm: c.KeyAlgorithm, Validity: c.Validity.Duration, Now: o.Now()},
 		Select: selected, ExtraSANs: o.ExtraSANs, DryRun: o.DryRun}
+	if o.Within > 0 {
+		r.Due = Within(o.Within, o.Now())
+	}
 
 	var all []Renewal
 	// Old content → new content of every renewed Secret entry: a file on this node that
@@ -127,6 +130,15 @@ func Renew(ctx context.Context, o RenewOptions) ([]Renewal, error) {
 		}
 	}
 	return all, nil
+}
+
+// RenewalWindow is the cluster's certificates.renewBefore.
+func RenewalWindow(ctx context.Context, client kubernetes.Interface) (time.Duration, error) {
+	cluster, err := manifests.ReadClusterConfig(ctx, client)
+	if err != nil {
+		return 0, err
+	}
+	return cluster.Certificates.RenewalWindow(), nil
 }
 
 // RenewableNames are the names `certs renew` takes besides "all".

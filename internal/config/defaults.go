@@ -46,6 +46,7 @@ const (
 
 	DefaultCAValidity   = 10 * 365 * 24 * time.Hour
 	DefaultLeafValidity = 365 * 24 * time.Hour
+	DefaultRenewBefore  = 30 * 24 * time.Hour
 
 	// Tags of the images that are not versioned with Kubernetes (etcd's follows
 	// etcdVersion: EtcdImageTag; CoreDNS's the Kubernetes release: CoreDNSTag).
@@ -143,6 +144,9 @@ func Default(cfg *Config, host Host) {
 	}
 	if c.Certificates.Validity == nil {
 		c.Certificates.Validity = &metav1.Duration{Duration: DefaultLeafValidity}
+	}
+	if c.Certificates.RenewBefore == nil {
+		c.Certificates.RenewBefore = &metav1.Duration{Duration: c.Certificates.RenewalWindow()}
 	}
 	if c.Proxy.Mode == "" {
 		c.Proxy.Mode = DefaultProxyMode

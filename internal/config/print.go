@@ -71,7 +71,8 @@ var fieldDocs = map[string]string{
 	"certificates":                   "How keys and certificates are made.",
 	"certificates.keyAlgorithm":      "ECDSA-P256, RSA-2048, RSA-3072 or RSA-4096.",
 	"certificates.caValidity":        "Lifetime of a new CA certificate.",
-	"certificates.validity":          "Lifetime of a new leaf certificate. An expired one is reported, not renewed: to make it again,\nremove it and its key from the asset directory's tls/ and run `selfkube render` again.",
+	"certificates.validity":          "Lifetime of a new leaf certificate.",
+	"certificates.renewBefore":       "Renewal window: the node agents of the control-plane nodes renew a control-plane\ncertificate (in its Secret, or etcd's and the kubeconfigs on the node) once less than\nthis is left, and roll its component. Default: 720h, or 30/365 of a shorter validity.",
 	"proxy":                          "kube-proxy settings.",
 	"proxy.mode":                     "iptables, ipvs or nftables.",
 

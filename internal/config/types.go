@@ -7,6 +7,8 @@
 package config
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -259,6 +261,22 @@ type Certificates struct {
 	CAValidity *metav1.Duration `json:"caValidity,omitempty"`
 	// Validity is how long a new leaf certificate is valid.
 	Validity *metav1.Duration `json:"validity,omitempty"`
+	// RenewBefore is the renewal window: the node agents renew a control-plane
+	// certificate once less than this is left of it.
+	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
+}
+
+// RenewalWindow is RenewBefore, or its default where it is not set (a configuration
+// published before it existed): 30 days, or 30/365 of a shorter validity.
+func (c Certificates) RenewalWindow() time.Duration {
+	if c.RenewBefore != nil {
+		return c.RenewBefore.Duration
+	}
+	validity := DefaultLeafValidity
+	if c.Validity != nil {
+		validity = c.Validity.Duration
+	}
+	return min(DefaultRenewBefore, validity*30/365)
 }
 
 // Proxy configures kube-proxy.

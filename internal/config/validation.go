@@ -333,6 +333,10 @@ func validateCertificates(c *Certificates, p *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(p.Child("validity"), c.Validity.Duration.String(),
 			"must not exceed caValidity: a leaf cannot outlive its CA"))
 	}
+	if c.RenewBefore.Duration <= 0 || c.RenewBefore.Duration >= c.Validity.Duration {
+		errs = append(errs, field.Invalid(p.Child("renewBefore"), c.RenewBefore.Duration.String(),
+			"must be positive and less than validity: a certificate renewed "+c.RenewBefore.Duration.String()+" before it expires would be due again at once"))
+	}
 	return errs
 }
 

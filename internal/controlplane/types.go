@@ -147,6 +147,23 @@ type Status struct {
 	// Etcd is the operator's word to the node agents about the etcd members, and what
 	// they did: the snapshot taken before each change, and the one member to change now.
 	Etcd *EtcdStatus `json:"etcd,omitempty"`
+	// Certificates are what each control-plane node's agent last renewed of the
+	// control-plane certificates (those in the components' Secrets, and its node's: etcd's
+	// and the kubeconfigs), by node name.
+	Certificates map[string]CertificateRenewal `json:"certificates,omitempty"`
+}
+
+// CertificateRenewal is the last renewal a node agent made (or tried).
+type CertificateRenewal struct {
+	Time metav1.Time `json:"time"`
+	// Renewed names each certificate renewed and where it lives
+	// ("apiserver in secret kube-system/kube-apiserver", "etcd/server in /etc/kubernetes/pki").
+	Renewed []string `json:"renewed,omitempty"`
+	// NextDue is when the earliest of the certificates this agent renews enters the
+	// renewal window.
+	NextDue *metav1.Time `json:"nextDue,omitempty"`
+	// Error says why the renewal failed (it is tried again).
+	Error string `json:"error,omitempty"`
 }
 
 // EtcdStatus is what the operator asks of the node agents (SnapshotFor, Member) and what

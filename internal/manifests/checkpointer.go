@@ -2,7 +2,6 @@ package manifests
 
 import (
 	"fmt"
-	"path"
 	"strconv"
 	"strings"
 
@@ -33,13 +32,19 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 	checkpointsVol, checkpointsMount := hostPathVolume("checkpoints", checkpoint.CheckpointsDir, corev1.HostPathDirectoryOrCreate, false)
 	socketDir := criSocketDir(cfg.Node.CRISocket)
 	runtimeVol, runtimeMount := hostPathVolume("runtime", socketDir, corev1.HostPathDirectory, false)
+	// The certificate part renews etcd's certificates and the kubeconfigs in place (a
+	// file is replaced by a rename in its directory) and reads the CA keys: the node's
+	// whole /etc/kubernetes and /var/lib/selfkube (the asset directory init ran from),
+	// at the same paths. The pod could take the node already (it writes static pods).
+	kubernetesVol, kubernetesMount := hostPathVolume("kubernetes", "/etc/kubernetes", corev1.HostPathDirectory, false)
+	stateVol, stateMount := hostPathVolume("selfkube-state", StateDir, corev1.HostPathDirectoryOrCreate, false)
 	health := probe("127.0.0.1", checkpoint.CheckpointerMetricsPort, "/healthz", corev1.URISchemeHTTP, 10, 3)
 	ds := hostAgentDaemonSet(nameCheckpointer, labels)
 	spec := &ds.Spec.Template.Spec
 	spec.NodeSelector = map[string]string{node.LabelControlPlane: ""}
 	spec.Tolerations = controlPlaneTolerations()
 	spec.SecurityContext = runtimeDefaultSeccomp()
-	spec.Volumes = []corev1.Volume{manifestsVol, checkpointsVol, runtimeVol}
+	spec.Volumes = []corev1.Volume{kubernetesVol, stateVol, manifestsVol, checkpointsVol, runtimeVol}
 	spec.Containers = []corev1.Container{{
 		Name:            "checkpointer",
 		Image:           cfg.Cluster.Image(config.ImageSelfkube),
@@ -47,7 +52,8 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 		Command: []string{"/usr/local/bin/selfkube", "checkpointer",
 			"--node-name=$(NODE_NAME)", "--pod-name=$(POD_NAME)",
 			"--cri-socket=" + cfg.Node.CRISocket,
-			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(checkpoint.CheckpointerMetricsPort)},
+			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(checkpoint.CheckpointerMetricsPort),
+			"--rotate-certificates"},
 		Env: []corev1.EnvVar{
 			fieldEnv("NODE_NAME", "spec.nodeName"),
 			fieldEnv("POD_NAME", "metadata.name"),
@@ -57,7 +63,7 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 			fieldEnv("KUBERNETES_SERVICE_HOST", "status.hostIP"),
 			{Name: "KUBERNETES_SERVICE_PORT", Value: strconv.Itoa(apiServerPort)},
 		},
-		VolumeMounts: []corev1.VolumeMount{manifestsMount, checkpointsMount, runtimeMount},
+		VolumeMounts: []corev1.VolumeMount{kubernetesMount, stateMount, manifestsMount, checkpointsMount, runtimeMount},
 		// The hand-back fence: an nftables table in the host's network namespace.
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}},
@@ -74,8 +80,16 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 				{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}},
 				// Only the Secrets of the checkpointed components (each is named after
 				// its component): never the service account or token Secrets.
-				{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"},
+				// Their certificates are renewed in place, and the component rolled.
+				{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "update"},
 					ResourceNames: []string{nameAPIServer, nameControllerManager, nameScheduler}},
+				{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, Verbs: []string{"get", "patch"},
+					ResourceNames: []string{nameAPIServer}},
+				{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "patch"},
+					ResourceNames: []string{nameControllerManager, nameScheduler}},
+				// The renewal window and validity.
+				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"},
+					ResourceNames: []string{ClusterConfigName}},
 				{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 			},
 		},
@@ -86,35 +100,12 @@ func checkpointer(cfg *config.Config) []runtime.Object {
 		},
 		ds,
 	}
-	if cfg.Cluster.Etcd.Local != nil {
-		objs = append(objs, etcdAgent(ds, labels, cfg.Cluster.Etcd.Local.Snapshots)...)
-	}
-	return objs
-}
-
-// etcdAgent adds the etcd part of the node agent (package etcdagent) to the checkpointer
-// ds: etcd's CA and healthcheck client certificate (read-only, not the CA's key), the
-// snapshot directory, and a ClusterRole to read the ControlPlane and report its
-// snapshots in the status. The operator's word is in that status, which only the
-// operator and the node agents (and cluster administrators) may write.
-func etcdAgent(ds *appsv1.DaemonSet, labels map[string]string, snapshots *config.EtcdSnapshots) []runtime.Object {
-	spec := &ds.Spec.Template.Spec
-	c := &spec.Containers[0]
-	for _, f := range []struct{ name, file string }{
-		{"etcd-ca", "ca.crt"}, {"etcd-client-cert", "healthcheck-client.crt"}, {"etcd-client-key", "healthcheck-client.key"},
-	} {
-		v, m := hostPathVolume(f.name, path.Join(EtcdPKIDir, f.file), corev1.HostPathFile, true)
-		spec.Volumes, c.VolumeMounts = append(spec.Volumes, v), append(c.VolumeMounts, m)
-	}
-	v, m := hostPathVolume("etcd-snapshots", EtcdSnapshotDir, corev1.HostPathDirectoryOrCreate, false)
-	spec.Volumes, c.VolumeMounts = append(spec.Volumes, v), append(c.VolumeMounts, m)
-	c.Command = append(c.Command, "--etcd-pki-dir="+EtcdPKIDir, "--etcd-snapshot-dir="+EtcdSnapshotDir)
-	if snapshots != nil && snapshots.Interval != nil {
-		c.Command = append(c.Command, "--etcd-snapshot-interval="+snapshots.Interval.Duration.String(),
-			fmt.Sprintf("--etcd-snapshot-keep=%d", snapshots.Keep))
-	}
-	name := nameCheckpointer + ":etcd"
-	return []runtime.Object{
+	// The ControlPlane is read, and its status written, by the etcd part (the operator's
+	// word to it, its snapshots and checks) and the certificate part (what it renewed).
+	// The operator's word is in that status, which only the operator and the node agents
+	// (and cluster administrators) may write.
+	name := nameCheckpointer + ":controlplane"
+	objs = append(objs,
 		&rbacv1.ClusterRole{
 			ObjectMeta: objectMeta(name, "", labels),
 			Rules: []rbacv1.PolicyRule{
@@ -128,7 +119,22 @@ func etcdAgent(ds *appsv1.DaemonSet, labels map[string]string, snapshots *config
 			ObjectMeta: objectMeta(name, "", labels),
 			RoleRef:    clusterRole(name),
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: nameCheckpointer, Namespace: Namespace}},
-		},
+		})
+	if cfg.Cluster.Etcd.Local != nil {
+		etcdAgent(ds, cfg.Cluster.Etcd.Local.Snapshots)
+	}
+	return objs
+}
+
+// etcdAgent turns on the etcd part of the node agent (package etcdagent) in the
+// checkpointer ds: etcd's CA and healthcheck client certificate and the snapshot
+// directory are below the node's /etc/kubernetes and /var/lib/selfkube, which ds mounts.
+func etcdAgent(ds *appsv1.DaemonSet, snapshots *config.EtcdSnapshots) {
+	c := &ds.Spec.Template.Spec.Containers[0]
+	c.Command = append(c.Command, "--etcd-pki-dir="+EtcdPKIDir, "--etcd-snapshot-dir="+EtcdSnapshotDir)
+	if snapshots != nil && snapshots.Interval != nil {
+		c.Command = append(c.Command, "--etcd-snapshot-interval="+snapshots.Interval.Duration.String(),
+			fmt.Sprintf("--etcd-snapshot-keep=%d", snapshots.Keep))
 	}
 }
 

@@ -1,11 +1,14 @@
 package manifests
 
 import (
+	"context"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -17,6 +20,15 @@ const (
 	ClusterConfigName = "selfkube-config"
 	ClusterConfigKey  = "ClusterConfiguration"
 )
+
+// ReadClusterConfig reads the ClusterConfiguration published in the cluster.
+func ReadClusterConfig(ctx context.Context, client kubernetes.Interface) (config.ClusterConfiguration, error) {
+	cm, err := client.CoreV1().ConfigMaps(Namespace).Get(ctx, ClusterConfigName, metav1.GetOptions{})
+	if err != nil {
+		return config.ClusterConfiguration{}, fmt.Errorf("reading the cluster configuration (%s/%s): %w", Namespace, ClusterConfigName, err)
+	}
+	return ClusterConfigFrom(cm)
+}
 
 // ClusterConfigFrom reads the ClusterConfiguration published in cm (the ConfigMap
 // ClusterConfigName), as it was published: defaulted and valid when init wrote it.

@@ -38,6 +38,9 @@ const (
 	// EtcdPKIDir is the host directory of etcd's certificates (tls/etcd/* of the assets).
 	// Unlike BootstrapSecretsDir it stays after the pivot.
 	EtcdPKIDir = "/etc/kubernetes/pki/etcd"
+	// StateDir is selfkube's directory on every node (host.Layout's StateDir): the
+	// asset directory init ran from, etcd's snapshots, the api-proxies' state.
+	StateDir = "/var/lib/selfkube"
 	// SecretsMountDir is where self-hosted control-plane pods mount their Secret.
 	SecretsMountDir = "/etc/kubernetes/secrets"
 

@@ -12,10 +12,12 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/selfkube/selfkube/internal/certagent"
 	"github.com/selfkube/selfkube/internal/checkpoint"
 	"github.com/selfkube/selfkube/internal/component"
 	"github.com/selfkube/selfkube/internal/etcdagent"
 	"github.com/selfkube/selfkube/internal/fence"
+	"github.com/selfkube/selfkube/internal/host"
 	"github.com/selfkube/selfkube/internal/manifests"
 )
 
@@ -36,17 +38,22 @@ type Options struct {
 	// EtcdSnapshotInterval (0: none) and EtcdSnapshotKeep schedule snapshots.
 	EtcdSnapshotInterval time.Duration
 	EtcdSnapshotKeep     int
+	// RotateCertificates runs the certificate part of the node agent (package
+	// certagent), which looks every CertificateCheckInterval.
+	RotateCertificates       bool
+	CertificateCheckInterval time.Duration
 }
 
 // DefaultOptions are the DaemonSet's settings.
 func DefaultOptions() Options {
 	return Options{
-		CRISocket:          "unix:///run/containerd/containerd.sock",
-		CheckpointsDir:     checkpoint.CheckpointsDir,
-		ManifestsDir:       "/etc/kubernetes/manifests",
-		MetricsBindAddress: fmt.Sprintf("127.0.0.1:%d", checkpoint.CheckpointerMetricsPort),
-		Interval:           time.Second,
-		EtcdSnapshotDir:    etcdagent.DefaultSnapshotDir,
+		CRISocket:                "unix:///run/containerd/containerd.sock",
+		CheckpointsDir:           checkpoint.CheckpointsDir,
+		ManifestsDir:             "/etc/kubernetes/manifests",
+		MetricsBindAddress:       fmt.Sprintf("127.0.0.1:%d", checkpoint.CheckpointerMetricsPort),
+		Interval:                 time.Second,
+		EtcdSnapshotDir:          etcdagent.DefaultSnapshotDir,
+		CertificateCheckInterval: certagent.DefaultEvery,
 	}
 }
 
@@ -91,15 +98,23 @@ func Components(opts Options, log *slog.Logger) (component.Options, []component.
 		components = append(components, events)
 	}
 	components = append(components, a)
-	if opts.EtcdPKIDir != "" {
+	var dyn dynamic.Interface
+	if opts.EtcdPKIDir != "" || opts.RotateCertificates {
 		cfg, err := component.RESTConfig(opts.Kubeconfig, "")
 		if err != nil {
 			return run, nil, err
 		}
-		dyn, err := dynamic.NewForConfig(cfg)
-		if err != nil {
+		if dyn, err = dynamic.NewForConfig(cfg); err != nil {
 			return run, nil, err
 		}
+	}
+	if opts.RotateCertificates {
+		components = append(components, &certagent.Agent{
+			Client: client, Dynamic: dyn, Node: nodeName, Layout: host.Default, Every: opts.CertificateCheckInterval,
+			Events: sink, Log: log.With("part", "cert-agent"),
+		})
+	}
+	if opts.EtcdPKIDir != "" {
 		components = append(components, &etcdagent.Agent{
 			Client: dyn, Node: nodeName, ManifestsDir: opts.ManifestsDir, SnapshotDir: opts.EtcdSnapshotDir,
 			PKIDir: opts.EtcdPKIDir, Events: sink, Log: log.With("part", "etcd-agent"),
