@@ -142,8 +142,20 @@ func TestCertRotation(t *testing.T) {
 				return nil
 			})
 			t.Logf("every certificate renewed %.0f s after init", time.Since(initDone).Seconds())
-			// The roll-outs the last renewal started are over before the window closes.
-			wait(ctx, t, 3*time.Minute, "the control plane rolled out", func(ctx context.Context) error {
+			// The roll-outs the renewal started are over before the window closes: the
+			// API serves the renewed certificate, every component rolled.
+			wait(ctx, t, 3*time.Minute, "the apiserver serving its renewed certificate, the control plane rolled out", func(ctx context.Context) error {
+				api, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, "kube-apiserver", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				served, err := servedSerial(ctx, cpIP+":6443", caPEM)
+				if err != nil {
+					return err
+				}
+				if want := serialOf(api.Data["apiserver.crt"]); served != want {
+					return fmt.Errorf("the API serves serial %s, its Secret holds %s", served, want)
+				}
 				return controlPlaneRolledOut(ctx, cs)
 			})
 		})
@@ -190,16 +202,23 @@ func TestCertRotation(t *testing.T) {
 		if err := cp.Reboot(ctx); err != nil {
 			t.Fatal(err)
 		}
-		wait(ctx, t, 5*time.Minute, "the API back after the reboot, serving a certificate of the cluster CA", func(ctx context.Context) error {
+		wait(ctx, t, 5*time.Minute, "the API back after the reboot, serving the rotated certificate", func(ctx context.Context) error {
 			served, err := servedSerial(ctx, cpIP+":6443", caPEM)
 			if err != nil {
 				return err
 			}
-			_, err = cs.CoreV1().Nodes().Get(ctx, cpName, metav1.GetOptions{})
+			// The rotated one, or (if the next rotation came meanwhile) the Secret's now.
+			api, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, "kube-apiserver", metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
-			t.Logf("after the reboot the API serves serial %s", served)
+			if now := serialOf(api.Data["apiserver.crt"]); served != want && served != now {
+				return fmt.Errorf("the API serves serial %s, neither the rotated %s nor the Secret's %s", served, want, now)
+			}
+			if served == before["secret kube-apiserver/apiserver.crt"] {
+				return fmt.Errorf("the API serves the certificate from before the rotation (%s)", served)
+			}
+			t.Logf("after the reboot the API serves serial %s (rotated: %s)", served, want)
 			return nil
 		})
 		wait(ctx, t, 3*time.Minute, "both nodes Ready after the reboot", func(ctx context.Context) error { return framework.NodesReady(ctx, cs, cpName, wName) })
