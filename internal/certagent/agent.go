@@ -72,8 +72,13 @@ type Agent struct {
 	queue  workqueue.TypedRateLimitingInterface[string]
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+	// last is the last renewal this agent made or tried: what the status says of it until
+	// the next, even if reporting it failed once (the API may just have rolled).
+	last *controlplane.CertificateRenewal
 	// reported is the last status entry written, so that an unchanged look writes nothing.
 	reported *controlplane.CertificateRenewal
+	// started is when the agent began to look: the status' time before any renewal.
+	started time.Time
 }
 
 // key is the work queue's one key: the agent looks at everything at once.
@@ -98,6 +103,7 @@ func (a *Agent) Init(context.Context) error {
 		if a.Renew == nil {
 			a.Renew = certs.Renew
 		}
+		a.started = a.Now()
 		return nil
 	})
 }
@@ -185,19 +191,23 @@ func (a *Agent) Sync(ctx context.Context) error {
 		return err
 	}
 	plan := Decide(listed, window, a.Now())
-	entry := controlplane.CertificateRenewal{Time: metav1.NewTime(a.Now())}
-	if !plan.NextDue.IsZero() {
-		entry.NextDue = &metav1.Time{Time: plan.NextDue}
-	}
 	if len(plan.Due) == 0 {
-		if a.reported != nil && a.reported.Error == "" && equalTime(a.reported.NextDue, entry.NextDue) {
-			return nil // nothing due, nothing new to say
+		// Nothing due: the status says the last renewal (or since when the agent looks),
+		// without an error (another node may have renewed what failed here), and when
+		// the next certificate is due.
+		entry := controlplane.CertificateRenewal{Time: metav1.NewTime(a.started)}
+		if a.last != nil {
+			entry.Time, entry.Renewed = a.last.Time, a.last.Renewed
 		}
-		if a.reported != nil {
-			entry.Renewed, entry.Time = a.reported.Renewed, a.reported.Time
+		if !plan.NextDue.IsZero() {
+			entry.NextDue = &metav1.Time{Time: plan.NextDue}
+		}
+		if a.reported != nil && sameReport(*a.reported, entry) {
+			return nil // nothing new to say
 		}
 		return a.report(ctx, entry)
 	}
+	entry := controlplane.CertificateRenewal{Time: metav1.NewTime(a.Now())}
 	a.Log.Info("renewing certificates within the renewal window", "due", plan.Due, "window", window)
 	// Those due before the next look come along: one roll of each component, not two.
 	opts.Within = window + a.Every
@@ -207,6 +217,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 			entry.Renewed = append(entry.Renewed, r.Name+" in "+r.Where)
 		}
 	}
+	a.last = &entry
 	if err != nil {
 		entry.Error = err.Error()
 		a.Events.Event(corev1.EventTypeWarning, "CertificateRenewalFailed",
@@ -220,7 +231,6 @@ func (a *Agent) Sync(ctx context.Context) error {
 		fmt.Sprintf("renewed within the renewal window of %s: %s", window, listOrNone(entry.Renewed)))
 	a.Log.Info("certificates renewed", "renewed", entry.Renewed)
 	// The next due is what the next look finds; the report says what was renewed now.
-	entry.NextDue = nil
 	return a.report(ctx, entry)
 }
 
@@ -258,6 +268,11 @@ func (a *Agent) report(ctx context.Context, entry controlplane.CertificateRenewa
 	}
 	a.reported = &entry
 	return nil
+}
+
+// sameReport says whether two status entries say the same.
+func sameReport(a, b controlplane.CertificateRenewal) bool {
+	return a.Time.Equal(&b.Time) && slices.Equal(a.Renewed, b.Renewed) && equalTime(a.NextDue, b.NextDue) && a.Error == b.Error
 }
 
 func equalTime(a, b *metav1.Time) bool {

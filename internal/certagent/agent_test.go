@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
 
 	"github.com/selfkube/selfkube/internal/certs"
@@ -220,5 +221,35 @@ func TestAFailedRenewalIsSaidAndRetried(t *testing.T) {
 	}
 	if st := reported(t, dyn); st.Error != "" || len(st.Renewed) != 1 {
 		t.Errorf("after a successful retry: status %+v", st)
+	}
+}
+
+// A renewal whose report fails (the API the agent talks to has just rolled) is still
+// said by the next look's report.
+func TestARenewalIsReportedEvenIfTheFirstReportFails(t *testing.T) {
+	clock := now
+	r := &renewer{serial: map[string]int{}, notAfter: map[string]time.Time{"admin.conf": now.Add(time.Minute)}}
+	a, dyn, _ := newAgent(t, r, &clock)
+	failed := false
+	dyn.PrependReactor("patch", "controlplanes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if !failed {
+			failed = true
+			return true, nil, errors.New("http2: client connection lost")
+		}
+		return false, nil, nil
+	})
+	ctx := context.Background()
+	if err := a.Sync(ctx); err == nil || r.serial["admin.conf"] != 1 {
+		t.Fatalf("the renewal with a failing report: %v, renewed %v; want it renewed and the report's error", err, r.serial)
+	}
+	clock = clock.Add(time.Second)
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.serial["admin.conf"] != 1 {
+		t.Errorf("renewed again: %v", r.serial)
+	}
+	if st := reported(t, dyn); !slices.Equal(st.Renewed, []string{"admin.conf in /etc/kubernetes"}) || !st.Time.Time.Equal(now) || st.NextDue == nil {
+		t.Errorf("status after the retry: %+v; want the renewal of %v and the next due time", st, now)
 	}
 }

@@ -213,11 +213,7 @@ func runControllers(ctx context.Context, client kubernetes.Interface, cfg *rest.
 	csrs := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	nodes := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	apiNames := func(ctx context.Context) ([]string, error) {
-		cm, err := client.CoreV1().ConfigMaps(manifests.Namespace).Get(ctx, manifests.ClusterConfigName, metav1.GetOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("reading the cluster configuration: %w", err)
-		}
-		cluster, err := manifests.ClusterConfigFrom(cm)
+		cluster, err := manifests.ReadClusterConfig(ctx, client)
 		if err != nil {
 			return nil, err
 		}

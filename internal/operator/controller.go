@@ -189,11 +189,7 @@ func (c *Controller) sync(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	cm, err := c.client.CoreV1().ConfigMaps(manifests.Namespace).Get(ctx, manifests.ClusterConfigName, metav1.GetOptions{})
-	if err != nil {
-		return 0, fmt.Errorf("reading the cluster configuration: %w", err)
-	}
-	cluster, err := manifests.ClusterConfigFrom(cm)
+	cluster, err := manifests.ReadClusterConfig(ctx, c.client)
 	if err != nil {
 		return 0, err
 	}

@@ -206,11 +206,7 @@ func reapply(ctx context.Context, d *Data) error {
 	if err != nil {
 		return err
 	}
-	cm, err := api.cs.CoreV1().ConfigMaps(manifests.Namespace).Get(ctx, manifests.ClusterConfigName, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reading the cluster configuration: %w", err)
-	}
-	cluster, err := manifests.ClusterConfigFrom(cm)
+	cluster, err := manifests.ReadClusterConfig(ctx, api.cs)
 	if err != nil {
 		return err
 	}

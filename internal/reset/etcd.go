@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,7 +28,8 @@ var ErrLastMember = errors.New("this node runs the last etcd member")
 // etcd member.
 //
 // Where two voting members or more stay, the member is stopped first (its leadership
-// handed on, its static pod removed, its port closed) and then removed: every apiserver
+// handed on, its static pod removed, every port it listens on closed: the process is
+// gone, its requests in flight answered) and then removed: every apiserver
 // lists every member, and a member removed while it still runs answers their requests
 // with "raft: stopped" until it exits, an error a client would see. With one member
 // staying, stopping first would cost the quorum needed to remove it: it is removed first.
@@ -68,7 +70,7 @@ func LeaveEtcd(ctx context.Context, l host.Layout, out io.Writer) (string, error
 		}
 	}
 	if voters >= 2 {
-		stopMember(ctx, l, c, out)
+		stopMember(ctx, l, c, listenAddresses(string(manifest)), out)
 	}
 	via := c
 	if len(others) > 0 {
@@ -85,10 +87,28 @@ func LeaveEtcd(ctx context.Context, l host.Layout, out io.Writer) (string, error
 	return name, nil
 }
 
+// listenAddresses are the host:port addresses the member's static pod listens on (its
+// client and peer URLs).
+func listenAddresses(manifest string) []string {
+	var out []string
+	for _, flag := range []string{"--listen-client-urls=", "--listen-peer-urls="} {
+		for _, raw := range strings.Split(flagValue(manifest, flag), ",") {
+			if u, err := url.Parse(strings.TrimSpace(raw)); err == nil && u.Host != "" {
+				out = append(out, u.Host)
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(etcd.ClientPort))}
+	}
+	return out
+}
+
 // stopMember hands the local member's leadership on, removes its static pod and waits
-// (up to stopWait) until its client port closes. What fails is said; the removal follows
-// either way.
-func stopMember(ctx context.Context, l host.Layout, c *etcd.Client, out io.Writer) {
+// (up to stopWait) until every address it listens on refuses: etcd closes its client
+// listeners first and its peer listener last, once its requests in flight are answered.
+// What fails is said; the removal follows either way.
+func stopMember(ctx context.Context, l host.Layout, c *etcd.Client, addresses []string, out io.Writer) {
 	local := etcd.ClientURL("127.0.0.1")
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	to, err := c.HandOffLeadership(hctx, local)
@@ -105,12 +125,18 @@ func stopMember(ctx context.Context, l host.Layout, c *etcd.Client, out io.Write
 	}
 	start := time.Now()
 	for time.Since(start) < stopWait {
-		conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(etcd.ClientPort)), time.Second)
-		if err != nil {
+		listening := false
+		for _, a := range addresses {
+			if conn, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+				conn.Close()
+				listening = true
+				break
+			}
+		}
+		if !listening {
 			fmt.Fprintf(out, "stopped this node's etcd member (%.1fs)\n", time.Since(start).Seconds())
 			return
 		}
-		conn.Close()
 		select {
 		case <-ctx.Done():
 			return

@@ -81,3 +81,17 @@ func TestLeaveEtcdWithoutEtcd(t *testing.T) {
 		t.Errorf("a node without etcd: %q, %v; want nothing to do", name, err)
 	}
 }
+
+// The member is stopped only once every address its static pod listens on refuses: the
+// loopback and node client URLs and the peer URL (etcd closes the peer listener last).
+func TestListenAddressesOfTheRenderedMember(t *testing.T) {
+	manifest, err := os.ReadFile(filepath.Join("..", "manifests", "testdata", "default", "bootstrap-manifests", "etcd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := listenAddresses(string(manifest))
+	want := []string{"127.0.0.1:2379", "192.0.2.10:2379", "192.0.2.10:2380"}
+	if !slices.Equal(got, want) {
+		t.Errorf("listen addresses %v, want %v", got, want)
+	}
+}

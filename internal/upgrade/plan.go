@@ -50,13 +50,8 @@ func Read(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interfac
 	if obs.ControlPlane, err = controlplane.FromUnstructured(u); err != nil {
 		return obs, err
 	}
-	cm, err := client.CoreV1().ConfigMaps(manifests.Namespace).Get(ctx, manifests.ClusterConfigName, metav1.GetOptions{})
-	if err != nil {
-		return obs, fmt.Errorf("reading the cluster configuration %s/%s, which the operator renders the control plane from: %w",
-			manifests.Namespace, manifests.ClusterConfigName, err)
-	}
-	if obs.Cluster, err = manifests.ClusterConfigFrom(cm); err != nil {
-		return obs, err
+	if obs.Cluster, err = manifests.ReadClusterConfig(ctx, client); err != nil {
+		return obs, fmt.Errorf("%w (the operator renders the control plane from it)", err)
 	}
 	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {

@@ -60,6 +60,8 @@ var benchVariants = []benchVariant{
 	{name: "selfkube", test: "selfkube-upgrade", run: benchSelfkubeUpgrade},
 	{name: "selfkube", test: "selfkube-upgrade-three-control-planes", run: benchSelfkubeUpgradeHA},
 	{name: "selfkube", test: "selfkube-recover", run: benchSelfkubeRecover},
+	{name: "kubeadm", test: "kubeadm-certs", run: benchKubeadmCerts},
+	{name: "selfkube", test: "selfkube-certs", run: benchSelfkubeCerts},
 }
 
 // TestBench measures the benchmark table (`make bench`). It runs only with SELFKUBE_BENCH=1

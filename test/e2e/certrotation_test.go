@@ -122,6 +122,7 @@ func TestCertRotation(t *testing.T) {
 	}
 	t.Logf("%d control-plane certificates to be rotated", len(before))
 
+	cpc := newControlPlaneClient(ctx, t, restConfigOf(caPEM, certPEM, keyPEM, cpIP))
 	step(t, "EveryCertificateRotatedWithoutAGap", func(t *testing.T) {
 		targets := availabilityTargets(ctx, t, cs, cp, "https://"+cpIP+":6443")
 		var after map[string]string
@@ -143,8 +144,16 @@ func TestCertRotation(t *testing.T) {
 			})
 			t.Logf("every certificate renewed %.0f s after init", time.Since(initDone).Seconds())
 			// The roll-outs the renewal started are over before the window closes: the
-			// API serves the renewed certificate, every component rolled.
-			wait(ctx, t, 3*time.Minute, "the apiserver serving its renewed certificate, the control plane rolled out", func(ctx context.Context) error {
+			// agent reports a renewal once it rolled every component (one after the
+			// other), the API serves the renewed certificate, every component rolled.
+			wait(ctx, t, 5*time.Minute, "the agent reporting its renewal, the apiserver serving its renewed certificate, the control plane rolled out", func(ctx context.Context) error {
+				cur, err := cpc.get(ctx)
+				if err != nil {
+					return err
+				}
+				if st := cur.Status.Certificates[cpName]; len(st.Renewed) == 0 {
+					return fmt.Errorf("the ControlPlane's status.certificates.%s reports no renewal yet: %+v", cpName, st)
+				}
 				api, err := cs.CoreV1().Secrets(metav1.NamespaceSystem).Get(ctx, "kube-apiserver", metav1.GetOptions{})
 				if err != nil {
 					return err
@@ -160,7 +169,6 @@ func TestCertRotation(t *testing.T) {
 			})
 		})
 		requireNoGap(t, rep, informed)
-		cpc := newControlPlaneClient(ctx, t, restConfigOf(caPEM, certPEM, keyPEM, cpIP))
 		cur, err := cpc.get(ctx)
 		if err != nil {
 			t.Fatal(err)
