@@ -45,11 +45,6 @@ const (
 	DefaultRollTimeout = 5 * time.Minute
 )
 
-// EventSink records what the agent did (on the node agent's pod).
-type EventSink interface {
-	Event(eventType, reason, message string)
-}
-
 // Agent rotates the certificates of the control plane and of its node. It is a
 // component.Component: Init checks its settings, Start starts one worker that looks
 // every Every, Stop ends it (a renewal under way is finished first).
@@ -62,7 +57,7 @@ type Agent struct {
 	Layout      host.Layout
 	Every       time.Duration
 	RollTimeout time.Duration
-	Events      EventSink
+	Events      component.EventSink
 	Log         *slog.Logger
 	Now         func() time.Time
 	// Renew is certs.Renew by default.

@@ -60,3 +60,9 @@ func (e *Events) Stop() error {
 		return nil
 	})
 }
+
+// EventSink records what an agent did, for `kubectl get events` (on the agent's pod). The
+// type is corev1.EventTypeNormal or corev1.EventTypeWarning.
+type EventSink interface {
+	Event(eventType, reason, message string)
+}

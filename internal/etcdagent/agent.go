@@ -47,11 +47,6 @@ const (
 	handOffTimeout = 10 * time.Second
 )
 
-// EventSink records what the agent did (on the node agent's pod).
-type EventSink interface {
-	Event(eventType, reason, message string)
-}
-
 // Agent carries out the operator's word about this node's etcd member. It is a
 // component.Component: Init checks its directories, Start starts an informer on the
 // ControlPlane and one worker, Stop ends them (a change under way is finished first).
@@ -69,7 +64,7 @@ type Agent struct {
 	KeepScheduled int
 	// PKIDir holds etcd's CA and the healthcheck client certificate.
 	PKIDir string
-	Events EventSink
+	Events component.EventSink
 	Log    *slog.Logger
 	Now    func() time.Time
 	// Snapshot takes a snapshot of the member at endpoint to path (etcd's client by

@@ -65,7 +65,7 @@ type Agent struct {
 	// Secrets (so rotated certificates reach it).
 	RefreshEvery time.Duration
 	Log          *slog.Logger
-	Events       EventSink
+	Events       component.EventSink
 	Metrics      *Metrics
 	Now          func() time.Time
 	// Fence, if set, holds new connections while a checkpoint that serves on the node's
@@ -91,12 +91,6 @@ type Agent struct {
 
 // healthyWithin is how long the agent stays healthy without a sync.
 const healthyWithin = 30 * time.Second
-
-// EventSink records what the agent did, for `kubectl get events`. The type is
-// corev1.EventTypeNormal or corev1.EventTypeWarning.
-type EventSink interface {
-	Event(eventType, reason, message string)
-}
 
 type refresh struct {
 	version string // UID and resourceVersion of the pod checkpointed

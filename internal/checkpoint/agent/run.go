@@ -86,7 +86,7 @@ func Components(opts Options, log *slog.Logger) (component.Options, []component.
 	}
 	a.life.Name = "checkpointer"
 	var components []component.Component
-	var sink EventSink = discard{}
+	var sink component.EventSink = discard{}
 	if opts.PodName != "" {
 		// The broadcaster retries, so events of an outage arrive when the API is back.
 		events := &component.Events{
