@@ -25,7 +25,10 @@ func newResetCommand(e *env) *cobra.Command {
 manifests selfkube wrote (and no others, as its records in /var/lib/selfkube say),
 /etc/kubernetes/pki, the temporary credentials, the kubeconfigs in /etc/kubernetes, the
 kubelet's configuration and certificates, and /var/lib/selfkube. A control-plane node
-first takes its member out of etcd, so the other nodes keep their quorum. etcd's data
+first takes its member out of etcd, so the other nodes keep their quorum: where two
+voting members or more stay, it hands the member's leadership on, stops it (removes its
+static pod and waits up to 45 s until it listens nowhere) and then removes it through
+the others, so that no client is answered by a removed member. etcd's data
 (the cluster's state) is kept unless --remove-etcd-data is given.
 
 The kubelet and the container runtime are not stopped: stop the kubelet first
